@@ -1,1 +1,39 @@
-export {};
+import { ArtifactRepository } from './artifacts.js';
+import { createPrismaClient, type PrismaClient } from './client.js';
+import { MetricRepository } from './metrics.js';
+import { RunRepository } from './runs.js';
+import { TokenRepository } from './tokens.js';
+
+export * from './artifacts.js';
+export * from './client.js';
+export * from './errors.js';
+export * from './metrics.js';
+export * from './runs.js';
+export * from './tokens.js';
+export { ensureDatabase, MigrationError, migrate } from './migrate.js';
+export type { RunStatus, TrialStatus } from './generated/prisma/enums.js';
+
+/** The typed repositories apps use; nothing outside this package touches Prisma. */
+export interface Db {
+  runs: RunRepository;
+  metrics: MetricRepository;
+  artifacts: ArtifactRepository;
+  tokens: TokenRepository;
+  /** Round-trips to Postgres (for readiness checks). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function createDb(databaseUrl?: string): Db {
+  const prisma: PrismaClient = createPrismaClient(databaseUrl);
+  return {
+    runs: new RunRepository(prisma),
+    metrics: new MetricRepository(prisma),
+    artifacts: new ArtifactRepository(prisma),
+    tokens: new TokenRepository(prisma),
+    ping: async () => {
+      await prisma.$queryRaw`SELECT 1`;
+    },
+    close: () => prisma.$disconnect(),
+  };
+}

@@ -1,0 +1,104 @@
+import type { PrismaClient } from './generated/prisma/client.js';
+import { InvalidInputError } from './errors.js';
+
+export interface MetricInput {
+  trialId: string;
+  step: number;
+  name: string;
+  language?: string | null;
+  value: number;
+  time?: Date;
+}
+
+export interface MetricPoint {
+  step: number;
+  value: number;
+  time: Date;
+  language: string | null;
+}
+
+// Postgres accepts at most 32,767 bind parameters per statement; createMany
+// binds one per column per row.
+export const POSTGRES_MAX_BIND_PARAMETERS = 32_767;
+export const METRIC_COLUMNS = 6; // trialId, step, name, language, value, time
+export const MAX_METRIC_BATCH = Math.floor(POSTGRES_MAX_BIND_PARAMETERS / METRIC_COLUMNS);
+export const DEFAULT_METRIC_BATCH = 5_000;
+
+export class MetricRepository {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  /**
+   * Appends metrics in batches of `batchSize` rows (each one statement, under
+   * the bind-parameter limit). Rows already stored for the same
+   * (trial, name, step, language) are skipped, so a retried or re-delivered
+   * batch never duplicates a step. Returns the number of rows inserted.
+   */
+  async append(rows: readonly MetricInput[], batchSize = DEFAULT_METRIC_BATCH): Promise<number> {
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_METRIC_BATCH) {
+      throw new InvalidInputError('batchSize', `must be an integer in 1..${MAX_METRIC_BATCH}, got ${batchSize}`);
+    }
+    rows.forEach(validateMetric);
+    let inserted = 0;
+    for (let i = 0; i < rows.length; i += batchSize) {
+      const batch = rows.slice(i, i + batchSize).map((r) => ({
+        trialId: r.trialId,
+        step: r.step,
+        name: r.name,
+        language: r.language ?? null,
+        value: r.value,
+        time: r.time ?? new Date(),
+      }));
+      const { count } = await this.prisma.metric.createMany({ data: batch, skipDuplicates: true });
+      inserted += count;
+    }
+    return inserted;
+  }
+
+  /** One series, ordered by step. `language: null` selects language-less points. */
+  async series(
+    trialId: string,
+    name: string,
+    opts: { language?: string | null; sinceStep?: number; limit?: number } = {},
+  ): Promise<MetricPoint[]> {
+    return this.prisma.metric.findMany({
+      where: {
+        trialId,
+        name,
+        ...(opts.language !== undefined ? { language: opts.language } : {}),
+        ...(opts.sinceStep !== undefined ? { step: { gt: opts.sinceStep } } : {}),
+      },
+      orderBy: [{ step: 'asc' }, { language: 'asc' }],
+      select: { step: true, value: true, time: true, language: true },
+      ...(opts.limit !== undefined ? { take: opts.limit } : {}),
+    });
+  }
+
+  /** The distinct (name, language) series a trial has. */
+  async seriesNames(trialId: string): Promise<{ name: string; language: string | null }[]> {
+    return this.prisma.metric.findMany({
+      where: { trialId },
+      distinct: ['name', 'language'],
+      select: { name: true, language: true },
+      orderBy: [{ name: 'asc' }, { language: 'asc' }],
+    });
+  }
+
+  async count(trialId: string): Promise<number> {
+    return this.prisma.metric.count({ where: { trialId } });
+  }
+}
+
+function validateMetric(m: MetricInput, i: number): void {
+  if (typeof m.trialId !== 'string' || m.trialId.length === 0) {
+    throw new InvalidInputError(`metrics[${i}].trialId`, 'required');
+  }
+  if (!Number.isInteger(m.step) || m.step < 0 || m.step > 2_147_483_647) {
+    throw new InvalidInputError(`metrics[${i}].step`, `must be a non-negative 32-bit integer, got ${m.step}`);
+  }
+  if (typeof m.name !== 'string' || m.name.length === 0) {
+    throw new InvalidInputError(`metrics[${i}].name`, 'required');
+  }
+  if (typeof m.value !== 'number' || Number.isNaN(m.value)) {
+    throw new InvalidInputError(`metrics[${i}].value`, `must be a number, got ${m.value}`);
+  }
+}

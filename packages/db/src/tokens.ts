@@ -1,0 +1,61 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { PrismaClient } from './generated/prisma/client.js';
+
+/** sha256 hex of a bearer token; only this is stored. */
+export const hashToken = (secret: string) => createHash('sha256').update(secret, 'utf8').digest('hex');
+
+/** Constant-time comparison of two hex digests of equal length. */
+export function digestsEqual(a: string, b: string): boolean {
+  const ba = Buffer.from(a, 'hex');
+  const bb = Buffer.from(b, 'hex');
+  return ba.length === bb.length && timingSafeEqual(ba, bb);
+}
+
+export interface TokenIdentity {
+  id: string;
+  name: string;
+  isAdmin: boolean;
+}
+
+export class TokenRepository {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  /** Issues a new token; the secret is returned once and never stored. */
+  async issue(name: string, opts: { isAdmin?: boolean } = {}): Promise<{ secret: string; identity: TokenIdentity }> {
+    const secret = `mpo_${randomBytes(24).toString('base64url')}`;
+    const row = await this.prisma.apiToken.create({
+      data: { name, tokenHash: hashToken(secret), isAdmin: opts.isAdmin ?? false },
+    });
+    return { secret, identity: { id: row.id, name: row.name, isAdmin: row.isAdmin } };
+  }
+
+  /**
+   * Stores a known secret (the admin token from the environment) idempotently,
+   * so runs it creates have an owner row like any other token's.
+   */
+  async ensure(name: string, secret: string, opts: { isAdmin?: boolean } = {}): Promise<TokenIdentity> {
+    const tokenHash = hashToken(secret);
+    const row = await this.prisma.apiToken.upsert({
+      where: { tokenHash },
+      create: { name, tokenHash, isAdmin: opts.isAdmin ?? false },
+      update: { isAdmin: opts.isAdmin ?? false, revokedAt: null },
+    });
+    return { id: row.id, name: row.name, isAdmin: row.isAdmin };
+  }
+
+  /**
+   * Resolves a presented secret. The lookup is by digest (an index probe, whose
+   * timing reveals nothing about the secret), then the digests are compared in
+   * constant time.
+   */
+  async verify(secret: string): Promise<TokenIdentity | null> {
+    const digest = hashToken(secret);
+    const row = await this.prisma.apiToken.findUnique({ where: { tokenHash: digest } });
+    if (!row || row.revokedAt || !digestsEqual(row.tokenHash, digest)) return null;
+    return { id: row.id, name: row.name, isAdmin: row.isAdmin };
+  }
+
+  async revoke(id: string): Promise<void> {
+    await this.prisma.apiToken.update({ where: { id }, data: { revokedAt: new Date() } });
+  }
+}
