@@ -22,14 +22,24 @@ const folders = readdirSync(migrationsDir, { withFileTypes: true })
   .map((d) => d.name)
   .sort();
 const last = folders.at(-1);
-const from = last ? ['--from-schema-datamodel', join(migrationsDir, last, 'schema.prisma')] : ['--from-empty'];
+const from = last
+  ? ['--from-schema-datamodel', join(migrationsDir, last, 'schema.prisma')]
+  : ['--from-empty'];
 if (last && !existsSync(from[1])) {
   console.error(`missing schema snapshot ${from[1]}`);
   process.exit(1);
 }
 const r = spawnSync(
   process.execPath,
-  [join(root, 'scripts/prisma.mjs'), 'migrate', 'diff', ...from, '--to-schema-datamodel', 'prisma/schema.prisma', '--script'],
+  [
+    join(root, 'scripts/prisma.mjs'),
+    'migrate',
+    'diff',
+    ...from,
+    '--to-schema-datamodel',
+    'prisma/schema.prisma',
+    '--script',
+  ],
   { cwd: root, encoding: 'utf8' },
 );
 if (r.status !== 0) {

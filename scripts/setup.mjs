@@ -13,7 +13,11 @@ const log = (msg) => {
   if (!quiet) process.stderr.write(`[setup] ${msg}\n`);
 };
 const run = (cmd, args, opts = {}) => {
-  const r = spawnSync(cmd, args, { cwd: root, stdio: quiet ? 'ignore' : ['ignore', 'inherit', 'inherit'], ...opts });
+  const r = spawnSync(cmd, args, {
+    cwd: root,
+    stdio: quiet ? 'ignore' : ['ignore', 'inherit', 'inherit'],
+    ...opts,
+  });
   if (r.status !== 0) {
     throw new Error(`setup: \`${cmd} ${args.join(' ')}\` failed with exit code ${r.status}`);
   }
@@ -59,8 +63,21 @@ function services() {
   if (!ok('redis-cli', ['-h', '127.0.0.1', '-p', '6379', 'ping'])) {
     log('starting Redis');
     run('redis-server', [
-      '--daemonize', 'yes', '--bind', '127.0.0.1', '-::1', '--port', '6379', '--save', '', '--appendonly', 'no',
-      '--dir', '/var/lib/redis', '--logfile', '/var/log/redis/ci.log',
+      '--daemonize',
+      'yes',
+      '--bind',
+      '127.0.0.1',
+      '-::1',
+      '--port',
+      '6379',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      '/var/lib/redis',
+      '--logfile',
+      '/var/log/redis/ci.log',
     ]);
     for (let i = 0; i < 50 && !ok('redis-cli', ['ping']); i++) spawnSync('sleep', ['0.1']);
   }

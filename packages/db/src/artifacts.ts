@@ -24,7 +24,8 @@ export class ArtifactRepository {
 
   /** Records a checkpoint; recording the same (trial, step) again updates it. */
   async recordCheckpoint(c: NewCheckpoint) {
-    if (!/^[0-9a-f]{64}$/.test(c.sha256)) throw new Error(`checkpoint.sha256: expected 64 hex digits, got "${c.sha256}"`);
+    if (!/^[0-9a-f]{64}$/.test(c.sha256))
+      throw new Error(`checkpoint.sha256: expected 64 hex digits, got "${c.sha256}"`);
     const data = { path: c.path, bytes: BigInt(c.bytes), sha256: c.sha256 };
     return this.prisma.checkpoint.upsert({
       where: { trialId_step: { trialId: c.trialId, step: c.step } },

@@ -7,11 +7,11 @@ import { TokenRepository } from './tokens.js';
 export * from './artifacts.js';
 export * from './client.js';
 export * from './errors.js';
+export type { RunStatus, TrialStatus } from './generated/prisma/enums.js';
 export * from './metrics.js';
+export { ensureDatabase, MigrationError, migrate } from './migrate.js';
 export * from './runs.js';
 export * from './tokens.js';
-export { ensureDatabase, MigrationError, migrate } from './migrate.js';
-export type { RunStatus, TrialStatus } from './generated/prisma/enums.js';
 
 /** The typed repositories apps use; nothing outside this package touches Prisma. */
 export interface Db {

@@ -1,5 +1,5 @@
-import type { PrismaClient } from './generated/prisma/client.js';
 import { InvalidInputError } from './errors.js';
+import type { PrismaClient } from './generated/prisma/client.js';
 
 export interface MetricInput {
   trialId: string;
@@ -35,7 +35,10 @@ export class MetricRepository {
    */
   async append(rows: readonly MetricInput[], batchSize = DEFAULT_METRIC_BATCH): Promise<number> {
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_METRIC_BATCH) {
-      throw new InvalidInputError('batchSize', `must be an integer in 1..${MAX_METRIC_BATCH}, got ${batchSize}`);
+      throw new InvalidInputError(
+        'batchSize',
+        `must be an integer in 1..${MAX_METRIC_BATCH}, got ${batchSize}`,
+      );
     }
     rows.forEach(validateMetric);
     let inserted = 0;

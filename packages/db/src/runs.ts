@@ -1,5 +1,5 @@
-import type { Prisma, PrismaClient, RunStatus, TrialStatus } from './generated/prisma/client.js';
 import { NotFoundError } from './errors.js';
+import type { Prisma, PrismaClient, RunStatus, TrialStatus } from './generated/prisma/client.js';
 
 export type Json = Prisma.InputJsonValue;
 
@@ -160,7 +160,10 @@ export class RunRepository {
 
   async trial(id: string) {
     if (!isUuid(id)) throw new NotFoundError('trial', id);
-    const trial = await this.prisma.trial.findUnique({ where: { id }, select: { ...trialSelect, runId: true } });
+    const trial = await this.prisma.trial.findUnique({
+      where: { id },
+      select: { ...trialSelect, runId: true },
+    });
     if (!trial) throw new NotFoundError('trial', id);
     return trial;
   }

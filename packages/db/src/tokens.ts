@@ -21,7 +21,10 @@ export class TokenRepository {
   constructor(private readonly prisma: PrismaClient) {}
 
   /** Issues a new token; the secret is returned once and never stored. */
-  async issue(name: string, opts: { isAdmin?: boolean } = {}): Promise<{ secret: string; identity: TokenIdentity }> {
+  async issue(
+    name: string,
+    opts: { isAdmin?: boolean } = {},
+  ): Promise<{ secret: string; identity: TokenIdentity }> {
     const secret = `mpo_${randomBytes(24).toString('base64url')}`;
     const row = await this.prisma.apiToken.create({
       data: { name, tokenHash: hashToken(secret), isAdmin: opts.isAdmin ?? false },

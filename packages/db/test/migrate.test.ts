@@ -30,7 +30,10 @@ describe('migration runner', () => {
     expect(rows.map((r) => r.migration_name)).toEqual(names);
     expect(rows.map((r) => r.checksum)).toEqual(readMigrations().map((m) => m.checksum));
     expect(rows.every((r) => r.applied_steps_count === 1)).toBe(true);
-    const tables = await query<{ tablename: string }>(db.url, "SELECT tablename FROM pg_tables WHERE schemaname='public'");
+    const tables = await query<{ tablename: string }>(
+      db.url,
+      "SELECT tablename FROM pg_tables WHERE schemaname='public'",
+    );
     expect(tables.map((t) => t.tablename)).toEqual(
       expect.arrayContaining(['Run', 'Trial', 'Metric', 'Checkpoint', 'Evaluation', 'ApiToken', 'Outbox']),
     );
@@ -64,17 +67,26 @@ describe('a failing migration', () => {
     mkdirSync(join(dir, '001_good'));
     writeFileSync(join(dir, '001_good', 'migration.sql'), 'CREATE TABLE good (id int);');
     mkdirSync(join(dir, '002_bad'));
-    writeFileSync(join(dir, '002_bad', 'migration.sql'), 'CREATE TABLE half (id int);\nSELECT * FROM no_such_table;');
+    writeFileSync(
+      join(dir, '002_bad', 'migration.sql'),
+      'CREATE TABLE half (id int);\nSELECT * FROM no_such_table;',
+    );
     const db = await scratchDatabase('migrate_fail');
     try {
       const err = await migrate({ databaseUrl: db.url, migrationsDir: dir, log: quiet }).catch((e) => e);
       expect(err).toBeInstanceOf(MigrationError);
       expect(err.migration).toBe('002_bad');
       expect(err.message).toMatch(/002_bad.*no_such_table/);
-      const tables = await query<{ tablename: string }>(db.url, "SELECT tablename FROM pg_tables WHERE schemaname='public'");
+      const tables = await query<{ tablename: string }>(
+        db.url,
+        "SELECT tablename FROM pg_tables WHERE schemaname='public'",
+      );
       const names = tables.map((t) => t.tablename).sort();
       expect(names).toEqual(['_prisma_migrations', 'good']); // `half` was rolled back with its migration
-      const rows = await query<{ migration_name: string }>(db.url, 'SELECT migration_name FROM "_prisma_migrations"');
+      const rows = await query<{ migration_name: string }>(
+        db.url,
+        'SELECT migration_name FROM "_prisma_migrations"',
+      );
       expect(rows.map((r) => r.migration_name)).toEqual(['001_good']);
     } finally {
       await db.drop();

@@ -1,6 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDb, type Db, InvalidInputError, MAX_METRIC_BATCH, type MetricInput, NotFoundError } from '../src/index.js';
+import {
+  createDb,
+  type Db,
+  InvalidInputError,
+  MAX_METRIC_BATCH,
+  type MetricInput,
+  NotFoundError,
+} from '../src/index.js';
 import { DATABASE_URL, query } from './helpers.js';
 
 let db: Db;
@@ -13,14 +20,17 @@ const newRun = (trials = 3, extra: Partial<Parameters<Db['runs']['create']>[0]> 
   db.runs.create({
     name: `test-${randomUUID().slice(0, 8)}`,
     spec: { method: 'mpo', search: { strategy: 'grid' } },
-    trials: Array.from({ length: trials }, (_, i) => ({ hyperparameters: { lr: 10 ** -(i + 4), beta: 0.1 * (i + 1) } })),
+    trials: Array.from({ length: trials }, (_, i) => ({
+      hyperparameters: { lr: 10 ** -(i + 4), beta: 0.1 * (i + 1) },
+    })),
     ...extra,
   });
 
 describe('runs', () => {
   it('creates a run with its trials and outbox messages in one transaction', async () => {
     const { run, created } = await newRun(3, {
-      outbox: (runId, trialIds) => trialIds.map((trialId) => ({ kind: 'train', payload: { runId, trialId } })),
+      outbox: (runId, trialIds) =>
+        trialIds.map((trialId) => ({ kind: 'train', payload: { runId, trialId } })),
     });
     expect(created).toBe(true);
     expect(run.trials.map((t) => t.index)).toEqual([0, 1, 2]);
@@ -70,7 +80,9 @@ describe('runs', () => {
     const bob = await db.tokens.issue('bob');
     const { run } = await newRun(1, { ownerTokenId: alice.identity.id });
     expect((await db.runs.get(run.id, { ownerTokenId: alice.identity.id })).id).toBe(run.id);
-    await expect(db.runs.get(run.id, { ownerTokenId: bob.identity.id })).rejects.toBeInstanceOf(NotFoundError);
+    await expect(db.runs.get(run.id, { ownerTokenId: bob.identity.id })).rejects.toBeInstanceOf(
+      NotFoundError,
+    );
     await expect(db.runs.get(randomUUID())).rejects.toBeInstanceOf(NotFoundError);
     await expect(db.runs.get('not-a-uuid')).rejects.toBeInstanceOf(NotFoundError);
     const listed = await db.runs.list({ ownerTokenId: alice.identity.id });
@@ -101,7 +113,9 @@ describe('metrics', () => {
     expect(loss.map((p) => p.step)).toEqual([...Array(2_500).keys()]);
     expect(loss[9]!.value).toBeCloseTo(0.1, 12);
     const zh = await db.metrics.series(trialId, 'rg', { language: 'zh', sinceStep: 2_489 });
-    expect(zh.map((p) => p.step)).toEqual([2_490, 2_491, 2_492, 2_493, 2_494, 2_495, 2_496, 2_497, 2_498, 2_499]);
+    expect(zh.map((p) => p.step)).toEqual([
+      2_490, 2_491, 2_492, 2_493, 2_494, 2_495, 2_496, 2_497, 2_498, 2_499,
+    ]);
     expect(await db.metrics.seriesNames(trialId)).toEqual([
       { name: 'loss', language: null },
       { name: 'lr', language: null },
@@ -130,7 +144,12 @@ describe('metrics', () => {
     await expect(db.metrics.append(bad)).rejects.toThrow(/metrics\[1\]\.step/);
     expect(await db.metrics.count(trialId)).toBe(0);
     // The largest allowed batch goes through in one statement.
-    const big = Array.from({ length: MAX_METRIC_BATCH }, (_, step) => ({ trialId, step, name: 'x', value: step }));
+    const big = Array.from({ length: MAX_METRIC_BATCH }, (_, step) => ({
+      trialId,
+      step,
+      name: 'x',
+      value: step,
+    }));
     expect(await db.metrics.append(big, MAX_METRIC_BATCH)).toBe(MAX_METRIC_BATCH);
   });
 });
@@ -140,9 +159,23 @@ describe('deleting a run', () => {
     const { run } = await newRun(2, { outbox: (runId) => [{ kind: 'flow', payload: { runId } }] });
     const trialId = run.trials[0]!.id;
     await db.metrics.append([{ trialId, step: 1, name: 'loss', value: 0.5 }]);
-    const ckpt = await db.artifacts.recordCheckpoint({ trialId, step: 1, path: '/tmp/x', bytes: 10, sha256: 'a'.repeat(64) });
+    const ckpt = await db.artifacts.recordCheckpoint({
+      trialId,
+      step: 1,
+      path: '/tmp/x',
+      bytes: 10,
+      sha256: 'a'.repeat(64),
+    });
     await db.artifacts.recordEvaluations([
-      { trialId, checkpointId: ckpt.id, benchmark: 'multijail', language: 'zh', metric: 'asr', value: 0.3, n: 10 },
+      {
+        trialId,
+        checkpointId: ckpt.id,
+        benchmark: 'multijail',
+        language: 'zh',
+        metric: 'asr',
+        value: 0.3,
+        n: 10,
+      },
     ]);
     await db.runs.delete(run.id);
     for (const [table, col, id] of [
@@ -153,7 +186,10 @@ describe('deleting a run', () => {
       ['Evaluation', 'trialId', trialId],
       ['Outbox', 'runId', run.id],
     ] as const) {
-      expect(await query(DATABASE_URL, `SELECT 1 FROM "${table}" WHERE "${col}" = $1`, [id]), table).toHaveLength(0);
+      expect(
+        await query(DATABASE_URL, `SELECT 1 FROM "${table}" WHERE "${col}" = $1`, [id]),
+        table,
+      ).toHaveLength(0);
     }
     await expect(db.runs.delete(run.id)).rejects.toBeInstanceOf(NotFoundError);
   });
@@ -162,9 +198,11 @@ describe('deleting a run', () => {
 describe('tokens', () => {
   it('stores only a hash and verifies secrets', async () => {
     const { secret, identity } = await db.tokens.issue('t');
-    const rows = await query<{ tokenHash: string }>(DATABASE_URL, 'SELECT "tokenHash" FROM "ApiToken" WHERE id = $1', [
-      identity.id,
-    ]);
+    const rows = await query<{ tokenHash: string }>(
+      DATABASE_URL,
+      'SELECT "tokenHash" FROM "ApiToken" WHERE id = $1',
+      [identity.id],
+    );
     expect(rows[0]!.tokenHash).not.toContain(secret);
     expect(rows[0]!.tokenHash).toMatch(/^[0-9a-f]{64}$/);
     expect((await db.tokens.verify(secret))?.id).toBe(identity.id);

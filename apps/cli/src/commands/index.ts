@@ -1,0 +1,2 @@
+// Each command registers itself on import.
+import './version.js';

@@ -1,0 +1,50 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+
+// Docker does not run on our machines, so the compose file is checked by parsing it.
+const root = resolve(import.meta.dirname, '..');
+const compose = parse(readFileSync(resolve(root, 'docker-compose.yml'), 'utf8'), { merge: true });
+
+describe('docker-compose.yml', () => {
+  it('declares redis, postgres, api and worker with healthchecks', () => {
+    for (const s of ['redis', 'postgres', 'api', 'worker']) {
+      expect(compose.services[s], s).toBeDefined();
+      expect(compose.services[s].healthcheck?.test, `${s} healthcheck`).toBeDefined();
+    }
+  });
+
+  it('runs Redis 7 with noeviction and AOF, as BullMQ requires', () => {
+    const redis = compose.services.redis;
+    expect(redis.image).toMatch(/^redis:7/);
+    const args: string[] = redis.command;
+    expect(args[args.indexOf('--maxmemory-policy') + 1]).toBe('noeviction');
+    expect(args[args.indexOf('--appendonly') + 1]).toBe('yes');
+  });
+
+  it('runs Postgres 15 or newer', () => {
+    const major = Number(/^postgres:(\d+)/.exec(compose.services.postgres.image)?.[1]);
+    expect(major).toBeGreaterThanOrEqual(15);
+  });
+
+  it('reserves GPUs for the worker and wires every app to Redis and Postgres', () => {
+    const devices = compose.services.worker.deploy.resources.reservations.devices;
+    expect(devices.some((d: { capabilities: string[] }) => d.capabilities.includes('gpu'))).toBe(true);
+    for (const s of ['api', 'worker']) {
+      const env = compose.services[s].environment;
+      expect(env.DATABASE_URL, s).toMatch(/^postgresql:\/\/.*@postgres:5432\//);
+      expect(env.REDIS_URL, s).toBe('redis://redis:6379');
+      expect(compose.services[s].depends_on.redis.condition).toBe('service_healthy');
+      expect(compose.services[s].depends_on.postgres.condition).toBe('service_healthy');
+    }
+    expect(compose.services.api.environment.MPO_ADMIN_TOKEN).toBeDefined();
+  });
+
+  it('documents every environment variable it reads', () => {
+    const text = readFileSync(resolve(root, 'docker-compose.yml'), 'utf8');
+    const header = text.split('\nname:')[0]!;
+    const used = new Set([...text.matchAll(/\$\{([A-Z_]+)/g)].map((m) => m[1]!));
+    for (const v of used) expect(header, `${v} documented in the header`).toContain(v);
+  });
+});
