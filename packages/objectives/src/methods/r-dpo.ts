@@ -1,0 +1,61 @@
+// R-DPO (Park et al. 2024, "Disentangling length from quality"): DPO with a length term inside the sigmoid.
+import {
+  defineObjective,
+  implicitRewardMetrics,
+  logpMetrics,
+  readTargetPair,
+  rewardGapMetrics,
+  targetPairGrads,
+  targetPairRequests,
+} from '../define.js';
+import { logSigmoid, sigmoid } from '../math.js';
+import { referenceTargetPair } from './dpo.js';
+
+export interface RDpoHparams {
+  beta: number;
+  alpha: number;
+}
+
+export const rDpo = defineObjective<RDpoHparams>({
+  name: 'r-dpo',
+  description: 'R-DPO: −log σ(βh + α(|y_w| − |y_l|)), h = DPO log-ratio margin',
+  schema: [
+    { name: 'beta', kind: 'number', default: 0.1, min: 0, minExclusive: true, description: 'β, KL strength' },
+    {
+      name: 'alpha',
+      kind: 'number',
+      default: 0.05,
+      description:
+        "α, length term weight; written as in the SimPO paper's table, +α(|y_w| − |y_l|) inside σ, so a negative α penalises a longer chosen response",
+    },
+  ],
+  defaults: { beta: 0.1, alpha: 0.05 },
+  requirements: () => ({ policy: targetPairRequests(true), reference: referenceTargetPair }),
+  compute(policy, reference, { beta, alpha }, batch) {
+    const p = readTargetPair(policy, reference, false);
+    const n = p.n;
+    const dpc = new Float64Array(n);
+    const dpr = new Float64Array(n);
+    let loss = 0;
+    for (let i = 0; i < n; i++) {
+      const h = p.pc[i]! - p.pr[i]! - (p.rc[i]! - p.rr[i]!);
+      // z = βh + α(|y_w| − |y_l|),  ℓ = −log σ(z),  dℓ/dh = −β·σ(−z)   (|y| is data, not differentiated)
+      const zi = beta * h + alpha * (p.tc[i]! - p.tr[i]!);
+      loss += -logSigmoid(zi);
+      const dh = (-beta * sigmoid(-zi)) / n;
+      dpc[i] = dh;
+      dpr[i] = -dh;
+    }
+    loss /= n;
+    return {
+      loss,
+      grads: targetPairGrads(policy, dpc, dpr, false),
+      metrics: {
+        loss,
+        ...implicitRewardMetrics(p, beta),
+        ...logpMetrics(p),
+        ...rewardGapMetrics(p, false, batch),
+      },
+    };
+  },
+});

@@ -1,0 +1,65 @@
+// Robust DPO (Chowdhury et al. 2024), TRL loss_type="robust": unbiased DPO under label-flip noise rate ε.
+import {
+  defineObjective,
+  implicitRewardMetrics,
+  logpMetrics,
+  readTargetPair,
+  rewardGapMetrics,
+  targetPairGrads,
+  targetPairRequests,
+} from '../define.js';
+import { logSigmoid, sigmoid } from '../math.js';
+import { referenceTargetPair } from './dpo.js';
+
+export interface RdpoHparams {
+  beta: number;
+  epsilon: number;
+}
+
+export const rdpo = defineObjective<RdpoHparams>({
+  name: 'rdpo',
+  description: 'rDPO: [(1−ε)·L(w,l) − ε·L(l,w)]/(1−2ε), L(w,l) = −log σ(βh)',
+  schema: [
+    { name: 'beta', kind: 'number', default: 0.1, min: 0, minExclusive: true, description: 'β, KL strength' },
+    {
+      name: 'epsilon',
+      kind: 'number',
+      default: 0.1,
+      min: 0,
+      max: 0.5,
+      maxExclusive: true,
+      description: 'ε, assumed label-flip rate (TRL label_smoothing with loss_type="robust")',
+    },
+  ],
+  defaults: { beta: 0.1, epsilon: 0.1 },
+  requirements: () => ({ policy: targetPairRequests(true), reference: referenceTargetPair }),
+  compute(policy, reference, { beta, epsilon: eps }, batch) {
+    const p = readTargetPair(policy, reference, false);
+    const n = p.n;
+    const dpc = new Float64Array(n);
+    const dpr = new Float64Array(n);
+    const z = 1 - 2 * eps;
+    let loss = 0;
+    for (let i = 0; i < n; i++) {
+      // h = (log π(y_w) − log π(y_l)) − (log π_ref(y_w) − log π_ref(y_l))   (summed log-probs)
+      const h = p.pc[i]! - p.pr[i]! - (p.rc[i]! - p.rr[i]!);
+      // ℓ = [(1−ε)·(−log σ(βh)) − ε·(−log σ(−βh))] / (1−2ε)
+      loss += (-(1 - eps) * logSigmoid(beta * h) + eps * logSigmoid(-beta * h)) / z;
+      // dℓ/dh = β·[−(1−ε)·σ(−βh) − ε·σ(βh)] / (1−2ε)
+      const dh = (beta * (-(1 - eps) * sigmoid(-beta * h) - eps * sigmoid(beta * h))) / z / n;
+      dpc[i] = dh;
+      dpr[i] = -dh;
+    }
+    loss /= n;
+    return {
+      loss,
+      grads: targetPairGrads(policy, dpc, dpr, false),
+      metrics: {
+        loss,
+        ...implicitRewardMetrics(p, beta),
+        ...logpMetrics(p),
+        ...rewardGapMetrics(p, false, batch),
+      },
+    };
+  },
+});
