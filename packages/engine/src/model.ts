@@ -1,0 +1,448 @@
+// The Model: a Llama-family checkpoint in libtorch behind the addon. Long calls return Promises
+// and run off the JS thread.
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { fromHfConfig, type LlamaConfig, toHfConfig, toNativeConfig, validateConfig } from './config.js';
+import { type NativeModel, type NativeTensorInfo, native } from './native.js';
+import {
+  buildHeader,
+  readCheckpointTensors,
+  readSafetensorsHeader,
+  type StDtype,
+  type StTensor,
+} from './safetensors.js';
+
+export type Device = 'cpu' | `cuda:${number}`;
+export type Dtype = 'float32' | 'bfloat16' | 'float16';
+/** 'float64' is accepted for gradient checks on tiny models (CPU). */
+type AnyDtype = Dtype | 'float64';
+export type Pooling = 'last' | 'mean' | 'meanUnmasked';
+
+export interface LoadOptions {
+  device?: Device;
+  /** Compute dtype (default float32). Parameters are kept as fp32 master weights in any case. */
+  dtype?: Dtype;
+  threads?: number;
+}
+
+export interface InitOptions {
+  seed: number;
+  device?: Device;
+  dtype?: AnyDtype;
+  threads?: number;
+  /** Standard deviation of the normal init of matrices (default 0.02, as initializer_range). */
+  std?: number;
+}
+
+export interface ScoreBatch {
+  /** Each sequence is prompt ids followed by response ids. */
+  sequences: ArrayLike<number>[];
+  /** Response = positions >= promptLength. */
+  promptLengths: number[];
+}
+
+export interface ScoreOptions {
+  /** Keep the graph for backward() (the result carries a handle). */
+  grad?: boolean;
+  /** false: hidden states only, no logits and no sumLogp. Default true. */
+  lmHead?: boolean;
+  pooling?: Pooling[];
+  /** Reference model: adds kl = sum over response positions of KL(ref || policy). */
+  reference?: Model;
+}
+
+export interface ScoreResult {
+  handle?: number;
+  n: number;
+  hiddenSize: number;
+  /** Sum of log p(response token | prefix) over response tokens (zeros with lmHead: false). */
+  sumLogp: Float64Array;
+  /** Number of scored response tokens. */
+  tokens: Int32Array;
+  lastHidden?: Float32Array;
+  meanHidden?: Float32Array;
+  meanUnmaskedHidden?: Float32Array;
+  kl?: Float64Array;
+}
+
+export interface ScoreGrads {
+  sumLogp?: ArrayLike<number>;
+  lastHidden?: Float32Array;
+  meanHidden?: Float32Array;
+  meanUnmaskedHidden?: Float32Array;
+  kl?: ArrayLike<number>;
+}
+
+export interface StepOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Decoupled weight decay, applied to every parameter (as torch.optim.AdamW). Default 0.01. */
+  weightDecay?: number;
+  /** Clip by global norm before the update; 0 or undefined: no clipping. */
+  maxGradNorm?: number;
+}
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  eosTokenIds: number[];
+  /** 0 (default): greedy. */
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  /** Default true; false recomputes the whole sequence every step (for tests). */
+  kvCache?: boolean;
+}
+
+const FILE_DTYPE: Record<AnyDtype, StDtype> = {
+  float32: 'F32',
+  bfloat16: 'BF16',
+  float16: 'F16',
+  float64: 'F32',
+};
+const FROM_FILE_DTYPE: Record<string, Dtype> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
+
+function defaultThreads(n?: number): number {
+  if (n === undefined) return Math.max(1, availableParallelism());
+  if (!Number.isInteger(n) || n < 1) throw new Error(`threads must be a positive integer (got ${n})`);
+  return n;
+}
+
+function checkDevice(device: string): void {
+  if (device !== 'cpu' && !/^cuda:\d+$/.test(device))
+    throw new Error(`unknown device '${device}' (expected cpu or cuda:N)`);
+}
+
+export class Model {
+  readonly config: LlamaConfig;
+  readonly numParameters: number;
+  readonly device: Device;
+  readonly dtype: AnyDtype;
+  /** dtype save() writes by default: the checkpoint's own dtype when loaded, else the compute dtype. */
+  saveDtype: Dtype;
+  private nm: NativeModel | null;
+  private readonly table: NativeTensorInfo[];
+
+  private constructor(config: LlamaConfig, device: Device, dtype: AnyDtype, threads: number) {
+    validateConfig(config);
+    checkDevice(device);
+    this.config = config;
+    this.device = device;
+    this.dtype = dtype;
+    this.saveDtype = dtype === 'float64' ? 'float32' : dtype;
+    this.nm = new (native().NativeModel)(toNativeConfig(config), device, dtype, threads);
+    this.table = this.nm.tensorTable();
+    this.numParameters = this.nm.numParameters();
+  }
+
+  private get n(): NativeModel {
+    if (!this.nm) throw new Error('model was disposed');
+    return this.nm;
+  }
+
+  /** Random init (normal(0, std) matrices, unit norms, zero biases), deterministic in the seed. */
+  static init(config: LlamaConfig, opts: InitOptions): Model {
+    const m = new Model(config, opts.device ?? 'cpu', opts.dtype ?? 'float32', defaultThreads(opts.threads));
+    m.n.initRandom(opts.seed, opts.std ?? 0.02);
+    return m;
+  }
+
+  /** Load config.json + model.safetensors (or sharded model.safetensors.index.json) from `dir`. */
+  static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
+    let hf: Record<string, unknown>;
+    const cfgPath = join(dir, 'config.json');
+    try {
+      hf = JSON.parse(await readFile(cfgPath, 'utf8')) as Record<string, unknown>;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new Error(err.code === 'ENOENT' ? `${cfgPath}: not found` : `${cfgPath}: ${err.message}`);
+    }
+    const config = fromHfConfig(hf);
+    const tensors = await readCheckpointTensors(dir);
+    const m = new Model(config, opts.device ?? 'cpu', opts.dtype ?? 'float32', defaultThreads(opts.threads));
+    try {
+      const entries = m.table.map((t) => {
+        const st = tensors.get(t.name);
+        if (!st) throw new Error(`${dir}: missing tensor ${t.name}`);
+        checkTensor(dir, t, st);
+        return {
+          file: st.file,
+          dtype: st.dtype,
+          fileOffset: st.fileOffset,
+          nbytes: st.nbytes,
+          target: 'param' as const,
+          offset: t.offset,
+          numel: t.numel,
+        };
+      });
+      await m.n.readTensors(entries);
+      const embedDtype = tensors.get('model.embed_tokens.weight')?.dtype ?? 'F32';
+      m.saveDtype = FROM_FILE_DTYPE[embedDtype] ?? 'float32';
+    } catch (e) {
+      m.dispose();
+      throw e;
+    }
+    return m;
+  }
+
+  /** config.json + model.safetensors with Hugging Face tensor names. */
+  async save(dir: string, opts: { dtype?: Dtype } = {}): Promise<void> {
+    const dtype = opts.dtype ?? this.saveDtype;
+    const st = FILE_DTYPE[dtype];
+    await mkdir(dir, { recursive: true });
+    const header = buildHeader(
+      this.table.map((t) => ({ name: t.name, dtype: st, shape: t.shape })),
+      { format: 'pt' },
+    );
+    await this.n.writeSafetensors(
+      join(dir, 'model.safetensors'),
+      header,
+      this.table.map((t) => ({ source: 'param' as const, offset: t.offset, numel: t.numel, dtype: st })),
+    );
+    await writeFile(join(dir, 'config.json'), `${JSON.stringify(toHfConfig(this.config, dtype), null, 2)}\n`);
+  }
+
+  /** AdamW moments and step count, as a safetensors file (exp_avg, exp_avg_sq; step in the metadata). */
+  async saveOptimizer(path: string): Promise<void> {
+    const P = this.numParameters;
+    const header = buildHeader(
+      [
+        { name: 'exp_avg', dtype: 'F32', shape: [P] },
+        { name: 'exp_avg_sq', dtype: 'F32', shape: [P] },
+      ],
+      { format: 'mpo-adamw', step: String(this.n.optimizerStep()), numParameters: String(P) },
+    );
+    await this.n.writeSafetensors(path, header, [
+      { source: 'exp_avg', offset: 0, numel: P, dtype: 'F32' },
+      { source: 'exp_avg_sq', offset: 0, numel: P, dtype: 'F32' },
+    ]);
+  }
+
+  async loadOptimizer(path: string): Promise<void> {
+    const st = await readSafetensorsHeader(path);
+    if (st.metadata.format !== 'mpo-adamw')
+      throw new Error(`${path}: not an optimizer state file (format ${st.metadata.format})`);
+    const P = this.numParameters;
+    const entries = (['exp_avg', 'exp_avg_sq'] as const).map((name) => {
+      const t = st.tensors.get(name);
+      if (!t) throw new Error(`${path}: missing tensor ${name}`);
+      if (t.dtype !== 'F32' || t.shape.length !== 1 || t.shape[0] !== P) {
+        throw new Error(
+          `${path}: ${name} has shape [${t.shape}] ${t.dtype}, expected [${P}] F32 (different model?)`,
+        );
+      }
+      return {
+        file: path,
+        dtype: 'F32',
+        fileOffset: t.fileOffset,
+        nbytes: t.nbytes,
+        target: name,
+        offset: 0,
+        numel: P,
+      };
+    });
+    const step = Number(st.metadata.step);
+    if (!Number.isInteger(step) || step < 0) throw new Error(`${path}: bad step count ${st.metadata.step}`);
+    await this.n.readTensors(entries);
+    this.n.setOptimizerStep(step);
+  }
+
+  /** Number of AdamW steps taken (or loaded). */
+  get optimizerStep(): number {
+    return this.n.optimizerStep();
+  }
+
+  async score(batch: ScoreBatch, opts: ScoreOptions = {}): Promise<ScoreResult> {
+    const { tokens, offsets, promptLens } = this.flatten(batch.sequences, batch.promptLengths);
+    const pooling = new Set(opts.pooling ?? []);
+    for (const p of pooling) {
+      if (p !== 'last' && p !== 'mean' && p !== 'meanUnmasked')
+        throw new Error(`unknown pooling '${String(p)}'`);
+    }
+    const lmHead = opts.lmHead ?? true;
+    const ref = opts.reference;
+    if (ref && ref.config.vocabSize !== this.config.vocabSize)
+      throw new Error('reference model has a different vocabulary');
+    const r = await this.n.score(tokens, offsets, promptLens, {
+      grad: opts.grad ?? false,
+      lmHead,
+      last: pooling.has('last'),
+      mean: pooling.has('mean'),
+      meanUnmasked: pooling.has('meanUnmasked'),
+      ...(ref ? { reference: ref.n } : {}),
+    });
+    const out: ScoreResult = {
+      n: r.n,
+      hiddenSize: r.hiddenSize,
+      sumLogp: r.sumLogp ?? new Float64Array(r.n),
+      tokens: r.tokens,
+    };
+    if (r.handle !== undefined) out.handle = r.handle;
+    if (r.lastHidden) out.lastHidden = r.lastHidden;
+    if (r.meanHidden) out.meanHidden = r.meanHidden;
+    if (r.meanUnmaskedHidden) out.meanUnmaskedHidden = r.meanUnmaskedHidden;
+    if (r.kl) out.kl = r.kl;
+    return out;
+  }
+
+  /** Accumulate parameter gradients from upstream gradients of a score(grad: true) result; frees its graph. */
+  async backward(handle: number, grads: ScoreGrads): Promise<void> {
+    const f64 = (a?: ArrayLike<number>) => (a === undefined ? undefined : Float64Array.from(a));
+    const g: Parameters<NativeModel['backward']>[1] = {};
+    const s = f64(grads.sumLogp);
+    if (s) g.sumLogp = s;
+    const k = f64(grads.kl);
+    if (k) g.kl = k;
+    if (grads.lastHidden) g.lastHidden = grads.lastHidden;
+    if (grads.meanHidden) g.meanHidden = grads.meanHidden;
+    if (grads.meanUnmaskedHidden) g.meanUnmaskedHidden = grads.meanUnmaskedHidden;
+    await this.n.backward(handle, g);
+  }
+
+  /** Drop a graph kept by score(grad: true) without back-propagating. */
+  release(handle: number): void {
+    this.nm?.release(handle);
+  }
+
+  zeroGrad(): void {
+    this.n.zeroGrad();
+  }
+
+  /**
+   * The flat fp32 gradient buffer every parameter's gradient is a view of (CPU: zero-copy; writing
+   * into it changes the gradients). Layout: parameters in tensorLayout() order.
+   */
+  gradBuffer(): Float32Array {
+    return this.n.gradBuffer();
+  }
+
+  /** The flat fp32 (master) parameters, same layout. After writing into it call syncParams(). */
+  paramBuffer(): Float32Array {
+    return this.n.paramBuffer();
+  }
+
+  /** Propagate writes into paramBuffer() to the compute copies (needed for non-fp32 compute or CUDA). */
+  syncParams(): void {
+    this.n.syncParams();
+  }
+
+  /** Hugging Face tensor names, shapes and offsets (in elements) in the flat buffers. */
+  tensorLayout(): { name: string; shape: number[]; offset: number; numel: number }[] {
+    return this.table.map((t) => ({ ...t, shape: [...t.shape] }));
+  }
+
+  /** Global L2 norm of the current gradients. */
+  gradNorm(): number {
+    return this.n.gradNorm();
+  }
+
+  /** AdamW step (decoupled weight decay; clip by global norm first). Returns the pre-clip norm. */
+  async step(opts: StepOptions): Promise<{ gradNorm: number }> {
+    if (!(typeof opts.lr === 'number' && Number.isFinite(opts.lr)))
+      throw new Error('step: lr must be a finite number');
+    const o: Parameters<NativeModel['step']>[0] = { lr: opts.lr };
+    if (opts.beta1 !== undefined) o.beta1 = opts.beta1;
+    if (opts.beta2 !== undefined) o.beta2 = opts.beta2;
+    if (opts.eps !== undefined) o.eps = opts.eps;
+    if (opts.weightDecay !== undefined) o.weightDecay = opts.weightDecay;
+    if (opts.maxGradNorm !== undefined) o.maxGradNorm = opts.maxGradNorm;
+    return { gradNorm: await this.n.step(o) };
+  }
+
+  /** sha256 (hex) over all fp32 master parameters in layout order. */
+  weightsHash(): string {
+    const p = this.n.paramBuffer();
+    return createHash('sha256')
+      .update(new Uint8Array(p.buffer, p.byteOffset, p.byteLength))
+      .digest('hex');
+  }
+
+  /**
+   * Generated token ids per prompt (without the prompt), stopping after an EOS id (which is
+   * included) or maxNewTokens.
+   */
+  async generate(prompts: number[][], opts: GenerateOptions): Promise<number[][]> {
+    const { tokens, offsets } = this.flatten(prompts, null);
+    if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0)
+      throw new Error('generate: maxNewTokens must be >= 0');
+    const out = await this.n.generate(tokens, offsets, {
+      maxNewTokens: opts.maxNewTokens,
+      eos: Int32Array.from(opts.eosTokenIds),
+      temperature: opts.temperature ?? 0,
+      topP: opts.topP ?? 1,
+      seed: opts.seed ?? 0,
+      kvCache: opts.kvCache ?? true,
+    });
+    return out.map((a) => Array.from(a));
+  }
+
+  /** fp32 logits at the last position of one sequence. */
+  async logits(sequence: ArrayLike<number>): Promise<Float32Array> {
+    const { tokens } = this.flatten([sequence], null);
+    return this.n.logits(tokens);
+  }
+
+  setThreads(n: number): void {
+    this.n.setThreads(defaultThreads(n));
+  }
+
+  dispose(): void {
+    this.nm?.dispose();
+    this.nm = null;
+  }
+
+  private flatten(
+    seqs: ArrayLike<number>[],
+    promptLengths: number[] | null,
+  ): { tokens: Int32Array; offsets: Float64Array; promptLens: Float64Array } {
+    if (promptLengths && promptLengths.length !== seqs.length) {
+      throw new Error(`score: ${seqs.length} sequences but ${promptLengths.length} promptLengths`);
+    }
+    const V = this.config.vocabSize;
+    let total = 0;
+    for (const s of seqs) total += s.length;
+    const tokens = new Int32Array(total);
+    const offsets = new Float64Array(seqs.length + 1);
+    const promptLens = new Float64Array(seqs.length);
+    let o = 0;
+    for (let i = 0; i < seqs.length; i++) {
+      const s = seqs[i]!;
+      if (s.length === 0) throw new Error(`sequence ${i} is empty`);
+      for (let t = 0; t < s.length; t++) {
+        const id = s[t]!;
+        if (!Number.isInteger(id) || id < 0 || id >= V) {
+          throw new Error(
+            `token id ${id} at position ${t} of sequence ${i} is outside the vocabulary (size ${V})`,
+          );
+        }
+        tokens[o++] = id;
+      }
+      offsets[i + 1] = o;
+      if (promptLengths) {
+        const p = promptLengths[i]!;
+        if (!Number.isInteger(p) || p < 0 || p > s.length) {
+          throw new Error(`promptLength ${p} of sequence ${i} is outside 0..${s.length}`);
+        }
+        promptLens[i] = p;
+      }
+    }
+    return { tokens, offsets, promptLens };
+  }
+}
+
+function checkTensor(dir: string, t: NativeTensorInfo, st: StTensor): void {
+  const shapeOk = st.shape.length === t.shape.length && st.shape.every((d, i) => d === t.shape[i]);
+  if (!shapeOk) {
+    throw new Error(
+      `${dir}: tensor ${t.name} has shape [${st.shape.join(', ')}], expected [${t.shape.join(', ')}]`,
+    );
+  }
+  if (!(st.dtype in FROM_FILE_DTYPE)) {
+    throw new Error(`${dir}: tensor ${t.name} has dtype ${st.dtype} (supported: F32, F16, BF16)`);
+  }
+}
+
+export { fromHfConfig, toHfConfig };

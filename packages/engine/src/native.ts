@@ -1,0 +1,152 @@
+// Loads the compiled addon (build/Release/mpo_engine.node). This file sits one level below the
+// package root both as src/native.ts (vitest) and as dist/native.js, so one relative path serves both.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeConfig {
+  arch: 'llama' | 'qwen2';
+  vocab: number;
+  hidden: number;
+  inter: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  eps: number;
+  theta: number;
+  bias: boolean;
+  tie: boolean;
+  padId: number;
+  llama3: {
+    factor: number;
+    lowFreqFactor: number;
+    highFreqFactor: number;
+    originalMaxPositions: number;
+  } | null;
+}
+
+export interface NativeTensorInfo {
+  name: string;
+  shape: number[];
+  offset: number;
+  numel: number;
+}
+
+export type NativeBufferName = 'param' | 'exp_avg' | 'exp_avg_sq';
+
+export interface NativeReadEntry {
+  file: string;
+  dtype: string;
+  fileOffset: number;
+  nbytes: number;
+  target: NativeBufferName;
+  offset: number;
+  numel: number;
+}
+
+export interface NativeWriteEntry {
+  source: NativeBufferName;
+  offset: number;
+  numel: number;
+  dtype: string;
+}
+
+export interface NativeScoreResult {
+  n: number;
+  hiddenSize: number;
+  handle?: number;
+  tokens: Int32Array;
+  sumLogp?: Float64Array;
+  kl?: Float64Array;
+  lastHidden?: Float32Array;
+  meanHidden?: Float32Array;
+  meanUnmaskedHidden?: Float32Array;
+}
+
+export interface NativeModel {
+  tensorTable(): NativeTensorInfo[];
+  numParameters(): number;
+  initRandom(seed: number, std: number): void;
+  readTensors(entries: NativeReadEntry[]): Promise<void>;
+  writeSafetensors(path: string, header: string, entries: NativeWriteEntry[]): Promise<void>;
+  score(
+    tokens: Int32Array,
+    offsets: Float64Array,
+    promptLens: Float64Array,
+    opts: {
+      grad: boolean;
+      lmHead: boolean;
+      last: boolean;
+      mean: boolean;
+      meanUnmasked: boolean;
+      reference?: NativeModel;
+    },
+  ): Promise<NativeScoreResult>;
+  backward(
+    handle: number,
+    grads: {
+      sumLogp?: Float64Array;
+      kl?: Float64Array;
+      lastHidden?: Float32Array;
+      meanHidden?: Float32Array;
+      meanUnmaskedHidden?: Float32Array;
+    },
+  ): Promise<void>;
+  release(handle: number): void;
+  zeroGrad(): void;
+  gradBuffer(): Float32Array;
+  paramBuffer(): Float32Array;
+  syncParams(): void;
+  step(opts: {
+    lr: number;
+    beta1?: number;
+    beta2?: number;
+    eps?: number;
+    weightDecay?: number;
+    maxGradNorm?: number;
+  }): Promise<number>;
+  gradNorm(): number;
+  optimizerStep(): number;
+  setOptimizerStep(n: number): void;
+  hasOptimizerState(): boolean;
+  generate(
+    tokens: Int32Array,
+    offsets: Float64Array,
+    opts: {
+      maxNewTokens: number;
+      eos: Int32Array;
+      temperature: number;
+      topP: number;
+      seed: number;
+      kvCache: boolean;
+    },
+  ): Promise<Int32Array[]>;
+  logits(tokens: Int32Array): Promise<Float32Array>;
+  setThreads(n: number): void;
+  dispose(): void;
+}
+
+export interface NativeAddon {
+  NativeModel: new (config: NativeConfig, device: string, dtype: string, threads: number) => NativeModel;
+  torchVersion: string;
+  cudaBuild: boolean;
+}
+
+const addonPath = fileURLToPath(new URL('../build/Release/mpo_engine.node', import.meta.url));
+let cached: NativeAddon | undefined;
+
+/** The addon, loaded on first use. MPO_ENGINE_ADDON overrides the path of the .node file. */
+export function native(): NativeAddon {
+  if (cached) return cached;
+  const path = process.env.MPO_ENGINE_ADDON ?? addonPath;
+  if (!existsSync(path)) {
+    throw new Error(
+      `@mpo/engine: native addon not built (${path} is missing); run \`npm run build -w @mpo/engine\` ` +
+        '(needs Debian libtorch-dev and libopenblas0-pthread, or LIBTORCH=<libtorch dir>)',
+    );
+  }
+  const require = createRequire(import.meta.url);
+  cached = require(path) as NativeAddon;
+  return cached;
+}
