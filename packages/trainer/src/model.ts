@@ -1,0 +1,50 @@
+// The part of @mpo/engine's Model the trainer drives. Written as a structural
+// interface so the training loop can be read without the addon's details.
+import type { GroupName, Pooling, ScoreGrads, SequenceScores } from '@mpo/objectives';
+
+export type EnginePooling = 'last' | 'mean' | 'meanUnmasked';
+
+export interface ScoreBatch {
+  sequences: ArrayLike<number>[];
+  promptLengths: number[];
+}
+
+export interface ScoreOptions {
+  grad?: boolean;
+  lmHead?: boolean;
+  pooling?: EnginePooling[];
+  reference?: TrainableModel;
+}
+
+export interface ScoreResult extends SequenceScores {
+  handle?: number;
+}
+
+export interface TrainableModel {
+  score(batch: ScoreBatch, opts?: ScoreOptions): Promise<ScoreResult>;
+  backward(handle: number, grads: ScoreGrads): Promise<void>;
+  release(handle: number): void;
+  zeroGrad(): void;
+  gradBuffer(): Float32Array;
+  step(opts: {
+    lr: number;
+    beta1?: number;
+    beta2?: number;
+    eps?: number;
+    weightDecay?: number;
+    maxGradNorm?: number;
+  }): Promise<{ gradNorm: number }>;
+  weightsHash(): string;
+  save(dir: string): Promise<void>;
+  saveOptimizer(path: string): Promise<void>;
+  loadOptimizer(path: string): Promise<void>;
+}
+
+/** The objectives package names poolings after the paper; the engine after its outputs. */
+export const enginePooling: Record<Pooling, EnginePooling> = {
+  mean: 'mean',
+  'mean-unmasked': 'meanUnmasked',
+  last: 'last',
+};
+
+export type { GroupName };
