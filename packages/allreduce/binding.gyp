@@ -1,0 +1,34 @@
+{
+  # mpo_allreduce.node: the shared-memory group (and, where NCCL and the CUDA runtime are found,
+  # the NCCL communicator). mpo-rank-exec: the launcher's exec wrapper (affinity + parent-death
+  # signal set before exec). scripts/build-addon.mjs drives node-gyp.
+  "variables": {
+    "with_nccl%": "<!(node scripts/find-nccl.mjs found)",
+  },
+  "targets": [
+    {
+      "target_name": "mpo_allreduce",
+      "sources": ["native/addon.cc", "native/shm_group.cc"],
+      "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "libraries": ["-lrt", "-lpthread"],
+      "conditions": [
+        ["with_nccl=='1'", {
+          "sources": ["native/nccl_comm.cc"],
+          "defines": ["MPO_WITH_NCCL=1"],
+          "include_dirs": ["<!@(node scripts/find-nccl.mjs includes)"],
+          "libraries": ["<!@(node scripts/find-nccl.mjs libs)"],
+        }],
+      ],
+    },
+    {
+      "target_name": "mpo-rank-exec",
+      "type": "executable",
+      "sources": ["native/rank_exec.c"],
+      "cflags": ["-O2", "-Wall"],
+    },
+  ],
+}

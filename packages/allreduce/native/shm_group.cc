@@ -1,0 +1,903 @@
+// Shared-memory all-reduce across processes of one host.
+//
+// Segment layout (one POSIX shm object per group, "/mpo-ar-<group>"):
+//   [Header: parameters, abort record, one 128-byte RankCtl per rank]
+//   per rank: [small slot, parity 0][small slot, parity 1][staging half 0][staging half 1]
+//
+// Every rank owns one monotonically increasing 32-bit step counter (RankCtl::seq, also its futex
+// word). All ranks publish the same sequence of steps for the same sequence of calls, so "rank q has
+// reached my step s" is the only synchronisation needed. A waiter spins for a bounded time and then
+// sleeps in FUTEX_WAIT on q's counter (shared futex: the key is the shm page, not the address); the
+// publisher issues FUTEX_WAKE only when q's waiter count is non-zero. Sleeps are sliced (livenessMs)
+// so that a sleeping waiter notices a dead peer (kill(pid, 0) / zombie state), a closed peer, another
+// rank's abort, or its own timeout.
+//
+// Small messages (count * elemBytes <= smallBytes): every rank copies its buffer into its slot of
+// the current parity, publishes, waits for all, then sums all slots in rank order into its buffer.
+// Double-buffered slots make one step per call enough: a rank writes parity p again only in call
+// k+2, after every rank has arrived at call k+1, i.e. finished reading call k.
+//
+// Large messages: rounds over windows of world*C elements (C = chunkElems). In each window rank p
+// owns piece p. A round is: copy every foreign piece into my staging half (phase A), wait for all,
+// sum piece `rank` over ranks in rank order reading peers' staging and my own buffer, write the sum
+// into my buffer and into my staging (phase B), then copy every peer's finished piece out of its
+// staging. Staging halves alternate per round (pipelining two rounds) for the same reason as above.
+// Summation order is always rank 0..n-1 and each piece is computed once, so every rank ends with
+// bit-identical results.
+#include "shm_group.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+#include <thread>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MPO_CPU_RELAX() _mm_pause()
+#define MPO_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
+#elif defined(__aarch64__)
+#define MPO_CPU_RELAX() asm volatile("yield" ::: "memory")
+#define MPO_KERNEL
+#else
+#define MPO_CPU_RELAX() std::atomic_signal_fence(std::memory_order_seq_cst)
+#define MPO_KERNEL
+#endif
+
+namespace mpo {
+
+namespace {
+
+constexpr uint64_t kMagic = 0x314d53524f504d4dULL;  // "MMPORSM1"
+constexpr uint32_t kVersion = 3;
+constexpr uint32_t kStateEmpty = 0, kStateJoined = 1, kStateClosed = 2;
+constexpr uint64_t kAlign = 4096;
+constexpr size_t kBlock = 1024;  // floats per reduction block (4 KiB accumulator in L1)
+
+uint64_t alignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+uint64_t nowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
+}
+
+bool reached(uint32_t v, uint32_t target) { return int32_t(v - target) >= 0; }
+
+long futexWait(std::atomic<uint32_t>* word, uint32_t expected, uint64_t timeoutNs) {
+  timespec ts{time_t(timeoutNs / 1000000000ULL), long(timeoutNs % 1000000000ULL)};
+  // Shared (non-private) futex: the words live in a MAP_SHARED mapping used by several processes.
+  return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
+}
+
+void futexWake(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+std::string sysError(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// Alive = exists and is not a zombie. kill(pid, 0) alone says "alive" for an unreaped zombie.
+bool pidAlive(int32_t pid) {
+  if (pid <= 0) return false;
+  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
+  FILE* f = std::fopen(path, "r");
+  if (!f) return errno != ENOENT;
+  char buf[512];
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  const char* rp = std::strrchr(buf, ')');
+  if (!rp || rp[1] != ' ') return true;
+  char state = rp[2];
+  return state != 'Z' && state != 'X' && state != 'x';
+}
+
+std::string fmtMs(uint64_t ns) {
+  char b[64];
+  if (ns >= 10000000000ULL)
+    std::snprintf(b, sizeof b, "%.0f s", double(ns) / 1e9);
+  else if (ns >= 1000000000ULL)
+    std::snprintf(b, sizeof b, "%.1f s", double(ns) / 1e9);
+  else
+    std::snprintf(b, sizeof b, "%.0f ms", double(ns) / 1e6);
+  return b;
+}
+
+// ---- kernels -------------------------------------------------------------------------------
+
+inline float bf16ToF32(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline uint32_t f32RoundBits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  uint32_t r = u + 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
+  // keep NaNs NaN (rounding could carry a NaN payload into infinity)
+  return ((u & 0x7fffffffu) > 0x7f800000u) ? (u | 0x00400000u) : r;
+}
+
+MPO_KERNEL void kCopyF32ToBf16(uint16_t* __restrict dst, const float* __restrict src, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = uint16_t(f32RoundBits(src[i]) >> 16);
+}
+
+MPO_KERNEL void kCopyBf16ToF32(float* __restrict dst, const uint16_t* __restrict src, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = bf16ToF32(src[i]);
+}
+
+MPO_KERNEL void kLoadF32(float* __restrict acc, const float* __restrict src, size_t n) {
+  for (size_t i = 0; i < n; ++i) acc[i] = src[i];
+}
+
+MPO_KERNEL void kAddF32(float* __restrict acc, const float* __restrict src, size_t n) {
+  for (size_t i = 0; i < n; ++i) acc[i] += src[i];
+}
+
+MPO_KERNEL void kAddBf16(float* __restrict acc, const uint16_t* __restrict src, size_t n) {
+  for (size_t i = 0; i < n; ++i) acc[i] += bf16ToF32(src[i]);
+}
+
+MPO_KERNEL void kQuantizeBf16(float* __restrict acc, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t u = f32RoundBits(acc[i]) & 0xffff0000u;
+    std::memcpy(&acc[i], &u, 4);
+  }
+}
+
+// `src` already holds bf16-representable values: keep the high halves.
+MPO_KERNEL void kStoreBf16Exact(uint16_t* __restrict dst, const float* __restrict src, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &src[i], 4);
+    dst[i] = uint16_t(u >> 16);
+  }
+}
+
+MPO_KERNEL void kScale(float* __restrict acc, size_t n, float s) {
+  for (size_t i = 0; i < n; ++i) acc[i] *= s;
+}
+
+MPO_KERNEL void kDivide(float* __restrict acc, size_t n, float d) {
+  for (size_t i = 0; i < n; ++i) acc[i] /= d;
+}
+
+// One source of a reduction: f32 or bf16 memory; `quantize` rounds an f32 source to bf16 first
+// (a rank's own contribution under bf16 transport, so that the result does not depend on which
+// rank owns a piece).
+struct Src {
+  const void* p;
+  bool bf16;
+  bool quantize;
+};
+
+// out[i] = op(sum_q src_q[i]); written to outF32 (may be null) and/or outT (transport format).
+void reduceInto(const Src* srcs, int n, size_t len, ReduceOp op, Transport t, float* outF32, void* outT) {
+  alignas(64) float acc[kBlock];
+  const bool pow2 = (n & (n - 1)) == 0;
+  for (size_t off = 0; off < len; off += kBlock) {
+    const size_t m = std::min(kBlock, len - off);
+    for (int q = 0; q < n; ++q) {
+      const Src& s = srcs[q];
+      if (s.bf16) {
+        const uint16_t* p = static_cast<const uint16_t*>(s.p) + off;
+        if (q == 0)
+          kCopyBf16ToF32(acc, p, m);
+        else
+          kAddBf16(acc, p, m);
+      } else {
+        const float* p = static_cast<const float*>(s.p) + off;
+        if (q == 0) {
+          kLoadF32(acc, p, m);
+          if (s.quantize) kQuantizeBf16(acc, m);
+        } else if (s.quantize) {
+          alignas(64) float tmp[kBlock];
+          kLoadF32(tmp, p, m);
+          kQuantizeBf16(tmp, m);
+          kAddF32(acc, tmp, m);
+        } else {
+          kAddF32(acc, p, m);
+        }
+      }
+    }
+    if (op == ReduceOp::Avg && n > 1) {
+      if (pow2)
+        kScale(acc, m, 1.0f / float(n));  // exact for powers of two
+      else
+        kDivide(acc, m, float(n));
+    }
+    if (t == Transport::BF16) {
+      kQuantizeBf16(acc, m);  // result is a bf16 value on every rank and in every path
+      if (outT) kStoreBf16Exact(static_cast<uint16_t*>(outT) + off, acc, m);
+    } else if (outT) {
+      std::memcpy(static_cast<float*>(outT) + off, acc, m * 4);
+    }
+    if (outF32) std::memcpy(outF32 + off, acc, m * 4);
+  }
+}
+
+void toTransport(void* dst, const float* src, size_t n, Transport t) {
+  if (t == Transport::BF16)
+    kCopyF32ToBf16(static_cast<uint16_t*>(dst), src, n);
+  else
+    std::memcpy(dst, src, n * 4);
+}
+
+void fromTransport(float* dst, const void* src, size_t n, Transport t) {
+  if (t == Transport::BF16)
+    kCopyBf16ToF32(dst, static_cast<const uint16_t*>(src), n);
+  else
+    std::memcpy(dst, src, n * 4);
+}
+
+}  // namespace
+
+// ---- shared layout --------------------------------------------------------------------------
+
+struct alignas(128) RankCtl {
+  std::atomic<uint32_t> seq;      // futex word: steps published by this rank
+  std::atomic<uint32_t> waiters;  // ranks sleeping on `seq`
+  std::atomic<int32_t> pid;
+  std::atomic<uint32_t> state;
+  std::atomic<uint64_t> count[2];  // per call parity: element count / byte count of the call
+  std::atomic<uint32_t> info[2];   // per call parity: kind | op | transport | root
+  std::atomic<uint32_t> callNo;    // calls completed
+  std::atomic<uint32_t> inCall;    // 1 while inside a call
+  std::atomic<uint64_t> lastActiveNs;  // heartbeat: call entry/exit and while waiting
+};
+
+struct Header {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t world;
+  uint64_t smallBytes;
+  uint64_t stagingBytes;
+  uint64_t segBytes;
+  std::atomic<int32_t> creatorPid;
+  std::atomic<uint32_t> ready;
+  std::atomic<uint32_t> nameUnlinked;
+  std::atomic<uint32_t> abortState;  // 0 none, 1 being written, 2 written
+  std::atomic<int32_t> abortRank;
+  std::atomic<int32_t> abortReporter;
+  char abortMsg[1024];
+  RankCtl ranks[kMaxRanks];
+};
+
+static_assert(std::atomic<uint32_t>::is_always_lock_free, "need lock-free 32-bit atomics");
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "need lock-free 64-bit atomics");
+
+// ---- ShmGroup --------------------------------------------------------------------------------
+
+std::string ShmGroup::shmNameFor(const std::string& group) { return "/mpo-ar-" + group; }
+
+RankCtl& ShmGroup::ctl(int r) const { return hdr_->ranks[r]; }
+
+uint8_t* ShmGroup::smallSlot(int r, uint32_t parity) const {
+  return base_ + dataOff_ + uint64_t(r) * perRankBytes_ + parity * opts_.smallBytes;
+}
+
+uint8_t* ShmGroup::staging(int r, uint32_t half) const {
+  return base_ + dataOff_ + uint64_t(r) * perRankBytes_ + alignUp(2 * opts_.smallBytes, kAlign) +
+         half * (opts_.stagingBytes / 2);
+}
+
+uint64_t ShmGroup::chunkElems() const {
+  // f32 elements per piece of one round (bf16 fits twice as many in the same bytes).
+  return (opts_.stagingBytes / 2) / (uint64_t(world_) * 4) / 16 * 16;
+}
+
+ShmGroup::ShmGroup(const std::string& name, int rank, int world, const GroupOptions& opts)
+    : name_(name), shmName_(shmNameFor(name)), rank_(rank), world_(world), opts_(opts) {
+  if (name.empty() || name.size() > 200)
+    throw GroupError("group name must be 1..200 characters, got " + std::to_string(name.size()));
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
+      throw GroupError("group name '" + name + "' may only contain [A-Za-z0-9._-]");
+  }
+  if (world < 1 || world > kMaxRanks)
+    throw GroupError("world size must be 1.." + std::to_string(kMaxRanks) + ", got " + std::to_string(world));
+  if (rank < 0 || rank >= world)
+    throw GroupError("rank " + std::to_string(rank) + " out of range for world size " + std::to_string(world));
+  if (opts_.timeoutMs == 0) opts_.timeoutMs = 1;
+  if (opts_.livenessMs == 0) opts_.livenessMs = 1;
+  opts_.smallBytes = std::max<uint64_t>(alignUp(opts_.smallBytes, 64), 64);
+  opts_.stagingBytes = std::max<uint64_t>(opts_.stagingBytes, uint64_t(world) * 2 * 64 * 2);
+  opts_.stagingBytes = opts_.stagingBytes / (uint64_t(world) * 2 * 64) * (uint64_t(world) * 2 * 64);
+  if (world == 1) return;  // a group of one needs no shared memory: every collective is the identity
+
+  dataOff_ = alignUp(sizeof(Header), kAlign);
+  perRankBytes_ = alignUp(2 * opts_.smallBytes, kAlign) + alignUp(opts_.stagingBytes, kAlign);
+  segBytes_ = dataOff_ + uint64_t(world) * perRankBytes_;
+
+  const uint64_t t0 = nowNs();
+  const uint64_t deadline = t0 + uint64_t(opts_.timeoutMs) * 1000000ULL;
+  const pid_t self = getpid();
+  auto pause = [&](uint64_t& backoffUs) {
+    std::this_thread::sleep_for(std::chrono::microseconds(backoffUs));
+    backoffUs = std::min<uint64_t>(backoffUs * 2, 5000);
+  };
+  uint64_t backoff = 100;
+
+  if (rank == 0) {
+    int fd;
+    for (;;) {
+      fd = shm_open(shmName_.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+      if (fd >= 0) break;
+      if (errno != EEXIST) throw GroupError(sysError("shm_open(" + shmName_ + ")"));
+      // A segment of this name exists: a leftover of a crashed run (unlink it) or a live group.
+      int fd2 = shm_open(shmName_.c_str(), O_RDWR, 0);
+      if (fd2 < 0) {
+        if (errno == ENOENT) continue;
+        throw GroupError(sysError("shm_open(" + shmName_ + ")"));
+      }
+      struct stat st;
+      int32_t livePid = 0;
+      if (fstat(fd2, &st) == 0 && uint64_t(st.st_size) >= sizeof(Header)) {
+        void* p = mmap(nullptr, sizeof(Header), PROT_READ, MAP_SHARED, fd2, 0);
+        if (p != MAP_FAILED) {
+          auto* h = static_cast<Header*>(p);
+          int32_t owner = h->creatorPid.load();
+          if (h->magic == kMagic && owner != self && pidAlive(owner)) livePid = owner;
+          munmap(p, sizeof(Header));
+        }
+      }
+      ::close(fd2);
+      if (livePid != 0)
+        throw GroupError("group '" + name_ + "' is already in use by a live group (rank 0 is pid " +
+                         std::to_string(livePid) + "); use a distinct group name per job");
+      shm_unlink(shmName_.c_str());  // stale: its rank 0 is gone
+      if (nowNs() > deadline) throw GroupError("could not create shm segment " + shmName_);
+    }
+    if (ftruncate(fd, off_t(segBytes_)) != 0) {
+      int e = errno;
+      ::close(fd);
+      shm_unlink(shmName_.c_str());
+      errno = e;
+      throw GroupError(sysError("ftruncate(" + shmName_ + ", " + std::to_string(segBytes_) + ")"));
+    }
+    void* p = mmap(nullptr, segBytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) {
+      shm_unlink(shmName_.c_str());
+      throw GroupError(sysError("mmap(" + shmName_ + ")"));
+    }
+    base_ = static_cast<uint8_t*>(p);
+    hdr_ = reinterpret_cast<Header*>(base_);
+    hdr_->version = kVersion;
+    hdr_->world = uint32_t(world);
+    hdr_->smallBytes = opts_.smallBytes;
+    hdr_->stagingBytes = opts_.stagingBytes;
+    hdr_->segBytes = segBytes_;
+    hdr_->creatorPid.store(self);
+    hdr_->magic = kMagic;
+    hdr_->ready.store(1, std::memory_order_release);
+  } else {
+    for (;;) {
+      if (nowNs() > deadline)
+        throw GroupError("timed out after " + std::to_string(opts_.timeoutMs) + " ms waiting for rank 0 to create group '" +
+                             name_ + "' (" + shmName_ + ")",
+                         0);
+      checkCancel();
+      int fd = shm_open(shmName_.c_str(), O_RDWR, 0);
+      if (fd < 0) {
+        if (errno != ENOENT) throw GroupError(sysError("shm_open(" + shmName_ + ")"));
+        pause(backoff);
+        continue;
+      }
+      struct stat st;
+      if (fstat(fd, &st) != 0 || uint64_t(st.st_size) < sizeof(Header)) {
+        ::close(fd);
+        pause(backoff);
+        continue;
+      }
+      void* p = mmap(nullptr, size_t(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      ::close(fd);
+      if (p == MAP_FAILED) throw GroupError(sysError("mmap(" + shmName_ + ")"));
+      auto* h = static_cast<Header*>(p);
+      const uint64_t mapped = uint64_t(st.st_size);
+      bool ok = false;
+      // rank 0 sets `ready` right after sizing the segment; a segment whose creator is dead is a
+      // leftover that the live rank 0 is about to replace.
+      while (nowNs() < deadline) {
+        checkCancel();
+        if (h->ready.load(std::memory_order_acquire) == 1) {
+          ok = pidAlive(h->creatorPid.load());
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
+      if (!ok) {
+        munmap(p, mapped);
+        pause(backoff);
+        continue;
+      }
+      if (h->magic != kMagic || h->version != kVersion || h->world != uint32_t(world) ||
+          h->smallBytes != opts_.smallBytes || h->stagingBytes != opts_.stagingBytes || h->segBytes != segBytes_ ||
+          mapped != segBytes_) {
+        std::ostringstream os;
+        os << "group '" << name_ << "' parameters differ from rank 0's: rank 0 has world=" << h->world
+           << " smallBytes=" << h->smallBytes << " stagingBytes=" << h->stagingBytes << ", rank " << rank
+           << " has world=" << world << " smallBytes=" << opts_.smallBytes << " stagingBytes=" << opts_.stagingBytes;
+        if (h->magic != kMagic || h->version != kVersion) {
+          munmap(p, mapped);
+          throw GroupError(os.str(), 0);
+        }
+        // Abort the group so that the other ranks fail now instead of at the join timeout.
+        base_ = static_cast<uint8_t*>(p);
+        hdr_ = h;
+        segBytes_ = mapped;
+        try {
+          fail(rank_, os.str());
+        } catch (...) {
+          unmap();
+          closed_ = true;
+          throw;
+        }
+      }
+      base_ = static_cast<uint8_t*>(p);
+      hdr_ = h;
+      break;
+    }
+  }
+
+  // Register, then wait until everybody has.
+  RankCtl& me = ctl(rank_);
+  int32_t prev = me.pid.load();
+  if (me.state.load() == kStateJoined && prev != 0 && prev != self && pidAlive(prev)) {
+    unmap();
+    throw GroupError("rank " + std::to_string(rank_) + " of group '" + name_ + "' is already taken by live pid " +
+                         std::to_string(prev),
+                     rank_);
+  }
+  me.seq.store(0);
+  me.callNo.store(0);
+  me.inCall.store(0);
+  me.pid.store(self);
+  me.lastActiveNs.store(nowNs());
+  me.state.store(kStateJoined, std::memory_order_seq_cst);
+
+  try {
+    backoff = 50;
+    for (;;) {
+      checkCancel();
+      if (aborted()) rethrowAbort();
+      std::vector<int> missing;
+      for (int q = 0; q < world_; ++q) {
+        uint32_t s = ctl(q).state.load(std::memory_order_acquire);
+        if (s == kStateClosed) continue;  // joined, and already done with the group
+        if (s != kStateJoined) {
+          missing.push_back(q);
+        } else if (!pidAlive(ctl(q).pid.load())) {
+          fail(q, "rank " + std::to_string(q) + " (pid " + std::to_string(ctl(q).pid.load()) + ") died while group '" +
+                      name_ + "' was being joined");
+        }
+      }
+      if (missing.empty()) break;
+      if (nowNs() > deadline) {
+        std::ostringstream os;
+        os << "timed out after " << opts_.timeoutMs << " ms joining group '" << name_ << "': rank"
+           << (missing.size() > 1 ? "s " : " ");
+        for (size_t i = 0; i < missing.size(); ++i) os << (i ? ", " : "") << missing[i];
+        os << " never joined";
+        fail(missing[0], os.str());
+      }
+      pause(backoff);
+    }
+  } catch (...) {
+    unlinkName();
+    unmap();
+    closed_ = true;
+    throw;
+  }
+  // Everybody has the segment mapped: the name is no longer needed. Unlinking it now means that no
+  // crash from here on can leave anything under /dev/shm.
+  if (rank_ == 0) unlinkName();
+}
+
+ShmGroup::~ShmGroup() {
+  try {
+    close();
+  } catch (...) {
+  }
+  unmap();
+}
+
+void ShmGroup::unmap() {
+  if (base_) munmap(base_, segBytes_);
+  base_ = nullptr;
+  hdr_ = nullptr;
+}
+
+void ShmGroup::checkCancel() const {
+  if (opts_.cancel && opts_.cancel->load(std::memory_order_relaxed))
+    throw GroupError("group '" + name_ + "': operation cancelled (the owning environment is shutting down)");
+}
+
+void ShmGroup::unlinkName() {
+  if (!hdr_) return;
+  uint32_t expected = 0;
+  if (hdr_->nameUnlinked.compare_exchange_strong(expected, 1)) shm_unlink(shmName_.c_str());
+}
+
+void ShmGroup::close() {
+  if (closed_) return;
+  closed_ = true;
+  if (!hdr_) return;
+  RankCtl& me = ctl(rank_);
+  me.state.store(kStateClosed, std::memory_order_seq_cst);
+  wakeAll();
+  unlinkName();
+}
+
+bool ShmGroup::aborted() const { return hdr_->abortState.load(std::memory_order_acquire) != 0; }
+
+void ShmGroup::wakeAll() {
+  for (int q = 0; q < world_; ++q) futexWake(&ctl(q).seq);
+}
+
+void ShmGroup::fail(int culprit, const std::string& msg) {
+  if (hdr_) {
+    uint32_t expected = 0;
+    if (hdr_->abortState.compare_exchange_strong(expected, 1)) {
+      std::snprintf(hdr_->abortMsg, sizeof hdr_->abortMsg, "%s", msg.c_str());
+      hdr_->abortRank.store(culprit);
+      hdr_->abortReporter.store(rank_);
+      hdr_->abortState.store(2, std::memory_order_release);
+    }
+    wakeAll();
+    unlinkName();
+  }
+  throw GroupError(msg, culprit);
+}
+
+void ShmGroup::rethrowAbort() {
+  for (int i = 0; i < 1000000 && hdr_->abortState.load(std::memory_order_acquire) != 2; ++i) MPO_CPU_RELAX();
+  std::string msg(hdr_->abortMsg, strnlen(hdr_->abortMsg, sizeof hdr_->abortMsg));
+  int culprit = hdr_->abortRank.load();
+  int reporter = hdr_->abortReporter.load();
+  unlinkName();
+  if (reporter != rank_) msg += " (reported by rank " + std::to_string(reporter) + ")";
+  throw GroupError(msg, culprit);
+}
+
+bool ShmGroup::peerDead(int q) const { return !pidAlive(ctl(q).pid.load()); }
+
+std::string ShmGroup::peerDescription(int q, uint64_t now) const {
+  const RankCtl& c = ctl(q);
+  uint64_t last = c.lastActiveNs.load();
+  std::ostringstream os;
+  os << "pid " << c.pid.load() << ", still alive, "
+     << (c.inCall.load() ? "inside call #" + std::to_string(c.callNo.load() + 1)
+                         : "not in a collective (" + std::to_string(c.callNo.load()) + " calls completed)")
+     << ", last active " << (last && now > last ? fmtMs(now - last) : std::string("0 ms")) << " ago";
+  return os.str();
+}
+
+void ShmGroup::publish() {
+  ++seq_;
+  RankCtl& me = ctl(rank_);
+  me.seq.store(seq_, std::memory_order_seq_cst);
+  if (me.waiters.load(std::memory_order_seq_cst) != 0) futexWake(&me.seq);
+}
+
+void ShmGroup::waitFor(int q, uint32_t target, const char* phase) {
+  RankCtl& c = ctl(q);
+  if (reached(c.seq.load(std::memory_order_acquire), target)) return;
+  const uint64_t t0 = nowNs();
+  const uint64_t spinEnd = t0 + uint64_t(opts_.spinUs) * 1000;
+  for (uint32_t i = 0;; ++i) {
+    MPO_CPU_RELAX();
+    if (reached(c.seq.load(std::memory_order_acquire), target)) return;
+    if ((i & 63) == 63) {
+      if (aborted()) rethrowAbort();
+      checkCancel();
+      if (nowNs() >= spinEnd) break;
+    }
+  }
+  const uint64_t deadline = t0 + uint64_t(opts_.timeoutMs) * 1000000ULL;
+  const uint64_t slice = uint64_t(opts_.livenessMs) * 1000000ULL;
+  uint64_t nextLive = 0;
+  for (;;) {
+    if (aborted()) rethrowAbort();
+    checkCancel();
+    c.waiters.fetch_add(1, std::memory_order_seq_cst);
+    uint32_t v = c.seq.load(std::memory_order_seq_cst);
+    if (!reached(v, target)) {
+      uint64_t now = nowNs();
+      uint64_t left = deadline > now ? deadline - now : 0;
+      futexWait(&c.seq, v, std::max<uint64_t>(std::min(slice, left), 1000));
+    }
+    c.waiters.fetch_sub(1, std::memory_order_seq_cst);
+    if (reached(c.seq.load(std::memory_order_acquire), target)) return;
+    const uint64_t now = nowNs();
+    ctl(rank_).lastActiveNs.store(now, std::memory_order_relaxed);
+    if (now >= nextLive) {
+      nextLive = now + slice;
+      const char* callName = phase;
+      if (peerDead(q))
+        fail(q, "rank " + std::to_string(q) + " (pid " + std::to_string(c.pid.load()) + ") of group '" + name_ +
+                    "' died (exited or was killed) while rank " + std::to_string(rank_) + " waited for it in call #" +
+                    std::to_string(calls_ + 1) + " [" + callName + "]");
+      if (c.state.load() == kStateClosed)
+        fail(q, "rank " + std::to_string(q) + " closed group '" + name_ + "' while rank " + std::to_string(rank_) +
+                    " waited for it in call #" + std::to_string(calls_ + 1) + " [" + callName + "]");
+    }
+    if (now >= deadline)
+      fail(q, "timed out after " + std::to_string(opts_.timeoutMs) + " ms waiting for rank " + std::to_string(q) + " (" +
+                  peerDescription(q, now) + ") in call #" + std::to_string(calls_ + 1) + " [" + phase + "] of group '" +
+                  name_ + "'");
+  }
+}
+
+void ShmGroup::waitAll(uint32_t target, const char* phase) {
+  for (int q = 0; q < world_; ++q)
+    if (q != rank_) waitFor(q, target, phase);
+}
+
+void ShmGroup::beginCall(Kind kind, uint64_t count, uint32_t info) {
+  if (closed_) throw GroupError("group '" + name_ + "' is closed");
+  if (aborted()) rethrowAbort();
+  RankCtl& me = ctl(rank_);
+  const uint32_t p = calls_ & 1;
+  me.count[p].store(count, std::memory_order_relaxed);
+  me.info[p].store((uint32_t(kind) << 24) | info, std::memory_order_relaxed);
+  me.inCall.store(1, std::memory_order_relaxed);
+  me.lastActiveNs.store(nowNs(), std::memory_order_relaxed);
+}
+
+void ShmGroup::endCall() {
+  ++calls_;
+  RankCtl& me = ctl(rank_);
+  me.callNo.store(calls_, std::memory_order_relaxed);
+  me.inCall.store(0, std::memory_order_relaxed);
+  me.lastActiveNs.store(nowNs(), std::memory_order_relaxed);
+}
+
+namespace {
+std::string describeCall(uint32_t info, uint64_t count) {
+  uint32_t kind = info >> 24, op = (info >> 16) & 0xff, tr = (info >> 8) & 0xff, root = info & 0xff;
+  std::ostringstream os;
+  if (kind == 1)
+    os << "allReduce(" << count << " float32, " << (op ? "avg" : "sum") << (tr ? ", bf16 transport" : "") << ")";
+  else if (kind == 2)
+    os << "broadcast(" << count << " bytes, root " << root << ")";
+  else if (kind == 3)
+    os << "barrier()";
+  else
+    os << "unknown call";
+  return os.str();
+}
+}  // namespace
+
+void ShmGroup::checkArrivals(Kind kind, uint64_t count, uint32_t info) {
+  const uint32_t p = calls_ & 1;
+  const uint32_t mine = (uint32_t(kind) << 24) | info;
+  bool infosEqual = true, countsEqual = true;
+  for (int q = 0; q < world_; ++q) {
+    infosEqual = infosEqual && ctl(q).info[p].load(std::memory_order_relaxed) == mine;
+    countsEqual = countsEqual && ctl(q).count[p].load(std::memory_order_relaxed) == count;
+  }
+  if (infosEqual && countsEqual) return;
+  std::ostringstream os;
+  os << (infosEqual ? "size mismatch" : "mismatched collective calls") << " in group '" << name_ << "' call #"
+     << (calls_ + 1) << ": ";
+  int culprit = -1;
+  const uint64_t c0 = ctl(0).count[p].load();
+  const uint32_t i0 = ctl(0).info[p].load();
+  for (int q = 0; q < world_; ++q) {
+    uint64_t qc = ctl(q).count[p].load();
+    uint32_t qi = ctl(q).info[p].load();
+    if (culprit < 0 && (qc != c0 || qi != i0)) culprit = q;
+    os << (q ? ", " : "") << "rank " << q << " called " << describeCall(qi, qc);
+  }
+  fail(culprit, os.str());
+}
+
+void ShmGroup::allReduce(float* data, uint64_t count, ReduceOp op, Transport t) {
+  if (world_ == 1) {
+    if (closed_) throw GroupError("group '" + name_ + "' is closed");
+    return;
+  }
+  const uint32_t info = (uint32_t(op) << 16) | (uint32_t(t) << 8);
+  const uint64_t eb = t == Transport::BF16 ? 2 : 4;
+  if (count * eb <= opts_.smallBytes)
+    smallAllReduce(data, count, op, t, info);
+  else
+    largeAllReduce(data, count, op, t, info);
+}
+
+void ShmGroup::smallAllReduce(float* data, uint64_t count, ReduceOp op, Transport t, uint32_t info) {
+  beginCall(kAllReduce, count, info);
+  const uint32_t p = calls_ & 1;
+  toTransport(smallSlot(rank_, p), data, count, t);
+  publish();
+  waitAll(seq_, "arrive");
+  checkArrivals(kAllReduce, count, info);
+  Src srcs[kMaxRanks];
+  for (int q = 0; q < world_; ++q) srcs[q] = Src{smallSlot(q, p), t == Transport::BF16, false};
+  reduceInto(srcs, world_, count, op, t, data, nullptr);
+  endCall();
+}
+
+void ShmGroup::largeAllReduce(float* data, uint64_t count, ReduceOp op, Transport t, uint32_t info) {
+  beginCall(kAllReduce, count, info);
+  const uint64_t eb = t == Transport::BF16 ? 2 : 4;
+  const uint64_t C = chunkElems() * (4 / eb);  // elements per piece
+  const uint64_t W = C * uint64_t(world_);
+  const bool bf = t == Transport::BF16;
+  Src srcs[kMaxRanks];
+  for (uint64_t start = 0, j = 0; start < count; start += W, ++j) {
+    const uint32_t h = rounds_ & 1;
+    const uint64_t w = std::min(W, count - start);
+    const uint64_t pl = (w + uint64_t(world_) * 16 - 1) / (uint64_t(world_) * 16) * 16;  // piece length
+    auto pieceLen = [&](int p) -> uint64_t {
+      uint64_t b = uint64_t(p) * pl;
+      return b >= w ? 0 : std::min(pl, w - b);
+    };
+    float* win = data + start;
+    uint8_t* mine = staging(rank_, h);
+    // Phase A: hand every foreign piece to its owner.
+    for (int p = 0; p < world_; ++p) {
+      if (p == rank_) continue;
+      uint64_t n = pieceLen(p);
+      if (n) toTransport(mine + uint64_t(p) * C * eb, win + uint64_t(p) * pl, n, t);
+    }
+    publish();
+    waitAll(seq_, j == 0 ? "arrive" : "reduce-scatter");
+    if (j == 0) checkArrivals(kAllReduce, count, info);
+    // Reduce my piece, in rank order, into my buffer and my staging.
+    const uint64_t n = pieceLen(rank_);
+    if (n) {
+      for (int q = 0; q < world_; ++q) {
+        if (q == rank_)
+          srcs[q] = Src{win + uint64_t(rank_) * pl, false, bf};
+        else
+          srcs[q] = Src{staging(q, h) + uint64_t(rank_) * C * eb, bf, false};
+      }
+      reduceInto(srcs, world_, n, op, t, win + uint64_t(rank_) * pl, mine + uint64_t(rank_) * C * eb);
+    }
+    publish();
+    // Phase B: collect each owner's finished piece as soon as that owner is done.
+    const uint32_t target = seq_;
+    for (int k = 1; k < world_; ++k) {
+      int q = (rank_ + k) % world_;
+      uint64_t m = pieceLen(q);
+      waitFor(q, target, "all-gather");
+      if (m) fromTransport(win + uint64_t(q) * pl, staging(q, h) + uint64_t(q) * C * eb, m, t);
+    }
+    ++rounds_;
+  }
+  endCall();
+}
+
+void ShmGroup::broadcast(uint8_t* data, uint64_t bytes, int root) {
+  if (root < 0 || root >= world_)
+    throw GroupError("broadcast root " + std::to_string(root) + " out of range for world size " + std::to_string(world_));
+  if (world_ == 1) {
+    if (closed_) throw GroupError("group '" + name_ + "' is closed");
+    return;
+  }
+  const uint32_t info = uint32_t(root);
+  beginCall(kBroadcast, bytes, info);
+  const uint64_t half = opts_.stagingBytes / 2;
+  // Round 0 is a full arrive (all ranks compare calls); later rounds only sync with the root, plus
+  // the root waits for every reader of the half it is about to overwrite.
+  uint64_t off = 0;
+  uint32_t j = 0;
+  do {
+    const uint32_t h = rounds_ & 1;
+    const uint64_t n = std::min(half, bytes - off);
+    uint8_t* buf = staging(root, h);
+    if (rank_ == root) {
+      if (j >= 2) waitAll(seq_, "broadcast");  // everybody published round j-1, so finished reading round j-2
+      if (n) std::memcpy(buf, data + off, n);
+    }
+    publish();
+    if (j == 0) {
+      waitAll(seq_, "arrive");
+      checkArrivals(kBroadcast, bytes, info);
+    } else if (rank_ != root) {
+      waitFor(root, seq_, "broadcast");
+    }
+    if (rank_ != root && n) std::memcpy(data + off, buf, n);
+    off += n;
+    ++j;
+    ++rounds_;
+  } while (off < bytes);
+  // The next call may overwrite the other half at once: make sure everybody has finished reading
+  // it (they publish the last round only after reading the one before). The last round's half is
+  // reused only after the next call's full arrive.
+  if (rank_ == root && j >= 2) waitAll(seq_, "broadcast");
+  endCall();
+}
+
+void ShmGroup::barrier() {
+  if (world_ == 1) {
+    if (closed_) throw GroupError("group '" + name_ + "' is closed");
+    return;
+  }
+  beginCall(kBarrier, 0, 0);
+  publish();
+  waitAll(seq_, "barrier");
+  checkArrivals(kBarrier, 0, 0);
+  endCall();
+}
+
+// ---- process helpers -------------------------------------------------------------------------
+
+void setAffinityAllThreads(const std::vector<int>& cores) {
+  if (cores.empty()) throw std::runtime_error("setAffinity: empty core list");
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c : cores) {
+    if (c < 0 || c >= CPU_SETSIZE) throw std::runtime_error("setAffinity: core " + std::to_string(c) + " out of range");
+    CPU_SET(c, &set);
+  }
+  // sched_setaffinity(0) pins only the calling thread; Node already runs several threads (libuv
+  // pool, V8 platform workers), so pin every task of the process. Threads created later inherit
+  // the mask of the thread that creates them.
+  DIR* d = opendir("/proc/self/task");
+  if (!d) {
+    if (sched_setaffinity(0, sizeof set, &set) != 0) throw std::runtime_error(sysError("sched_setaffinity"));
+    return;
+  }
+  int pinned = 0;
+  std::string firstErr;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    pid_t tid = pid_t(std::atoi(e->d_name));
+    if (sched_setaffinity(tid, sizeof set, &set) == 0) {
+      ++pinned;
+    } else if (errno != ESRCH && firstErr.empty()) {
+      firstErr = sysError("sched_setaffinity(tid " + std::to_string(tid) + ")");
+    }
+  }
+  closedir(d);
+  if (!firstErr.empty() || pinned == 0) {
+    std::string allowed;
+    cpu_set_t cur;
+    if (sched_getaffinity(0, sizeof cur, &cur) == 0)
+      for (int i = 0; i < CPU_SETSIZE; ++i)
+        if (CPU_ISSET(i, &cur)) allowed += (allowed.empty() ? "" : ",") + std::to_string(i);
+    throw std::runtime_error((firstErr.empty() ? std::string("setAffinity failed") : firstErr) +
+                             " (allowed cores: " + allowed + ")");
+  }
+}
+
+std::vector<int> getAffinity() {
+  cpu_set_t cur;
+  if (sched_getaffinity(0, sizeof cur, &cur) != 0) throw std::runtime_error(sysError("sched_getaffinity"));
+  std::vector<int> out;
+  for (int i = 0; i < CPU_SETSIZE; ++i)
+    if (CPU_ISSET(i, &cur)) out.push_back(i);
+  return out;
+}
+
+void dieWithParent(int signal, int expectedParent) {
+  if (prctl(PR_SET_PDEATHSIG, signal) != 0) throw std::runtime_error(sysError("prctl(PR_SET_PDEATHSIG)"));
+  // The parent may have died before the prctl: then we were already reparented.
+  if (expectedParent > 0 && getppid() != expectedParent) {
+    kill(getpid(), signal);
+    _exit(128 + signal);
+  }
+}
+
+}  // namespace mpo
