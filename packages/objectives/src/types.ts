@@ -74,7 +74,10 @@ export interface GroupRequest {
   sumLogp: boolean;
   /** Needs the pooled final-norm hidden state with this pooling. */
   hidden?: Pooling;
-  /** Needs the per-sequence KL on logits (the engine needs the reference's distributions for it). */
+  /**
+   * Policy: needs the per-sequence KL between policy and reference token distributions on the response.
+   * Reference: the reference's token distributions of these sequences must be precomputed for that KL.
+   */
   kl?: boolean;
   /** Policy only: compute() returns gradients for this group; false means a forward pass without backward. */
   grad: boolean;
