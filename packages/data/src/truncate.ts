@@ -54,7 +54,7 @@ export function truncatePair(
   if (p === 0) return { ok: false, reason: 'prompt has no tokens' };
   if (chosenIds.length === 0) return { ok: false, reason: 'chosen response has no tokens' };
   if (rejectedIds.length === 0) return { ok: false, reason: 'rejected response has no tokens' };
-  const [s, t] = fit(p, Math.max(chosenIds.length, rejectedIds.length), opts);
+  const [s, t] = budget(p, Math.max(chosenIds.length, rejectedIds.length), opts);
   if (s === undefined)
     return { ok: false, reason: `prompt alone (${p} tokens) fills the cutoff of ${opts.cutoffLen}` };
   const out = {
@@ -78,7 +78,7 @@ export function truncateSingle(
   checkCutoff(opts.cutoffLen);
   if (promptIds.length === 0) return { ok: false, reason: 'prompt has no tokens' };
   if (responseIds.length === 0) return { ok: false, reason: 'response has no tokens' };
-  const [s, t] = fit(promptIds.length, responseIds.length, opts);
+  const [s, t] = budget(promptIds.length, responseIds.length, opts);
   if (s === undefined) {
     return {
       ok: false,
@@ -90,7 +90,7 @@ export function truncateSingle(
   return { ok: true, truncated, ...out };
 }
 
-function fit(p: number, r: number, opts: TruncateOptions): [number | undefined, number] {
+function budget(p: number, r: number, opts: TruncateOptions): [number | undefined, number] {
   const cutoff = opts.cutoffLen;
   if (p >= cutoff && (opts.promptOverflow ?? 'drop') === 'drop') return [undefined, 0];
   let [s, t] = inferSeqlen(p, r, cutoff);
