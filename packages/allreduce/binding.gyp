@@ -16,7 +16,7 @@
       "cflags_cc": ["-std=c++17", "-fexceptions", "-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "libraries": ["-lrt", "-lpthread"],
       "conditions": [
-        ["with_nccl=='1'", {
+        ["with_nccl=='yes'", {
           "sources": ["native/nccl_comm.cc"],
           "defines": ["MPO_WITH_NCCL=1"],
           "include_dirs": ["<!@(node scripts/find-nccl.mjs includes)"],

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Locates NCCL (nccl.h + libnccl) and the CUDA runtime (cuda_runtime.h + libcudart) for binding.gyp.
-//   node scripts/find-nccl.mjs found     -> "1" or "0"
+//   node scripts/find-nccl.mjs found     -> "yes" or "no"
 //   node scripts/find-nccl.mjs includes  -> include dirs (space separated)
 //   node scripts/find-nccl.mjs libs      -> linker arguments
 // Looked at: $NCCL_HOME / $NCCL_ROOT, $CUDA_HOME / $CUDA_PATH, /usr, /usr/local/cuda, /usr/local,
@@ -98,7 +98,7 @@ function locate() {
 
 const what = process.argv[2] ?? 'found';
 const f = locate();
-if (what === 'found') process.stdout.write(f ? '1' : '0');
+if (what === 'found') process.stdout.write(f ? 'yes' : 'no');
 else if (what === 'includes') process.stdout.write(f ? uniq([f.nccl.include, f.cuda.include]).join(' ') : '');
 else if (what === 'libs') {
   if (!f) process.stdout.write('');
