@@ -1,1 +1,11 @@
-export {};
+export * from './checkpoint.js';
+export * from './config.js';
+export * from './dataset.js';
+export * from './loop.js';
+export type { EnginePooling, TrainableModel } from './model.js';
+export * from './order.js';
+export * from './reference.js';
+export * from './run.js';
+export * from './schedule.js';
+export * from './sequences.js';
+export * from './types.js';

@@ -1,0 +1,138 @@
+// One training run from a validated config: load the model and data, reuse or
+// compute the reference scores, and drive the loop (resuming when the output
+// folder holds a checkpoint).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Encoders } from '@mpo/data';
+import { fromHfConfig, type LlamaConfig, Model } from '@mpo/engine';
+import { getObjective } from '@mpo/objectives';
+import { resumeHash, type TrainConfig } from './config.js';
+import { buildDataset } from './dataset.js';
+import { type LoopHooks, type LoopResult, totalStepsOf, trainLoop } from './loop.js';
+import type { TrainableModel } from './model.js';
+import {
+  cachedReference,
+  computeReference,
+  datasetHash,
+  precomputable,
+  referenceCacheKey,
+} from './reference.js';
+import type { Communicator } from './types.js';
+
+export interface RunOptions {
+  hooks?: LoopHooks;
+  comm?: Communicator;
+  /** Prompt/response encoders (chat template + tokenizer); required for text data. */
+  encoders?: Encoders;
+  /** Resolves `builtin:` model ids to a directory. */
+  resolveBuiltin?: (id: string) => string;
+  log?: (event: Record<string, unknown> & { type: string }) => void;
+}
+
+export interface RunResult extends LoopResult {
+  examples: number;
+  dropped: number;
+  referenceCacheHit: boolean;
+  finalDir: string | null;
+}
+
+/** Loads the config's initial model: a Hugging Face folder, a builtin, or a seeded random init. */
+export async function loadInitialModel(
+  config: TrainConfig,
+  resolveBuiltin?: (id: string) => string,
+): Promise<Model> {
+  const opts = { threads: config.threads, device: config.device as 'cpu', dtype: config.dtype };
+  const spec = config.model;
+  if (typeof spec === 'string') {
+    if (spec.startsWith('builtin:')) {
+      if (!resolveBuiltin) throw new Error(`model: no resolver for builtin id ${spec}`);
+      return Model.load(resolveBuiltin(spec), opts);
+    }
+    return Model.load(spec, opts);
+  }
+  const cfg: LlamaConfig =
+    'hidden_size' in spec.init ? fromHfConfig(spec.init) : (spec.init as unknown as LlamaConfig);
+  return Model.init(cfg, { seed: spec.seed, ...opts });
+}
+
+export async function runTraining(config: TrainConfig, opts: RunOptions = {}): Promise<RunResult> {
+  const log = opts.log ?? (() => {});
+  const modelOpts = { threads: config.threads, device: config.device as 'cpu', dtype: config.dtype };
+  const initial = await loadInitialModel(config, opts.resolveBuiltin);
+  const objective = getObjective(config.method);
+  const req = objective.requirements(config.hyperparameters);
+
+  const encoders: Encoders = opts.encoders ?? {
+    encodePrompt: () => {
+      throw new Error(`data.format ${config.data.format} needs a tokenizer and chat template`);
+    },
+    encodeResponse: () => {
+      throw new Error(`data.format ${config.data.format} needs a tokenizer and chat template`);
+    },
+  };
+  const data = buildDataset(config.data, encoders, config.cutoff, { vocabSize: initial.config.vocabSize });
+  log({
+    type: 'data',
+    examples: data.examples.length,
+    dropped: data.dropped.length,
+    languages: data.languages,
+  });
+  if (data.examples.length === 0) throw new Error(`data: no usable examples in ${config.data.path}`);
+
+  const refRequests = req.reference.filter(precomputable);
+  const key = referenceCacheKey({
+    weightsHash: initial.weightsHash(),
+    dataHash: datasetHash(data.examples),
+    template: config.template,
+    cutoff: config.cutoff,
+    requests: refRequests,
+  });
+  const ref = await cachedReference(config.referenceCache, key, () =>
+    computeReference(initial, data.examples, refRequests, config.training.microBatchSize),
+  );
+  log({ type: 'reference', cacheHit: ref.hit, path: ref.path });
+
+  // KL on logits needs the frozen initial model's distributions at train time.
+  const needsKl = req.policy.some((r) => r.kl);
+  const klReference = needsKl ? await loadInitialModel(config, opts.resolveBuiltin) : undefined;
+
+  const configHash = resumeHash(config);
+  const result = await trainLoop({
+    examples: data.examples,
+    objective,
+    hyperparameters: config.hyperparameters,
+    training: config.training,
+    output: config.output,
+    model: initial as unknown as TrainableModel,
+    loadFrom: async (dir) => {
+      initial.dispose();
+      return (await Model.load(dir, modelOpts)) as unknown as TrainableModel;
+    },
+    reference: ref.scores,
+    ...(klReference ? { klReference: klReference as unknown as TrainableModel } : {}),
+    configHash,
+    ...(opts.comm ? { comm: opts.comm } : {}),
+    ...(opts.hooks ? { hooks: opts.hooks } : {}),
+  });
+  klReference?.dispose();
+
+  let finalDir: string | null = null;
+  if (!result.stopped && (opts.comm?.rank ?? 0) === 0) {
+    finalDir = join(config.output, 'final');
+    mkdirSync(finalDir, { recursive: true });
+    await result.model.save(finalDir);
+    writeFileSync(
+      join(finalDir, 'training.json'),
+      `${JSON.stringify({ method: config.method, hyperparameters: config.hyperparameters, training: config.training, steps: result.step, weightsHash: result.model.weightsHash() }, null, 2)}\n`,
+    );
+  }
+  return {
+    ...result,
+    examples: data.examples.length,
+    dropped: data.dropped.length,
+    referenceCacheHit: ref.hit,
+    finalDir,
+  };
+}
+
+export { totalStepsOf };
