@@ -135,11 +135,9 @@ describe('resume', () => {
     let buf = '';
     p.stdout.on('data', (d) => {
       buf += d;
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        lines.push(JSON.parse(buf.slice(0, i)));
-        buf = buf.slice(i + 1);
-      }
+      const parts = buf.split('\n');
+      buf = parts.pop()!;
+      for (const l of parts) lines.push(JSON.parse(l));
     });
     const exited = new Promise<number | null>((res) => p.on('exit', (code, sig) => res(sig ? null : code)));
     return { p, lines, exited };
