@@ -1,0 +1,135 @@
+// A run as a BullMQ flow: the run-level parent (queue `sweep`) ← one eval job
+// per trial ← that trial's train job. A parent starts only when its children
+// are done, so a trial is evaluated after it trained and the run is finalized
+// after every trial was evaluated. Building the tree is pure (the API stores
+// it in the outbox row and publishes it after commit).
+import type { FlowJob, JobsOptions } from 'bullmq';
+import { ashaRungs } from './asha.js';
+import { CONTRACT_VERSION, type EvalJobData, type SweepJobData, type TrainJobData } from './jobs.js';
+import { evalQueue, JOB_NAMES, jobIds, QUEUES, trainQueue } from './names.js';
+import type { RunSpec } from './spec.js';
+import type { TrialPlan } from './sweep.js';
+
+const DAY_S = 24 * 3600;
+
+/**
+ * Train jobs: retried with backoff (a crashed agent's job comes back through
+ * BullMQ's stalled-job check and resumes from its checkpoint); a trial that
+ * fails for good fails its eval job (failParentOnFailure), never silently
+ * evaluating nothing. Finished jobs are kept for a while so that re-publishing
+ * a flow with the same ids stays a no-op.
+ */
+export const TRAIN_JOB_OPTIONS: JobsOptions = {
+  attempts: 3,
+  backoff: { type: 'exponential', delay: 10_000 },
+  failParentOnFailure: true,
+  removeOnComplete: { age: 14 * DAY_S },
+  removeOnFail: { age: 30 * DAY_S },
+};
+
+/** Eval jobs: a failed eval (or a failed trial below it) must not block the run's parent. */
+export const EVAL_JOB_OPTIONS: JobsOptions = {
+  attempts: 2,
+  backoff: { type: 'exponential', delay: 10_000 },
+  ignoreDependencyOnFailure: true,
+  removeOnComplete: { age: 14 * DAY_S },
+  removeOnFail: { age: 30 * DAY_S },
+};
+
+export const SWEEP_JOB_OPTIONS: JobsOptions = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 5_000 },
+  removeOnComplete: { age: 30 * DAY_S },
+  removeOnFail: { age: 30 * DAY_S },
+};
+
+export interface PlannedTrial {
+  trialId: string;
+  plan: TrialPlan;
+}
+
+/** The train job payload of one trial. */
+export function trainJobData(runId: string, spec: RunSpec, t: PlannedTrial): TrainJobData {
+  const { asha } = spec.search;
+  return {
+    v: CONTRACT_VERSION,
+    runId,
+    trialId: t.trialId,
+    trialIndex: t.plan.index,
+    method: spec.method,
+    hyperparameters: t.plan.hyperparameters,
+    params: t.plan.params,
+    model: spec.model,
+    data: spec.data,
+    dominantLanguage: spec.dominantLanguage,
+    targetLanguages: spec.targetLanguages,
+    training: t.plan.training,
+    totalSteps: t.plan.totalSteps,
+    slots: { device: spec.resources.device, count: spec.resources.ranksPerTrial },
+    objective: { metric: spec.search.metric, mode: spec.search.mode },
+    ...(asha
+      ? {
+          asha: {
+            rungs: ashaRungs(asha),
+            maxSteps: asha.maxSteps,
+            reductionFactor: asha.reductionFactor,
+            metric: spec.search.metric,
+            mode: spec.search.mode,
+          },
+        }
+      : {}),
+  };
+}
+
+/** The eval job payload of one trial (one slot of the run's device). */
+export function evalJobData(runId: string, spec: RunSpec, t: PlannedTrial): EvalJobData {
+  return {
+    v: CONTRACT_VERSION,
+    runId,
+    trialId: t.trialId,
+    trialIndex: t.plan.index,
+    model: spec.model,
+    data: spec.data,
+    dominantLanguage: spec.dominantLanguage,
+    targetLanguages: spec.targetLanguages,
+    benchmarks: spec.eval.benchmarks,
+    languages: spec.eval.languages,
+    maxPrompts: spec.eval.maxPrompts,
+    judge: spec.eval.judge,
+    cutoff: t.plan.training.cutoff,
+    slots: { device: spec.resources.device, count: 1 },
+  };
+}
+
+/** The whole run as one FlowProducer tree. */
+export function buildRunFlow(runId: string, spec: RunSpec, trials: readonly PlannedTrial[]): FlowJob {
+  if (trials.length === 0) throw new Error('a run needs at least one trial');
+  const device = spec.resources.device;
+  const data: SweepJobData = {
+    v: CONTRACT_VERSION,
+    runId,
+    trialCount: trials.length,
+    strategy: spec.search.strategy,
+    objective: { metric: spec.search.metric, mode: spec.search.mode },
+  };
+  return {
+    name: JOB_NAMES.run,
+    queueName: QUEUES.sweep,
+    data,
+    opts: { ...SWEEP_JOB_OPTIONS, jobId: jobIds.run(runId) },
+    children: trials.map((t) => ({
+      name: JOB_NAMES.eval,
+      queueName: evalQueue(device),
+      data: evalJobData(runId, spec, t),
+      opts: { ...EVAL_JOB_OPTIONS, jobId: jobIds.eval(t.trialId) },
+      children: [
+        {
+          name: JOB_NAMES.train,
+          queueName: trainQueue(device),
+          data: trainJobData(runId, spec, t),
+          opts: { ...TRAIN_JOB_OPTIONS, jobId: jobIds.train(t.trialId) },
+        },
+      ],
+    })),
+  };
+}

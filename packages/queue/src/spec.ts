@@ -1,0 +1,237 @@
+// The run spec: what `POST /runs` accepts. TypeBox gives the JSON schema served
+// at /docs and the TypeScript type; validate.ts adds the checks a schema cannot
+// express (roots, method hyperparameters, search-space consistency).
+import { type Static, type TLiteral, Type } from '@sinclair/typebox';
+
+export const DEVICES = ['cpu', 'gpu'] as const;
+export type Device = (typeof DEVICES)[number];
+export const STRATEGIES = ['grid', 'random', 'asha'] as const;
+export type Strategy = (typeof STRATEGIES)[number];
+export const DATA_FORMATS = ['mpo', 'pairwise', 'pretokenized', 'alpaca'] as const;
+export type DataFormat = (typeof DATA_FORMATS)[number];
+/** Evaluation suites the eval worker knows (packages/eval). */
+export const EVAL_BENCHMARKS = ['reward-gap', 'multijail', 'csrt', 'utility'] as const;
+export const JUDGES = ['builtin', 'llm'] as const;
+export const BUILTIN_PREFIX = 'builtin:';
+export const MAX_TRIALS = 1000;
+
+const literals = <const T extends readonly string[]>(values: T, description?: string) =>
+  Type.Union(values.map((v) => Type.Literal(v)) as TLiteral<T[number]>[], {
+    description: description ?? `one of ${values.map((v) => JSON.stringify(v)).join(', ')}`,
+  });
+
+export const LanguageCode = Type.String({
+  pattern: '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$',
+  description: 'a language code such as "en", "zh" or "pt-BR"',
+});
+
+const PathOrBuiltin = (what: string, example: string) =>
+  Type.String({
+    minLength: 1,
+    maxLength: 1024,
+    description: `a builtin id ("${example}") or a path relative to the ${what} root`,
+  });
+
+export const DataItem = Type.Union(
+  [
+    PathOrBuiltin('data', 'builtin:mpo-llama'),
+    Type.Object(
+      {
+        path: PathOrBuiltin('data', 'builtin:mpo-llama'),
+        format: Type.Optional(literals(DATA_FORMATS)),
+      },
+      { additionalProperties: false },
+    ),
+  ],
+  { description: 'a builtin id, a path under the data root, or {"path", "format"}' },
+);
+
+const Choice = Type.Object(
+  { type: Type.Literal('choice'), values: Type.Array(Type.Unknown(), { minItems: 1, maxItems: MAX_TRIALS }) },
+  { additionalProperties: false },
+);
+const Uniform = Type.Object(
+  { type: Type.Literal('uniform'), min: Type.Number(), max: Type.Number() },
+  { additionalProperties: false },
+);
+const LogUniform = Type.Object(
+  {
+    type: Type.Literal('loguniform'),
+    min: Type.Number({ exclusiveMinimum: 0 }),
+    max: Type.Number({ exclusiveMinimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+const IntRange = Type.Object(
+  { type: Type.Literal('int'), min: Type.Integer(), max: Type.Integer() },
+  { additionalProperties: false },
+);
+
+export const SpaceEntry = Type.Union(
+  [Type.Array(Type.Unknown(), { minItems: 1, maxItems: MAX_TRIALS }), Choice, Uniform, LogUniform, IntRange],
+  {
+    description:
+      'a list of values, {"type": "choice", "values"}, {"type": "uniform" | "loguniform", "min", "max"} or {"type": "int", "min", "max"}',
+  },
+);
+
+export const AshaSpec = Type.Object(
+  {
+    minSteps: Type.Integer({ minimum: 1, description: 'resource of the first rung, in optimizer steps' }),
+    maxSteps: Type.Integer({ minimum: 1, description: 'resource of a trial that is never stopped' }),
+    reductionFactor: Type.Optional(
+      Type.Integer({ minimum: 2, maximum: 16, default: 3, description: 'η: a rung keeps the top 1/η' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const SearchSpec = Type.Object(
+  {
+    strategy: literals(STRATEGIES),
+    space: Type.Record(Type.String(), SpaceEntry, {
+      description:
+        'hyperparameter → values. Plain names are method hyperparameters ("beta"); "training.<field>" overrides a training field ("training.learningRate").',
+    }),
+    maxTrials: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX_TRIALS,
+        description: 'grid: cap on the product (default: all of it); random and asha: required',
+      }),
+    ),
+    metric: Type.String({
+      minLength: 1,
+      maxLength: 200,
+      description: 'metric compared across trials (and at ASHA rungs)',
+    }),
+    mode: literals(['min', 'max'] as const),
+    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1, default: 0 })),
+    asha: Type.Optional(AshaSpec),
+  },
+  { additionalProperties: false },
+);
+
+export const ResourcesSpec = Type.Object(
+  {
+    ranksPerTrial: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, default: 1 })),
+    device: Type.Optional(literals(DEVICES)),
+  },
+  { additionalProperties: false },
+);
+
+export const EvalSpec = Type.Object(
+  {
+    benchmarks: Type.Array(literals(EVAL_BENCHMARKS), { minItems: 1, uniqueItems: true }),
+    languages: Type.Optional(Type.Array(LanguageCode, { minItems: 1, maxItems: 32, uniqueItems: true })),
+    maxPrompts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, default: 100 })),
+    judge: Type.Optional(literals(JUDGES)),
+  },
+  { additionalProperties: false },
+);
+
+export const TrainingSpec = Type.Object(
+  {
+    steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
+    epochs: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 8 })),
+    microBatch: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 2 })),
+    cutoff: Type.Optional(Type.Integer({ minimum: 2, maximum: 1_000_000, default: 1024 })),
+    checkpointEvery: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000, default: 0 })),
+    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1, default: 42 })),
+    learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1e-5 })),
+    warmupRatio: Type.Optional(Type.Number({ minimum: 0, maximum: 1, default: 0.1 })),
+  },
+  { additionalProperties: false },
+);
+
+/** What `POST /runs` accepts. */
+export const RunSpecSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    model: PathOrBuiltin('model', 'builtin:tiny-multilingual'),
+    data: Type.Union([DataItem, Type.Array(DataItem, { minItems: 1, maxItems: 16 })], {
+      description: 'one data source or a list of them (builtin ids or paths under the data root)',
+    }),
+    dominantLanguage: LanguageCode,
+    targetLanguages: Type.Array(LanguageCode, { minItems: 1, maxItems: 32, uniqueItems: true }),
+    method: Type.String({ description: 'objective: mpo, sft, dpo, ipo, rdpo, cpo, kto, orpo, r-dpo, simpo' }),
+    hyperparameters: Type.Optional(
+      Type.Record(Type.String(), Type.Unknown(), {
+        description: "the method's fixed hyperparameters; unspecified ones take the method's defaults",
+      }),
+    ),
+    search: SearchSpec,
+    resources: Type.Optional(ResourcesSpec),
+    eval: EvalSpec,
+    training: TrainingSpec,
+  },
+  { additionalProperties: false, $id: 'RunSpec' },
+);
+export type RunSpecInput = Static<typeof RunSpecSchema>;
+export type SpaceEntryInput = Static<typeof SpaceEntry>;
+
+// ---- the normalized spec: every default filled, paths made root-relative ----
+
+export type ModelRef = { kind: 'builtin'; id: string } | { kind: 'path'; path: string };
+export type DataRef = ({ kind: 'builtin'; id: string } | { kind: 'path'; path: string }) & {
+  format?: DataFormat;
+};
+
+export type SpaceDistribution =
+  | { type: 'choice'; values: unknown[] }
+  | { type: 'uniform'; min: number; max: number }
+  | { type: 'loguniform'; min: number; max: number }
+  | { type: 'int'; min: number; max: number };
+
+export interface TrainingParams {
+  steps?: number;
+  epochs?: number;
+  batchSize: number;
+  microBatch: number;
+  cutoff: number;
+  checkpointEvery: number;
+  seed: number;
+  learningRate: number;
+  warmupRatio: number;
+}
+
+export interface AshaParams {
+  minSteps: number;
+  maxSteps: number;
+  reductionFactor: number;
+}
+
+/** A valid spec with defaults filled: what is stored in Run.spec and planned into jobs. */
+export interface RunSpec {
+  name: string;
+  model: ModelRef;
+  data: DataRef[];
+  dominantLanguage: string;
+  targetLanguages: string[];
+  method: string;
+  hyperparameters: Record<string, unknown>;
+  search: {
+    strategy: Strategy;
+    space: Record<string, SpaceDistribution>;
+    maxTrials: number;
+    metric: string;
+    mode: 'min' | 'max';
+    seed: number;
+    asha?: AshaParams;
+  };
+  resources: { ranksPerTrial: number; device: Device };
+  eval: { benchmarks: string[]; languages: string[]; maxPrompts: number; judge: string };
+  training: TrainingParams;
+}
+
+/** Fields of `training` a search space may vary ("training.<field>"). */
+export const TUNABLE_TRAINING_FIELDS = [
+  'learningRate',
+  'warmupRatio',
+  'batchSize',
+  'microBatch',
+  'seed',
+  'epochs',
+  'cutoff',
+] as const;

@@ -1,0 +1,94 @@
+// Sweep expansion: a valid spec → the list of trials to run. Grid is the
+// cartesian product in the space's key order (last key varies fastest),
+// capped at maxTrials; random and ASHA draw maxTrials points from a seeded
+// stream, so the same spec always plans the same trials and raising
+// maxTrials only appends.
+import { SeededRandom } from './rng.js';
+import type { RunSpec, SpaceDistribution, TrainingParams } from './spec.js';
+
+export interface TrialPlan {
+  index: number;
+  /** The sampled point: space key → value. */
+  params: Record<string, unknown>;
+  /** The method's fixed hyperparameters with the sampled ones laid over them. */
+  hyperparameters: Record<string, unknown>;
+  /** spec.training with the sampled "training.<field>" values laid over it. */
+  training: TrainingParams;
+  /** Steps the trial runs if never stopped; null when it is set by epochs (known once the data is loaded). */
+  totalSteps: number | null;
+}
+
+export const TRAINING_KEY_PREFIX = 'training.';
+
+/** Number of points in a grid space (choice entries only). */
+export function gridSize(space: Record<string, SpaceDistribution>): number {
+  return Object.values(space).reduce(
+    (n, d) => n * (d.type === 'choice' ? d.values.length : Number.POSITIVE_INFINITY),
+    1,
+  );
+}
+
+/** The i-th point of the grid (mixed radix, last key fastest). */
+function gridPoint(space: Record<string, SpaceDistribution>, i: number): Record<string, unknown> {
+  const keys = Object.keys(space);
+  const point: Record<string, unknown> = {};
+  let rest = i;
+  for (let k = keys.length - 1; k >= 0; k--) {
+    const key = keys[k]!;
+    const d = space[key]!;
+    if (d.type !== 'choice') throw new Error(`grid search needs a list of values for "${key}"`);
+    point[key] = d.values[rest % d.values.length];
+    rest = Math.floor(rest / d.values.length);
+  }
+  // Restore the space's key order (built back to front above).
+  return Object.fromEntries(keys.map((k) => [k, point[k]]));
+}
+
+export function sample(d: SpaceDistribution, rng: SeededRandom): unknown {
+  switch (d.type) {
+    case 'choice':
+      return d.values[Math.floor(rng.next() * d.values.length)];
+    case 'uniform':
+      return d.min + rng.next() * (d.max - d.min);
+    case 'loguniform':
+      return Math.exp(Math.log(d.min) + rng.next() * (Math.log(d.max) - Math.log(d.min)));
+    case 'int':
+      return rng.int(d.min, d.max);
+  }
+}
+
+/** Lays a sampled point over the spec's fixed hyperparameters and training fields. */
+export function applyPoint(
+  spec: Pick<RunSpec, 'hyperparameters' | 'training'>,
+  point: Record<string, unknown>,
+): { hyperparameters: Record<string, unknown>; training: TrainingParams } {
+  const hyperparameters = { ...spec.hyperparameters };
+  const training = { ...spec.training } as TrainingParams & Record<string, unknown>;
+  for (const [key, value] of Object.entries(point)) {
+    if (key.startsWith(TRAINING_KEY_PREFIX)) training[key.slice(TRAINING_KEY_PREFIX.length)] = value;
+    else hyperparameters[key] = value;
+  }
+  return { hyperparameters, training };
+}
+
+/** The trials a spec runs, in index order. */
+export function expandTrials(spec: RunSpec): TrialPlan[] {
+  const { space, strategy, maxTrials } = spec.search;
+  const points: Record<string, unknown>[] = [];
+  if (strategy === 'grid') {
+    const n = Math.min(gridSize(space), maxTrials);
+    for (let i = 0; i < n; i++) points.push(gridPoint(space, i));
+  } else {
+    const rng = new SeededRandom(spec.search.seed);
+    for (let i = 0; i < maxTrials; i++) {
+      const point: Record<string, unknown> = {};
+      for (const [key, d] of Object.entries(space)) point[key] = sample(d, rng);
+      points.push(point);
+    }
+  }
+  return points.map((params, index) => {
+    const { hyperparameters, training } = applyPoint(spec, params);
+    const totalSteps = spec.search.asha ? spec.search.asha.maxSteps : (training.steps ?? null);
+    return { index, params, hyperparameters, training, totalSteps };
+  });
+}

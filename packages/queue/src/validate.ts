@@ -1,0 +1,326 @@
+// Run spec validation: the schema's problems plus every check a schema cannot
+// express, all collected in one pass, then the normalized spec (defaults
+// filled, paths root-relative) and its planned trials.
+import { isMethodName, methodNames, validateHyperparameters } from '@mpo/objectives';
+import { ashaRungs } from './asha.js';
+import { confinePath, PathError } from './paths.js';
+import { type Problem, ProblemsError } from './problems.js';
+import { schemaProblems, show } from './schema-problems.js';
+import {
+  type AshaParams,
+  BUILTIN_PREFIX,
+  type DataFormat,
+  type DataRef,
+  type Device,
+  type ModelRef,
+  type RunSpec,
+  type RunSpecInput,
+  RunSpecSchema,
+  type SpaceDistribution,
+  type SpaceEntryInput,
+  type Strategy,
+  type TrainingParams,
+  TrainingSpec,
+  TUNABLE_TRAINING_FIELDS,
+} from './spec.js';
+import { expandTrials, gridSize, TRAINING_KEY_PREFIX, type TrialPlan } from './sweep.js';
+
+export interface SpecContext {
+  /** Absolute directory model paths must stay inside. */
+  modelRoot: string;
+  /** Absolute directory data paths must stay inside. */
+  dataRoot: string;
+  /** Reject paths that do not exist (default true; the worker hosts are assumed to share the roots). */
+  mustExist?: boolean;
+  /** Known builtin model ids (without "builtin:"); undefined accepts any well-formed id. */
+  builtinModels?: readonly string[];
+  /** Known builtin data ids; undefined accepts any well-formed id. */
+  builtinData?: readonly string[];
+}
+
+export const DEFAULT_BUILTIN_MODELS = ['tiny-multilingual'] as const;
+export const DEFAULT_BUILTIN_DATA = ['mpo-llama', 'mpo-gemma', 'mpo-qwen', 'multijail', 'alpaca'] as const;
+
+export const TRAINING_DEFAULTS = {
+  batchSize: 8,
+  microBatch: 2,
+  cutoff: 1024,
+  checkpointEvery: 0,
+  seed: 42,
+  learningRate: 1e-5,
+  warmupRatio: 0.1,
+} as const;
+
+const BUILTIN_ID = /^[a-z0-9][a-z0-9._-]{0,99}$/;
+
+export type SpecResult =
+  | { ok: true; spec: RunSpec; trials: TrialPlan[] }
+  | { ok: false; problems: Problem[] };
+
+/** Validates `input` and plans its trials; throws ProblemsError with every problem. */
+export function parseRunSpec(input: unknown, ctx: SpecContext): { spec: RunSpec; trials: TrialPlan[] } {
+  const r = validateRunSpec(input, ctx);
+  if (!r.ok) throw new ProblemsError(r.problems, 'run spec');
+  return { spec: r.spec, trials: r.trials };
+}
+
+export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
+  const problems = schemaProblems(RunSpecSchema, input);
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return { ok: false, problems };
+  const raw = input as Partial<RunSpecInput>;
+  const bad = (path: string, reason: string) => {
+    if (!problems.some((p) => p.path === path)) problems.push({ path, reason });
+  };
+  // A field the schema already rejected is not checked again (its problem stands).
+  const clean = (path: string) =>
+    !problems.some((p) => p.path === path || p.path.startsWith(`${path}.`) || p.path.startsWith(`${path}[`));
+
+  const model = clean('model') && raw.model ? resolveRef(raw.model, 'model', ctx, bad) : undefined;
+  const data: DataRef[] = [];
+  if (clean('data') && raw.data !== undefined) {
+    const items = Array.isArray(raw.data) ? raw.data : [raw.data];
+    items.forEach((item, i) => {
+      const path = Array.isArray(raw.data) ? `data[${i}]` : 'data';
+      const ref = typeof item === 'string' ? item : item.path;
+      const format = typeof item === 'string' ? undefined : item.format;
+      const report = (p: string, reason: string) => bad(typeof item === 'string' ? p : `${p}.path`, reason);
+      const r = resolveRef(ref, 'data', ctx, report, path);
+      if (r) data.push({ ...r, ...(format ? { format: format as DataFormat } : {}) });
+    });
+  }
+
+  if (clean('targetLanguages') && clean('dominantLanguage') && raw.targetLanguages && raw.dominantLanguage) {
+    const i = raw.targetLanguages.indexOf(raw.dominantLanguage);
+    if (i >= 0)
+      bad(`targetLanguages[${i}]`, `must not include the dominant language "${raw.dominantLanguage}"`);
+  }
+
+  const method = raw.method;
+  const methodOk = clean('method') && isMethodName(method);
+  if (clean('method') && !isMethodName(method))
+    bad('method', `must be one of ${methodNames.join(', ')}, got ${show(method)}`);
+  const fixed = raw.hyperparameters ?? {};
+  if (methodOk && clean('hyperparameters')) {
+    for (const p of validateHyperparameters(method, fixed, 'hyperparameters')) bad(p.path, p.reason);
+  }
+
+  const ranks = raw.resources?.ranksPerTrial ?? 1;
+  const device: Device = raw.resources?.device ?? 'cpu';
+  const training = clean('training') ? normalizeTraining(raw.training ?? {}) : undefined;
+
+  // ---- search ----
+  const search = raw.search;
+  const strategy = search?.strategy as Strategy | undefined;
+  const space: Record<string, SpaceDistribution> = {};
+  let asha: AshaParams | undefined;
+  if (search && clean('search.strategy')) {
+    if (search.space && typeof search.space === 'object') {
+      for (const [key, entry] of Object.entries(search.space)) {
+        const path = `search.space.${key}`;
+        if (!clean(path)) continue;
+        const d = toDistribution(entry);
+        space[key] = d;
+        checkDistribution(key, d, entry, path, strategy!, methodOk ? method : undefined, fixed, bad);
+      }
+    }
+    if ((strategy === 'random' || strategy === 'asha') && search.maxTrials === undefined)
+      bad('search.maxTrials', `required for strategy "${strategy}"`);
+    if (strategy === 'asha') {
+      if (!search.asha) bad('search.asha', 'required for strategy "asha": {"minSteps", "maxSteps"}');
+      else if (clean('search.asha')) {
+        asha = { ...search.asha, reductionFactor: search.asha.reductionFactor ?? 3 };
+        if (asha.maxSteps <= asha.minSteps)
+          bad(
+            'search.asha.maxSteps',
+            `must be greater than minSteps (${asha.minSteps}), got ${asha.maxSteps}`,
+          );
+        else if (ashaRungs(asha).length < 1) bad('search.asha', 'leaves no rung below maxSteps');
+        if (raw.training?.epochs !== undefined)
+          bad('training.epochs', 'not used with ASHA: trials run for search.asha.maxSteps steps');
+        if (raw.training?.steps !== undefined && raw.training.steps !== asha.maxSteps)
+          bad('training.steps', `must equal search.asha.maxSteps (${asha.maxSteps}) or be left out`);
+      }
+    } else if (search.asha !== undefined) {
+      bad('search.asha', 'only used with strategy "asha"');
+    }
+  }
+
+  // ---- training ----
+  if (training && raw.training) {
+    if (strategy !== 'asha') {
+      if (training.steps === undefined && training.epochs === undefined)
+        bad('training', 'needs "steps" or "epochs"');
+      if (training.steps !== undefined && training.epochs !== undefined)
+        bad('training.epochs', 'give "steps" or "epochs", not both');
+    }
+    checkBatch(training, ranks, 'training', bad);
+    const total = strategy === 'asha' ? asha?.maxSteps : training.steps;
+    if (total !== undefined && training.checkpointEvery > total)
+      bad('training.checkpointEvery', `must not exceed the trial's ${total} steps`);
+  }
+
+  if (problems.length > 0 || !model || !training || !search || !strategy || !methodOk) {
+    if (problems.length === 0) problems.push({ path: '(root)', reason: 'incomplete spec' });
+    return { ok: false, problems };
+  }
+
+  const maxTrials = search.maxTrials ?? Math.min(gridSize(space), 1000);
+  const targets = raw.targetLanguages!;
+  const spec: RunSpec = {
+    name: raw.name!,
+    model,
+    data,
+    dominantLanguage: raw.dominantLanguage!,
+    targetLanguages: targets,
+    method,
+    hyperparameters: fixed,
+    search: {
+      strategy,
+      space,
+      maxTrials,
+      metric: search.metric,
+      mode: search.mode,
+      seed: search.seed ?? 0,
+      ...(asha ? { asha } : {}),
+    },
+    resources: { ranksPerTrial: ranks, device },
+    eval: {
+      benchmarks: raw.eval!.benchmarks,
+      languages: raw.eval!.languages ?? [raw.dominantLanguage!, ...targets],
+      maxPrompts: raw.eval!.maxPrompts ?? 100,
+      judge: raw.eval!.judge ?? 'builtin',
+    },
+    training: asha ? { ...training, steps: asha.maxSteps } : training,
+  };
+  const trials = expandTrials(spec);
+  // Each planned trial as a whole: combinations can break what single values did not.
+  for (const t of trials) {
+    for (const p of validateHyperparameters(method, t.hyperparameters, 'hyperparameters'))
+      bad(`search.space`, `trial ${t.index}: ${p.path}: ${p.reason}`);
+    checkBatch(t.training, ranks, `search.space (trial ${t.index}) training`, bad);
+    if (problems.length >= 20) break;
+  }
+  if (problems.length > 0) return { ok: false, problems };
+  return { ok: true, spec, trials };
+}
+
+function resolveRef(
+  ref: string,
+  kind: 'model' | 'data',
+  ctx: SpecContext,
+  bad: (path: string, reason: string) => void,
+  path: string = kind,
+): ModelRef | undefined {
+  if (ref.startsWith(BUILTIN_PREFIX)) {
+    const id = ref.slice(BUILTIN_PREFIX.length);
+    const known = kind === 'model' ? ctx.builtinModels : ctx.builtinData;
+    if (!BUILTIN_ID.test(id)) bad(path, `malformed builtin id ${show(ref)}`);
+    else if (known && !known.includes(id))
+      bad(
+        path,
+        `unknown builtin ${kind} ${show(ref)}; known: ${known.map((k) => BUILTIN_PREFIX + k).join(', ')}`,
+      );
+    else return { kind: 'builtin', id };
+    return undefined;
+  }
+  const root = kind === 'model' ? ctx.modelRoot : ctx.dataRoot;
+  try {
+    return { kind: 'path', path: confinePath(root, ref, { mustExist: ctx.mustExist ?? true }) };
+  } catch (err) {
+    if (!(err instanceof PathError)) throw err;
+    bad(path, `${show(ref)} ${err.message.replace('the root', `the ${kind} root`)}`);
+    return undefined;
+  }
+}
+
+function toDistribution(entry: SpaceEntryInput): SpaceDistribution {
+  if (Array.isArray(entry)) return { type: 'choice', values: entry };
+  return entry as SpaceDistribution;
+}
+
+function checkDistribution(
+  key: string,
+  d: SpaceDistribution,
+  entry: SpaceEntryInput,
+  path: string,
+  strategy: Strategy,
+  method: string | undefined,
+  fixed: Record<string, unknown>,
+  bad: (path: string, reason: string) => void,
+): void {
+  if (strategy === 'grid' && d.type !== 'choice') {
+    bad(
+      path,
+      `grid search needs a list of values, got a ${d.type} distribution (use strategy "random" or "asha")`,
+    );
+    return;
+  }
+  if ((d.type === 'uniform' || d.type === 'loguniform') && !(d.min < d.max))
+    bad(`${path}.max`, `must be greater than min (${d.min}), got ${d.max}`);
+  if (d.type === 'int' && !(d.min <= d.max)) bad(`${path}.max`, `must be ≥ min (${d.min}), got ${d.max}`);
+  // Candidate values to check against the target's own rules: every choice, or a range's ends.
+  const candidates: Array<[string, unknown]> =
+    d.type === 'choice'
+      ? d.values.map((v, i) => [Array.isArray(entry) ? `${path}[${i}]` : `${path}.values[${i}]`, v])
+      : [
+          [`${path}.min`, d.min],
+          [`${path}.max`, d.max],
+        ];
+  if (key.startsWith(TRAINING_KEY_PREFIX)) {
+    const field = key.slice(TRAINING_KEY_PREFIX.length);
+    if (!(TUNABLE_TRAINING_FIELDS as readonly string[]).includes(field)) {
+      bad(
+        path,
+        `unknown training field; a space may vary ${TUNABLE_TRAINING_FIELDS.map((f) => TRAINING_KEY_PREFIX + f).join(', ')}`,
+      );
+      return;
+    }
+    if (strategy === 'asha' && field === 'epochs') {
+      bad(path, 'ASHA trials run by steps, not epochs');
+      return;
+    }
+    const fieldSchema = TrainingSpec.properties[field as keyof typeof TrainingSpec.properties];
+    for (const [p, v] of candidates) {
+      const inner = schemaProblems(fieldSchema, v);
+      if (inner[0]) bad(p, inner[0].reason);
+    }
+    return;
+  }
+  if (!method) return;
+  for (const [p, v] of candidates) {
+    for (const problem of validateHyperparameters(method, { ...fixed, [key]: v }, '')) {
+      if (problem.path === key || problem.path.startsWith(`${key}.`)) {
+        bad(problem.reason.startsWith('unknown hyperparameter') ? path : p, problem.reason);
+      }
+    }
+  }
+}
+
+function normalizeTraining(t: NonNullable<RunSpecInput['training']>): TrainingParams {
+  return {
+    ...(t.steps !== undefined ? { steps: t.steps } : {}),
+    ...(t.epochs !== undefined ? { epochs: t.epochs } : {}),
+    batchSize: t.batchSize ?? TRAINING_DEFAULTS.batchSize,
+    microBatch: t.microBatch ?? TRAINING_DEFAULTS.microBatch,
+    cutoff: t.cutoff ?? TRAINING_DEFAULTS.cutoff,
+    checkpointEvery: t.checkpointEvery ?? TRAINING_DEFAULTS.checkpointEvery,
+    seed: t.seed ?? TRAINING_DEFAULTS.seed,
+    learningRate: t.learningRate ?? TRAINING_DEFAULTS.learningRate,
+    warmupRatio: t.warmupRatio ?? TRAINING_DEFAULTS.warmupRatio,
+  };
+}
+
+function checkBatch(
+  t: TrainingParams,
+  ranks: number,
+  prefix: string,
+  bad: (path: string, reason: string) => void,
+): void {
+  if (t.batchSize % ranks !== 0)
+    bad(`${prefix}.batchSize`, `must be divisible by resources.ranksPerTrial (${ranks}), got ${t.batchSize}`);
+  else if (t.microBatch > t.batchSize / ranks)
+    bad(
+      `${prefix}.microBatch`,
+      `must not exceed the per-rank batch (batchSize ${t.batchSize} / ${ranks} ranks = ${t.batchSize / ranks}), got ${t.microBatch}`,
+    );
+}

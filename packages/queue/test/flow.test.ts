@@ -1,0 +1,123 @@
+import { randomUUID } from 'node:crypto';
+import { FlowProducer, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  buildRunFlow,
+  evalQueue,
+  jobIds,
+  parseEvalJobData,
+  parseRunSpec,
+  parseSweepJobData,
+  parseTrainJobData,
+  QUEUES,
+  type TrainJobData,
+  trainQueue,
+  WORKER_DEFAULTS,
+} from '../src/index.js';
+import { roots, validSpec } from './fixtures.js';
+import { testRedis } from './redis-helpers.js';
+
+const t = testRedis('flow');
+afterAll(() => t.cleanup());
+
+function plannedRun(trials = 3) {
+  const spec = validSpec();
+  spec.search.space = { beta: [0.5, 1, 1.5].slice(0, trials) } as never;
+  const { spec: s, trials: plans } = parseRunSpec(spec, roots());
+  const runId = randomUUID();
+  const planned = plans.map((plan) => ({ trialId: randomUUID(), plan }));
+  return { runId, spec: s, planned, flow: buildRunFlow(runId, s, planned) };
+}
+
+describe('run flow', () => {
+  it('lands in Redis as run ← eval per trial ← train, with slot requirements', async () => {
+    const { runId, planned, flow } = plannedRun(3);
+    const producer = new FlowProducer({ connection: t.redis, prefix: t.prefix });
+    await producer.add(flow);
+    const tree = await producer.getFlow({ id: jobIds.run(runId), queueName: QUEUES.sweep, prefix: t.prefix });
+    expect(tree.job.name).toBe('run');
+    expect(parseSweepJobData(tree.job.data)).toMatchObject({ runId, trialCount: 3 });
+    expect(await tree.job.getState()).toBe('waiting-children');
+    expect(tree.children).toHaveLength(3);
+    for (const child of tree.children ?? []) {
+      expect(child.job.queueName).toBe(evalQueue('cpu'));
+      const ev = parseEvalJobData(child.job.data);
+      expect(child.job.id).toBe(jobIds.eval(ev.trialId));
+      expect(ev.slots).toEqual({ device: 'cpu', count: 1 });
+      expect(child.children).toHaveLength(1);
+      const train = child.children![0]!.job as Job<TrainJobData>;
+      expect(train.queueName).toBe(trainQueue('cpu'));
+      expect(train.id).toBe(jobIds.train(ev.trialId));
+      const data = parseTrainJobData(train.data);
+      expect(data.slots).toEqual({ device: 'cpu', count: 2 });
+      expect(data.trialId).toBe(ev.trialId);
+      expect(await train.getState()).toBe('waiting');
+    }
+    expect(new Set(tree.children!.map((c) => (c.job.data as { trialId: string }).trialId))).toEqual(
+      new Set(planned.map((p) => p.trialId)),
+    );
+    // Publishing the same flow again (an outbox retry) adds nothing.
+    await producer.add(flow);
+    const train = new Queue(trainQueue('cpu'), { connection: t.redis, prefix: t.prefix });
+    expect(await train.getJobCountByTypes('waiting')).toBe(3);
+    await train.obliterate({ force: true });
+    await train.close();
+    await producer.close();
+  });
+
+  it('runs train → eval → run; a failed trial fails its eval but not the run', async () => {
+    const { runId, planned, flow } = plannedRun(3);
+    const prefix = `${t.prefix}-exec`;
+    const producer = new FlowProducer({ connection: t.redis, prefix });
+    await producer.add(flow);
+    const failing = planned[1]!.trialId;
+    const order: string[] = [];
+    const opts = { connection: t.redis.duplicate(), prefix, ...WORKER_DEFAULTS };
+    const trainW = new Worker<TrainJobData>(
+      trainQueue('cpu'),
+      async (job) => {
+        order.push(`train ${job.data.trialIndex}`);
+        if (job.data.trialId === failing) throw new UnrecoverableError('diverged');
+        return { status: 'SUCCEEDED', step: 100, checkpoint: null, bestMetric: 0.5 };
+      },
+      opts,
+    );
+    const evalW = new Worker(
+      evalQueue('cpu'),
+      async (job) => {
+        order.push(`eval ${job.data.trialIndex}`);
+        return { status: 'EVALUATED', evaluations: 1 };
+      },
+      { ...opts, connection: t.redis.duplicate() },
+    );
+    const workers: Worker[] = [trainW, evalW];
+    const runDone = new Promise<{ values: Record<string, unknown>; failures: Record<string, string> }>(
+      (resolve) => {
+        const runW = new Worker(
+          QUEUES.sweep,
+          async (job) => {
+            const values = await job.getChildrenValues();
+            const failures = await job.getIgnoredChildrenFailures();
+            resolve({ values, failures });
+            return { done: true };
+          },
+          { ...opts, connection: t.redis.duplicate() },
+        );
+        workers.push(runW);
+      },
+    );
+    const { values, failures } = await runDone;
+    expect(Object.keys(values)).toHaveLength(2);
+    expect(Object.keys(failures)).toHaveLength(1);
+    expect(Object.keys(failures)[0]).toContain(jobIds.eval(failing));
+    const evalQ = new Queue(evalQueue('cpu'), { connection: t.redis, prefix });
+    expect(await (await evalQ.getJob(jobIds.eval(failing)))!.getState()).toBe('failed');
+    // Every eval ran after its own train job.
+    for (const i of [0, 2]) expect(order.indexOf(`eval ${i}`)).toBeGreaterThan(order.indexOf(`train ${i}`));
+    expect(order).not.toContain('eval 1');
+    await Promise.all(workers.map((w) => w.close()));
+    await evalQ.close();
+    await producer.close();
+    expect(runId).toBeTruthy();
+  });
+});
