@@ -36,6 +36,8 @@ export class Eta {
 }
 
 export interface Reporter {
+  /** True when drawing a progress line on a terminal (events are then not printed). */
+  readonly tty: boolean;
   event(obj: Record<string, unknown> & { type: string }): void;
   line(text: string): void;
   done(): void;
@@ -45,6 +47,7 @@ export function createReporter(json: boolean, stream: NodeJS.WriteStream = proce
   const tty = !json && stream.isTTY === true;
   let drawn = false;
   return {
+    tty,
     event(obj) {
       if (!tty) stream.write(`${JSON.stringify(obj)}\n`);
     },

@@ -52,6 +52,8 @@ export interface LoopInput {
   klReference?: TrainableModel;
   configHash: string;
   comm?: Communicator;
+  /** With several ranks: compare the ranks' weight hashes every this many steps (0 = never). */
+  hashCheckEvery?: number;
   hooks?: LoopHooks;
 }
 
@@ -130,12 +132,18 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     const local = shard(globalBatch, rank, worldSize);
 
     model.zeroGrad();
+    // Each micro-batch's gradient is formed alone and then added to an
+    // accumulator, so the sum has the same shape — ((G1 + G2) + G3)... — as the
+    // all-reduce across ranks that each hold one micro-batch: one rank with k
+    // micro-batches and k ranks with one each then agree bit for bit.
+    const microBatches = chunks(local, t.microBatchSize);
+    let acc: Float32Array | null = null;
     let loss = 0;
     let tokens = 0;
     const metrics: Record<string, number> = {};
     const rgSum: Record<string, number> = {};
     const rgCount: Record<string, number> = {};
-    for (const mb of chunks(local, t.microBatchSize)) {
+    for (const mb of microBatches) {
       // Each micro-batch's loss is its own mean; weighting by its share of the
       // global batch makes the accumulated gradient that of the global mean.
       const scale = mb.length / globalBatch.length;
@@ -174,8 +182,15 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
         if (g) await model.backward(handle, scaleGrads(g, scale));
         else model.release(handle);
       }
+      if (microBatches.length > 1) {
+        const g = model.gradBuffer();
+        if (acc === null) acc = Float32Array.from(g);
+        else for (let i = 0; i < acc.length; i++) acc[i]! += g[i]!;
+        model.zeroGrad();
+      }
       timing.backward += performance.now() - tm;
     }
+    if (acc !== null) model.gradBuffer().set(acc);
 
     let tm = performance.now();
     let stopFlag = (await input.hooks?.shouldStop?.()) ? 1 : 0;
@@ -222,6 +237,11 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     if (rank === 0) appendFileSync(metricsFile, `${JSON.stringify(record)}\n`);
     await input.hooks?.onStep?.(record);
 
+    const every = input.hashCheckEvery ?? 0;
+    if (comm && worldSize > 1 && every > 0 && (step % every === 0 || step === totalSteps)) {
+      await assertRanksAgree(comm, model.weightsHash(), step);
+    }
+
     const due = t.checkpointEvery > 0 && step % t.checkpointEvery === 0;
     if (due || step === totalSteps || stopFlag) await checkpoint();
     if (stopFlag && step < totalSteps) {
@@ -230,6 +250,25 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     }
   }
   return { model, step, totalSteps, stopped, resumedFrom, lastCheckpoint };
+}
+
+/**
+ * Data-parallel ranks must hold identical weights. Each rank all-reduces its
+ * weight hash (as 16-bit chunks, exact in float32) and checks the sum is
+ * worldSize times its own: any difference means some rank diverged.
+ */
+export async function assertRanksAgree(comm: Communicator, hashHex: string, step: number): Promise<void> {
+  const chunks = new Float32Array(8);
+  for (let i = 0; i < 8; i++) chunks[i] = Number.parseInt(hashHex.slice(i * 4, i * 4 + 4), 16);
+  const sum = Float32Array.from(chunks);
+  await comm.allReduceSum(sum);
+  for (let i = 0; i < 8; i++) {
+    if (sum[i] !== chunks[i]! * comm.worldSize) {
+      throw new Error(
+        `rank ${comm.rank}: weights differ across ranks at step ${step} (hash ${hashHex.slice(0, 16)})`,
+      );
+    }
+  }
 }
 
 function scaleGrads(g: ScoreGrads, s: number): ScoreGrads {

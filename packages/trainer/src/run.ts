@@ -22,6 +22,8 @@ import type { Communicator } from './types.js';
 export interface RunOptions {
   hooks?: LoopHooks;
   comm?: Communicator;
+  /** With several ranks, compare weight hashes across ranks every N steps (default 10). */
+  hashCheckEvery?: number;
   /** Prompt/response encoders (chat template + tokenizer); required for text data. */
   encoders?: Encoders;
   /** Resolves `builtin:` model ids to a directory. */
@@ -111,6 +113,7 @@ export async function runTraining(config: TrainConfig, opts: RunOptions = {}): P
     reference: ref.scores,
     ...(klReference ? { klReference: klReference as unknown as TrainableModel } : {}),
     configHash,
+    hashCheckEvery: opts.hashCheckEvery ?? 10,
     ...(opts.comm ? { comm: opts.comm } : {}),
     ...(opts.hooks ? { hooks: opts.hooks } : {}),
   });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseTrainConfig } from '../src/config.js';
+import { assertRanksAgree } from '../src/loop.js';
 import { chunks, epochOrder, shard } from '../src/order.js';
 import { cachedReference, concatScores, sliceScores } from '../src/reference.js';
 import { cosineWithWarmup } from '../src/schedule.js';
@@ -137,5 +138,25 @@ describe('training config', () => {
 
   it('rejects an unknown method', () => {
     expect(() => parseTrainConfig({ ...valid, method: 'ppo' })).toThrow(/method: must be one of mpo/);
+  });
+});
+
+describe('rank agreement check', () => {
+  // An in-process stand-in for two ranks: the "other" rank contributes `otherHash`.
+  const pairComm = (otherHash: string) => ({
+    rank: 0,
+    worldSize: 2,
+    async allReduceSum(buf: Float32Array) {
+      for (let i = 0; i < buf.length; i++) buf[i]! += Number.parseInt(otherHash.slice(i * 4, i * 4 + 4), 16);
+    },
+  });
+  const h = 'ab'.repeat(32);
+
+  it('passes when every rank holds the same weights and names the step when one differs', async () => {
+    await expect(assertRanksAgree(pairComm(h), h, 7)).resolves.toBeUndefined();
+    const other = `ac${h.slice(2)}`;
+    await expect(assertRanksAgree(pairComm(other), h, 7)).rejects.toThrow(
+      /weights differ across ranks at step 7/,
+    );
   });
 });

@@ -1,0 +1,125 @@
+import { dirname, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, parseTrainConfig, runTraining } from '@mpo/trainer';
+import { communicatorFromEnv } from '../comm.js';
+import { CliError, ExitCode } from '../exit-codes.js';
+import { bar, createReporter, Eta, formatDuration } from '../progress.js';
+import { readJsonFile } from '../read-json.js';
+import { register } from '../registry.js';
+import { encodersFor, resolveBuiltinModel } from '../tokenization.js';
+
+const usage = `mpo train --config FILE.json [--json] [--output DIR] [--max-steps N]
+
+Trains one model with one method. A progress bar on a terminal, JSON lines otherwise:
+  {"type":"start"|"step"|"checkpoint"|"done"|"stopped", ...}
+Writes <output>/metrics.jsonl, checkpoints under <output>/checkpoints and final
+weights in <output>/final. Re-running with the same output resumes from the
+latest checkpoint. SIGTERM/SIGINT: finish the current step, checkpoint, exit 130.`;
+
+register({
+  name: 'train',
+  summary: 'train a model with MPO or a baseline from a JSON config',
+  usage,
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        json: { type: 'boolean', default: false },
+        output: { type: 'string' },
+        'max-steps': { type: 'string' },
+      },
+    });
+    if (!values.config) throw new CliError(`--config is required\n\nusage: ${usage}`, ExitCode.usage);
+    const path = resolve(values.config);
+    const raw = readJsonFile(path, 'config') as Record<string, unknown>;
+    if (values.output && raw && typeof raw === 'object') raw.output = resolve(values.output);
+    if (values['max-steps'] && raw && typeof raw === 'object') {
+      raw.training = { ...(raw.training as object), maxSteps: Number(values['max-steps']) };
+    }
+    let config: ReturnType<typeof parseTrainConfig>;
+    try {
+      config = parseTrainConfig(raw, dirname(path));
+    } catch (err) {
+      if (err instanceof ConfigError) throw new CliError(`${path}: ${err.message}`, ExitCode.invalidInput);
+      throw err;
+    }
+
+    const comm = await communicatorFromEnv();
+    const rank = comm?.rank ?? 0;
+    const out = createReporter(values.json || rank !== 0);
+    const emit = rank === 0 ? out.event : () => {};
+    let stopRequested = false;
+    const onSignal = () => {
+      stopRequested = true;
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    let eta: Eta | null = null;
+    try {
+      const result = await runTraining(config, {
+        ...(comm ? { comm } : {}),
+        encoders: encodersFor(config),
+        resolveBuiltin: resolveBuiltinModel,
+        log: (e) => emit(e),
+        hooks: {
+          shouldStop: () => stopRequested,
+          onStep: (r) => {
+            eta ??= new Eta(r.step - 1);
+            const metrics: Record<string, unknown> = {
+              ...r.metrics,
+              lr: r.lr,
+              gradNorm: r.gradNorm,
+              tokensPerSec: r.tokensPerSec,
+            };
+            if (r.rgTarget !== undefined) metrics['rg/target'] = r.rgTarget;
+            if (Object.keys(r.rgByLanguage).length) metrics.rg = r.rgByLanguage;
+            emit({
+              type: 'step',
+              step: r.step,
+              totalSteps: r.totalSteps,
+              epoch: r.epoch,
+              loss: r.loss,
+              seconds: r.seconds,
+              metrics,
+              timing: r.timing,
+            });
+            if (rank === 0) {
+              out.line(
+                `${bar(r.step / r.totalSteps)} step ${r.step}/${r.totalSteps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(2)}  ${Math.round(r.tokensPerSec)} tok/s  ETA ${formatDuration(eta.seconds(r.step, r.totalSteps))}`,
+              );
+            }
+          },
+          onCheckpoint: (c) =>
+            emit({ type: 'checkpoint', step: c.step, path: c.dir, bytes: c.bytes, sha256: c.sha256 }),
+        },
+      });
+      out.done();
+      if (result.stopped) {
+        emit({
+          type: 'stopped',
+          step: result.step,
+          totalSteps: result.totalSteps,
+          checkpoint: result.lastCheckpoint,
+        });
+        return ExitCode.interrupted;
+      }
+      emit({
+        type: 'done',
+        step: result.step,
+        totalSteps: result.totalSteps,
+        weightsHash: result.model.weightsHash(),
+        finalDir: result.finalDir,
+        resumedFrom: result.resumedFrom,
+      });
+      if (out.tty && rank === 0) {
+        process.stdout.write(`done: ${result.step} steps, final weights in ${result.finalDir}\n`);
+      }
+      return ExitCode.ok;
+    } finally {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      await comm?.close();
+    }
+  },
+});
