@@ -138,7 +138,6 @@ export function toHfConfig(
     num_hidden_layers: cfg.numHiddenLayers,
     num_attention_heads: cfg.numAttentionHeads,
     num_key_value_heads: cfg.numKeyValueHeads,
-    head_dim: headDimOf(cfg),
     hidden_act: 'silu',
     max_position_embeddings: cfg.maxPositionEmbeddings,
     rms_norm_eps: cfg.rmsNormEps,
@@ -155,6 +154,7 @@ export function toHfConfig(
     tie_word_embeddings: cfg.tieWordEmbeddings,
     torch_dtype: torchDtype,
   };
+  if (cfg.headDim !== undefined) out.head_dim = cfg.headDim;
   if (!qwen) out.attention_bias = cfg.attentionBias;
   if (qwen) out.use_sliding_window = false;
   if (cfg.bosTokenId !== undefined) out.bos_token_id = cfg.bosTokenId;

@@ -1,4 +1,16 @@
 // @mpo/engine: Llama/Qwen2 models in libtorch (N-API addon), tokenizers and chat templates.
+
+export {
+  CHAT_TEMPLATES,
+  type ChatMessage,
+  type ChatTemplate,
+  encodeChat,
+  encodePair,
+  guessTemplate,
+  type RenderOptions,
+  renderChat,
+  stopTokenIds,
+} from './chat.js';
 export {
   ARCHITECTURES,
   type Architecture,
@@ -25,3 +37,11 @@ export {
   type StepOptions,
 } from './model.js';
 export { native } from './native.js';
+export {
+  BYTE_SPECIALS,
+  BYTE_VOCAB_SIZE,
+  ByteTokenizer,
+  HfTokenizer,
+  loadTokenizer,
+  type Tokenizer,
+} from './tokenizer.js';
