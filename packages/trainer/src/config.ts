@@ -27,6 +27,16 @@ export interface DataSpec {
 
 export type ModelSpec = string | { init: Record<string, unknown>; seed: number };
 
+/** Held-out reward-gap evaluation during training (the cheap metric ASHA rungs compare). */
+export interface EvalSpec {
+  /** Evaluate after these steps (1-based). */
+  at: number[];
+  /** ...and every this many steps (0 = only `at` and the last step). */
+  every: number;
+  /** At most this many held-out examples. */
+  limit?: number;
+}
+
 export interface TrainConfig {
   model: ModelSpec;
   tokenizer?: string;
@@ -41,6 +51,7 @@ export interface TrainConfig {
   threads: number;
   device: string;
   dtype: 'float32' | 'bfloat16' | 'float16';
+  eval?: EvalSpec;
 }
 
 export const TRAINING_DEFAULTS: TrainingParams = {
@@ -97,6 +108,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     'threads',
     'device',
     'dtype',
+    'eval',
     '$schema',
     'name',
   ]);
@@ -210,6 +222,30 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
   if (raw.referenceCache !== undefined && typeof raw.referenceCache !== 'string')
     bad('referenceCache', 'must be a path');
 
+  let evalSpec: EvalSpec | undefined;
+  if (raw.eval !== undefined) {
+    if (!isObj(raw.eval)) bad('eval', 'must be an object {"at": [steps], "every": n, "limit": n}');
+    else {
+      const e = raw.eval;
+      const at = e.at ?? [];
+      if (!Array.isArray(at) || !at.every((x) => Number.isInteger(x) && x > 0))
+        bad('eval.at', 'must be an array of positive step numbers');
+      const every = e.every ?? 0;
+      if (!Number.isInteger(every) || (every as number) < 0)
+        bad('eval.every', 'must be a non-negative integer');
+      if (e.limit !== undefined && !(Number.isInteger(e.limit) && (e.limit as number) > 0))
+        bad('eval.limit', 'must be a positive integer');
+      for (const k of Object.keys(e))
+        if (!['at', 'every', 'limit'].includes(k)) bad(`eval.${k}`, 'unknown field');
+      evalSpec = {
+        at: at as number[],
+        every: every as number,
+        ...(e.limit !== undefined ? { limit: e.limit as number } : {}),
+      };
+    }
+    if (isObj(raw.data) && raw.data.heldOut === 0)
+      bad('eval', 'needs a held-out split: data.heldOut must be > 0');
+  }
   if (problems.length) throw new ConfigError(problems);
   const output = abs(raw.output as string);
   return {
@@ -230,15 +266,16 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     threads: threads as number,
     device: device as string,
     dtype: dtype as TrainConfig['dtype'],
+    ...(evalSpec ? { eval: evalSpec } : {}),
   };
 }
 
 /**
  * Hash of the fields a resume must not change (everything that shapes the
- * computation; not the output folder, nor the checkpoint cadence).
+ * computation; not the output folder, the evaluation or checkpoint cadence).
  */
 export function resumeHash(c: TrainConfig): string {
-  const { output: _o, referenceCache: _r, ...rest } = c;
+  const { output: _o, referenceCache: _r, eval: _e, ...rest } = c;
   const { checkpointEvery: _c, keepCheckpoints: _k, ...training } = rest.training;
   return createHash('sha256')
     .update(JSON.stringify({ ...rest, training }))

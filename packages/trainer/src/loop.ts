@@ -29,8 +29,14 @@ export interface TrainingParams {
   keepCheckpoints: number;
 }
 
+export type EvalMetrics = Record<string, number | Record<string, number>>;
+
 export interface LoopHooks {
+  /** Once, after loading (and resuming). */
+  onStart?(info: { totalSteps: number; resumedFrom: number | null }): void | Promise<void>;
   onStep?(r: StepRecord): void | Promise<void>;
+  /** Held-out metrics at the steps `evalAt` selects. */
+  onEval?(step: number, metrics: EvalMetrics): void | Promise<void>;
   onCheckpoint?(c: CheckpointRecord): void | Promise<void>;
   /** Polled after every step: true → checkpoint now and return with stopped = true. */
   shouldStop?(): boolean | Promise<boolean>;
@@ -52,6 +58,9 @@ export interface LoopInput {
   klReference?: TrainableModel;
   configHash: string;
   comm?: Communicator;
+  /** Held-out evaluation (no grad) and the steps it runs after. */
+  evaluate?(model: TrainableModel): Promise<EvalMetrics>;
+  evalAt?(step: number, totalSteps: number): boolean;
   /** With several ranks: compare the ranks' weight hashes every this many steps (0 = never). */
   hashCheckEvery?: number;
   hooks?: LoopHooks;
@@ -117,6 +126,7 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     await input.hooks?.onCheckpoint?.(lastCheckpoint);
   };
 
+  await input.hooks?.onStart?.({ totalSteps, resumedFrom });
   let order = epochOrder(n, t.seed, epoch);
   let stopped = false;
   while (step < totalSteps) {
@@ -240,6 +250,10 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     const every = input.hashCheckEvery ?? 0;
     if (comm && worldSize > 1 && every > 0 && (step % every === 0 || step === totalSteps)) {
       await assertRanksAgree(comm, model.weightsHash(), step);
+    }
+
+    if (input.evaluate && rank === 0 && input.evalAt?.(step, totalSteps)) {
+      await input.hooks?.onEval?.(step, await input.evaluate(model));
     }
 
     const due = t.checkpointEvery > 0 && step % t.checkpointEvery === 0;

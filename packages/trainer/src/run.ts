@@ -8,6 +8,7 @@ import { fromHfConfig, type LlamaConfig, Model } from '@mpo/engine';
 import { getObjective } from '@mpo/objectives';
 import { resumeHash, type TrainConfig } from './config.js';
 import { buildDataset } from './dataset.js';
+import { heldOutRewardGap } from './evaluate.js';
 import { type LoopHooks, type LoopResult, totalStepsOf, trainLoop } from './loop.js';
 import type { TrainableModel } from './model.js';
 import {
@@ -98,6 +99,20 @@ export async function runTraining(config: TrainConfig, opts: RunOptions = {}): P
   const needsKl = req.policy.some((r) => r.kl);
   const klReference = needsKl ? await loadInitialModel(config, opts.resolveBuiltin) : undefined;
 
+  const evalSpec = config.eval;
+  const heldOut = evalSpec
+    ? buildDataset(
+        {
+          ...config.data,
+          split: 'heldout',
+          ...(evalSpec.limit !== undefined ? { limit: evalSpec.limit } : {}),
+        },
+        encoders,
+        config.cutoff,
+        { vocabSize: initial.config.vocabSize },
+      ).examples
+    : [];
+
   const configHash = resumeHash(config);
   const result = await trainLoop({
     examples: data.examples,
@@ -114,6 +129,15 @@ export async function runTraining(config: TrainConfig, opts: RunOptions = {}): P
     ...(klReference ? { klReference: klReference as unknown as TrainableModel } : {}),
     configHash,
     hashCheckEvery: opts.hashCheckEvery ?? 10,
+    ...(evalSpec && heldOut.length > 0
+      ? {
+          evaluate: (m: TrainableModel) => heldOutRewardGap(m, heldOut, config.training.microBatchSize),
+          evalAt: (step: number, total: number) =>
+            step === total ||
+            evalSpec.at.includes(step) ||
+            (evalSpec.every > 0 && step % evalSpec.every === 0),
+        }
+      : {}),
     ...(opts.comm ? { comm: opts.comm } : {}),
     ...(opts.hooks ? { hooks: opts.hooks } : {}),
   });

@@ -54,6 +54,26 @@ describe('trainer on MPO data', () => {
     expect(final.weightsHash()).toBe(ck.state.weightsHash);
   });
 
+  it('evaluates the held-out reward gap at the requested steps, per language', async () => {
+    const evals: [number, Record<string, unknown>][] = [];
+    await runTraining(
+      parseTrainConfig({
+        ...mpoConfig(tmp('eval')),
+        data: { format: 'mpo', path: mpoData, limit: 8, heldOut: 0.2 },
+        eval: { at: [2], limit: 6 },
+      }),
+      {
+        encoders: byteEncoders,
+        hooks: { onEval: (step, m) => void evals.push([step, m]) },
+      },
+    );
+    expect(evals.map(([s]) => s)).toEqual([2, 6]);
+    const perLang = evals[0]![1]['heldout/reward_gap'] as Record<string, number>;
+    expect(Object.keys(perLang).length).toBeGreaterThan(0);
+    const mean = Object.values(perLang).reduce((a, b) => a + b, 0) / Object.keys(perLang).length;
+    expect(evals[0]![1]['heldout/reward_gap_mean']).toBeCloseTo(mean, 12);
+  });
+
   it('reuses the reference cache across trials and never recomputes it', async () => {
     const cache = join(tmp('refcache'), 'cache');
     const a = await runTraining(

@@ -11,10 +11,12 @@ import { encodersFor, resolveBuiltinModel } from '../tokenization.js';
 const usage = `mpo train --config FILE.json [--json] [--output DIR] [--max-steps N]
 
 Trains one model with one method. A progress bar on a terminal, JSON lines otherwise:
-  {"type":"start"|"step"|"checkpoint"|"done"|"stopped", ...}
+  {"type":"start"|"step"|"eval"|"checkpoint"|"done"|"error", ...}
+(the protocol of packages/queue/src/trainer-protocol.ts).
 Writes <output>/metrics.jsonl, checkpoints under <output>/checkpoints and final
 weights in <output>/final. Re-running with the same output resumes from the
-latest checkpoint. SIGTERM/SIGINT: finish the current step, checkpoint, exit 130.`;
+latest checkpoint. SIGTERM/SIGINT: finish the current step, checkpoint, print
+a "done" line with "stopped": true and exit 130.`;
 
 register({
   name: 'train',
@@ -61,8 +63,11 @@ register({
         ...(comm ? { comm } : {}),
         encoders: encodersFor(config),
         resolveBuiltin: resolveBuiltinModel,
-        log: (e) => emit(e),
+        // Informational events are not part of the trainer protocol: stderr.
+        log: (e) => rank === 0 && process.stderr.write(`${JSON.stringify(e)}\n`),
         hooks: {
+          onStart: (s) => emit({ type: 'start', totalSteps: s.totalSteps, resumedFrom: s.resumedFrom }),
+          onEval: (step, metrics) => emit({ type: 'eval', step, metrics }),
           shouldStop: () => stopRequested,
           onStep: (r) => {
             eta ??= new Eta(r.step - 1);
@@ -95,27 +100,25 @@ register({
         },
       });
       out.done();
-      if (result.stopped) {
-        emit({
-          type: 'stopped',
-          step: result.step,
-          totalSteps: result.totalSteps,
-          checkpoint: result.lastCheckpoint,
-        });
-        return ExitCode.interrupted;
-      }
+      const c = result.lastCheckpoint as { step: number; dir: string; bytes: number; sha256: string } | null;
       emit({
         type: 'done',
         step: result.step,
         totalSteps: result.totalSteps,
+        stopped: result.stopped,
+        checkpoint: c ? { step: c.step, path: c.dir, bytes: c.bytes, sha256: c.sha256 } : null,
         weightsHash: result.model.weightsHash(),
         finalDir: result.finalDir,
         resumedFrom: result.resumedFrom,
       });
+      if (result.stopped) return ExitCode.interrupted;
       if (out.tty && rank === 0) {
         process.stdout.write(`done: ${result.step} steps, final weights in ${result.finalDir}\n`);
       }
       return ExitCode.ok;
+    } catch (err) {
+      emit({ type: 'error', message: (err as Error).message });
+      throw err;
     } finally {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
