@@ -112,7 +112,11 @@ export function readCsv(path: string): CsvTable {
 }
 
 /** Column positions by name; throws naming the file if any is missing. */
-export function columns<K extends string>(table: CsvTable, names: readonly K[], file: string): Record<K, number> {
+export function columns<K extends string>(
+  table: CsvTable,
+  names: readonly K[],
+  file: string,
+): Record<K, number> {
   const out = {} as Record<K, number>;
   const missing: string[] = [];
   for (const name of names) {
