@@ -1,7 +1,9 @@
 import { ArtifactRepository } from './artifacts.js';
-import { createPrismaClient, type PrismaClient } from './client.js';
+import { createPrismaClient, type DbOptions, type PrismaClient } from './client.js';
 import { MetricRepository } from './metrics.js';
+import { OutboxRepository } from './outbox.js';
 import { RunRepository } from './runs.js';
+import { SeriesReader } from './series.js';
 import { TokenRepository } from './tokens.js';
 
 export * from './artifacts.js';
@@ -10,7 +12,9 @@ export * from './errors.js';
 export type { RunStatus, TrialStatus } from './generated/prisma/enums.js';
 export * from './metrics.js';
 export { ensureDatabase, MigrationError, migrate } from './migrate.js';
+export * from './outbox.js';
 export * from './runs.js';
+export * from './series.js';
 export * from './tokens.js';
 
 /** The typed repositories apps use; nothing outside this package touches Prisma. */
@@ -19,18 +23,23 @@ export interface Db {
   metrics: MetricRepository;
   artifacts: ArtifactRepository;
   tokens: TokenRepository;
+  outbox: OutboxRepository;
+  /** Downsampled metric series for charts. */
+  series: SeriesReader;
   /** Round-trips to Postgres (for readiness checks). */
   ping(): Promise<void>;
   close(): Promise<void>;
 }
 
-export function createDb(databaseUrl?: string): Db {
-  const prisma: PrismaClient = createPrismaClient(databaseUrl);
+export function createDb(databaseUrl?: string, opts: DbOptions = {}): Db {
+  const prisma: PrismaClient = createPrismaClient(databaseUrl, opts);
   return {
     runs: new RunRepository(prisma),
     metrics: new MetricRepository(prisma),
     artifacts: new ArtifactRepository(prisma),
     tokens: new TokenRepository(prisma),
+    outbox: new OutboxRepository(prisma),
+    series: new SeriesReader(prisma),
     ping: async () => {
       await prisma.$queryRaw`SELECT 1`;
     },

@@ -139,6 +139,74 @@ export class RunRepository {
     return { total, items };
   }
 
+  /**
+   * Cancels a run: its trials that have not started become CANCELLED now;
+   * running ones are left to their workers, which stop them at their next step
+   * (they see the cancel key that `outbox` asks to set, written in the same
+   * transaction). With no trial running the run itself is CANCELLED at once.
+   * Idempotent; a run that already finished is returned untouched
+   * (`finished: true`).
+   */
+  async requestCancel(
+    id: string,
+    opts: {
+      ownerTokenId?: string | null;
+      outbox?: (runId: string, requestedAt: Date) => OutboxMessage[];
+    } = {},
+  ) {
+    if (!isUuid(id)) throw new NotFoundError('run', id);
+    return this.prisma.$transaction(async (tx) => {
+      // Row lock: concurrent cancels (and the worker finalizing) serialize on the run.
+      const locked = await tx.$queryRaw<Array<{ status: RunStatus; cancelRequestedAt: Date | null }>>`
+        SELECT "status", "cancelRequestedAt" FROM "Run"
+        WHERE "id" = ${id}::uuid
+          AND (${opts.ownerTokenId === undefined}::boolean OR "ownerTokenId" IS NOT DISTINCT FROM ${opts.ownerTokenId ?? null}::uuid)
+        FOR UPDATE`;
+      const run = locked[0];
+      if (!run) throw new NotFoundError('run', id);
+      if (run.status === 'SUCCEEDED' || run.status === 'FAILED') {
+        return {
+          status: run.status,
+          cancelRequestedAt: run.cancelRequestedAt,
+          cancelled: 0,
+          stopping: 0,
+          finished: true,
+        };
+      }
+      const now = new Date();
+      const requestedAt = run.cancelRequestedAt ?? now;
+      const { count: cancelled } = await tx.trial.updateMany({
+        where: { runId: id, status: { in: ['PENDING', 'QUEUED'] } },
+        data: { status: 'CANCELLED', finishedAt: now },
+      });
+      const stopping = await tx.trial.count({ where: { runId: id, status: 'RUNNING' } });
+      const status: RunStatus = stopping === 0 ? 'CANCELLED' : run.status;
+      await tx.run.update({
+        where: { id },
+        data: {
+          cancelRequestedAt: requestedAt,
+          status,
+          ...(status === 'CANCELLED' && run.status !== 'CANCELLED' ? { finishedAt: now } : {}),
+        },
+      });
+      const messages = run.cancelRequestedAt ? [] : (opts.outbox?.(id, requestedAt) ?? []);
+      if (messages.length) {
+        await tx.outbox.createMany({
+          data: messages.map((m) => ({ runId: id, kind: m.kind, payload: m.payload })),
+        });
+      }
+      return { status, cancelRequestedAt: requestedAt, cancelled, stopping, finished: false };
+    });
+  }
+
+  /** Trials by status over all runs (for gauges). */
+  async trialStatusCounts(): Promise<Record<TrialStatus, number>> {
+    const groups = await this.prisma.trial.groupBy({ by: ['status'], _count: { _all: true } });
+    const out = { PENDING: 0, QUEUED: 0, RUNNING: 0, SUCCEEDED: 0, FAILED: 0, STOPPED: 0, CANCELLED: 0 };
+    for (const g of groups) out[g.status] = g._count._all;
+    return out;
+  }
+
   async setStatus(id: string, status: RunStatus) {
     const now = new Date();
     return this.prisma.run.update({
