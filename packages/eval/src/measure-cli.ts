@@ -1,7 +1,7 @@
 // Prints the refusal detector's precision and recall on the hand-labelled sample.
 // Usage: npm run measure -w @mpo/eval [-- --data <mpo dir>] [-- --labels <file> ...] [-- --errors]
 // Without --labels it scores the development and the test sample (data/refusal-labels-{dev,test}.json).
-import { resolve } from 'node:path';
+import { relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createRefusalDetector } from './detector.js';
 import { formatMeasurement, measureDetector } from './measure.js';
@@ -19,7 +19,7 @@ const files = values.labels ?? DEFAULT_LABEL_FILES.map((f) => resolve(dataDir, f
 const detector = createRefusalDetector();
 for (const file of files) {
   const m = measureDetector(detector, values.data!, readLabelFile(file));
-  console.log(`\n${file}\n\n${formatMeasurement(m)}`);
+  console.log(`\n${relative(process.cwd(), file)}\n\n${formatMeasurement(m)}`);
   if (values.errors) {
     for (const e of m.errors) {
       const what = e.label === 'R' ? 'missed' : 'false alarm';

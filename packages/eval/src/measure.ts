@@ -62,7 +62,10 @@ export function measureDetector(
     const v = detector.detect(r.text, r.promptLang);
     rows.push({ key, lang: r.lang, label, refusal: v.refusal, ...(v.matched ? { matched: v.matched } : {}) });
   }
-  const langs = [...new Set(rows.map((r) => r.lang))];
+  // The sample's languages in a fixed order (the paper's, then the rest alphabetically).
+  const order = ['en', 'zh', 'ko', 'ar', 'bn', 'sw'];
+  const rank = (l: string) => (order.includes(l) ? order.indexOf(l) : order.length);
+  const langs = [...new Set(rows.map((r) => r.lang))].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
   return {
     perLanguage: langs.map((l) =>
       score(
