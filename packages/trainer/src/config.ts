@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
 import { isMethodName, methodNames, validateHyperparameters } from '@mpo/objectives';
+import { resolveBuiltinData } from './builtins.js';
 import type { TrainingParams } from './loop.js';
 
 export const DATA_FORMATS = ['mpo', 'pairwise', 'pretokenized', 'alpaca'] as const;
@@ -40,7 +41,8 @@ export interface EvalSpec {
 export interface TrainConfig {
   model: ModelSpec;
   tokenizer?: string;
-  template: (typeof TEMPLATES)[number];
+  /** Chat template; guessed from the model's architecture and tokenizer when absent. */
+  template?: (typeof TEMPLATES)[number];
   data: DataSpec;
   method: string;
   hyperparameters: Record<string, unknown>;
@@ -124,15 +126,26 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     model = { init: raw.model.init, seed: seed as number };
   } else bad('model', 'required: a model directory, a builtin id, or {"init": {...config}, "seed": n}');
 
-  const template = raw.template ?? 'plain';
-  if (!TEMPLATES.includes(template as never)) bad('template', `must be one of ${TEMPLATES.join(', ')}`);
+  const template = raw.template;
+  if (template !== undefined && !TEMPLATES.includes(template as never)) {
+    bad('template', `must be one of ${TEMPLATES.join(', ')}`);
+  }
   if (raw.tokenizer !== undefined && typeof raw.tokenizer !== 'string')
     bad('tokenizer', 'must be a path or "byte"');
 
   let data = {} as DataSpec;
   if (!isObj(raw.data)) bad('data', 'required: {"format", "path", ...}');
   else {
-    const d = raw.data;
+    const d = { ...raw.data };
+    if (typeof d.path === 'string' && d.path.startsWith('builtin:')) {
+      try {
+        const b = resolveBuiltinData(d.path);
+        d.path = b.path;
+        d.format ??= b.format;
+      } catch (err) {
+        bad('data.path', (err as Error).message);
+      }
+    }
     if (!DATA_FORMATS.includes(d.format as never))
       bad('data.format', `must be one of ${DATA_FORMATS.join(', ')}`);
     if (typeof d.path !== 'string' || !d.path) bad('data.path', 'required');
@@ -155,7 +168,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
       bad('data.dominantLanguage', 'must be a language code');
     data = {
       format: d.format as DataFormat,
-      path: typeof d.path === 'string' ? (d.path.startsWith('builtin:') ? d.path : abs(d.path)) : '',
+      path: typeof d.path === 'string' && !d.path.startsWith('builtin:') ? abs(d.path) : '',
       heldOut: heldOut as number,
       split: split as DataSpec['split'],
       splitSeed: (d.splitSeed as number | undefined) ?? 0,
@@ -253,7 +266,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     ...(raw.tokenizer !== undefined
       ? { tokenizer: raw.tokenizer === 'byte' ? 'byte' : abs(raw.tokenizer as string) }
       : {}),
-    template: template as TrainConfig['template'],
+    ...(template !== undefined ? { template: template as NonNullable<TrainConfig['template']> } : {}),
     data,
     method: method as string,
     hyperparameters: hyperparameters as Record<string, unknown>,

@@ -1,3 +1,4 @@
+export * from './builtins.js';
 export * from './checkpoint.js';
 export * from './config.js';
 export * from './dataset.js';
@@ -9,4 +10,5 @@ export * from './reference.js';
 export * from './run.js';
 export * from './schedule.js';
 export * from './sequences.js';
+export * from './tokenization.js';
 export * from './types.js';

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Encoders } from '@mpo/data';
 import { fromHfConfig, type LlamaConfig, Model } from '@mpo/engine';
 import { getObjective } from '@mpo/objectives';
+import { resolveBuiltinModel } from './builtins.js';
 import { resumeHash, type TrainConfig } from './config.js';
 import { buildDataset } from './dataset.js';
 import { heldOutRewardGap } from './evaluate.js';
@@ -18,16 +19,26 @@ import {
   precomputable,
   referenceCacheKey,
 } from './reference.js';
+import { resolveTokenization } from './tokenization.js';
 import type { Communicator } from './types.js';
+
+const noEncoders: Encoders = {
+  encodePrompt: () => {
+    throw new Error('pre-tokenized data needs no encoder');
+  },
+  encodeResponse: () => {
+    throw new Error('pre-tokenized data needs no encoder');
+  },
+};
 
 export interface RunOptions {
   hooks?: LoopHooks;
   comm?: Communicator;
   /** With several ranks, compare weight hashes across ranks every N steps (default 10). */
   hashCheckEvery?: number;
-  /** Prompt/response encoders (chat template + tokenizer); required for text data. */
+  /** Prompt/response encoders; by default the model's tokenizer with the config's (or guessed) template. */
   encoders?: Encoders;
-  /** Resolves `builtin:` model ids to a directory. */
+  /** Resolves `builtin:` model ids to a directory (default: the builtins module). */
   resolveBuiltin?: (id: string) => string;
   log?: (event: Record<string, unknown> & { type: string }) => void;
 }
@@ -42,13 +53,12 @@ export interface RunResult extends LoopResult {
 /** Loads the config's initial model: a Hugging Face folder, a builtin, or a seeded random init. */
 export async function loadInitialModel(
   config: TrainConfig,
-  resolveBuiltin?: (id: string) => string,
+  resolveBuiltin: (id: string) => string = resolveBuiltinModel,
 ): Promise<Model> {
   const opts = { threads: config.threads, device: config.device as 'cpu', dtype: config.dtype };
   const spec = config.model;
   if (typeof spec === 'string') {
     if (spec.startsWith('builtin:')) {
-      if (!resolveBuiltin) throw new Error(`model: no resolver for builtin id ${spec}`);
       return Model.load(resolveBuiltin(spec), opts);
     }
     return Model.load(spec, opts);
@@ -58,21 +68,35 @@ export async function loadInitialModel(
   return Model.init(cfg, { seed: spec.seed, ...opts });
 }
 
-export async function runTraining(config: TrainConfig, opts: RunOptions = {}): Promise<RunResult> {
+export async function runTraining(config: TrainConfig, options: RunOptions = {}): Promise<RunResult> {
+  const opts = { resolveBuiltin: resolveBuiltinModel, ...options };
   const log = opts.log ?? (() => {});
   const modelOpts = { threads: config.threads, device: config.device as 'cpu', dtype: config.dtype };
   const initial = await loadInitialModel(config, opts.resolveBuiltin);
   const objective = getObjective(config.method);
   const req = objective.requirements(config.hyperparameters);
 
-  const encoders: Encoders = opts.encoders ?? {
-    encodePrompt: () => {
-      throw new Error(`data.format ${config.data.format} needs a tokenizer and chat template`);
-    },
-    encodeResponse: () => {
-      throw new Error(`data.format ${config.data.format} needs a tokenizer and chat template`);
-    },
-  };
+  const modelDir =
+    typeof config.model === 'string'
+      ? config.model.startsWith('builtin:')
+        ? opts.resolveBuiltin(config.model)
+        : config.model
+      : null;
+  let template: string = config.template ?? 'none';
+  let encoders: Encoders;
+  if (opts.encoders) encoders = opts.encoders;
+  else if (config.data.format === 'pretokenized') encoders = noEncoders;
+  else {
+    const t = await resolveTokenization({
+      modelDir,
+      architecture: initial.config.architecture,
+      vocabSize: initial.config.vocabSize,
+      ...(config.tokenizer ? { tokenizer: config.tokenizer } : {}),
+      ...(config.template ? { template: config.template } : {}),
+    });
+    encoders = t.encoders;
+    template = t.template;
+  }
   const data = buildDataset(config.data, encoders, config.cutoff, { vocabSize: initial.config.vocabSize });
   log({
     type: 'data',
@@ -86,7 +110,7 @@ export async function runTraining(config: TrainConfig, opts: RunOptions = {}): P
   const key = referenceCacheKey({
     weightsHash: initial.weightsHash(),
     dataHash: datasetHash(data.examples),
-    template: config.template,
+    template,
     cutoff: config.cutoff,
     requests: refRequests,
   });

@@ -74,6 +74,22 @@ describe('trainer on MPO data', () => {
     expect(evals[0]![1]['heldout/reward_gap_mean']).toBeCloseTo(mean, 12);
   });
 
+  it("tokenizes text with the model's tokenizer and chat template when none is given", async () => {
+    const out = tmp('tok');
+    const r = await runTraining(
+      parseTrainConfig({ ...mpoConfig(out), training: { maxSteps: 1, batchSize: 2, microBatchSize: 2 } }),
+    );
+    expect(r.examples).toBe(12);
+    // A random-init byte model gets the byte tokenizer and the byte chat template: prompts open with <bos>
+    // and the user-turn marker (259), responses end with the end-of-turn marker (262).
+    const { buildDataset, chatEncoders } = await import('../src/index.js');
+    const { ByteTokenizer } = await import('@mpo/engine');
+    const enc = chatEncoders(new ByteTokenizer(264), 'byte');
+    const ds = buildDataset(parseTrainConfig(mpoConfig(out)).data, enc, 100_000); // no truncation
+    expect(ds.examples[0]!.target.prompt.slice(0, 2)).toEqual([256, 259]);
+    expect(ds.examples[0]!.target.chosen.at(-1)).toBe(262);
+  });
+
   it('reuses the reference cache across trials and never recomputes it', async () => {
     const cache = join(tmp('refcache'), 'cache');
     const a = await runTraining(

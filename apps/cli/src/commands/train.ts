@@ -6,7 +6,6 @@ import { CliError, ExitCode } from '../exit-codes.js';
 import { bar, createReporter, Eta, formatDuration } from '../progress.js';
 import { readJsonFile } from '../read-json.js';
 import { register } from '../registry.js';
-import { encodersFor, resolveBuiltinModel } from '../tokenization.js';
 
 const usage = `mpo train --config FILE.json [--json] [--output DIR] [--max-steps N]
 
@@ -61,8 +60,6 @@ register({
     try {
       const result = await runTraining(config, {
         ...(comm ? { comm } : {}),
-        encoders: encodersFor(config),
-        resolveBuiltin: resolveBuiltinModel,
         // Informational events are not part of the trainer protocol: stderr.
         log: (e) => rank === 0 && process.stderr.write(`${JSON.stringify(e)}\n`),
         hooks: {
