@@ -45,3 +45,4 @@ export {
   loadTokenizer,
   type Tokenizer,
 } from './tokenizer.js';
+export { type BenchOptions, type BenchResult, benchEngine, CONFIG_S, PEAK_FLOPS } from './bench.js';
