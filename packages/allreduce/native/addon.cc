@@ -223,6 +223,7 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
     if (!env) return;  // environment is going away
     Napi::HandleScope scope(env);
     if (job->keep) napi_delete_reference(env, job->keep);
+    if (job->ok && job->type == Job::Join) self->joined_ = true;
     if (job->ok) {
       napi_value undef;
       napi_get_undefined(env, &undef);
@@ -318,7 +319,7 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
     o.Set("timeoutMs", opts_.timeoutMs);
     o.Set("smallBytes", double(opts_.smallBytes));
     o.Set("stagingBytes", double(opts_.stagingBytes));
-    if (group_ && !closing_) {  // written by the worker before the join promise resolved
+    if (joined_ && !closing_) {  // group_ was set by the worker before the join promise resolved
       o.Set("segmentBytes", double(group_->segmentBytes()));
       o.Set("chunkElems", double(group_->chunkElems()));
     }
@@ -341,6 +342,7 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
   napi_threadsafe_function tsfn_ = nullptr;
   int pending_ = 0;  // main thread only
   bool closing_ = false;
+  bool joined_ = false;  // main thread: the join job succeeded
   bool hookRan_ = false;
 };
 

@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+// Side-by-side: @mpo/allreduce (shared memory) vs the torch.distributed gloo peer, on this machine.
+//   node bench/allreduce-compare.mjs [--ranks 2] [--reps 5]
+// Alternates the two (so both see the same background load), takes the median per size over
+// the repetitions and prints a Markdown table. Needs `npm run build -w @mpo/allreduce` and
+// /usr/bin/python3 with torch; the peer lives in ../shared/peers/peer_gloo_allreduce.py.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { allreduceBench } = await import(join(root, 'packages/allreduce/dist/index.js'));
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const ranks = opt('--ranks', 2);
+const reps = opt('--reps', 5);
+const peer = [join(root, '../shared/peers/peer_gloo_allreduce.py'), join(root, 'shared/peers/peer_gloo_allreduce.py')].find(existsSync);
+const sizes = [4 << 10, 256 << 10, 4 << 20, 64 << 20];
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const ours = new Map();
+const gloo = new Map();
+const loads = [];
+for (let r = 0; r < reps; r++) {
+  loads.push(loadavg()[0]);
+  for (const res of await allreduceBench({ ranks, sizes, trials: 3, out: null })) {
+    if (!ours.has(res.bytes)) ours.set(res.bytes, []);
+    ours.get(res.bytes).push(res);
+  }
+  if (peer) {
+    const p = spawnSync('/usr/bin/python3', [peer, '--ranks', String(ranks)], {
+      encoding: 'utf8',
+      env: { ...process.env, OPENBLAS_NUM_THREADS: '1', OMP_NUM_THREADS: '1' },
+    });
+    for (const line of p.stdout.split('\n')) {
+      const m = /bytes=(\d+) time_ms=([\d.]+) algbw_GBps=([\d.]+) busbw_GBps=([\d.]+)/.exec(line);
+      if (!m) continue;
+      const bytes = Number(m[1]);
+      if (!gloo.has(bytes)) gloo.set(bytes, []);
+      gloo.get(bytes).push({ timeUs: Number(m[2]) * 1e3, busbwGBps: Number(m[4]) });
+    }
+    if (p.status !== 0) process.stderr.write(`gloo peer failed: ${p.stderr}\n`);
+  }
+  process.stderr.write(`rep ${r + 1}/${reps} done (load ${loads.at(-1).toFixed(2)})\n`);
+}
+const fmt = (x, d = 2) => (x === undefined ? 'n/a' : x.toFixed(d));
+console.log(`ranks=${ranks}, ${reps} repetitions (medians; all busbw values in brackets), load average ${Math.min(...loads).toFixed(2)}..${Math.max(...loads).toFixed(2)}\n`);
+console.log('| size | mpo time (µs) | mpo busbw (GB/s) | gloo time (µs) | gloo busbw (GB/s) | speed-up (gloo time / mpo time) |');
+console.log('| --- | --- | --- | --- | --- | --- |');
+for (const b of sizes) {
+  const o = ours.get(b) ?? [];
+  const g = gloo.get(b) ?? [];
+  const ot = median(o.map((x) => x.timeUs));
+  const gt = g.length ? median(g.map((x) => x.timeUs)) : undefined;
+  const label = b >= 1 << 20 ? `${b >> 20} MiB` : `${b >> 10} KiB`;
+  console.log(
+    `| ${label} | ${fmt(ot, 1)} | ${fmt(median(o.map((x) => x.busbwGBps)))} [${o.map((x) => x.busbwGBps.toFixed(1)).join(' ')}] | ${fmt(gt, 1)} | ${g.length ? fmt(median(g.map((x) => x.busbwGBps))) : 'n/a'} [${g.map((x) => x.busbwGBps.toFixed(2)).join(' ')}] | ${gt ? `${(gt / ot).toFixed(1)}x` : 'n/a'} |`,
+  );
+}
