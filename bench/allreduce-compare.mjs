@@ -19,7 +19,10 @@ const opt = (name, dflt) => {
 };
 const ranks = opt('--ranks', 2);
 const reps = opt('--reps', 5);
-const peer = [join(root, '../shared/peers/peer_gloo_allreduce.py'), join(root, 'shared/peers/peer_gloo_allreduce.py')].find(existsSync);
+const peer = [
+  join(root, '../shared/peers/peer_gloo_allreduce.py'),
+  join(root, 'shared/peers/peer_gloo_allreduce.py'),
+].find(existsSync);
 const sizes = [4 << 10, 256 << 10, 4 << 20, 64 << 20];
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -52,8 +55,12 @@ for (let r = 0; r < reps; r++) {
   process.stderr.write(`rep ${r + 1}/${reps} done (load ${loads.at(-1).toFixed(2)})\n`);
 }
 const fmt = (x, d = 2) => (x === undefined ? 'n/a' : x.toFixed(d));
-console.log(`ranks=${ranks}, ${reps} repetitions (medians; all busbw values in brackets), load average ${Math.min(...loads).toFixed(2)}..${Math.max(...loads).toFixed(2)}\n`);
-console.log('| size | mpo time (µs) | mpo busbw (GB/s) | gloo time (µs) | gloo busbw (GB/s) | speed-up (gloo time / mpo time) |');
+console.log(
+  `ranks=${ranks}, ${reps} repetitions (medians; all busbw values in brackets), load average ${Math.min(...loads).toFixed(2)}..${Math.max(...loads).toFixed(2)}\n`,
+);
+console.log(
+  '| size | mpo time (µs) | mpo busbw (GB/s) | gloo time (µs) | gloo busbw (GB/s) | speed-up (gloo time / mpo time) |',
+);
 console.log('| --- | --- | --- | --- | --- | --- |');
 for (const b of sizes) {
   const o = ours.get(b) ?? [];
