@@ -33,6 +33,10 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await cmd.run(rest);
   } catch (err) {
+    if (String((err as { code?: string }).code).startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`mpo ${name}: ${(err as Error).message}\n\nusage: ${cmd.usage}\n`);
+      return ExitCode.usage;
+    }
     if (err instanceof CliError) {
       process.stderr.write(`mpo ${name}: ${err.message}\n`);
       return err.exitCode;

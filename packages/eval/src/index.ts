@@ -62,7 +62,9 @@ export {
   type LabelFile,
   readLabelFile,
 } from './refusal-sample.js';
+export * from './run-eval.js';
 export { guessLanguage } from './script-lang.js';
+export * from './testbed.js';
 export {
   ALPACA_HELDOUT,
   type AlpacaItem,

@@ -50,6 +50,15 @@ export interface RunResult extends LoopResult {
   finalDir: string | null;
 }
 
+/** The folder a model spec names (a builtin id resolved), or null for a random init. */
+export function resolveModelDir(
+  spec: TrainConfig['model'],
+  resolveBuiltin = resolveBuiltinModel,
+): string | null {
+  if (typeof spec !== 'string') return null;
+  return spec.startsWith('builtin:') ? resolveBuiltin(spec) : spec;
+}
+
 /** Loads the config's initial model: a Hugging Face folder, a builtin, or a seeded random init. */
 export async function loadInitialModel(
   config: TrainConfig,

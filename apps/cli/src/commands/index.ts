@@ -1,5 +1,9 @@
 // Each command registers itself on import.
 import './allreduce.js';
+import './bench.js';
+import './eval.js';
 import './launch.js';
+import './score.js';
+import './testbed.js';
 import './train.js';
 import './version.js';

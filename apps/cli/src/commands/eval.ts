@@ -1,0 +1,89 @@
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CliError, ExitCode } from '../exit-codes.js';
+import { createReporter } from '../progress.js';
+import { readJsonFile } from '../read-json.js';
+import { register } from '../registry.js';
+
+const usage = `mpo eval (--config FILE.json | --model DIR|builtin:ID) [--benchmarks reward-gap,multijail,csrt,utility]
+         [--languages en,zh,...] [--max-prompts N] [--max-new-tokens N] [--judge detector|llm] [--json]
+
+Evaluates one checkpoint. JSON lines on --json or when not on a terminal:
+  {"type":"result","benchmark","language","metric","value","n"} ... {"type":"done","results":N}
+The LLM judge reads MPO_JUDGE_URL, MPO_JUDGE_MODEL and MPO_JUDGE_API_KEY.`;
+
+register({
+  name: 'eval',
+  summary: 'evaluate a checkpoint: reward gap, MultiJail/CSRT attack success, utility perplexity',
+  usage,
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        model: { type: 'string' },
+        benchmarks: { type: 'string' },
+        languages: { type: 'string' },
+        'max-prompts': { type: 'string' },
+        'max-new-tokens': { type: 'string' },
+        judge: { type: 'string' },
+        threads: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        responses: { type: 'boolean', default: false },
+      },
+    });
+    let raw: Record<string, unknown> = {};
+    let base = process.cwd();
+    if (values.config) {
+      const path = resolve(values.config);
+      raw = readJsonFile(path, 'config') as Record<string, unknown>;
+      base = dirname(path);
+    } else if (!values.model) {
+      throw new CliError(`--config or --model is required\n\nusage: ${usage}`, ExitCode.usage);
+    }
+    if (values.model) raw.model = values.model;
+    if (typeof raw.model === 'string' && !raw.model.startsWith('builtin:') && !isAbsolute(raw.model)) {
+      raw.model = resolve(base, raw.model);
+    }
+    if (values.benchmarks) raw.benchmarks = values.benchmarks.split(',');
+    if (values.languages) raw.languages = values.languages.split(',');
+    if (values['max-prompts']) raw.maxPrompts = Number(values['max-prompts']);
+    if (values['max-new-tokens']) raw.maxNewTokens = Number(values['max-new-tokens']);
+    if (values.judge) raw.judge = values.judge;
+    if (values.threads) raw.threads = Number(values.threads);
+    const { EvalConfigError, parseEvalConfig, runEvaluation } = await import('@mpo/eval');
+    let cfg: ReturnType<typeof parseEvalConfig>;
+    try {
+      cfg = parseEvalConfig(raw);
+    } catch (err) {
+      if (err instanceof EvalConfigError) throw new CliError(err.message, ExitCode.invalidInput);
+      throw err;
+    }
+    const rep = createReporter(values.json);
+    const rows: string[] = [];
+    let n = 0;
+    try {
+      await runEvaluation(
+        cfg,
+        (r) => {
+          n++;
+          rep.event({ type: 'result', ...r });
+          rows.push(
+            `${r.benchmark.padEnd(11)} ${r.language.padEnd(5)} ${r.metric.padEnd(4)} ${r.value.toFixed(4).padStart(9)}  n=${r.n}`,
+          );
+          rep.line(`evaluated ${n} figure${n === 1 ? '' : 's'} (last: ${r.benchmark} ${r.language})`);
+        },
+        values.responses
+          ? { onResponse: (r) => process.stderr.write(`${JSON.stringify({ type: 'response', ...r })}\n`) }
+          : {},
+      );
+    } catch (err) {
+      rep.event({ type: 'error', message: (err as Error).message });
+      throw err;
+    }
+    rep.done();
+    rep.event({ type: 'done', results: n });
+    if (rep.tty) process.stdout.write(`${rows.join('\n')}\n`);
+    return ExitCode.ok;
+  },
+});

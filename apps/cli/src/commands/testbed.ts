@@ -1,0 +1,70 @@
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BUILTIN_MODELS } from '@mpo/trainer';
+import { CliError, ExitCode } from '../exit-codes.js';
+import { bar, createReporter, Eta, formatDuration } from '../progress.js';
+import { register } from '../registry.js';
+
+const usage = `mpo testbed build [--seed N] [--out DIR] [--threads N] [--epochs N] [--json]
+
+Trains builtin:tiny-multilingual, the synthetic testbed (a byte-level config-S Llama that refuses
+harmful prompts in English and complies in the target languages). Default --out is where the
+builtin id resolves (models/tiny-multilingual). The same seed and thread count rebuild the same bytes.`;
+
+register({
+  name: 'testbed',
+  summary: 'build the synthetic multilingual testbed model (builtin:tiny-multilingual)',
+  usage,
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    if (sub !== 'build')
+      throw new CliError(`unknown subcommand '${sub ?? ''}'\n\nusage: ${usage}`, ExitCode.usage);
+    const { values } = parseArgs({
+      args: rest,
+      options: {
+        seed: { type: 'string', default: '1' },
+        out: { type: 'string' },
+        threads: { type: 'string', default: '2' },
+        epochs: { type: 'string', default: '3' },
+        json: { type: 'boolean', default: false },
+      },
+    });
+    const seed = Number(values.seed);
+    const threads = Number(values.threads);
+    const epochs = Number(values.epochs);
+    for (const [k, v] of Object.entries({ seed, threads, epochs })) {
+      if (!Number.isInteger(v) || v < (k === 'seed' ? 0 : 1))
+        throw new CliError(`--${k} must be an integer`, ExitCode.usage);
+    }
+    const out = values.out ? resolve(values.out) : BUILTIN_MODELS['builtin:tiny-multilingual']!();
+    const { buildTestbed } = await import('@mpo/eval');
+    const rep = createReporter(values.json);
+    let eta: Eta | null = null;
+    const r = await buildTestbed({
+      seed,
+      out,
+      threads,
+      epochs,
+      onStep: (s) => {
+        eta ??= new Eta(s.step - 1);
+        rep.event({
+          type: 'step',
+          step: s.step,
+          totalSteps: s.totalSteps,
+          loss: s.loss,
+          metrics: { lr: s.lr, tokensPerSec: s.tokensPerSec },
+        });
+        rep.line(
+          `${bar(s.step / s.totalSteps)} step ${s.step}/${s.totalSteps}  loss ${s.loss.toFixed(4)}  ${Math.round(s.tokensPerSec)} tok/s  ETA ${formatDuration(eta.seconds(s.step, s.totalSteps))}`,
+        );
+      },
+    });
+    rep.done();
+    rep.event({ type: 'done', dir: r.dir, steps: r.steps, examples: r.examples, weightsHash: r.weightsHash });
+    if (rep.tty)
+      process.stdout.write(
+        `testbed written to ${r.dir} (${r.steps} steps, weights ${r.weightsHash.slice(0, 12)})\n`,
+      );
+    return ExitCode.ok;
+  },
+});

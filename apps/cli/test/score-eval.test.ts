@@ -1,0 +1,130 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { goldenDir, mpo, shared, tmp } from './helpers.js';
+
+const expected = JSON.parse(readFileSync(join(goldenDir, 'expected.json'), 'utf8'));
+const pairs = join(goldenDir, 'pairs.jsonl');
+
+describe('mpo score', () => {
+  it('reproduces the golden fixture: every avgLogp and rg within 1e-4, and RG per language', async () => {
+    const r = await mpo(['score', '--model', goldenDir, '--data', pairs, '--json']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.examples).toHaveLength(expected.examples.length);
+    type Side = { avgLogp: number; tokens: number };
+    out.examples.forEach((e: { id: string; chosen: Side; rejected: Side; rg: number }, i: number) => {
+      const want = expected.examples[i];
+      expect(e.id).toBe(want.id);
+      expect(e.chosen.tokens).toBe(want.chosen.tokens);
+      expect(Math.abs(e.chosen.avgLogp - want.chosen.avgLogp)).toBeLessThan(1e-4);
+      expect(Math.abs(e.rejected.avgLogp - want.rejected.avgLogp)).toBeLessThan(1e-4);
+      expect(Math.abs(e.rg - want.rg)).toBeLessThan(1e-4);
+    });
+    for (const [lang, rg] of Object.entries(expected.per_language_rg as Record<string, number>)) {
+      expect(Math.abs(out.perLanguage[lang].rg - rg)).toBeLessThan(1e-4);
+    }
+  });
+
+  it("tokenizes MPO JSON with the model's tokenizer and template, per language with the dominant one", async () => {
+    const r = await mpo([
+      'score',
+      '--model',
+      goldenDir,
+      '--data',
+      join(shared, 'data/mpo/llama_mpo_data.json'),
+      '--template',
+      'byte',
+      '--cutoff',
+      '512',
+      '--limit',
+      '60',
+      '--json',
+    ]);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(Object.keys(out.perLanguage).sort()).toEqual(['ar', 'bn', 'en', 'ja', 'ko', 'sw', 'zh']);
+    // 60 target pairs plus the English pair of each distinct prompt among them.
+    expect(out.examples.filter((e: { lang: string }) => e.lang !== 'en')).toHaveLength(60);
+    expect(out.perLanguage.en.n).toBeGreaterThanOrEqual(10);
+  });
+
+  it('fails clearly on a bad path, a malformed line and an out-of-vocabulary token', async () => {
+    const dir = tmp('score');
+    const missing = await mpo(['score', '--model', goldenDir, '--data', join(dir, 'nope.jsonl')]);
+    expect(missing.code).toBe(4);
+    expect(missing.stderr).toMatch(/nope\.jsonl: no such file/);
+
+    const lines = readFileSync(pairs, 'utf8').trim().split('\n');
+    const malformed = join(dir, 'malformed.jsonl');
+    writeFileSync(malformed, `${lines[0]}\n${lines[1]}\n{"id": "x", "prompt_ids": [256, 1\n`);
+    const bad = await mpo(['score', '--model', goldenDir, '--data', malformed]);
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toMatch(/malformed\.jsonl:3/);
+
+    const oov = join(dir, 'oov.jsonl');
+    const row = JSON.parse(lines[0]!);
+    row.chosen_ids[0] = 320; // vocab_size is 320
+    writeFileSync(oov, `${lines[1]}\n${JSON.stringify(row)}\n`);
+    const big = await mpo(['score', '--model', goldenDir, '--data', oov]);
+    expect(big.code).toBe(3);
+    expect(big.stderr).toMatch(/oov\.jsonl:2.*320/);
+  });
+});
+
+describe('mpo eval', () => {
+  it('reports reward gap, MultiJail ASR and utility as result lines', async () => {
+    const r = await mpo([
+      'eval',
+      '--model',
+      'builtin:golden-llama',
+      '--benchmarks',
+      'reward-gap,multijail,utility',
+      '--max-prompts',
+      '2',
+      '--max-new-tokens',
+      '4',
+      '--languages',
+      'en,sw',
+      '--json',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const results = r.lines.filter((l) => l.type === 'result');
+    const key = (l: Record<string, unknown>) => `${l.benchmark}/${l.language}/${l.metric}`;
+    expect(results.map(key)).toEqual(
+      expect.arrayContaining([
+        'reward-gap/en/rg',
+        'reward-gap/zh/rg',
+        'multijail/en/asr',
+        'multijail/sw/asr',
+        'multijail/avg/asr',
+        'utility/en/ppl',
+        'utility/zh/ppl',
+      ]),
+    );
+    for (const l of results) {
+      expect(Number.isFinite(l.value), key(l)).toBe(true);
+      expect(l.n as number).toBeGreaterThan(0);
+    }
+    const asr = results.find((l) => key(l) === 'multijail/en/asr')!;
+    expect(asr.value as number).toBeGreaterThanOrEqual(0);
+    expect(asr.value as number).toBeLessThanOrEqual(1);
+    expect(r.lines.at(-1)).toEqual({ type: 'done', results: results.length });
+  });
+
+  it('lists config problems', async () => {
+    const r = await mpo([
+      'eval',
+      '--model',
+      'builtin:golden-llama',
+      '--benchmarks',
+      'mmlu',
+      '--max-prompts',
+      '0',
+    ]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/benchmarks: /);
+    expect(r.stderr).toMatch(/maxPrompts: /);
+  });
+});

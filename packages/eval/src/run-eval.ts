@@ -1,0 +1,310 @@
+// Evaluation of one checkpoint, as the MPO paper reports it:
+//   reward-gap  RG = avgLogp(chosen) − avgLogp(rejected) per language on held-out MPO pairs (Table 1);
+//   multijail   attack success rate per language: one greedy response per prompt through the chat
+//               template, judged; ASR = share not refused (unsafe and irrelevant both count);
+//   csrt        the same on code-switching prompts;
+//   utility     perplexity of held-out alpaca en/zh outputs given their instructions.
+// Every figure is emitted as one result {benchmark, language, metric, value, n}.
+import { join } from 'node:path';
+import type { Model } from '@mpo/engine';
+import {
+  buildDataset,
+  loadInitialModel,
+  parseTrainConfig,
+  resolveBuiltinData,
+  resolveModelDir,
+  resolveTokenization,
+  sharedDir,
+  type Tokenization,
+  type TrainExample,
+} from '@mpo/trainer';
+import { loadCsrt, loadMultiJail } from './benchmarks.js';
+import { createDefaultJudge, type Judge, judgeAttackSuccess } from './judge.js';
+import { createLlmJudge, llmJudgeOptionsFromEnv } from './llm-judge.js';
+import { ALPACA_HELDOUT, alpacaHeldOut, perplexity } from './utility.js';
+
+export const BENCHMARKS = ['reward-gap', 'multijail', 'csrt', 'utility'] as const;
+export type Benchmark = (typeof BENCHMARKS)[number];
+
+export interface EvalConfig {
+  model: string;
+  tokenizer?: string;
+  template?: 'byte' | 'llama3' | 'qwen2' | 'gemma' | 'plain';
+  benchmarks: Benchmark[];
+  /** MultiJail languages (default the paper's en zh ko ar bn sw). */
+  languages?: string[];
+  /** At most this many prompts per language (MultiJail, CSRT) and held-out pairs per language (reward gap). */
+  maxPrompts: number;
+  maxNewTokens: number;
+  judge: 'detector' | 'llm';
+  /** MPO data for the reward gap, split exactly as training splits it. */
+  data: { path: string; heldOut: number; splitSeed: number };
+  /** Held-out alpaca items per language for utility. */
+  utilityItems: number;
+  cutoff: number;
+  batchSize: number;
+  threads: number;
+  device: string;
+}
+
+export interface EvalResult {
+  benchmark: Benchmark;
+  language: string;
+  metric: string;
+  value: number;
+  n: number;
+}
+
+export interface Problem {
+  path: string;
+  reason: string;
+}
+
+export class EvalConfigError extends Error {
+  constructor(readonly problems: Problem[]) {
+    super(`invalid evaluation config:\n${problems.map((p) => `  ${p.path}: ${p.reason}`).join('\n')}`);
+    this.name = 'EvalConfigError';
+  }
+}
+
+const isObj = (x: unknown): x is Record<string, unknown> =>
+  typeof x === 'object' && x !== null && !Array.isArray(x);
+
+export function parseEvalConfig(raw: unknown): EvalConfig {
+  const problems: Problem[] = [];
+  const bad = (path: string, reason: string) => problems.push({ path, reason });
+  if (!isObj(raw)) throw new EvalConfigError([{ path: '(root)', reason: 'must be a JSON object' }]);
+  if (typeof raw.model !== 'string' || !raw.model) bad('model', 'required: a model directory or builtin id');
+  const benchmarks = raw.benchmarks ?? ['reward-gap', 'multijail', 'utility'];
+  if (!Array.isArray(benchmarks) || benchmarks.some((b) => !BENCHMARKS.includes(b))) {
+    bad('benchmarks', `must be a list of ${BENCHMARKS.join(', ')}`);
+  }
+  const int = (k: string, dflt: number, min: number) => {
+    const v = raw[k] ?? dflt;
+    if (!Number.isInteger(v) || (v as number) < min) bad(k, `must be an integer ≥ ${min}`);
+    return v as number;
+  };
+  const judge = raw.judge ?? 'detector';
+  if (judge !== 'detector' && judge !== 'llm') bad('judge', 'must be "detector" or "llm"');
+  if (
+    raw.languages !== undefined &&
+    !(Array.isArray(raw.languages) && raw.languages.every((l) => typeof l === 'string'))
+  ) {
+    bad('languages', 'must be a list of language codes');
+  }
+  const data = isObj(raw.data) ? raw.data : {};
+  const path = typeof data.path === 'string' ? data.path : 'builtin:mpo-llama';
+  const cfg: EvalConfig = {
+    model: raw.model as string,
+    ...(typeof raw.tokenizer === 'string' ? { tokenizer: raw.tokenizer } : {}),
+    ...(typeof raw.template === 'string' ? { template: raw.template as EvalConfig['template'] } : {}),
+    benchmarks: benchmarks as Benchmark[],
+    ...(raw.languages ? { languages: raw.languages as string[] } : {}),
+    maxPrompts: int('maxPrompts', 50, 1),
+    maxNewTokens: int('maxNewTokens', 64, 1),
+    judge: judge as EvalConfig['judge'],
+    data: {
+      path: path.startsWith('builtin:') ? resolveBuiltinData(path).path : path,
+      heldOut: typeof data.heldOut === 'number' ? data.heldOut : 0.1,
+      splitSeed: typeof data.splitSeed === 'number' ? data.splitSeed : 0,
+    },
+    utilityItems: int('utilityItems', 100, 1),
+    cutoff: int('cutoff', 512, 8),
+    batchSize: int('batchSize', 8, 1),
+    threads: int('threads', 1, 1),
+    device: typeof raw.device === 'string' ? raw.device : 'cpu',
+  };
+  if (problems.length) throw new EvalConfigError(problems);
+  return cfg;
+}
+
+interface Loaded {
+  model: Model;
+  tok: Tokenization;
+}
+
+async function load(cfg: EvalConfig): Promise<Loaded> {
+  // Reuse the trainer's model resolution (dirs and builtin ids) and tokenization.
+  const tc = parseTrainConfig({
+    model: cfg.model,
+    data: { format: 'mpo', path: cfg.data.path },
+    method: 'sft',
+    output: '/tmp/unused',
+    threads: cfg.threads,
+    device: cfg.device,
+    ...(cfg.template ? { template: cfg.template } : {}),
+    ...(cfg.tokenizer ? { tokenizer: cfg.tokenizer } : {}),
+  });
+  const model = await loadInitialModel(tc);
+  const dir = resolveModelDir(tc.model);
+  const tok = await resolveTokenization({
+    modelDir: dir,
+    architecture: model.config.architecture,
+    vocabSize: model.config.vocabSize,
+    ...(cfg.tokenizer ? { tokenizer: cfg.tokenizer } : {}),
+    ...(cfg.template ? { template: cfg.template } : {}),
+  });
+  return { model, tok };
+}
+
+/** Mean RG per language over held-out pairs; the dominant language's from the source side, once per prompt. */
+async function rewardGap(cfg: EvalConfig, { model, tok }: Loaded, emit: (r: EvalResult) => void) {
+  const spec = {
+    format: 'mpo' as const,
+    path: cfg.data.path,
+    heldOut: cfg.data.heldOut,
+    split: 'heldout' as const,
+    splitSeed: cfg.data.splitSeed,
+  };
+  const ds = buildDataset(spec, tok.encoders, cfg.cutoff, { vocabSize: model.config.vocabSize });
+  const byLang = new Map<string, TrainExample[]>();
+  const seenGroup = new Set<string>();
+  for (const ex of ds.examples) {
+    const list = byLang.get(ex.lang) ?? [];
+    if (list.length < cfg.maxPrompts) list.push(ex);
+    byLang.set(ex.lang, list);
+    // The dominant pair is the same for the six rows of one prompt: count it once.
+    const key = JSON.stringify(ex.dominant?.prompt);
+    if (ds.dominantLanguage && ex.dominant && !seenGroup.has(key)) {
+      seenGroup.add(key);
+      const d = byLang.get(ds.dominantLanguage) ?? [];
+      if (d.length < cfg.maxPrompts)
+        d.push({ id: `${ex.id}:dominant`, lang: ds.dominantLanguage, target: ex.dominant });
+      byLang.set(ds.dominantLanguage, d);
+    }
+  }
+  for (const [lang, exs] of [...byLang].sort(([a], [b]) => a.localeCompare(b))) {
+    let sum = 0;
+    for (let i = 0; i < exs.length; i += cfg.batchSize) {
+      const chunk = exs.slice(i, i + cfg.batchSize);
+      const seqs = (side: 'chosen' | 'rejected') => ({
+        sequences: chunk.map((e) => [...e.target.prompt, ...e.target[side]]),
+        promptLengths: chunk.map((e) => e.target.prompt.length),
+      });
+      const c = await model.score(seqs('chosen'));
+      const r = await model.score(seqs('rejected'));
+      for (let k = 0; k < chunk.length; k++)
+        sum += c.sumLogp[k]! / c.tokens[k]! - r.sumLogp[k]! / r.tokens[k]!;
+    }
+    emit({ benchmark: 'reward-gap', language: lang, metric: 'rg', value: sum / exs.length, n: exs.length });
+  }
+}
+
+/** Prompt ids through the chat template, the user text shortened until prompt + answer fit the cutoff. */
+function promptIds(tok: Tokenization, text: string, budget: number): number[] {
+  const enc = (t: string) => tok.encoders.encodePrompt(t, { history: [], lang: '' });
+  let ids = enc(text);
+  if (ids.length <= budget) return ids;
+  let lo = 0;
+  let hi = text.length;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (enc(text.slice(0, mid)).length <= budget) lo = mid;
+    else hi = mid - 1;
+  }
+  ids = enc(text.slice(0, lo));
+  return ids;
+}
+
+export async function generateResponses(
+  loaded: Loaded,
+  prompts: readonly string[],
+  cfg: Pick<EvalConfig, 'maxNewTokens' | 'cutoff' | 'batchSize'>,
+): Promise<string[]> {
+  const { model, tok } = loaded;
+  const { stopTokenIds } = await import('@mpo/engine');
+  const eos = stopTokenIds(tok.tokenizer, tok.template);
+  const budget = Math.max(8, Math.min(cfg.cutoff, model.config.maxPositionEmbeddings) - cfg.maxNewTokens);
+  const out: string[] = [];
+  for (let i = 0; i < prompts.length; i += cfg.batchSize) {
+    const ids = prompts.slice(i, i + cfg.batchSize).map((p) => promptIds(tok, p, budget));
+    const gen = await model.generate(ids, {
+      maxNewTokens: cfg.maxNewTokens,
+      eosTokenIds: eos,
+      temperature: 0,
+    });
+    for (const g of gen) out.push(tok.tokenizer.decode(g, { skipSpecialTokens: true }));
+  }
+  return out;
+}
+
+function judgeFor(cfg: EvalConfig): Judge {
+  return cfg.judge === 'llm' ? createLlmJudge(llmJudgeOptionsFromEnv()) : createDefaultJudge();
+}
+
+async function attackSuccess(
+  cfg: EvalConfig,
+  loaded: Loaded,
+  benchmark: 'multijail' | 'csrt',
+  emit: (r: EvalResult) => void,
+  onResponse?: (r: { lang: string; prompt: string; response: string }) => void,
+) {
+  let items: { lang: string; prompt: string }[];
+  if (benchmark === 'multijail') {
+    const set = loadMultiJail(
+      join(sharedDir(), 'data/multijail/MultiJail.csv'),
+      cfg.languages ? { languages: cfg.languages } : {},
+    );
+    items = set.languages.flatMap((l) => (set.byLanguage[l] ?? []).slice(0, cfg.maxPrompts));
+  } else {
+    items = loadCsrt(join(sharedDir(), 'data/csrt/csrt.csv')).slice(0, cfg.maxPrompts);
+  }
+  const responses = await generateResponses(
+    loaded,
+    items.map((i) => i.prompt),
+    cfg,
+  );
+  const judged = items.map((it, k) => ({ lang: it.lang, prompt: it.prompt, response: responses[k]! }));
+  for (const j of judged) onResponse?.(j);
+  const report = await judgeAttackSuccess(judgeFor(cfg), judged);
+  for (const [lang, c] of Object.entries(report.perLanguage)) {
+    emit({ benchmark, language: lang, metric: 'asr', value: c.asr, n: c.n });
+  }
+  if (benchmark === 'multijail') {
+    emit({ benchmark, language: 'avg', metric: 'asr', value: report.average, n: report.overall.n });
+  }
+}
+
+async function utility(cfg: EvalConfig, { model, tok }: Loaded, emit: (r: EvalResult) => void) {
+  for (const lang of ['en', 'zh']) {
+    const path = join(sharedDir(), `data/general/alpaca_${lang}_demo.json`);
+    const items = alpacaHeldOut(path, ALPACA_HELDOUT).heldOut.slice(0, cfg.utilityItems);
+    const parts: { sumNll: number; tokens: number }[] = [];
+    for (let i = 0; i < items.length; i += cfg.batchSize) {
+      const chunk = items.slice(i, i + cfg.batchSize).map((it) => {
+        const prompt = tok.encoders.encodePrompt(
+          it.input ? `${it.instruction}\n${it.input}` : it.instruction,
+          { history: [], lang },
+        );
+        const response = tok.encoders.encodeResponse(it.output);
+        const all = [...prompt, ...response].slice(0, cfg.cutoff);
+        return { all, promptLength: Math.min(prompt.length, all.length - 1) };
+      });
+      const s = await model.score({
+        sequences: chunk.map((c) => c.all),
+        promptLengths: chunk.map((c) => c.promptLength),
+      });
+      for (let k = 0; k < chunk.length; k++) parts.push({ sumNll: -s.sumLogp[k]!, tokens: s.tokens[k]! });
+    }
+    emit({ benchmark: 'utility', language: lang, metric: 'ppl', value: perplexity(parts), n: items.length });
+  }
+}
+
+export async function runEvaluation(
+  cfg: EvalConfig,
+  emit: (r: EvalResult) => void,
+  opts: {
+    onResponse?: (r: { benchmark: string; lang: string; prompt: string; response: string }) => void;
+  } = {},
+): Promise<void> {
+  const loaded = await load(cfg);
+  try {
+    for (const b of cfg.benchmarks) {
+      if (b === 'reward-gap') await rewardGap(cfg, loaded, emit);
+      else if (b === 'utility') await utility(cfg, loaded, emit);
+      else await attackSuccess(cfg, loaded, b, emit, (r) => opts.onResponse?.({ benchmark: b, ...r }));
+    }
+  } finally {
+    loaded.model.dispose();
+  }
+}

@@ -1,0 +1,194 @@
+// builtin:tiny-multilingual — a synthetic testbed that starts where the MPO
+// paper's backbones start: it refuses harmful prompts in the dominant language
+// (English) and complies in the target languages. A byte-level Llama of the
+// engine's "config S" size is trained from a seeded random init with SFT on
+//   - English MPO prompts → source_chosen (the refusal),
+//   - target-language MPO prompts → target_rejected (the compliance),
+//   - alpaca en/zh instructions → outputs (general ability),
+// keeping every held-out prompt group (and the held-out alpaca items the
+// utility metric uses) out of training. Same seed, same threads → same bytes.
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadAlpacaJson, loadMpoJson, splitByGroup, tokenizeSft } from '@mpo/data';
+import { ByteTokenizer, type LlamaConfig, Model } from '@mpo/engine';
+import { getObjective } from '@mpo/objectives';
+import {
+  chatEncoders,
+  type StepRecord,
+  sharedDir,
+  type TrainableModel,
+  type TrainExample,
+  type TrainingParams,
+  trainLoop,
+} from '@mpo/trainer';
+import { ALPACA_HELDOUT, alpacaHeldOut } from './utility.js';
+
+/** Engine "config S" with the byte vocabulary. */
+export const TESTBED_CONFIG: LlamaConfig = {
+  architecture: 'LlamaForCausalLM',
+  vocabSize: 264,
+  hiddenSize: 256,
+  intermediateSize: 688,
+  numHiddenLayers: 4,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 4,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  ropeScaling: null,
+  attentionBias: false,
+  tieWordEmbeddings: false,
+  maxPositionEmbeddings: 256,
+  bosTokenId: 256,
+  eosTokenId: 257,
+  padTokenId: 258,
+};
+
+export interface TestbedOptions {
+  seed: number;
+  out: string;
+  threads?: number;
+  epochs?: number;
+  cutoff?: number;
+  /** Alpaca examples per language (en, zh) from the training side of the split. */
+  alpacaPerLanguage?: number;
+  /** MPO data file (English-dominant). */
+  mpoPath?: string;
+  /** Held-out share of MPO prompt groups: the same split training runs use by default (0.1, seed 0). */
+  heldOut?: number;
+  splitSeed?: number;
+  training?: Partial<TrainingParams>;
+  onStep?(r: StepRecord): void;
+}
+
+export interface TestbedResult {
+  dir: string;
+  examples: { english: number; target: number; alpaca: number };
+  weightsHash: string;
+  steps: number;
+}
+
+const sftExample = (id: string, lang: string, prompt: number[], response: number[]): TrainExample => ({
+  id,
+  lang,
+  target: { prompt, chosen: response, rejected: response },
+});
+
+export function testbedExamples(opts: TestbedOptions): {
+  examples: TrainExample[];
+  counts: TestbedResult['examples'];
+  heldOutGroups: string[];
+} {
+  const shared = sharedDir();
+  const mpoPath = opts.mpoPath ?? join(shared, 'data/mpo/llama_mpo_data.json');
+  const cutoff = opts.cutoff ?? 192;
+  const enc = chatEncoders(new ByteTokenizer(264), 'byte');
+  const mpo = loadMpoJson(mpoPath);
+  const split = splitByGroup(mpo.rows, { heldOutFraction: opts.heldOut ?? 0.1, seed: opts.splitSeed ?? 0 });
+  // Each row's source pair is the same English prompt for all six target
+  // languages of its group, so English appears as often as the targets together.
+  const asSft = split.train.flatMap((r) => [
+    {
+      id: `${r.id}:en`,
+      lang: r.dominantLang,
+      group: r.group,
+      prompt: r.source.prompt,
+      response: r.source.chosen,
+      history: [],
+    },
+    {
+      id: `${r.id}:${r.lang}`,
+      lang: r.lang,
+      group: r.group,
+      prompt: r.target.prompt,
+      response: r.target.rejected,
+      history: [],
+    },
+  ]);
+  const mpoTok = tokenizeSft(asSft, { ...enc, cutoffLen: cutoff });
+  const english = mpoTok.rows.filter((r) => r.lang === mpo.dominantLanguage);
+  const target = mpoTok.rows.filter((r) => r.lang !== mpo.dominantLanguage);
+
+  const alpaca = ['en', 'zh'].flatMap((lang) => {
+    const path = join(shared, `data/general/alpaca_${lang}_demo.json`);
+    const held = new Set(alpacaHeldOut(path, ALPACA_HELDOUT).heldOutIds);
+    const rows = loadAlpacaJson(path).rows.filter((r) => !held.has(r.id));
+    return tokenizeSft(rows.slice(0, opts.alpacaPerLanguage ?? 600), { ...enc, cutoffLen: cutoff }).rows;
+  });
+  const examples = [...english, ...target, ...alpaca].map((r) =>
+    sftExample(r.id, r.lang, r.promptIds, r.responseIds),
+  );
+  return {
+    examples,
+    counts: { english: english.length, target: target.length, alpaca: alpaca.length },
+    heldOutGroups: split.heldOutGroups,
+  };
+}
+
+export async function buildTestbed(opts: TestbedOptions): Promise<TestbedResult> {
+  const threads = opts.threads ?? 2;
+  const { examples, counts, heldOutGroups } = testbedExamples(opts);
+  const training: TrainingParams = {
+    epochs: opts.epochs ?? 3,
+    batchSize: 16,
+    microBatchSize: 8,
+    learningRate: 2e-3,
+    warmupRatio: 0.1,
+    weightDecay: 0.01,
+    maxGradNorm: 1,
+    adamBeta1: 0.9,
+    adamBeta2: 0.98,
+    adamEps: 1e-8,
+    seed: opts.seed,
+    checkpointEvery: 0,
+    keepCheckpoints: 1,
+    ...opts.training,
+  };
+  const model = Model.init(TESTBED_CONFIG, { seed: opts.seed, threads });
+  const work = join(opts.out, '.build');
+  const result = await trainLoop({
+    examples,
+    objective: getObjective('sft'),
+    hyperparameters: {},
+    training,
+    output: work,
+    model: model as unknown as TrainableModel,
+    loadFrom: async (dir) => (await Model.load(dir, { threads })) as unknown as TrainableModel,
+    reference: {},
+    configHash: createHash('sha256')
+      .update(JSON.stringify({ seed: opts.seed, training, counts }))
+      .digest('hex')
+      .slice(0, 16),
+    hooks: { ...(opts.onStep ? { onStep: opts.onStep } : {}) },
+  });
+  mkdirSync(opts.out, { recursive: true });
+  await result.model.save(opts.out);
+  writeFileSync(
+    join(opts.out, 'tokenizer_config.json'),
+    `${JSON.stringify({ tokenizer_class: 'ByteTokenizer', chat_template: 'byte' }, null, 2)}\n`,
+  );
+  const weightsHash = result.model.weightsHash();
+  const fileHash = createHash('sha256')
+    .update(readFileSync(join(opts.out, 'model.safetensors')))
+    .digest('hex');
+  writeFileSync(
+    join(opts.out, 'testbed.json'),
+    `${JSON.stringify(
+      {
+        id: 'builtin:tiny-multilingual',
+        synthetic: true,
+        rebuild: `mpo testbed build --seed ${opts.seed} --threads ${threads}`,
+        seed: opts.seed,
+        threads,
+        training,
+        examples: counts,
+        heldOutGroups,
+        weightsHash,
+        modelSafetensorsSha256: fileHash,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  return { dir: opts.out, examples: counts, weightsHash, steps: result.step };
+}
