@@ -84,8 +84,9 @@ export function parseEvalConfig(raw: unknown): EvalConfig {
     if (!Number.isInteger(v) || (v as number) < min) bad(k, `must be an integer ≥ ${min}`);
     return v as number;
   };
-  const judge = raw.judge ?? 'detector';
-  if (judge !== 'detector' && judge !== 'llm') bad('judge', 'must be "detector" or "llm"');
+  // "builtin" is the run spec's name for the built-in refusal detector.
+  const judge = raw.judge === 'builtin' || raw.judge === undefined ? 'detector' : raw.judge;
+  if (judge !== 'detector' && judge !== 'llm') bad('judge', 'must be "detector" (alias "builtin") or "llm"');
   if (
     raw.languages !== undefined &&
     !(Array.isArray(raw.languages) && raw.languages.every((l) => typeof l === 'string'))
