@@ -1,0 +1,201 @@
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { API_FLAGS, ApiClient } from '../api-client.js';
+import { CliError, ExitCode } from '../exit-codes.js';
+import { bar, formatDuration } from '../progress.js';
+import { readJsonFile } from '../read-json.js';
+import { register } from '../registry.js';
+
+interface Trial {
+  id: string;
+  index: number;
+  status: string;
+  currentStep: number;
+  totalSteps: number | null;
+  bestMetric: number | null;
+  hyperparameters: Record<string, unknown>;
+  startedAt: string | null;
+  updatedAt: string;
+  error?: string | null;
+  stopReason?: string | null;
+}
+interface Run {
+  id: string;
+  name: string;
+  status: string;
+  trials: Trial[];
+}
+
+const usage = `mpo runs submit FILE.json [--idempotency-key KEY]   prints the new run's id
+mpo runs watch RUN_ID [--interval SECONDS]          a progress bar per trial with ETA, until the run ends
+mpo runs metrics RUN_ID [--csv] [--name N] [--lang L] [--trial T] [--points P]
+mpo runs list [--status S]
+mpo runs cancel RUN_ID
+Common: --api URL (or MPO_API_URL), --token T (or MPO_TOKEN)`;
+
+const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
+const TRIAL_DONE = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED', 'STOPPED']);
+
+export function trialLine(t: Trial, now = Date.now()): string {
+  const total = t.totalSteps ?? 0;
+  const frac = total > 0 ? t.currentStep / total : t.status === 'SUCCEEDED' ? 1 : 0;
+  let eta = '';
+  if (t.status === 'RUNNING' && t.startedAt && t.currentStep > 0 && total > 0) {
+    const elapsed = (now - Date.parse(t.startedAt)) / 1000;
+    eta = ` ETA ${formatDuration((elapsed / t.currentStep) * (total - t.currentStep))}`;
+  }
+  const metric = t.bestMetric !== null ? ` best ${t.bestMetric.toFixed(4)}` : '';
+  const why =
+    t.status === 'FAILED' && t.error
+      ? ` ${t.error.split('\n')[0]!.slice(0, 60)}`
+      : t.stopReason
+        ? ` ${t.stopReason.slice(0, 60)}`
+        : '';
+  return `trial ${String(t.index).padStart(2)} ${bar(frac, 20)} ${String(t.currentStep).padStart(5)}/${total || '?'} ${t.status.padEnd(9)}${metric}${eta}${why}`;
+}
+
+async function submit(api: ApiClient, args: string[]) {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...API_FLAGS, 'idempotency-key': { type: 'string' } },
+  });
+  const file = positionals[0];
+  if (!file) throw new CliError(`runs submit: FILE is required\n\n${usage}`, ExitCode.usage);
+  const spec = readJsonFile(resolve(file), 'spec');
+  const res = await api.request<{ id: string; trialCount: number }>(
+    'POST',
+    '/runs',
+    spec,
+    values['idempotency-key'] ? { 'idempotency-key': values['idempotency-key'] } : {},
+  );
+  process.stdout.write(`${res.id}\n`);
+  process.stderr.write(`run ${res.id}: ${res.trialCount} trial${res.trialCount === 1 ? '' : 's'} queued\n`);
+  return ExitCode.ok;
+}
+
+async function watch(api: ApiClient, args: string[]) {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...API_FLAGS, interval: { type: 'string', default: '2' } },
+  });
+  const id = positionals[0];
+  if (!id) throw new CliError(`runs watch: RUN_ID is required\n\n${usage}`, ExitCode.usage);
+  const interval = Number(values.interval) * 1000;
+  const tty = process.stdout.isTTY === true;
+  let drawn = 0;
+  let last = '';
+  for (;;) {
+    const run = await api.get<Run>(`/runs/${encodeURIComponent(id)}`);
+    const lines = [`run ${run.id} ${run.name}: ${run.status}`, ...run.trials.map((t) => trialLine(t))];
+    if (tty) {
+      if (drawn) process.stdout.write(`\x1b[${drawn}A`);
+      for (const l of lines) process.stdout.write(`\x1b[2K${l}\n`);
+      drawn = lines.length;
+    } else {
+      const state = JSON.stringify(run.trials.map((t) => [t.status, t.currentStep]));
+      if (state !== last) {
+        process.stdout.write(
+          `${JSON.stringify({ runId: run.id, status: run.status, trials: run.trials.map((t) => ({ index: t.index, status: t.status, step: t.currentStep, totalSteps: t.totalSteps, bestMetric: t.bestMetric })) })}\n`,
+        );
+        last = state;
+      }
+    }
+    const allDone = run.trials.length > 0 && run.trials.every((t) => TRIAL_DONE.has(t.status));
+    if (TERMINAL.has(run.status) || allDone) {
+      return run.status === 'FAILED' || run.trials.some((t) => t.status === 'FAILED')
+        ? ExitCode.failure
+        : ExitCode.ok;
+    }
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+interface Series {
+  trialIndex: number;
+  name: string;
+  language: string | null;
+  steps: number[];
+  values: number[];
+}
+
+async function metrics(api: ApiClient, args: string[]) {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      ...API_FLAGS,
+      csv: { type: 'boolean', default: false },
+      name: { type: 'string' },
+      lang: { type: 'string' },
+      trial: { type: 'string' },
+      points: { type: 'string' },
+    },
+  });
+  const id = positionals[0];
+  if (!id) throw new CliError(`runs metrics: RUN_ID is required\n\n${usage}`, ExitCode.usage);
+  const q = new URLSearchParams();
+  for (const k of ['name', 'lang', 'trial', 'points'] as const) if (values[k]) q.set(k, values[k]!);
+  const res = await api.get<{ series: Series[] }>(
+    `/runs/${encodeURIComponent(id)}/metrics${q.size ? `?${q}` : ''}`,
+  );
+  if (values.csv) {
+    const quote = (s: string) => (/[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
+    const rows = ['trial,name,language,step,value'];
+    for (const s of res.series)
+      s.steps.forEach((step, i) =>
+        rows.push(`${s.trialIndex},${quote(s.name)},${quote(s.language ?? '')},${step},${s.values[i]}`),
+      );
+    process.stdout.write(`${rows.join('\n')}\n`);
+  } else process.stdout.write(`${JSON.stringify(res)}\n`);
+  return ExitCode.ok;
+}
+
+async function list(api: ApiClient, args: string[]) {
+  const { values } = parseArgs({ args, options: { ...API_FLAGS, status: { type: 'string' } } });
+  const res = await api.get<{
+    items: { id: string; name: string; status: string; trialCount: number; createdAt: string }[];
+  }>(`/runs${values.status ? `?status=${encodeURIComponent(values.status)}` : ''}`);
+  for (const r of res.items)
+    process.stdout.write(
+      `${r.id}  ${r.status.padEnd(9)} ${String(r.trialCount).padStart(3)} trials  ${r.createdAt}  ${r.name}\n`,
+    );
+  return ExitCode.ok;
+}
+
+async function cancel(api: ApiClient, args: string[]) {
+  const { positionals } = parseArgs({ args, allowPositionals: true, options: API_FLAGS });
+  if (!positionals[0]) throw new CliError(`runs cancel: RUN_ID is required\n\n${usage}`, ExitCode.usage);
+  await api.request('POST', `/runs/${encodeURIComponent(positionals[0])}/cancel`);
+  process.stdout.write(`cancel requested for run ${positionals[0]}\n`);
+  return ExitCode.ok;
+}
+
+register({
+  name: 'runs',
+  summary: 'submit, watch, list, cancel runs and export their metrics (talks to the API)',
+  usage,
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    const flags = parseArgs({ args: rest, allowPositionals: true, strict: false, options: API_FLAGS }).values;
+    const api = new ApiClient({
+      ...(typeof flags.api === 'string' ? { url: flags.api } : {}),
+      ...(typeof flags.token === 'string' ? { token: flags.token } : {}),
+    });
+    switch (sub) {
+      case 'submit':
+        return submit(api, rest);
+      case 'watch':
+        return watch(api, rest);
+      case 'metrics':
+        return metrics(api, rest);
+      case 'list':
+        return list(api, rest);
+      case 'cancel':
+        return cancel(api, rest);
+      default:
+        throw new CliError(`unknown subcommand '${sub ?? ''}'\n\n${usage}`, ExitCode.usage);
+    }
+  },
+});
