@@ -7,5 +7,7 @@ export default defineProject({
     // Tests talk to real Postgres, Redis and child processes on a shared 2-core machine.
     testTimeout: 120_000,
     hookTimeout: 120_000,
+    // Agents run from dist/: build it first when stale.
+    globalSetup: ['test/global-setup.ts'],
   },
 });

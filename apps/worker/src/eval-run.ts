@@ -1,0 +1,229 @@
+// One eval job: evaluate a trial's final weights with
+// `mpo eval --config FILE --json`, which prints one line per result:
+//   {"type":"result","benchmark","language","metric","value","n"}
+// (anything else on stdout is ignored; {"type":"error","message"} explains a
+// failure). The results become Evaluation rows, written once at the end (a
+// retried job writes none twice). Trials that did not finish (stopped by
+// ASHA, cancelled, failed) are skipped.
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NewEvaluation } from '@mpo/db';
+import { type EvalJobData, type EvalJobResult, parseEvalJobData } from '@mpo/queue';
+import { BUILTIN_DATA } from '@mpo/trainer';
+import type { Job } from 'bullmq';
+import { type ChildHandle, startChild } from './child.js';
+import type { SlotLease } from './devices.js';
+import { isUnrecoverable, type Outcome, willRetry } from './outcome.js';
+import { AbortedError, retrying } from './retry.js';
+import type { RunContext } from './train-run.js';
+import { confined, guessDataFormat, trialDir } from './trainer-config.js';
+
+export interface EvalResultLine {
+  benchmark: string;
+  language: string;
+  metric: string;
+  value: number;
+  n: number;
+}
+
+export type EvalLine =
+  | { kind: 'result'; result: EvalResultLine }
+  | { kind: 'error'; message: string }
+  | { kind: 'other' }
+  | { kind: 'bad'; reason: string };
+
+const str = (v: unknown) => typeof v === 'string' && v.length > 0;
+
+/** Parses one stdout line of `mpo eval --json`. */
+export function parseEvalLine(line: string): EvalLine | null {
+  const text = line.trim();
+  if (!text) return null;
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return { kind: 'bad', reason: 'not JSON' };
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    return { kind: 'bad', reason: 'not an object' };
+  if (v.type === 'error') return { kind: 'error', message: String(v.message ?? 'unknown error') };
+  if (v.type !== 'result') return { kind: 'other' };
+  const problems: string[] = [];
+  if (!str(v.benchmark)) problems.push('benchmark must be a non-empty string');
+  if (!str(v.language)) problems.push('language must be a non-empty string');
+  if (!str(v.metric)) problems.push('metric must be a non-empty string');
+  if (typeof v.value !== 'number' || !Number.isFinite(v.value))
+    problems.push('value must be a finite number');
+  if (!Number.isInteger(v.n) || (v.n as number) < 0) problems.push('n must be a non-negative integer');
+  if (problems.length) return { kind: 'bad', reason: problems.join('; ') };
+  return {
+    kind: 'result',
+    result: {
+      benchmark: v.benchmark as string,
+      language: v.language as string,
+      metric: v.metric as string,
+      value: v.value as number,
+      n: v.n as number,
+    },
+  };
+}
+
+/** Statuses whose weights are not the trial's final ones. */
+const NOT_EVALUATED = new Set(['STOPPED', 'CANCELLED', 'FAILED']);
+
+export class EvalRun {
+  private child: ChildHandle | null = null;
+  private stopped: 'shutdown' | 'lost' | null = null;
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly ctx: RunContext,
+    private readonly job: Job,
+    private readonly lease: SlotLease,
+  ) {}
+
+  stop(kind: 'shutdown' | 'lost'): void {
+    this.stopped ??= kind;
+    if (kind === 'lost') this.stopped = 'lost';
+    this.abort.abort();
+    // An evaluation has no checkpoint to resume from: stop it now, it starts over elsewhere.
+    this.child?.signal(kind === 'lost' ? 'SIGKILL' : 'SIGTERM');
+  }
+
+  async run(): Promise<Outcome> {
+    try {
+      return await this.runInner();
+    } catch (err) {
+      if (err instanceof AbortedError || this.stopped) {
+        return this.stopped === 'lost'
+          ? { kind: 'abandon', reason: 'lock lost' }
+          : { kind: 'release', reason: 'agent shutting down' };
+      }
+      return { kind: 'fail', error: err as Error, unrecoverable: isUnrecoverable(err) };
+    }
+  }
+
+  private retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return retrying(fn, {
+      what,
+      log: this.ctx.log,
+      maxMs: this.ctx.cfg.dbRetryMaxMs,
+      signal: this.abort.signal,
+      fatal: isUnrecoverable,
+    });
+  }
+
+  private async runInner(): Promise<Outcome> {
+    const { cfg, db, log } = this.ctx;
+    const d = parseEvalJobData(this.job.data);
+    const trial = await this.retry('read trial', () => db.runs.trial(d.trialId));
+    if (NOT_EVALUATED.has(trial.status)) return skipped(`trial is ${trial.status}`);
+    const dir = trialDir(cfg.artifactRoot, d.runId, d.trialId);
+    const finalDir = join(dir, 'final');
+    const latest = await this.retry('read checkpoints', () => db.artifacts.latestCheckpoint(d.trialId));
+    const weights = existsSync(join(finalDir, 'config.json')) ? finalDir : latest?.path;
+    if (!weights) return skipped('the trial has no final weights or checkpoint');
+
+    const outDir = join(dir, 'eval');
+    mkdirSync(outDir, { recursive: true });
+    const configPath = join(outDir, 'eval-config.json');
+    const config = evalConfig(d, weights, cfg);
+    writeFileSync(`${configPath}.tmp`, `${JSON.stringify(config, null, 2)}\n`);
+    renameSync(`${configPath}.tmp`, configPath);
+
+    const results: EvalResultLine[] = [];
+    let errorLine: string | null = null;
+    this.child = startChild({
+      command: [...cfg.cli, 'eval', '--config', configPath, '--json'],
+      ranks: 1,
+      lease: this.lease,
+      log,
+      onStdoutLine: (line) => {
+        const p = parseEvalLine(line);
+        if (!p || p.kind === 'other') return;
+        if (p.kind === 'result') results.push(p.result);
+        else if (p.kind === 'error') errorLine = p.message;
+        else log.warn({ line: line.slice(0, 300), reason: p.reason }, 'unreadable eval line');
+      },
+    });
+    log.info({ weights, benchmarks: d.benchmarks, languages: d.languages }, 'starting evaluation');
+    if (this.stopped) this.child.signal('SIGTERM');
+    const exit = await this.child.exited;
+    if (this.stopped) throw new AbortedError('eval');
+    if (exit.exitCode !== 0) {
+      const tail = this.child.stderrTail();
+      if (exit.exitCode === 2 && tail.some((l) => l.includes("unknown command 'eval'"))) {
+        return {
+          kind: 'fail',
+          unrecoverable: true,
+          error: new Error(
+            'this build of the mpo CLI has no `eval` command yet (apps/cli); the trial trained, but cannot be evaluated by this agent',
+          ),
+        };
+      }
+      const message =
+        errorLine ?? `mpo eval exited with code ${exit.exitCode}; stderr:\n${tail.slice(-10).join('\n')}`;
+      const unrecoverable = [2, 3, 4].includes(exit.exitCode);
+      log.warn(
+        { exitCode: exit.exitCode, willRetry: willRetry(this.job, unrecoverable) },
+        'evaluation failed',
+      );
+      return { kind: 'fail', error: new Error(message), unrecoverable };
+    }
+
+    // The final weights are those of the last checkpoint (the trainer checkpoints its last step).
+    const checkpointId = latest?.id ?? null;
+    const written = await this.retry('record evaluations', async () => {
+      // Skip rows an earlier attempt of this job already wrote (it may have died before completing).
+      const existing = await db.artifacts.evaluations({ trialId: d.trialId });
+      const seen = new Set(existing.map((e) => `${e.checkpointId}|${e.benchmark}|${e.language}|${e.metric}`));
+      const rows: NewEvaluation[] = results
+        .map((r) => ({ trialId: d.trialId, checkpointId, ...r }))
+        .filter((r) => !seen.has(`${r.checkpointId}|${r.benchmark}|${r.language}|${r.metric}`));
+      if (rows.length) await db.artifacts.recordEvaluations(rows);
+      return rows.length;
+    });
+    log.info({ results: results.length, written }, 'evaluation recorded');
+    const result: EvalJobResult = { status: 'EVALUATED', evaluations: results.length };
+    return { kind: 'complete', result };
+  }
+}
+
+function skipped(reason: string): Outcome {
+  const result: EvalJobResult = { status: 'SKIPPED', evaluations: 0, reason };
+  return { kind: 'complete', result };
+}
+
+/**
+ * The config handed to `mpo eval --config` (packages/eval parseEvalConfig):
+ * the trained weights, the run's benchmarks, languages and judge. The reward
+ * gap reads MPO-format data: the run's own when it is MPO JSON, else the
+ * CLI's default. Paths are confined to the roots again.
+ */
+export function evalConfig(
+  d: EvalJobData,
+  weights: string,
+  roots: { dataRoot: string },
+): Record<string, unknown> {
+  const ref = d.data[0];
+  let data: string | undefined;
+  if (ref?.kind === 'builtin') {
+    const id = `builtin:${ref.id}`;
+    if ((ref.format ?? BUILTIN_DATA[id]?.format) === 'mpo') data = id;
+  } else if (ref) {
+    const path = confined(roots.dataRoot, ref.path, 'data');
+    if ((ref.format ?? guessDataFormat(path)) === 'mpo') data = path;
+  }
+  return {
+    model: weights,
+    benchmarks: d.benchmarks,
+    languages: d.languages,
+    maxPrompts: d.maxPrompts,
+    judge: d.judge,
+    // The evaluator needs room for a prompt and a few generated tokens.
+    cutoff: Math.max(8, d.cutoff),
+    device: d.slots.device === 'cpu' ? 'cpu' : 'cuda:0',
+    threads: 1,
+    ...(data ? { data: { path: data } } : {}),
+  };
+}

@@ -1,0 +1,103 @@
+// The training child writes its protocol lines (packages/queue
+// trainer-protocol.ts) to a file in the trial folder rather than to a pipe,
+// and the agent follows that file. Why: a line the child wrote is then on
+// disk even if the agent is SIGKILLed before reading it or before its metric
+// buffer reached Postgres. The agent that resumes the trial replays the
+// earlier attempts' files up to the checkpoint it resumes from (the child
+// re-emits everything after it), so every step reaches Postgres exactly once.
+import { createReadStream, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { type ParsedLine, parseTrainerLine, type TrainerMessage, TrainerOutputParser } from '@mpo/queue';
+
+export const PROTOCOL_DIR = 'protocol';
+
+/** A fresh, empty protocol file for this attempt (names sort by start time). */
+export function newProtocolFile(trialDir: string, agentId: string): string {
+  const dir = join(trialDir, PROTOCOL_DIR);
+  mkdirSync(dir, { recursive: true });
+  const safeAgent = agentId.replace(/[^A-Za-z0-9_.-]/g, '_');
+  const file = join(dir, `${Date.now().toString().padStart(15, '0')}-${safeAgent}-${process.pid}.jsonl`);
+  writeFileSync(file, '', { flag: 'wx' });
+  return file;
+}
+
+/** Follows a file that another process appends to, handing each complete line to `onLine`. */
+export class ProtocolFollower {
+  private readonly parser = new TrainerOutputParser();
+  private offset = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private reading: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(
+    private readonly path: string,
+    private readonly onLine: (p: ParsedLine) => void,
+    private readonly pollMs = 50,
+  ) {}
+
+  start(): void {
+    const tick = () => {
+      if (this.stopped) return;
+      this.reading = this.readMore().finally(() => {
+        if (!this.stopped) this.timer = setTimeout(tick, this.pollMs);
+      });
+    };
+    tick();
+  }
+
+  /** Reads what is left (call after the child exited) and stops. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.reading;
+    await this.readMore();
+    for (const p of this.parser.end()) this.onLine(p);
+  }
+
+  private async readMore(): Promise<void> {
+    const fh = await open(this.path, 'r');
+    try {
+      const buf = Buffer.alloc(64 * 1024);
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, this.offset);
+        if (bytesRead === 0) break;
+        this.offset += bytesRead;
+        for (const p of this.parser.push(buf.subarray(0, bytesRead))) this.onLine(p);
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+/**
+ * The step, eval and checkpoint messages earlier attempts of a trial wrote,
+ * for steps ≤ `upToStep` (oldest file first; `exclude` is the current attempt's file).
+ */
+export async function replayProtocol(
+  trialDir: string,
+  upToStep: number,
+  exclude?: string,
+): Promise<TrainerMessage[]> {
+  const dir = join(trialDir, PROTOCOL_DIR);
+  if (!existsSync(dir)) return [];
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.jsonl'))
+    .sort()
+    .map((f) => join(dir, f))
+    .filter((f) => f !== exclude);
+  const out: TrainerMessage[] = [];
+  for (const file of files) {
+    const lines = createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY });
+    for await (const line of lines) {
+      const p = parseTrainerLine(line);
+      if (!p?.ok) continue;
+      const m = p.message;
+      if ((m.type === 'step' || m.type === 'eval' || m.type === 'checkpoint') && m.step <= upToStep)
+        out.push(m);
+    }
+  }
+  return out;
+}

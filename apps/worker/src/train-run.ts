@@ -1,0 +1,472 @@
+// One train job on one agent: the trial's child trainer from start to exit.
+//
+//   payload → trainer config (trainer-config.ts) → trial folder lock → Trial
+//   RUNNING → ranks through the launcher (child.ts) → protocol lines (followed
+//   from a file, protocol.ts) → metrics/checkpoints to Postgres in batches
+//   (trial-writer.ts), progress to BullMQ, cancel key and ASHA rungs checked
+//   → final Trial row → an Outcome for the agent to apply to the job.
+//
+// Stopping: cancel (run's cancel key) and ASHA (rung decision) SIGTERM the
+// child, which finishes its step, checkpoints and exits; the trial becomes
+// CANCELLED / STOPPED and the job completes. Agent shutdown does the same but
+// hands the job back to the queue. A lost lock SIGKILLs at once.
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Db, TrialStatus } from '@mpo/db';
+import {
+  decideAtRung,
+  isCancelled,
+  metricRows,
+  parseTrainJobData,
+  redisKeys,
+  type TrainerCheckpoint,
+  type TrainerDone,
+  type TrainerMessage,
+  type TrainJobData,
+  type TrainJobResult,
+  type TrainProgress,
+} from '@mpo/queue';
+import type { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { type ChildHandle, startChild } from './child.js';
+import { Coalescer } from './coalesce.js';
+import type { AgentConfig } from './config.js';
+import type { SlotLease } from './devices.js';
+import type { Logger } from './log.js';
+import { isUnrecoverable, type Outcome, willRetry } from './outcome.js';
+import { newProtocolFile, ProtocolFollower, replayProtocol } from './protocol.js';
+import { AbortedError, retrying } from './retry.js';
+import { buildTrainConfig } from './trainer-config.js';
+import { acquireTrialLock } from './trial-lock.js';
+import { type RungDue, TrialState } from './trial-state.js';
+import { TrialWriter } from './trial-writer.js';
+
+export interface RunContext {
+  cfg: AgentConfig;
+  db: Db;
+  redis: Redis;
+  log: Logger;
+  /** Whether another agent's heartbeat is alive (trial folder lock held on another host). */
+  agentAlive: (agentId: string) => Promise<boolean>;
+}
+
+type StopReason =
+  | { kind: 'cancel' }
+  | { kind: 'asha'; rung: number; reason: string }
+  | { kind: 'shutdown' }
+  | { kind: 'lost' };
+
+/** CLI exit codes (apps/cli exit-codes.ts) that mean the input is wrong: retrying cannot help. */
+const INVALID_INPUT_CODES = new Set([2, 3, 4]);
+
+export class TrainRun {
+  private stopReason: StopReason | null = null;
+  private child: ChildHandle | null = null;
+  private killTimer: NodeJS.Timeout | undefined;
+  /** Aborted by any stop before the child runs (start-up retries give up), and by a lost lock. */
+  private readonly startAbort = new AbortController();
+  private readonly lostAbort = new AbortController();
+  private chain: Promise<void> = Promise.resolve();
+  private cancelCheck: Promise<void> | null = null;
+  private done: TrainerDone | null = null;
+  private errorLine: string | null = null;
+  private lastCheckpoint: TrainerCheckpoint | null = null;
+
+  constructor(
+    private readonly ctx: RunContext,
+    private readonly job: Job,
+    private readonly lease: SlotLease,
+  ) {}
+
+  /** The agent stops the run: 'shutdown' gives the job back after a checkpoint, 'lost' kills at once. */
+  stop(kind: 'shutdown' | 'lost'): void {
+    this.requestStop({ kind });
+  }
+
+  private currentStop(): StopReason | null {
+    return this.stopReason;
+  }
+
+  private requestStop(reason: StopReason): void {
+    if (reason.kind === 'lost') {
+      this.stopReason = reason;
+      this.lostAbort.abort();
+      this.startAbort.abort();
+      this.child?.signal('SIGKILL');
+      return;
+    }
+    if (this.stopReason) return; // the first reason stands (a lost lock overrides, above)
+    this.stopReason = reason;
+    this.ctx.log.info({ reason }, 'stopping the trial');
+    this.startAbort.abort();
+    if (this.child) {
+      this.child.signal('SIGTERM');
+      this.killTimer = setTimeout(() => {
+        this.ctx.log.warn({ graceMs: this.ctx.cfg.stopGraceMs }, 'child ignored SIGTERM; killing it');
+        this.child?.signal('SIGKILL');
+      }, this.ctx.cfg.stopGraceMs);
+    }
+  }
+
+  async run(): Promise<Outcome> {
+    try {
+      return await this.runInner();
+    } catch (err) {
+      if (err instanceof AbortedError) {
+        return this.stopReason?.kind === 'lost'
+          ? { kind: 'abandon', reason: 'lock lost' }
+          : { kind: 'release', reason: 'stopped before the trainer started' };
+      }
+      return { kind: 'fail', error: err as Error, unrecoverable: isUnrecoverable(err) };
+    } finally {
+      clearTimeout(this.killTimer);
+    }
+  }
+
+  private dbRetry<T>(what: string, fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    return retrying(fn, {
+      what,
+      log: this.ctx.log,
+      maxMs: this.ctx.cfg.dbRetryMaxMs,
+      signal,
+      fatal: isUnrecoverable,
+    });
+  }
+
+  private async runInner(): Promise<Outcome> {
+    const { cfg, db, redis } = this.ctx;
+    const d = parseTrainJobData(this.job.data);
+    const trial = await this.dbRetry('read trial', () => db.runs.trial(d.trialId), this.startAbort.signal);
+    if (trial.runId !== d.runId) {
+      throw new Error(`trial ${d.trialId} belongs to run ${trial.runId}, not ${d.runId}`);
+    }
+    if (trial.status === 'CANCELLED' || (await isCancelled(redis, cfg.prefix, d.runId))) {
+      return this.cancelledBeforeStart(d, trial);
+    }
+    const plan = buildTrainConfig(d, cfg, { gpuRankThreads: cfg.gpuRankThreads });
+    const lock = await acquireTrialLock(
+      plan.output,
+      { agentId: cfg.id, host: cfg.host, pid: process.pid, jobId: this.job.id ?? '' },
+      this.ctx.agentAlive,
+    );
+    if (!lock.ok) {
+      return {
+        kind: 'delay',
+        ms: cfg.lockDurationMs,
+        reason: `trial folder held by agent ${lock.owner.agentId} (pid ${lock.owner.pid} on ${lock.owner.host})`,
+      };
+    }
+    try {
+      return await this.train(d, plan, trial);
+    } finally {
+      lock.release();
+    }
+  }
+
+  private async cancelledBeforeStart(
+    d: TrainJobData,
+    trial: Awaited<ReturnType<Db['runs']['trial']>>,
+  ): Promise<Outcome> {
+    if (trial.status !== 'CANCELLED') {
+      await this.dbRetry(
+        'mark trial CANCELLED',
+        () => this.ctx.db.runs.updateTrial(d.trialId, { status: 'CANCELLED', finishedAt: new Date() }),
+        this.startAbort.signal,
+      );
+    }
+    this.ctx.log.info('run cancelled before the trial started');
+    const result: TrainJobResult = {
+      status: 'CANCELLED',
+      step: trial.currentStep,
+      checkpoint: null,
+      bestMetric: trial.bestMetric,
+    };
+    return { kind: 'complete', result };
+  }
+
+  private async train(
+    d: TrainJobData,
+    plan: ReturnType<typeof buildTrainConfig>,
+    trial: Awaited<ReturnType<Db['runs']['trial']>>,
+  ): Promise<Outcome> {
+    const { cfg, db, log } = this.ctx;
+    const configPath = join(plan.output, 'train-config.json');
+    const tmp = `${configPath}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(plan.config, null, 2)}\n`);
+    renameSync(tmp, configPath);
+
+    const attempt = trial.attempt + 1;
+    await this.dbRetry(
+      'mark trial RUNNING',
+      () =>
+        db.runs.updateTrial(d.trialId, {
+          status: 'RUNNING',
+          attempt,
+          error: null,
+          ...(trial.startedAt ? {} : { startedAt: new Date() }),
+          ...(d.totalSteps !== null ? { totalSteps: d.totalSteps } : {}),
+        }),
+      this.startAbort.signal,
+    );
+    void this.markRunRunning(d.runId);
+    if (this.stopReason?.kind === 'shutdown') {
+      await this.dbRetry(
+        'mark trial QUEUED',
+        () => db.runs.updateTrial(d.trialId, { status: 'QUEUED' }),
+        this.lostAbort.signal,
+      );
+      return { kind: 'release', reason: 'agent shutting down' };
+    }
+    if (this.stopReason) throw new AbortedError('start');
+
+    const state = new TrialState(d.objective, d.asha, trial.bestMetric);
+    const writer = new TrialWriter(db, d.trialId, {
+      flushRows: cfg.metricFlushRows,
+      flushMs: cfg.metricFlushMs,
+      maxBackoffMs: cfg.dbRetryMaxMs,
+      log,
+    });
+    const progress = new Coalescer<TrainProgress>(
+      (p) => this.job.updateProgress(p),
+      (err) => log.warn({ err: (err as Error).message }, 'progress update failed'),
+    );
+    const protocolFile = newProtocolFile(plan.output, cfg.id);
+    const follower = new ProtocolFollower(protocolFile, (p) => {
+      if (!p.ok) {
+        log.warn({ line: p.line.slice(0, 300), reason: p.reason }, 'unreadable protocol line');
+        return;
+      }
+      const msg = p.message;
+      this.chain = this.chain
+        .then(() => this.onMessage(msg, d, plan.output, protocolFile, state, writer, progress))
+        .catch((err) => log.error({ err }, 'handling a protocol message failed'));
+    });
+
+    log.info(
+      { attempt, ranks: d.slots.count, slots: this.lease.ids, output: plan.output },
+      'starting trainer',
+    );
+    this.child = startChild({
+      command: [...cfg.cli, 'train', '--config', configPath, '--json'],
+      ranks: d.slots.count,
+      lease: this.lease,
+      log,
+      protocolFile,
+    });
+    follower.start();
+    const exit = await this.child.exited;
+    clearTimeout(this.killTimer);
+    await follower.stop();
+    await this.chain;
+    await progress.settle();
+
+    // Read through a method: TypeScript narrowed the field to null above, but stop() may have run since.
+    const stop = this.currentStop();
+    const completed = this.done !== null && !this.done.stopped && exit.exitCode === 0;
+    log.info({ exitCode: exit.exitCode, stop, step: state.step, completed }, 'trainer exited');
+
+    if (stop?.kind === 'lost') {
+      const { unwritten } = await writer.close(this.lostAbort.signal);
+      if (unwritten)
+        log.warn({ unwritten }, 'lock lost: leaving unwritten rows to the replay of the next attempt');
+      return { kind: 'abandon', reason: 'lock lost' };
+    }
+    writer.setProgress({ currentStep: state.step, bestMetric: state.bestMetric });
+    await writer.close();
+    const base = {
+      currentStep: state.step,
+      bestMetric: state.bestMetric,
+      ...(state.totalSteps !== null ? { totalSteps: state.totalSteps } : {}),
+    };
+    const checkpoint = this.done?.checkpoint ?? this.lastCheckpoint;
+    const result = (
+      status: TrainJobResult['status'],
+      extra: Partial<TrainJobResult> = {},
+    ): TrainJobResult => ({
+      status,
+      step: state.step,
+      checkpoint: checkpoint
+        ? { step: checkpoint.step, path: checkpoint.path, bytes: checkpoint.bytes, sha256: checkpoint.sha256 }
+        : null,
+      bestMetric: state.bestMetric,
+      ...extra,
+    });
+    const finish = async (status: TrialStatus, extra: Record<string, unknown> = {}) =>
+      this.dbRetry(
+        `mark trial ${status}`,
+        () =>
+          db.runs.updateTrial(d.trialId, {
+            ...base,
+            status,
+            ...(['SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED'].includes(status)
+              ? { finishedAt: new Date() }
+              : {}),
+            ...extra,
+          }),
+        this.lostAbort.signal,
+      );
+
+    if (stop?.kind === 'cancel') {
+      await finish('CANCELLED', { error: null });
+      return { kind: 'complete', result: result('CANCELLED', { reason: 'run cancelled' }) };
+    }
+    if (stop?.kind === 'asha') {
+      await finish('STOPPED', { stoppedAtRung: stop.rung, stopReason: stop.reason, error: null });
+      return {
+        kind: 'complete',
+        result: result('STOPPED', { stoppedAtRung: stop.rung, reason: stop.reason }),
+      };
+    }
+    if (completed) {
+      await finish('SUCCEEDED', { error: null });
+      return { kind: 'complete', result: result('SUCCEEDED') };
+    }
+    if (stop?.kind === 'shutdown') {
+      // Back in the queue; the next agent resumes from the checkpoint just written.
+      await finish('QUEUED');
+      return { kind: 'release', reason: 'agent shutting down' };
+    }
+    const tail = this.child.stderrTail().slice(-10).join('\n');
+    const message =
+      this.errorLine ??
+      `trainer exited with code ${exit.exitCode} without finishing${tail ? `; stderr:\n${tail}` : ''}`;
+    const unrecoverable = INVALID_INPUT_CODES.has(exit.exitCode);
+    const retry = willRetry(this.job, unrecoverable);
+    await finish(retry ? 'QUEUED' : 'FAILED', {
+      error: retry ? `attempt ${attempt} failed (will retry): ${message}` : message,
+    });
+    return { kind: 'fail', error: new Error(message), unrecoverable };
+  }
+
+  private async markRunRunning(runId: string): Promise<void> {
+    try {
+      const run = await this.ctx.db.runs.get(runId);
+      if (run.status === 'PENDING') await this.ctx.db.runs.setStatus(runId, 'RUNNING');
+    } catch (err) {
+      this.ctx.log.warn({ err: (err as Error).message }, 'could not mark the run RUNNING');
+    }
+  }
+
+  private async onMessage(
+    msg: TrainerMessage,
+    d: TrainJobData,
+    output: string,
+    protocolFile: string,
+    state: TrialState,
+    writer: TrialWriter,
+    progress: Coalescer<TrainProgress>,
+  ): Promise<void> {
+    const due: RungDue[] = state.observe(msg);
+    switch (msg.type) {
+      case 'start': {
+        this.ctx.log.info({ totalSteps: msg.totalSteps, resumedFrom: msg.resumedFrom }, 'trainer started');
+        if (msg.resumedFrom !== null)
+          await this.resume(msg.resumedFrom, d, output, protocolFile, state, writer);
+        if (msg.totalSteps !== null) writer.setProgress({ totalSteps: msg.totalSteps });
+        progress.push({ step: state.step, totalSteps: msg.totalSteps, loss: null, at: Date.now() });
+        break;
+      }
+      case 'step':
+        writer.addRows(metricRows(msg));
+        writer.setProgress({ currentStep: msg.step, bestMetric: state.bestMetric });
+        progress.push({ step: msg.step, totalSteps: msg.totalSteps, loss: msg.loss, at: Date.now() });
+        this.checkCancel(d.runId);
+        break;
+      case 'eval':
+        writer.addRows(metricRows(msg));
+        writer.setProgress({ bestMetric: state.bestMetric });
+        break;
+      case 'checkpoint':
+        this.lastCheckpoint = msg;
+        writer.addCheckpoint({ step: msg.step, path: msg.path, bytes: msg.bytes, sha256: msg.sha256 });
+        break;
+      case 'done':
+        this.done = msg;
+        if (msg.checkpoint) writer.addCheckpoint({ ...msg.checkpoint });
+        break;
+      case 'error':
+        this.errorLine = msg.message;
+        break;
+    }
+    for (const r of due) await this.decideRung(d, r);
+  }
+
+  /**
+   * The child resumed from `from`: write what earlier attempts recorded up to
+   * there (their agent may have died before it reached Postgres), and repeat
+   * the ASHA decisions of rungs already passed (a stop decided just before a
+   * crash must still stop the trial).
+   */
+  private async resume(
+    from: number,
+    d: TrainJobData,
+    output: string,
+    protocolFile: string,
+    state: TrialState,
+    writer: TrialWriter,
+  ): Promise<void> {
+    const replayed = await replayProtocol(output, from, protocolFile);
+    const replayedRungs = new Map<number, number>();
+    for (const m of replayed) {
+      if (m.type === 'checkpoint') {
+        writer.addCheckpoint({ step: m.step, path: m.path, bytes: m.bytes, sha256: m.sha256 });
+        continue;
+      }
+      writer.addRows(metricRows(m as Parameters<typeof metricRows>[0]));
+      for (const due of state.observe(m)) replayedRungs.set(due.rung, due.value);
+    }
+    for (const due of state.flushRungs()) replayedRungs.set(due.rung, due.value);
+    state.step = from;
+    this.ctx.log.info(
+      { resumedFrom: from, replayed: replayed.length },
+      'replayed earlier attempts up to the checkpoint',
+    );
+    if (!d.asha) return;
+    for (const rung of state.rungsUpTo(from)) {
+      state.markDecided(rung);
+      const key = redisKeys(this.ctx.cfg.prefix).ashaRung(d.runId, rung);
+      const recorded = (await this.ctx.redis.hexists(key, d.trialId)) === 1;
+      const value = replayedRungs.get(rung);
+      // A recorded result is decided again from the stored value (first write wins); an
+      // unrecorded one (the agent died between the eval line and Redis) from the replay.
+      if (recorded || value !== undefined) {
+        await this.decideRung(d, { rung, step: d.asha.rungs[rung]!, value: value ?? Number.NaN });
+      } else {
+        this.ctx.log.warn(
+          { rung },
+          'resumed past an ASHA rung with no recorded or replayed result; continuing',
+        );
+      }
+    }
+  }
+
+  private async decideRung(d: TrainJobData, r: RungDue): Promise<void> {
+    const asha = d.asha;
+    if (!asha || this.stopReason) return;
+    const decision = await decideAtRung(this.ctx.redis, this.ctx.cfg.prefix, {
+      runId: d.runId,
+      trialId: d.trialId,
+      rung: r.rung,
+      step: r.step,
+      value: r.value,
+      mode: asha.mode,
+      reductionFactor: asha.reductionFactor,
+      metric: asha.metric,
+    });
+    this.ctx.log.info({ decision }, 'ASHA rung decision');
+    if (decision.action === 'stop') this.requestStop({ kind: 'asha', rung: r.rung, reason: decision.reason });
+  }
+
+  /** One EXISTS per step, never more than one in flight (steps can be faster than a round trip). */
+  private checkCancel(runId: string): void {
+    if (this.cancelCheck || this.stopReason) return;
+    this.cancelCheck = isCancelled(this.ctx.redis, this.ctx.cfg.prefix, runId)
+      .then((cancelled) => {
+        if (cancelled) this.requestStop({ kind: 'cancel' });
+      })
+      .catch((err) => this.ctx.log.warn({ err: (err as Error).message }, 'cancel check failed'))
+      .finally(() => {
+        this.cancelCheck = null;
+      });
+  }
+}

@@ -1,0 +1,384 @@
+// The agent as a real process against real Redis and Postgres, with the fake
+// `mpo` (fixtures/fake-mpo.mjs) as its child: heartbeats, the train and eval
+// processors, cancellation, ASHA, retries, a whole flow, and slot fitting.
+import { createDb, type Db } from '@mpo/db';
+import {
+  buildRunFlow,
+  EVAL_JOB_OPTIONS,
+  evalQueue,
+  jobIds,
+  parseRunSpec,
+  QUEUES,
+  readAgents,
+  setCancelKey,
+  TRAIN_JOB_OPTIONS,
+  trainQueue,
+} from '@mpo/queue';
+import { FlowProducer, type Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type AgentHandle,
+  agentEnv,
+  DATABASE_URL,
+  deleteKeys,
+  evalData,
+  FAKE_MPO,
+  newRedis,
+  newTrials,
+  type Scratch,
+  scratch,
+  startAgent,
+  trainData,
+  waitUntil,
+} from './helpers.js';
+
+let db: Db;
+let redis: Redis;
+beforeAll(() => {
+  db = createDb(DATABASE_URL);
+  redis = newRedis();
+});
+afterAll(async () => {
+  await db.close();
+  redis.disconnect();
+});
+
+const FAKE_CLI = JSON.stringify([process.execPath, FAKE_MPO]);
+
+const queues = new Map<string, Queue>();
+afterAll(async () => {
+  for (const q of queues.values()) await q.close();
+});
+
+/** Waits until `job` is completed or failed, and returns it re-read. */
+async function finished(job: Job, what: string, timeoutMs = 60_000): Promise<Job> {
+  const key = `${job.queueQualifiedName}`;
+  let q = queues.get(key);
+  if (!q) {
+    q = new Queue(job.queueName, { connection: redis, prefix: job.queueQualifiedName.split(':')[0] });
+    queues.set(key, q);
+  }
+  const queue = q;
+  return waitUntil(
+    async () => {
+      const j = await queue.getJob(job.id!);
+      const state = await j?.getState();
+      return state === 'completed' || state === 'failed' ? j : null;
+    },
+    `${what} (${job.queueName}/${job.id}) to finish`,
+    timeoutMs,
+  );
+}
+
+describe('agent with a fake trainer', () => {
+  let s: Scratch;
+  let agent: AgentHandle;
+  let train: Queue;
+  let evals: Queue;
+
+  beforeAll(async () => {
+    s = scratch('agent');
+    train = new Queue(trainQueue('cpu'), { connection: redis, prefix: s.prefix });
+    evals = new Queue(evalQueue('cpu'), { connection: redis, prefix: s.prefix });
+    agent = startAgent(agentEnv(s, { MPO_CLI_COMMAND: FAKE_CLI, MPO_DEVICES: 'cpu:1', LOG_LEVEL: 'debug' }));
+    await agent.waitForLog((l) => l.msg === 'agent started', 30_000, 'start-up');
+  });
+  afterAll(async () => {
+    await agent.dispose();
+    await train.close();
+    await evals.close();
+    await deleteKeys(redis, s.prefix);
+  });
+
+  const addTrain = (data: ReturnType<typeof trainData>, opts = {}) =>
+    train.add('train', data, { ...TRAIN_JOB_OPTIONS, jobId: jobIds.train(data.trialId), ...opts });
+
+  it('advertises its slots and queues in a heartbeat', async () => {
+    const [hb] = await waitUntil(async () => {
+      const a = await readAgents(redis, s.prefix);
+      return a.length ? a : null;
+    }, 'a heartbeat');
+    expect(hb).toMatchObject({
+      id: agent.id,
+      pid: agent.proc.pid,
+      queues: ['train-cpu', 'eval-cpu', 'sweep'],
+      slots: [{ device: 'cpu', total: 1, free: 1 }],
+      running: [],
+    });
+    expect(Date.now() - hb!.lastSeen).toBeLessThan(5_000);
+  });
+
+  it('runs a train job: progress, metrics, checkpoints and the trial row', async () => {
+    const { runId, trialIds } = await newTrials(db, 1);
+    const job = await addTrain(
+      trainData(runId, trialIds[0]!, { training: { steps: 12, checkpointEvery: 5 } }),
+    );
+    // While it runs the heartbeat lists it with its slot.
+    const hb = await waitUntil(async () => {
+      const [a] = await readAgents(redis, s.prefix);
+      return a?.running.length ? a : null;
+    }, 'the job in the heartbeat');
+    expect(hb.running[0]).toMatchObject({
+      jobId: job.id,
+      runId,
+      trialId: trialIds[0],
+      slots: { device: 'cpu', count: 1 },
+    });
+    expect(hb.slots[0]!.free).toBe(0);
+    const done = await finished(job, 'train job');
+    expect(await done.getState()).toBe('completed');
+    expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED', step: 12, bestMetric: 1 / 12 });
+    expect(done.progress).toMatchObject({ step: 12, totalSteps: 12, loss: 1 / 12 });
+    const trial = await db.runs.trial(trialIds[0]!);
+    expect(trial).toMatchObject({
+      status: 'SUCCEEDED',
+      attempt: 1,
+      currentStep: 12,
+      totalSteps: 12,
+      error: null,
+    });
+    expect(trial.bestMetric).toBeCloseTo(1 / 12);
+    // loss, lr, rg/en, rg/zh per step, plus the held-out eval at the last step (2 rows).
+    expect(await db.metrics.count(trialIds[0]!)).toBe(12 * 4 + 2);
+    expect((await db.artifacts.checkpoints(trialIds[0]!)).map((c) => c.step)).toEqual([5, 10, 12]);
+    expect((await db.runs.get(runId)).status).toBe('RUNNING');
+    // BullMQ records per-minute throughput for the API (`metrics` worker option).
+    const m = await train.getMetrics('completed');
+    expect(m.meta.count).toBeGreaterThanOrEqual(1);
+  });
+
+  it('stops a running trial when its run is cancelled, and never starts a cancelled one', async () => {
+    const { runId, trialIds } = await newTrials(db, 2);
+    const first = await addTrain(
+      trainData(runId, trialIds[0]!, { training: { steps: 2000, checkpointEvery: 0 } }),
+    );
+    await waitUntil(
+      async () => ((await db.runs.trial(trialIds[0]!)).currentStep >= 5 ? true : null),
+      'steps',
+    );
+    await setCancelKey(redis, s.prefix, runId);
+    const done = await finished(first, 'cancelled job');
+    expect(done.returnvalue).toMatchObject({ status: 'CANCELLED' });
+    const trial = await db.runs.trial(trialIds[0]!);
+    expect(trial.status).toBe('CANCELLED');
+    expect(trial.currentStep).toBeLessThan(2000);
+    // The child checkpointed the step it stopped at.
+    const ckpt = await db.artifacts.latestCheckpoint(trialIds[0]!);
+    expect(ckpt?.step).toBe(trial.currentStep);
+
+    const second = await addTrain(trainData(runId, trialIds[1]!, { trialIndex: 1 }));
+    const done2 = await finished(second, 'second job');
+    expect(done2.returnvalue).toMatchObject({ status: 'CANCELLED', step: 0 });
+    expect((await db.runs.trial(trialIds[1]!)).status).toBe('CANCELLED');
+    expect(await db.metrics.count(trialIds[1]!)).toBe(0);
+  });
+
+  it('stops trials at ASHA rungs with the rung and the reason', async () => {
+    const { runId, trialIds } = await newTrials(db, 3);
+    const asha = {
+      rungs: [3],
+      maxSteps: 9,
+      reductionFactor: 3,
+      metric: 'heldout/reward_gap_mean',
+      mode: 'max' as const,
+    };
+    // The fake's held-out gap grows with the seed: 50 first (alone: promoted), 10 (worse: stopped), 90 (best: promoted).
+    const jobs = [];
+    for (const [i, seed] of [50, 10, 90].entries()) {
+      jobs.push(
+        await addTrain(
+          trainData(runId, trialIds[i]!, {
+            trialIndex: i,
+            asha,
+            totalSteps: 9,
+            training: { steps: 9, seed },
+          }),
+        ),
+      );
+    }
+    const results = [];
+    for (const j of jobs) results.push((await finished(j, 'asha job')).returnvalue);
+    expect(results.map((r) => r.status)).toEqual(['SUCCEEDED', 'STOPPED', 'SUCCEEDED']);
+    expect(results[1]).toMatchObject({
+      stoppedAtRung: 0,
+      reason: expect.stringMatching(/^rung 0 \(step 3\)/),
+    });
+    const stopped = await db.runs.trial(trialIds[1]!);
+    expect(stopped).toMatchObject({ status: 'STOPPED', stoppedAtRung: 0 });
+    expect(stopped.stopReason).toMatch(/ranks 2 of 2; only the top 1/);
+    expect(stopped.currentStep).toBeLessThan(9);
+    expect(await redis.hlen(`${s.prefix}:asha:${runId}:0`)).toBe(4); // 3 trials + the arrival counter
+  });
+
+  it('retries a failing trial, then fails it with the trainer error', async () => {
+    const { runId, trialIds } = await newTrials(db, 1);
+    const job = await addTrain(trainData(runId, trialIds[0]!, { training: { seed: 1_000_003 } }), {
+      attempts: 2,
+      backoff: { type: 'fixed', delay: 200 },
+    });
+    await waitUntil(async () => ((await db.runs.trial(trialIds[0]!)).error ? true : null), 'first failure');
+    const done = await finished(job, 'failing job');
+    expect(await done.getState()).toBe('failed');
+    expect(done.failedReason).toBe('fake failure at step 3');
+    expect(done.attemptsMade).toBe(2);
+    expect(await db.runs.trial(trialIds[0]!)).toMatchObject({
+      status: 'FAILED',
+      attempt: 2,
+      error: 'fake failure at step 3',
+    });
+  });
+
+  it('fails a payload it cannot read without retrying it', async () => {
+    const { runId, trialIds } = await newTrials(db, 1);
+    const job = await addTrain({
+      ...trainData(runId, trialIds[0]!),
+      model: { kind: 'path', path: '../../outside' },
+    });
+    const done = await finished(job, 'bad job');
+    expect(await done.getState()).toBe('failed');
+    expect(done.attemptsMade).toBe(1);
+    expect(done.failedReason).toMatch(/model "..\/..\/outside": must stay inside the root/);
+  });
+
+  it('records evaluation results, skips unfinished trials, and explains a missing eval command', async () => {
+    const { runId, trialIds } = await newTrials(db, 3);
+    const trained = await addTrain(trainData(runId, trialIds[0]!, { training: { steps: 3 } }));
+    await finished(trained, 'train job');
+    const ok = await evals.add('eval', evalData(runId, trialIds[0]!, { languages: ['en', 'zh', 'ko'] }), {
+      ...EVAL_JOB_OPTIONS,
+      jobId: jobIds.eval(trialIds[0]!),
+    });
+    expect((await finished(ok, 'eval')).returnvalue).toEqual({ status: 'EVALUATED', evaluations: 3 });
+    const rows = await db.artifacts.evaluations({ trialId: trialIds[0]! });
+    expect(rows.map((r) => [r.benchmark, r.language, r.metric, r.value, r.n])).toEqual([
+      ['multijail', 'en', 'asr', 0.2, 5],
+      ['multijail', 'ko', 'asr', 0.2, 5],
+      ['multijail', 'zh', 'asr', 0.2, 5],
+    ]);
+    expect(rows[0]!.checkpointId).toBe((await db.artifacts.latestCheckpoint(trialIds[0]!))!.id);
+
+    await db.runs.updateTrial(trialIds[1]!, { status: 'STOPPED', stoppedAtRung: 0 });
+    const skip = await evals.add('eval', evalData(runId, trialIds[1]!), { jobId: jobIds.eval(trialIds[1]!) });
+    expect((await finished(skip, 'skipped eval')).returnvalue).toEqual({
+      status: 'SKIPPED',
+      evaluations: 0,
+      reason: 'trial is STOPPED',
+    });
+
+    await db.runs.updateTrial(trialIds[2]!, { status: 'SUCCEEDED' });
+    await db.artifacts.recordCheckpoint({
+      trialId: trialIds[2]!,
+      step: 1,
+      path: '/x',
+      bytes: 1,
+      sha256: 'c'.repeat(64),
+    });
+    const missing = await evals.add('eval', evalData(runId, trialIds[2]!, { judge: 'fake-missing' }), {
+      ...EVAL_JOB_OPTIONS,
+      jobId: jobIds.eval(trialIds[2]!),
+    });
+    const failed = await finished(missing, 'eval without the command');
+    expect(await failed.getState()).toBe('failed');
+    expect(failed.attemptsMade).toBe(1); // unrecoverable: not retried
+    expect(failed.failedReason).toMatch(/no `eval` command/);
+  });
+
+  it('runs a whole flow: train → eval → the run finalized', async () => {
+    const { spec, trials } = parseRunSpec(
+      {
+        name: 'flow',
+        model: 'tiny.json',
+        data: 'builtin:golden-pairs',
+        dominantLanguage: 'en',
+        targetLanguages: ['zh'],
+        method: 'dpo',
+        search: { strategy: 'grid', space: { 'training.seed': [7, 8] }, metric: 'loss', mode: 'min' },
+        eval: { benchmarks: ['multijail'], languages: ['en', 'zh'] },
+        training: { steps: 4, batchSize: 2, microBatch: 1, cutoff: 64 },
+      },
+      { modelRoot: s.modelRoot, dataRoot: s.dataRoot },
+    );
+    const { run } = await db.runs.create({
+      name: 'flow',
+      spec: spec as never,
+      trials: trials.map((t) => ({
+        hyperparameters: t.hyperparameters as never,
+        totalSteps: t.totalSteps ?? 0,
+      })),
+    });
+    const flow = new FlowProducer({ connection: redis, prefix: s.prefix });
+    const tree = await flow.add(
+      buildRunFlow(
+        run.id,
+        spec,
+        run.trials.map((t, i) => ({ trialId: t.id, plan: trials[i]! })),
+      ),
+    );
+    await flow.close();
+    const done = await finished(tree.job, 'the run job', 90_000);
+    expect(await done.getState()).toBe('completed');
+    expect(done.returnvalue).toMatchObject({
+      runId: run.id,
+      status: 'SUCCEEDED',
+      trials: { SUCCEEDED: 2 },
+      best: { metric: 0.25 },
+    });
+    expect((await db.runs.get(run.id)).status).toBe('SUCCEEDED');
+    expect(await db.artifacts.evaluations({ runId: run.id })).toHaveLength(4);
+    expect(tree.job.queueName).toBe(QUEUES.sweep);
+  });
+});
+
+describe('slot fitting', () => {
+  it('leaves a job needing 2 slots to an agent that has them, without failing it', async () => {
+    const s = scratch('slots');
+    const train = new Queue(trainQueue('cpu'), { connection: redis, prefix: s.prefix });
+    const small = startAgent(agentEnv(s, { MPO_CLI_COMMAND: FAKE_CLI, MPO_DEVICES: 'cpu:1' }), 'small');
+    let big: AgentHandle | null = null;
+    try {
+      await small.waitForLog((l) => l.msg === 'agent started', 30_000, 'start-up');
+      const { runId, trialIds } = await newTrials(db, 2);
+      const wide = await train.add(
+        'train',
+        trainData(runId, trialIds[0]!, { slots: { device: 'cpu', count: 2 }, training: { steps: 3 } }),
+        { ...TRAIN_JOB_OPTIONS, jobId: jobIds.train(trialIds[0]!) },
+      );
+      const narrow = await train.add(
+        'train',
+        trainData(runId, trialIds[1]!, { trialIndex: 1, training: { steps: 3 } }),
+        {
+          ...TRAIN_JOB_OPTIONS,
+          jobId: jobIds.train(trialIds[1]!),
+        },
+      );
+      await finished(narrow, 'the 1-slot job');
+      // The small agent looked at the wide job at least once and put it back.
+      await small.waitForLog(
+        (l) =>
+          l.jobId === wide.id &&
+          l.msg === 'job does not fit the free slots; putting it back' &&
+          l.fit === 'never',
+        15_000,
+        'the wide job put back',
+      );
+      const w = (await train.getJob(wide.id!))!;
+      expect(['delayed', 'waiting']).toContain(await w.getState());
+      expect(w.attemptsMade).toBe(0);
+      expect(small.logs.some((l) => l.jobId === wide.id && l.msg === 'job started')).toBe(false);
+      expect((await db.runs.trial(trialIds[0]!)).status).toBe('PENDING');
+
+      big = startAgent(agentEnv(s, { MPO_CLI_COMMAND: FAKE_CLI, MPO_DEVICES: 'cpu:2' }), 'big');
+      const done = await finished(wide, 'the 2-slot job', 60_000);
+      expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED' });
+      expect(big.logs.find((l) => l.jobId === wide.id && l.msg === 'job started')).toMatchObject({
+        slots: [0, 1],
+      });
+    } finally {
+      await small.dispose();
+      await big?.dispose();
+      await train.close();
+      await deleteKeys(redis, s.prefix);
+    }
+  });
+});
