@@ -15,6 +15,7 @@
         "csrc/addon.cpp",
         "csrc/model.cpp",
         "csrc/kernels.cpp",
+        "csrc/attention.cpp",
         "csrc/scoring.cpp",
         "csrc/backward.cpp",
         "csrc/optimizer.cpp",
@@ -25,7 +26,7 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O3", "-fopenmp", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O3", "-fopenmp", "-fno-trapping-math", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
       "ldflags": ["-fopenmp"],
       "conditions": [
         ["torch_libdir!=''", {

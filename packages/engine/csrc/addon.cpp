@@ -9,6 +9,12 @@
 #include <napi.h>
 #include <torch/version.h>
 
+#if TORCH_VERSION_MAJOR < 2
+#include <torch/csrc/autograd/profiler_legacy.h>
+#endif
+
+#include <atomic>
+
 #include <memory>
 #include <mutex>
 
@@ -44,6 +50,16 @@ class Task : public Napi::AsyncWorker {
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
+#if TORCH_VERSION_MAJOR < 2
+      // MPO_ENGINE_PROFILE=<prefix>: chrome://tracing file per call (ops on this thread only, so
+      // profile with threads=1).
+      static std::atomic<int> calls{0};
+      if (const char* prof = std::getenv("MPO_ENGINE_PROFILE"); prof && *prof) {
+        torch::autograd::profiler::RecordProfile guard(std::string(prof) + "." + std::to_string(calls++) + ".json");
+        exec_();
+        return;
+      }
+#endif
       exec_();
     } catch (const std::exception& e) {
       SetError(errorText(e));
@@ -409,7 +425,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Model& mm = m(info.Env());
     std::lock_guard<std::mutex> g(mm.mu);
     if (!mm.device.is_cpu() && mm.hostParam.defined()) mm.flatParam.copy_(mm.hostParam);
-    mm.refreshCompute();
+    mm.weightsChanged();
     return info.Env().Undefined();
   }
 

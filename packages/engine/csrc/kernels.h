@@ -1,16 +1,40 @@
-// Small building blocks of the decoder with their own (fused) autograd where it pays off.
+// Building blocks of the decoder. On the CPU in float32/float64 each one is a single hand-written
+// loop with a hand-written backward (a torch::autograd::Function), instead of the 4-10 ATen ops
+// (and their saved temporaries) the plain composition costs. Other dtypes and devices use the
+// ATen composition, which is also the reference the fused versions are tested against.
 #pragma once
 #include <ATen/ATen.h>
 
+#include <array>
+
 namespace mpo {
+
+// Whether the fused CPU kernels handle this tensor (CPU, float32 or float64).
+bool fusedCpu(const at::Tensor& t);
 
 // transformers' LlamaRMSNorm: normalise in fp32, cast back, multiply by the weight.
 at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& w, double eps);
 
-// Rotate-half RoPE. x [B,T,H,hd]; cos/sin broadcastable [.., T, 1, hd].
-at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
-
 // SwiGLU on the fused [gate | up] projection: silu(gu[..., :I]) * gu[..., I:].
 at::Tensor swiglu(const at::Tensor& gu, int64_t I);
+
+// y = x W^T (+ b) (+ residual). wT (optional, [in, out] contiguous) is W^T kept by the model so the
+// forward GEMM is a plain NN product; the backward computes dx = dy W and dW = dy^T x directly.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& wT, const at::Tensor& b,
+                  const at::Tensor& residual);
+
+// Rotate-half RoPE on one of q/k. x [B,T,H,hd]; cos/sin broadcastable [.., T, 1, hd]. (ATen ops.)
+at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+// The training-path attention input: split the fused qkv projection [B,T,(Hq+2Hkv)*hd], apply RoPE
+// for positions 0..T-1 (cos/sin: [>=T, hd] tables) and return contiguous q*qScale [B,Hq,T,hd],
+// k [B,Hkv,T,hd], v [B,Hkv,T,hd]. One pass; fusedCpu() tensors only.
+std::array<at::Tensor, 3> qkvRope(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, int64_t Hq,
+                                  int64_t Hkv, int64_t hd, double qScale);
+
+// Causal self-attention over q (already scaled by 1/sqrt(hd)), k, v from qkvRope: returns
+// [B,T,Hq*hd]. Scores are kept transposed ([key, query]) so the softmax runs along contiguous
+// rows of queries and every GEMM is one of the fast BLAS variants. fusedCpu() tensors only.
+at::Tensor causalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
 }  // namespace mpo

@@ -160,7 +160,6 @@ Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
     prm.compute.requires_grad_(true);
     params.push_back(std::move(prm));
   }
-  refreshCompute();
 
   // 3. Named handles for the forward pass.
   size_t i = 0;
@@ -177,6 +176,34 @@ Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
   }
   norm = params[i++].compute;
   lmHead = cfg.tie ? embed : params[i++].compute;
+  if (fusedCpu(embed)) {
+    auto tOf = [](const at::Tensor& w) { return at::empty({w.size(1), w.size(0)}, w.options().requires_grad(false)); };
+    for (auto& L : layers) {
+      L.wqkvT = tOf(L.wqkv);
+      L.woT = tOf(L.wo);
+      L.wguT = tOf(L.wgu);
+      L.wdownT = tOf(L.wdown);
+    }
+    lmHeadT = tOf(lmHead);
+  }
+  weightsChanged();
+}
+
+void Model::weightsChanged() {
+  refreshCompute();
+  refreshTransposed();
+}
+
+void Model::refreshTransposed() {
+  if (!lmHeadT.defined()) return;
+  at::NoGradGuard g;
+  for (auto& L : layers) {
+    L.wqkvT.copy_(L.wqkv.t());
+    L.woT.copy_(L.wo.t());
+    L.wguT.copy_(L.wgu.t());
+    L.wdownT.copy_(L.wdown.t());
+  }
+  lmHeadT.copy_(lmHead.t());
 }
 
 void Model::refreshCompute() {
@@ -208,7 +235,7 @@ void Model::initRandom(uint64_t seed, double stdev) {
       v.normal_(0.0, stdev, gen);
   }
   flatParam.copy_(host);
-  refreshCompute();
+  weightsChanged();
 }
 
 int64_t Model::addHandle(std::shared_ptr<GraphHandle> h) {
@@ -364,33 +391,44 @@ at::Tensor Model::forward(const at::Tensor& ids, const at::Tensor& positions, co
     mask = past == 0 ? causalMask(T) : causal_.narrow(0, past, T).narrow(1, 0, Tk);
   }
 
+  // Training/scoring path (positions 0..T-1, causal mask only, no cache) on the CPU in fp32/fp64:
+  // fused RoPE and attention kernels (kernels.h).
+  const bool fused = causal && !positions.defined() && !cache && fusedCpu(embed);
+  const double qScale = 1.0 / std::sqrt(static_cast<double>(hd));
+
   at::Tensor x = at::embedding(embed, ids);  // [B,T,D]
   for (int64_t l = 0; l < cfg.layers; ++l) {
     const auto& L = layers[l];
     at::Tensor h = rmsNorm(x, L.ln1, cfg.eps);
-    at::Tensor qkv = at::linear(h, L.wqkv, L.bqkv);  // [B,T,(Hq+2Hkv)*hd]
-    auto parts = qkv.split_with_sizes({Hq * hd, Hkv * hd, Hkv * hd}, -1);
-    at::Tensor q = rope(parts[0].view({B, T, Hq, hd}), cos, sin).transpose(1, 2);  // [B,Hq,T,hd]
-    at::Tensor k = rope(parts[1].view({B, T, Hkv, hd}), cos, sin).transpose(1, 2);
-    at::Tensor v = parts[2].view({B, T, Hkv, hd}).transpose(1, 2);
-    if (cache) {
-      cache->k[l].narrow(2, past, T).copy_(k);
-      cache->v[l].narrow(2, past, T).copy_(v);
-      k = cache->k[l].narrow(2, 0, Tk);
-      v = cache->v[l].narrow(2, 0, Tk);
+    at::Tensor qkv = linear(h, L.wqkv, L.wqkvT, L.bqkv, at::Tensor());  // [B,T,(Hq+2Hkv)*hd]
+    at::Tensor a;
+    if (fused) {
+      auto qkvr = qkvRope(qkv, ropeCos, ropeSin, Hq, Hkv, hd, qScale);
+      a = causalAttention(qkvr[0], qkvr[1], qkvr[2]);
+    } else {
+      auto parts = qkv.split_with_sizes({Hq * hd, Hkv * hd, Hkv * hd}, -1);
+      at::Tensor q = rope(parts[0].view({B, T, Hq, hd}), cos, sin).transpose(1, 2);  // [B,Hq,T,hd]
+      at::Tensor k = rope(parts[1].view({B, T, Hkv, hd}), cos, sin).transpose(1, 2);
+      at::Tensor v = parts[2].view({B, T, Hkv, hd}).transpose(1, 2);
+      if (cache) {
+        cache->k[l].narrow(2, past, T).copy_(k);
+        cache->v[l].narrow(2, past, T).copy_(v);
+        k = cache->k[l].narrow(2, 0, Tk);
+        v = cache->v[l].narrow(2, 0, Tk);
+      }
+      a = attention(q, k, v, mask, causal);
     }
-    at::Tensor a = attention(q, k, v, mask, causal);
-    x = x + at::linear(a, L.wo);
+    x = linear(a, L.wo, L.woT, at::Tensor(), x);  // x + a Wo^T
     h = rmsNorm(x, L.ln2, cfg.eps);
-    at::Tensor gu = at::linear(h, L.wgu);  // [B,T,2I] = [gate | up]
-    x = x + at::linear(swiglu(gu, I), L.wdown);
+    at::Tensor gu = linear(h, L.wgu, L.wguT, at::Tensor(), at::Tensor());  // [B,T,2I] = [gate | up]
+    x = linear(swiglu(gu, I), L.wdown, L.wdownT, at::Tensor(), x);
   }
   if (cache) cache->len += T;
   return rmsNorm(x, norm, cfg.eps);
 }
 
 at::Tensor Model::logitsOf(const at::Tensor& hidden) const {
-  at::Tensor lg = at::linear(hidden, lmHead);
+  at::Tensor lg = linear(hidden, lmHead, lmHeadT, at::Tensor(), at::Tensor());
   return lg.scalar_type() == at::kFloat || lg.scalar_type() == at::kDouble ? lg : lg.to(at::kFloat);
 }
 

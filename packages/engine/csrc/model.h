@@ -61,6 +61,8 @@ struct Param {
 
 struct LayerWeights {
   at::Tensor wqkv, bqkv, wo, wgu, wdown, ln1, ln2;  // bqkv undefined without bias
+  // W^T copies for the fused CPU linear (see kernels.h); undefined off the fused path.
+  at::Tensor wqkvT, woT, wguT, wdownT;
 };
 
 // Key/value cache for generation: per layer [B, kvHeads, capacity, headDim].
@@ -93,6 +95,7 @@ class Model {
   std::vector<HfTensor> hfTensors;
   std::vector<Param> params;
   at::Tensor embed, norm, lmHead;  // lmHead aliases embed when tied
+  at::Tensor lmHeadT;
   std::vector<LayerWeights> layers;
 
   // AdamW state (same layout as flatParam), allocated at the first step or load.
@@ -116,7 +119,9 @@ class Model {
 
   int64_t numParameters() const { return flatParam.numel(); }
   bool computeIsMaster() const { return dtype == at::kFloat; }
-  void refreshCompute();  // master -> compute copies after an update (no-op for fp32)
+  // After flatParam changed (load, step, init, writes from JS): refresh the compute copies
+  // (non-fp32 dtypes) and the W^T copies of the fused CPU path.
+  void weightsChanged();
   void initRandom(uint64_t seed, double stdev);
 
   // Make sure the RoPE tables cover positions [0, n). Call before running workers in parallel.
@@ -140,6 +145,8 @@ class Model {
 
  private:
   at::Tensor causal_;  // cached for the largest T seen
+  void refreshCompute();
+  void refreshTransposed();
 };
 
 // Parse helpers shared by the N-API layer.

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "ops.h"
 
@@ -24,13 +25,14 @@ double gradNorm(Model& m) {
   m.syncGradFromHost();
   if (!m.device.is_cpu()) return std::sqrt(m.flatGrad.to(at::kDouble).pow(2).sum().item<double>());
   // Fixed blocks summed in double, then added in block order: the same result whatever the
-  // thread count.
+  // thread count. Runs on plain worker threads (no OpenMP barriers, which spin badly when the
+  // other core is busy).
   const int64_t n = m.flatGrad.numel(), block = 1 << 16, nb = (n + block - 1) / block;
   const float* g = m.flatGrad.data_ptr<float>();
   std::vector<double> part(nb, 0.0);
-  setIntraOpThreads(m.threads);
-  at::parallel_for(0, nb, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
+  const int workers = std::max(1, std::min<int>(m.threads, static_cast<int>(nb)));
+  runParallel(workers, workers, 1, false, [&](int, int64_t w) {
+    for (int64_t b = w; b < nb; b += workers) {
       double s = 0.0;
       const int64_t e = std::min(n, (b + 1) * block);
       for (int64_t i = b * block; i < e; ++i) s += static_cast<double>(g[i]) * g[i];
@@ -62,8 +64,10 @@ double adamwStep(Model& m, const StepOptions& o) {
     const float* g = m.flatGrad.data_ptr<float>();
     float* ma = m.expAvg.data_ptr<float>();
     float* va = m.expAvgSq.data_ptr<float>();
-    setIntraOpThreads(m.threads);
-    at::parallel_for(0, m.flatParam.numel(), 1 << 14, [&](int64_t i0, int64_t i1) {
+    const int64_t n = m.flatParam.numel();
+    const int workers = std::max(1, m.threads);
+    runParallel(workers, workers, 1, false, [&](int, int64_t w) {
+      const int64_t i0 = n * w / workers, i1 = n * (w + 1) / workers;
       for (int64_t i = i0; i < i1; ++i) {
         const float gi = clip == 1.0 ? g[i] : g[i] * c;
         p[i] *= decay;
@@ -81,7 +85,7 @@ double adamwStep(Model& m, const StepOptions& o) {
     at::Tensor denom = (m.expAvgSq.sqrt() / bc2Sqrt).add_(eps);
     m.flatParam.addcdiv_(m.expAvg, denom, -stepSize);
   }
-  m.refreshCompute();
+  m.weightsChanged();
   return norm;
 }
 

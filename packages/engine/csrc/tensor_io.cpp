@@ -81,7 +81,7 @@ void readTensors(Model& m, const std::vector<ReadEntry>& entries) {
     throw;
   }
   closeAll();
-  m.refreshCompute();
+  m.weightsChanged();
 }
 
 void writeSafetensors(Model& m, const std::string& path, const std::string& header,

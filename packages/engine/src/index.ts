@@ -1,5 +1,6 @@
 // @mpo/engine: Llama/Qwen2 models in libtorch (N-API addon), tokenizers and chat templates.
 
+export { type BenchOptions, type BenchResult, benchEngine, CONFIG_S, PEAK_FLOPS } from './bench.js';
 export {
   CHAT_TEMPLATES,
   type ChatMessage,
@@ -45,4 +46,3 @@ export {
   loadTokenizer,
   type Tokenizer,
 } from './tokenizer.js';
-export { type BenchOptions, type BenchResult, benchEngine, CONFIG_S, PEAK_FLOPS } from './bench.js';

@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+// npm run bench -w @mpo/engine -- [--pairs 8] [--threads 2] [--steps 5] [--dtype float32] [--device cpu] [--json] [--matrix]
+// Prints one JSON line per configuration; the last line is {"tokensPerSec","mfu","secondsPerStep",...}.
+import { parseArgs } from 'node:util';
+import { type BenchResult, benchEngine } from './bench.js';
+import type { Device, Dtype } from './model.js';
+
+const { values } = parseArgs({
+  options: {
+    pairs: { type: 'string', default: '8' },
+    threads: { type: 'string', default: '2' },
+    steps: { type: 'string', default: '5' },
+    dtype: { type: 'string', default: 'float32' },
+    device: { type: 'string', default: 'cpu' },
+    seq: { type: 'string', default: '256' },
+    json: { type: 'boolean', default: false },
+    matrix: { type: 'boolean', default: false },
+  },
+});
+const int = (s: string, name: string) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
+  return n;
+};
+
+const line = (r: BenchResult) =>
+  JSON.stringify({
+    tokensPerSec: Math.round(r.tokensPerSec),
+    mfu: Number(r.mfu.toFixed(4)),
+    secondsPerStep: Number(r.secondsPerStep.toFixed(4)),
+    pairs: r.pairs,
+    threads: r.threads,
+    dtype: r.dtype,
+    device: r.device,
+    steps: r.steps,
+    numParameters: r.numParameters,
+  });
+
+const base = {
+  steps: int(values.steps!, 'steps'),
+  dtype: values.dtype as Dtype,
+  device: values.device as Device,
+  seqLen: int(values.seq!, 'seq'),
+};
+const grid = values.matrix
+  ? [
+      [1, 1],
+      [1, 2],
+      [8, 1],
+      [8, 2],
+    ]
+  : [[int(values.pairs!, 'pairs'), int(values.threads!, 'threads')]];
+for (const [pairs, threads] of grid) {
+  const r = await benchEngine({ ...base, pairs: pairs!, threads: threads! });
+  if (!values.json) {
+    process.stderr.write(
+      `config S ${r.dtype} ${r.device} pairs=${r.pairs} threads=${r.threads}: ${r.tokensPerSec.toFixed(0)} tokens/s, ` +
+        `${r.secondsPerStep.toFixed(3)} s/step (median of ${r.steps}), MFU ${(100 * r.mfu).toFixed(1)}% of 440 GFLOP/s\n`,
+    );
+  }
+  process.stdout.write(`${line(r)}\n`);
+}

@@ -1,0 +1,131 @@
+// The engine benchmark ("config S" of issue 3): one MPO-shaped training step per measurement =
+// forward+backward of 2 target sequences through the LM head and 2 source sequences to the final
+// hidden state (mean pooled) per pair, then AdamW. Same shapes as ../shared/peers/peer_torch_mpo.py.
+import type { LlamaConfig } from './config.js';
+import { type Device, type Dtype, Model } from './model.js';
+
+export const CONFIG_S: LlamaConfig = {
+  architecture: 'LlamaForCausalLM',
+  vocabSize: 512,
+  hiddenSize: 256,
+  intermediateSize: 688,
+  numHiddenLayers: 4,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 4,
+  rmsNormEps: 1e-6,
+  ropeTheta: 10000,
+  ropeScaling: null,
+  attentionBias: false,
+  tieWordEmbeddings: false,
+  maxPositionEmbeddings: 512,
+};
+
+/** This machine's measured fp32 sgemm ceiling (issue 3), the MFU denominator. */
+export const PEAK_FLOPS = 440e9;
+
+export interface BenchOptions {
+  pairs?: number;
+  threads?: number;
+  /** Measured steps (after one warm-up step). */
+  steps?: number;
+  dtype?: Dtype;
+  device?: Device;
+  seqLen?: number;
+  /** FLOP/s that MFU is relative to (default PEAK_FLOPS). */
+  peakFlops?: number;
+}
+
+export interface BenchResult {
+  tokensPerSec: number;
+  mfu: number;
+  secondsPerStep: number;
+  /** every measured step, seconds */
+  stepSeconds: number[];
+  pairs: number;
+  threads: number;
+  steps: number;
+  dtype: Dtype;
+  device: Device;
+  seqLen: number;
+  numParameters: number;
+  tokensPerStep: number;
+}
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 4294967296;
+  };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+export async function benchEngine(opts: BenchOptions = {}): Promise<BenchResult> {
+  const pairs = opts.pairs ?? 8;
+  const threads = opts.threads ?? 2;
+  const steps = opts.steps ?? 5;
+  const dtype = opts.dtype ?? 'float32';
+  const device = opts.device ?? 'cpu';
+  const T = opts.seqLen ?? 256;
+  const V = CONFIG_S.vocabSize;
+  const D = CONFIG_S.hiddenSize;
+  const model = Model.init(CONFIG_S, { seed: 0, threads, dtype, device });
+  try {
+    const r = rng(1);
+    const batch = () =>
+      Array.from({ length: 2 * pairs }, () => Array.from({ length: T }, () => Math.floor(r() * V)));
+    const target = batch();
+    const source = batch();
+    const promptLengths = target.map(() => T / 4); // response = last 3/4, as the peer
+    const gLogp = Float64Array.from({ length: 2 * pairs }, () => r() - 0.5);
+    const gHidden = Float32Array.from({ length: 2 * pairs * D }, () => (r() - 0.5) * 1e-2);
+
+    const step = async () => {
+      model.zeroGrad();
+      const t = await model.score({ sequences: target, promptLengths }, { grad: true });
+      await model.backward(t.handle!, { sumLogp: gLogp });
+      const s = await model.score(
+        { sequences: source, promptLengths },
+        { grad: true, lmHead: false, pooling: ['mean'] },
+      );
+      await model.backward(s.handle!, { meanHidden: gHidden });
+      await model.step({ lr: 1e-5 });
+    };
+    await step(); // warm-up: allocator, RoPE tables, thread pools
+    const times: number[] = [];
+    for (let i = 0; i < steps; i++) {
+      const t0 = process.hrtime.bigint();
+      await step();
+      times.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+    const sec = median(times);
+    const tokens = 4 * pairs * T;
+    // 6 * parameters * tokens, the same approximation as the PyTorch peer (attention not counted).
+    const flops = 6 * model.numParameters * tokens;
+    return {
+      tokensPerSec: tokens / sec,
+      mfu: flops / sec / (opts.peakFlops ?? PEAK_FLOPS),
+      secondsPerStep: sec,
+      stepSeconds: times,
+      pairs,
+      threads,
+      steps,
+      dtype,
+      device,
+      seqLen: T,
+      numParameters: model.numParameters,
+      tokensPerStep: tokens,
+    };
+  } finally {
+    model.dispose();
+  }
+}
