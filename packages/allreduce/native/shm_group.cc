@@ -2,7 +2,7 @@
 //
 // Segment layout (one POSIX shm object per group, "/mpo-ar-<group>"):
 //   [Header: parameters, abort record, one 128-byte RankCtl per rank]
-//   per rank: [small slot, parity 0][small slot, parity 1][staging half 0][staging half 1]
+//   per rank: [small slot, parity 0][small slot, parity 1][staging slot 0][slot 1][slot 2]
 //
 // Every rank owns one monotonically increasing 32-bit step counter (RankCtl::seq, also its futex
 // word). All ranks publish the same sequence of steps for the same sequence of calls, so "rank q has
@@ -18,10 +18,13 @@
 // k+2, after every rank has arrived at call k+1, i.e. finished reading call k.
 //
 // Large messages: rounds over windows of world*C elements (C = chunkElems). In each window rank p
-// owns piece p. A round is: copy every foreign piece into my staging half (phase A), wait for all,
-// sum piece `rank` over ranks in rank order reading peers' staging and my own buffer, write the sum
-// into my buffer and into my staging (phase B), then copy every peer's finished piece out of its
-// staging. Staging halves alternate per round (pipelining two rounds) for the same reason as above.
+// owns piece p. Round j on every rank: (A) copy every foreign piece of window j into my staging
+// slot j%3 and publish; wait for everybody's A(j); sum piece `rank` over ranks in rank order
+// (peers' staging and my own buffer) into my buffer and my staging, publish B(j); then already
+// copy in window j+1 and publish A(j+1); then collect each peer's finished piece of window j as
+// soon as that peer has published B(j). Starting round j+1 before collecting round j hides the
+// peers' reduce time; three slots make it safe: slot (j+1)%3 was last read in round j-2, and
+// every peer finished that before its B(j-1), which this rank already waited for.
 // Summation order is always rank 0..n-1 and each piece is computed once, so every rank ends with
 // bit-identical results.
 #include "shm_group.h"
@@ -67,6 +70,7 @@ constexpr uint32_t kVersion = 3;
 constexpr uint32_t kStateEmpty = 0, kStateJoined = 1, kStateClosed = 2;
 constexpr uint64_t kAlign = 4096;
 constexpr size_t kBlock = 1024;  // floats per reduction block (4 KiB accumulator in L1)
+constexpr uint32_t kSlots = 3;   // staging slots per rank: rounds j, j+1 in flight, j-1 still being read
 
 uint64_t alignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -294,14 +298,14 @@ uint8_t* ShmGroup::smallSlot(int r, uint32_t parity) const {
   return base_ + dataOff_ + uint64_t(r) * perRankBytes_ + parity * opts_.smallBytes;
 }
 
-uint8_t* ShmGroup::staging(int r, uint32_t half) const {
+uint8_t* ShmGroup::staging(int r, uint32_t slot) const {
   return base_ + dataOff_ + uint64_t(r) * perRankBytes_ + alignUp(2 * opts_.smallBytes, kAlign) +
-         half * (opts_.stagingBytes / 2);
+         slot * (opts_.stagingBytes / kSlots);
 }
 
 uint64_t ShmGroup::chunkElems() const {
   // f32 elements per piece of one round (bf16 fits twice as many in the same bytes).
-  return (opts_.stagingBytes / 2) / (uint64_t(world_) * 4) / 16 * 16;
+  return (opts_.stagingBytes / kSlots) / (uint64_t(world_) * 4) / 16 * 16;
 }
 
 ShmGroup::ShmGroup(const std::string& name, int rank, int world, const GroupOptions& opts)
@@ -319,8 +323,9 @@ ShmGroup::ShmGroup(const std::string& name, int rank, int world, const GroupOpti
   if (opts_.timeoutMs == 0) opts_.timeoutMs = 1;
   if (opts_.livenessMs == 0) opts_.livenessMs = 1;
   opts_.smallBytes = std::max<uint64_t>(alignUp(opts_.smallBytes, 64), 64);
-  opts_.stagingBytes = std::max<uint64_t>(opts_.stagingBytes, uint64_t(world) * 2 * 64 * 2);
-  opts_.stagingBytes = opts_.stagingBytes / (uint64_t(world) * 2 * 64) * (uint64_t(world) * 2 * 64);
+  // kSlots slots, each holding one 64-byte-aligned piece per rank
+  const uint64_t unit = uint64_t(world) * 64 * kSlots;
+  opts_.stagingBytes = std::max<uint64_t>(opts_.stagingBytes, unit) / unit * unit;
   if (world == 1) return;  // a group of one needs no shared memory: every collective is the identity
 
   dataOff_ = alignUp(sizeof(Header), kAlign);
@@ -742,49 +747,68 @@ void ShmGroup::largeAllReduce(float* data, uint64_t count, ReduceOp op, Transpor
   const uint64_t eb = t == Transport::BF16 ? 2 : 4;
   const uint64_t C = chunkElems() * (4 / eb);  // elements per piece
   const uint64_t W = C * uint64_t(world_);
+  const uint64_t pl0 = (W + uint64_t(world_) * 16 - 1) / (uint64_t(world_) * 16) * 16;
   const bool bf = t == Transport::BF16;
-  Src srcs[kMaxRanks];
-  for (uint64_t start = 0, j = 0; start < count; start += W, ++j) {
-    const uint32_t h = rounds_ & 1;
-    const uint64_t w = std::min(W, count - start);
-    const uint64_t pl = (w + uint64_t(world_) * 16 - 1) / (uint64_t(world_) * 16) * 16;  // piece length
-    auto pieceLen = [&](int p) -> uint64_t {
-      uint64_t b = uint64_t(p) * pl;
-      return b >= w ? 0 : std::min(pl, w - b);
-    };
-    float* win = data + start;
-    uint8_t* mine = staging(rank_, h);
-    // Phase A: hand every foreign piece to its owner.
+  const uint64_t nRounds = (count + W - 1) / W;
+  const uint32_t g0 = rounds_;
+  // Window j covers [j*W, min((j+1)*W, count)); rank p owns piece p of it.
+  auto windowLen = [&](uint64_t j) { return std::min(W, count - j * W); };
+  auto pieceLen = [&](uint64_t w, uint64_t pl, int p) -> uint64_t {
+    uint64_t b = uint64_t(p) * pl;
+    return b >= w ? 0 : std::min(pl, w - b);
+  };
+  auto pieceStride = [&](uint64_t w) {
+    return w == W ? pl0 : (w + uint64_t(world_) * 16 - 1) / (uint64_t(world_) * 16) * 16;
+  };
+  // Phase A of round j: hand every foreign piece to its owner through my staging slot.
+  auto copyIn = [&](uint64_t j) {
+    const uint64_t w = windowLen(j), pl = pieceStride(w);
+    float* win = data + j * W;
+    uint8_t* mine = staging(rank_, (g0 + uint32_t(j)) % kSlots);
     for (int p = 0; p < world_; ++p) {
       if (p == rank_) continue;
-      uint64_t n = pieceLen(p);
+      uint64_t n = pieceLen(w, pl, p);
       if (n) toTransport(mine + uint64_t(p) * C * eb, win + uint64_t(p) * pl, n, t);
     }
-    publish();
-    waitAll(seq_, j == 0 ? "arrive" : "reduce-scatter");
+  };
+  Src srcs[kMaxRanks];
+  copyIn(0);
+  publish();  // A(0) is the call's arrival
+  for (uint64_t j = 0; j < nRounds; ++j) {
+    const uint32_t slot = (g0 + uint32_t(j)) % kSlots;
+    const uint64_t w = windowLen(j), pl = pieceStride(w);
+    float* win = data + j * W;
+    waitAll(seq_, j == 0 ? "arrive" : "reduce-scatter");  // everybody's A(j)
     if (j == 0) checkArrivals(kAllReduce, count, info);
     // Reduce my piece, in rank order, into my buffer and my staging.
-    const uint64_t n = pieceLen(rank_);
+    const uint64_t n = pieceLen(w, pl, rank_);
     if (n) {
       for (int q = 0; q < world_; ++q) {
         if (q == rank_)
           srcs[q] = Src{win + uint64_t(rank_) * pl, false, bf};
         else
-          srcs[q] = Src{staging(q, h) + uint64_t(rank_) * C * eb, bf, false};
+          srcs[q] = Src{staging(q, slot) + uint64_t(rank_) * C * eb, bf, false};
       }
-      reduceInto(srcs, world_, n, op, t, win + uint64_t(rank_) * pl, mine + uint64_t(rank_) * C * eb);
+      reduceInto(srcs, world_, n, op, t, win + uint64_t(rank_) * pl, staging(rank_, slot) + uint64_t(rank_) * C * eb);
     }
-    publish();
+    publish();  // B(j)
+    const uint32_t doneB = seq_;
+    // Start the next round before collecting this one: peers get time to finish their reduce.
+    // Slot (j+1)%3 was last read in round j-2, finished before the peers' B(j-1), which this
+    // rank waited for while gathering round j-1.
+    if (j + 1 < nRounds) {
+      copyIn(j + 1);
+      publish();  // A(j+1)
+    }
     // Phase B: collect each owner's finished piece as soon as that owner is done.
-    const uint32_t target = seq_;
     for (int k = 1; k < world_; ++k) {
       int q = (rank_ + k) % world_;
-      uint64_t m = pieceLen(q);
-      waitFor(q, target, "all-gather");
-      if (m) fromTransport(win + uint64_t(q) * pl, staging(q, h) + uint64_t(q) * C * eb, m, t);
+      uint64_t m = pieceLen(w, pl, q);
+      waitFor(q, doneB, "all-gather");
+      if (m) fromTransport(win + uint64_t(q) * pl, staging(q, slot) + uint64_t(q) * C * eb, m, t);
     }
-    ++rounds_;
   }
+  rounds_ += uint32_t(nRounds);
   endCall();
 }
 
@@ -797,35 +821,24 @@ void ShmGroup::broadcast(uint8_t* data, uint64_t bytes, int root) {
   }
   const uint32_t info = uint32_t(root);
   beginCall(kBroadcast, bytes, info);
-  const uint64_t half = opts_.stagingBytes / 2;
-  // Round 0 is a full arrive (all ranks compare calls); later rounds only sync with the root, plus
-  // the root waits for every reader of the half it is about to overwrite.
-  uint64_t off = 0;
-  uint32_t j = 0;
-  do {
-    const uint32_t h = rounds_ & 1;
-    const uint64_t n = std::min(half, bytes - off);
-    uint8_t* buf = staging(root, h);
-    if (rank_ == root) {
-      if (j >= 2) waitAll(seq_, "broadcast");  // everybody published round j-1, so finished reading round j-2
-      if (n) std::memcpy(buf, data + off, n);
-    }
-    publish();
-    if (j == 0) {
-      waitAll(seq_, "arrive");
-      checkArrivals(kBroadcast, bytes, info);
-    } else if (rank_ != root) {
+  // A full arrival first: after it nobody still reads the root's staging from an earlier call.
+  publish();
+  waitAll(seq_, "arrive");
+  checkArrivals(kBroadcast, bytes, info);
+  // Then rounds through the root's staging slot 0, each drained before the next is written.
+  const uint64_t cap = opts_.stagingBytes / kSlots;
+  uint8_t* buf = staging(root, 0);
+  for (uint64_t off = 0; off < bytes; off += cap) {
+    const uint64_t n = std::min(cap, bytes - off);
+    if (rank_ == root) std::memcpy(buf, data + off, n);
+    publish();  // root: chunk written
+    if (rank_ != root) {
       waitFor(root, seq_, "broadcast");
+      std::memcpy(data + off, buf, n);
     }
-    if (rank_ != root && n) std::memcpy(data + off, buf, n);
-    off += n;
-    ++j;
-    ++rounds_;
-  } while (off < bytes);
-  // The next call may overwrite the other half at once: make sure everybody has finished reading
-  // it (they publish the last round only after reading the one before). The last round's half is
-  // reused only after the next call's full arrive.
-  if (rank_ == root && j >= 2) waitAll(seq_, "broadcast");
+    publish();  // chunk read
+    if (rank_ == root) waitAll(seq_, "broadcast");
+  }
   endCall();
 }
 

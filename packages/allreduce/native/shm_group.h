@@ -22,7 +22,7 @@ struct GroupError : std::runtime_error {
 struct GroupOptions {
   uint32_t timeoutMs = 60000;           // per wait: a peer that makes no progress for this long fails the call
   uint64_t smallBytes = 64 << 10;       // per-rank slot for the direct (small-message) path; x2 (double-buffered)
-  uint64_t stagingBytes = 1 << 20;      // per-rank staging for reduce-scatter/all-gather rounds (both halves)
+  uint64_t stagingBytes = 1 << 20;      // per-rank staging for reduce-scatter/all-gather rounds (3 slots)
   uint32_t spinUs = 50;                 // bounded spinning before sleeping on the futex
   uint32_t livenessMs = 5;              // how often a sleeping waiter checks that the awaited pid still lives
   const std::atomic<bool>* cancel = nullptr;  // set by the owner (another thread) to abandon waits
@@ -84,7 +84,7 @@ class ShmGroup {
   void largeAllReduce(float* data, uint64_t count, ReduceOp op, Transport t, uint32_t info);
 
   uint8_t* smallSlot(int r, uint32_t parity) const;
-  uint8_t* staging(int r, uint32_t half) const;
+  uint8_t* staging(int r, uint32_t slot) const;
   RankCtl& ctl(int r) const;
 
   std::string name_, shmName_;
@@ -96,7 +96,7 @@ class ShmGroup {
   Header* hdr_ = nullptr;
   uint32_t seq_ = 0;         // my published step count (mirrors ctl(rank_).seq)
   uint32_t calls_ = 0;       // calls made (small-path parity)
-  uint32_t rounds_ = 0;      // staging rounds made (staging half parity)
+  uint32_t rounds_ = 0;      // reduce-scatter rounds made (staging slot rotation)
   bool closed_ = false;
   std::vector<float> scratch_;  // local (single-rank) helpers
 };
