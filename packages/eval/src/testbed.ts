@@ -8,7 +8,7 @@
 // keeping every held-out prompt group (and the held-out alpaca items the
 // utility metric uses) out of training. Same seed, same threads → same bytes.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadAlpacaJson, loadMpoJson, splitByGroup, tokenizeSft } from '@mpo/data';
 import { ByteTokenizer, type LlamaConfig, Model } from '@mpo/engine';
@@ -167,6 +167,7 @@ export async function buildTestbed(opts: TestbedOptions): Promise<TestbedResult>
     join(opts.out, 'tokenizer_config.json'),
     `${JSON.stringify({ tokenizer_class: 'ByteTokenizer', chat_template: 'byte' }, null, 2)}\n`,
   );
+  rmSync(work, { recursive: true, force: true });
   const weightsHash = result.model.weightsHash();
   const fileHash = createHash('sha256')
     .update(readFileSync(join(opts.out, 'model.safetensors')))
