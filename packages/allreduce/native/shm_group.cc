@@ -750,7 +750,7 @@ void ShmGroup::largeAllReduce(float* data, uint64_t count, ReduceOp op, Transpor
   const uint64_t pl0 = (W + uint64_t(world_) * 16 - 1) / (uint64_t(world_) * 16) * 16;
   const bool bf = t == Transport::BF16;
   const uint64_t nRounds = (count + W - 1) / W;
-  const uint32_t g0 = rounds_;
+  const uint64_t g0 = rounds_;
   // Window j covers [j*W, min((j+1)*W, count)); rank p owns piece p of it.
   auto windowLen = [&](uint64_t j) { return std::min(W, count - j * W); };
   auto pieceLen = [&](uint64_t w, uint64_t pl, int p) -> uint64_t {
@@ -764,7 +764,7 @@ void ShmGroup::largeAllReduce(float* data, uint64_t count, ReduceOp op, Transpor
   auto copyIn = [&](uint64_t j) {
     const uint64_t w = windowLen(j), pl = pieceStride(w);
     float* win = data + j * W;
-    uint8_t* mine = staging(rank_, (g0 + uint32_t(j)) % kSlots);
+    uint8_t* mine = staging(rank_, uint32_t((g0 + j) % kSlots));
     for (int p = 0; p < world_; ++p) {
       if (p == rank_) continue;
       uint64_t n = pieceLen(w, pl, p);
@@ -775,7 +775,7 @@ void ShmGroup::largeAllReduce(float* data, uint64_t count, ReduceOp op, Transpor
   copyIn(0);
   publish();  // A(0) is the call's arrival
   for (uint64_t j = 0; j < nRounds; ++j) {
-    const uint32_t slot = (g0 + uint32_t(j)) % kSlots;
+    const uint32_t slot = uint32_t((g0 + j) % kSlots);
     const uint64_t w = windowLen(j), pl = pieceStride(w);
     float* win = data + j * W;
     waitAll(seq_, j == 0 ? "arrive" : "reduce-scatter");  // everybody's A(j)
@@ -808,7 +808,7 @@ void ShmGroup::largeAllReduce(float* data, uint64_t count, ReduceOp op, Transpor
       if (m) fromTransport(win + uint64_t(q) * pl, staging(q, slot) + uint64_t(q) * C * eb, m, t);
     }
   }
-  rounds_ += uint32_t(nRounds);
+  rounds_ += nRounds;
   endCall();
 }
 

@@ -96,7 +96,7 @@ class ShmGroup {
   Header* hdr_ = nullptr;
   uint32_t seq_ = 0;         // my published step count (mirrors ctl(rank_).seq)
   uint32_t calls_ = 0;       // calls made (small-path parity)
-  uint32_t rounds_ = 0;      // reduce-scatter rounds made (staging slot rotation)
+  uint64_t rounds_ = 0;      // reduce-scatter rounds made (staging slot rotation; 64-bit: never wraps)
   bool closed_ = false;
   std::vector<float> scratch_;  // local (single-rank) helpers
 };
