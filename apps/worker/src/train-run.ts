@@ -92,20 +92,30 @@ export class TrainRun {
       this.stopReason = reason;
       this.lostAbort.abort();
       this.startAbort.abort();
-      this.child?.signal('SIGKILL');
+      this.signalChild();
       return;
     }
     if (this.stopReason) return; // the first reason stands (a lost lock overrides, above)
     this.stopReason = reason;
     this.ctx.log.info({ reason }, 'stopping the trial');
     this.startAbort.abort();
-    if (this.child) {
-      this.child.signal('SIGTERM');
-      this.killTimer = setTimeout(() => {
-        this.ctx.log.warn({ graceMs: this.ctx.cfg.stopGraceMs }, 'child ignored SIGTERM; killing it');
-        this.child?.signal('SIGKILL');
-      }, this.ctx.cfg.stopGraceMs);
+    this.signalChild();
+  }
+
+  /** SIGTERM (finish the step, checkpoint, exit), then SIGKILL after the grace period; SIGKILL at once when lost. */
+  private signalChild(): void {
+    const child = this.child;
+    if (!child || !this.stopReason) return;
+    if (this.stopReason.kind === 'lost') {
+      child.signal('SIGKILL');
+      return;
     }
+    child.signal('SIGTERM');
+    clearTimeout(this.killTimer);
+    this.killTimer = setTimeout(() => {
+      this.ctx.log.warn({ graceMs: this.ctx.cfg.stopGraceMs }, 'child ignored SIGTERM; killing it');
+      child.signal('SIGKILL');
+    }, this.ctx.cfg.stopGraceMs);
   }
 
   async run(): Promise<Outcome> {
@@ -242,10 +252,6 @@ export class TrainRun {
         .catch((err) => log.error({ err }, 'handling a protocol message failed'));
     });
 
-    log.info(
-      { attempt, ranks: d.slots.count, slots: this.lease.ids, output: plan.output },
-      'starting trainer',
-    );
     this.child = startChild({
       command: [...cfg.cli, 'train', '--config', configPath, '--json'],
       ranks: d.slots.count,
@@ -253,6 +259,12 @@ export class TrainRun {
       log,
       protocolFile,
     });
+    log.info(
+      { attempt, ranks: d.slots.count, slots: this.lease.ids, pids: this.child.pids, output: plan.output },
+      'trainer launched',
+    );
+    // A stop that came while the child was being started.
+    this.signalChild();
     follower.start();
     const exit = await this.child.exited;
     clearTimeout(this.killTimer);
