@@ -136,6 +136,9 @@ export function metricRows(msg: TrainerStep | TrainerEval): MetricRow[] {
   };
   if (msg.type === 'step') add('loss', null, msg.loss);
   for (const [name, v] of Object.entries(msg.metrics)) {
+    // The step's `loss` (summed over ranks) is the row; an objective metric of
+    // the same name is one rank's share under data parallelism: not a second row.
+    if (msg.type === 'step' && name === 'loss') continue;
     if (v === null || typeof v === 'number') add(name, null, v);
     else for (const [language, x] of Object.entries(v)) add(name, language, x);
   }

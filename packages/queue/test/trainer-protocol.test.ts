@@ -69,4 +69,19 @@ describe('trainer JSON-lines protocol', () => {
     expect(metricValue(step.metrics, 'missing')).toBeUndefined();
     expect(metricValue(step.metrics, 'gradNorm')).toBeNaN();
   });
+
+  it('gives each (name, step, language) one row: the step loss wins over a metric named loss', () => {
+    // Under K ranks the objective's own "loss" metric is rank 0's share; the step's loss is the sum.
+    const step = {
+      type: 'step' as const,
+      step: 3,
+      totalSteps: 10,
+      loss: 0.7,
+      metrics: { loss: 0.35, lr: 1 },
+    };
+    expect(metricRows(step)).toEqual([
+      { step: 3, name: 'loss', language: null, value: 0.7 },
+      { step: 3, name: 'lr', language: null, value: 1 },
+    ]);
+  });
 });
