@@ -16,6 +16,7 @@
         "csrc/model.cpp",
         "csrc/kernels.cpp",
         "csrc/attention.cpp",
+        "csrc/blas.cpp",
         "csrc/scoring.cpp",
         "csrc/backward.cpp",
         "csrc/optimizer.cpp",

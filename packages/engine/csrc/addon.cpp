@@ -18,6 +18,8 @@
 #include <memory>
 #include <mutex>
 
+#include "blas.h"
+#include "kernels.h"
 #include "ops.h"
 
 namespace {
@@ -28,12 +30,13 @@ using mpo::Model;
 // threads (and its idle threads spin), so BLAS runs single-threaded inside each worker; the
 // parallelism comes from running chunks of a batch on several workers. MPO_ENGINE_BLAS_THREADS
 // overrides that.
-void configureBlas() {
+bool configureBlas() {
   using SetFn = void (*)(int);
-  auto fn = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  if (!fn) return;
+  auto fn = reinterpret_cast<SetFn>(mpo::findSymbol("openblas_set_num_threads"));
+  if (!fn) return false;
   const char* env = std::getenv("MPO_ENGINE_BLAS_THREADS");
   fn(env && *env ? std::max(1, std::atoi(env)) : 1);
+  return true;
 }
 
 std::string errorText(const std::exception& e) {
@@ -538,8 +541,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 };
 
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
-  configureBlas();
+  const bool openblas = configureBlas();
   exports.Set("NativeModel", NativeModel::Init(env));
+  auto features = Napi::Object::New(env);
+  features.Set("openblasThreadsSet", Napi::Boolean::New(env, openblas));
+  features.Set("blockedAttention", Napi::Boolean::New(env, mpo::blockedAttentionAvailable()));
+  exports.Set("features", features);
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
   exports.Set("cudaBuild", Napi::Boolean::New(env,
 #ifdef MPO_WITH_CUDA

@@ -36,5 +36,7 @@ std::array<at::Tensor, 3> qkvRope(const at::Tensor& qkv, const at::Tensor& cos, 
 // [B,T,Hq*hd]. Scores are kept transposed ([key, query]) so the softmax runs along contiguous
 // rows of queries and every GEMM is one of the fast BLAS variants. fusedCpu() tensors only.
 at::Tensor causalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+// Whether causalAttention uses the blocked direct-BLAS path (else batched GEMMs over full T x T).
+bool blockedAttentionAvailable();
 
 }  // namespace mpo

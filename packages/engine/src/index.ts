@@ -37,7 +37,7 @@ export {
   type ScoreResult,
   type StepOptions,
 } from './model.js';
-export { native } from './native.js';
+export { engineInfo, native } from './native.js';
 export {
   BYTE_SPECIALS,
   BYTE_VOCAB_SIZE,

@@ -129,6 +129,12 @@ export class Model {
   private constructor(config: LlamaConfig, device: Device, dtype: AnyDtype, threads: number) {
     validateConfig(config);
     checkDevice(device);
+    if (dtype === 'float16' && device === 'cpu') {
+      throw new Error(
+        'float16 compute needs a CUDA device (libtorch has no CPU float16 GEMM); on the CPU use float32 ' +
+          '(float16 checkpoints load into float32) or bfloat16',
+      );
+    }
     this.config = config;
     this.device = device;
     this.dtype = dtype;

@@ -131,6 +131,18 @@ export interface NativeAddon {
   NativeModel: new (config: NativeConfig, device: string, dtype: string, threads: number) => NativeModel;
   torchVersion: string;
   cudaBuild: boolean;
+  features: { openblasThreadsSet: boolean; blockedAttention: boolean };
+}
+
+/** What the loaded addon was built with / found at load time. */
+export function engineInfo(): {
+  torchVersion: string;
+  cudaBuild: boolean;
+  openblasThreadsSet: boolean;
+  blockedAttention: boolean;
+} {
+  const a = native();
+  return { torchVersion: a.torchVersion, cudaBuild: a.cudaBuild, ...a.features };
 }
 
 const addonPath = fileURLToPath(new URL('../build/Release/mpo_engine.node', import.meta.url));
