@@ -1,5 +1,5 @@
 import { ArtifactRepository } from './artifacts.js';
-import { createPrismaClient, type DbOptions, type PrismaClient } from './client.js';
+import { createPrismaClient, createReadPool, type DbOptions, type PrismaClient } from './client.js';
 import { MetricRepository } from './metrics.js';
 import { OutboxRepository } from './outbox.js';
 import { RunRepository } from './runs.js';
@@ -33,16 +33,19 @@ export interface Db {
 
 export function createDb(databaseUrl?: string, opts: DbOptions = {}): Db {
   const prisma: PrismaClient = createPrismaClient(databaseUrl, opts);
+  const pool = createReadPool(databaseUrl, opts);
   return {
-    runs: new RunRepository(prisma),
+    runs: new RunRepository(prisma, pool),
     metrics: new MetricRepository(prisma),
     artifacts: new ArtifactRepository(prisma),
-    tokens: new TokenRepository(prisma),
+    tokens: new TokenRepository(prisma, pool),
     outbox: new OutboxRepository(prisma),
-    series: new SeriesReader(prisma),
+    series: new SeriesReader(pool),
     ping: async () => {
       await prisma.$queryRaw`SELECT 1`;
     },
-    close: () => prisma.$disconnect(),
+    close: async () => {
+      await Promise.all([prisma.$disconnect(), pool.end()]);
+    },
   };
 }

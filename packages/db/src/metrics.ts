@@ -86,6 +86,32 @@ export class MetricRepository {
     });
   }
 
+  /**
+   * Synthetic rows written by Postgres itself (INSERT … SELECT generate_series),
+   * for benchmarks and demos that need millions of rows fast: a decaying curve
+   * with noise at steps fromStep..fromStep+steps-1. Returns the rows inserted.
+   */
+  async generateSynthetic(opts: {
+    trialId: string;
+    name: string;
+    language?: string | null;
+    fromStep?: number;
+    steps: number;
+  }): Promise<number> {
+    const from = opts.fromStep ?? 1;
+    return this.prisma.$executeRaw`
+      INSERT INTO "Metric" ("trialId", "step", "name", "language", "value", "time")
+      SELECT ${opts.trialId}::uuid, s, ${opts.name}::text, ${opts.language ?? null}::text,
+             exp(-s / 20000.0) + random() * 0.05, now()
+      FROM generate_series(${from}::int, ${from + opts.steps - 1}::int) AS s
+      ON CONFLICT DO NOTHING`;
+  }
+
+  /** Refreshes the planner's statistics of the Metric table (after a bulk load). */
+  async analyze(): Promise<void> {
+    await this.prisma.$executeRaw`ANALYZE "Metric"`;
+  }
+
   async count(trialId: string): Promise<number> {
     return this.prisma.metric.count({ where: { trialId } });
   }

@@ -8,9 +8,9 @@ import type { PrismaClient } from './generated/prisma/client.js';
 
 /** What an outbox row asks the publisher to do. */
 export const OUTBOX_KINDS = {
-  /** payload: the run's BullMQ flow tree; on publish the run's PENDING trials become QUEUED. */
+  /** payload: {prefix, flow}: the run's BullMQ flow tree; on publish the run's PENDING trials become QUEUED. */
   flow: 'flow',
-  /** payload: {runId, requestedAt}; sets the run's cancel key in Redis. */
+  /** payload: {prefix, runId, requestedAt}; sets the run's cancel key in Redis. */
   cancel: 'cancel',
 } as const;
 
@@ -41,16 +41,28 @@ export class OutboxRepository {
    */
   async drain(opts: {
     limit?: number;
+    /** Only this run's rows. */
     runId?: string;
+    /**
+     * Only rows whose payload names this queue prefix (`payload.prefix`): each
+     * deployment publishes its own rows when several share one database.
+     */
+    prefix?: string;
+    /** Only these kinds (default: every kind in OUTBOX_KINDS). */
+    kinds?: string[];
     publish: (row: OutboxRow) => Promise<void>;
   }): Promise<DrainResult> {
     const limit = opts.limit ?? 50;
+    const kinds = opts.kinds ?? Object.values(OUTBOX_KINDS);
     return this.prisma.$transaction(
       async (tx) => {
         const rows = await tx.$queryRaw<OutboxRow[]>`
           SELECT "id", "runId"::text AS "runId", "kind", "payload", "attempts", "createdAt"
           FROM "Outbox"
-          WHERE "publishedAt" IS NULL AND (${opts.runId ?? null}::uuid IS NULL OR "runId" = ${opts.runId ?? null}::uuid)
+          WHERE "publishedAt" IS NULL
+            AND "kind" = ANY(${kinds}::text[])
+            AND (${opts.runId ?? null}::uuid IS NULL OR "runId" = ${opts.runId ?? null}::uuid)
+            AND (${opts.prefix ?? null}::text IS NULL OR "payload"->>'prefix' = ${opts.prefix ?? null}::text)
           ORDER BY "id"
           LIMIT ${limit}
           FOR UPDATE SKIP LOCKED`;
@@ -93,9 +105,47 @@ export class OutboxRepository {
     );
   }
 
-  /** Unpublished rows (all, or of one run). */
-  async pendingCount(runId?: string): Promise<number> {
-    return this.prisma.outbox.count({ where: { publishedAt: null, ...(runId ? { runId } : {}) } });
+  /**
+   * Marks rows published (and a flow's PENDING trials QUEUED) in one
+   * statement: the fast path right after a run is created, when the caller
+   * has just published the rows it wrote. Rows already published (by a
+   * concurrent drain, the publication being idempotent) are left as they are.
+   * Returns how many rows this call marked.
+   */
+  async markPublished(ids: readonly bigint[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    const [r] = await this.prisma.$queryRaw<Array<{ n: number }>>`
+      WITH o AS (
+        UPDATE "Outbox" SET "publishedAt" = now(), "attempts" = "attempts" + 1, "lastError" = NULL
+        WHERE "id" = ANY(${ids.map(String)}::bigint[]) AND "publishedAt" IS NULL
+        RETURNING "runId", "kind"
+      ), t AS (
+        UPDATE "Trial" SET "status" = 'QUEUED', "updatedAt" = now()
+        WHERE "runId" IN (SELECT "runId" FROM o WHERE "kind" = ${OUTBOX_KINDS.flow}) AND "status" = 'PENDING'
+        RETURNING 1
+      )
+      SELECT (SELECT count(*) FROM o)::int AS n, (SELECT count(*) FROM t)::int AS trials`;
+    return r?.n ?? 0;
+  }
+
+  /** Records a failed publish attempt of rows that stay pending (the drain retries them). */
+  async markFailed(ids: readonly bigint[], error: string): Promise<void> {
+    if (ids.length === 0) return;
+    await this.prisma.outbox.updateMany({
+      where: { id: { in: [...ids] }, publishedAt: null },
+      data: { attempts: { increment: 1 }, lastError: error.slice(0, 2000) },
+    });
+  }
+
+  /** Unpublished rows (all, of one run, or of one queue prefix). */
+  async pendingCount(filter: { runId?: string; prefix?: string } = {}): Promise<number> {
+    return this.prisma.outbox.count({
+      where: {
+        publishedAt: null,
+        ...(filter.runId ? { runId: filter.runId } : {}),
+        ...(filter.prefix ? { payload: { path: ['prefix'], equals: filter.prefix } } : {}),
+      },
+    });
   }
 
   async forRun(runId: string) {

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
 import { NotFoundError } from './errors.js';
 import type { Prisma, PrismaClient, RunStatus, TrialStatus } from './generated/prisma/client.js';
 
@@ -34,6 +36,60 @@ export interface RunFilter {
   offset?: number;
 }
 
+interface CreatedRunRow {
+  id: string;
+  name: string;
+  spec: Prisma.JsonValue;
+  status: string;
+  ownerTokenId: string | null;
+  idempotencyKey: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  outboxIds: Array<bigint | number | string>;
+  trialsUpdatedAt: Date | null;
+}
+
+/** A run as `create` and `get` return it: its columns and its trials. */
+export interface CreatedRun {
+  id: string;
+  name: string;
+  spec: Prisma.JsonValue;
+  status: RunStatus;
+  ownerTokenId: string | null;
+  idempotencyKey: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  cancelRequestedAt: Date | null;
+  trials: Array<{
+    id: string;
+    index: number;
+    hyperparameters: Prisma.JsonValue;
+    status: TrialStatus;
+    attempt: number;
+    currentStep: number;
+    totalSteps: number | null;
+    bestMetric: number | null;
+    stopReason: string | null;
+    stoppedAtRung: number | null;
+    error: string | null;
+    startedAt: Date | null;
+    finishedAt: Date | null;
+    updatedAt: Date;
+  }>;
+}
+
+/** Prisma reports a unique violation as P2002, or from raw SQL as P2010 carrying Postgres's 23505. */
+function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: string; meta?: { code?: string }; message?: string };
+  return (
+    e.code === 'P2002' ||
+    (e.code === 'P2010' && e.meta?.code === '23505') ||
+    /23505|unique constraint/i.test(e.message ?? '')
+  );
+}
+
 const trialSelect = {
   id: true,
   index: true,
@@ -52,51 +108,92 @@ const trialSelect = {
 } as const;
 
 export class RunRepository {
-  constructor(private readonly prisma: PrismaClient) {}
+  /** `pool`, when given, serves the hot read `trialIds` without Prisma's per-query overhead. */
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly pool?: pg.Pool,
+  ) {}
 
   /**
-   * Creates a run, its trials and its outbox messages in one transaction.
+   * Creates a run, its trials and its outbox messages atomically: one INSERT
+   * statement (data-modifying CTEs), one round trip, no interactive
+   * transaction. Ids are drawn here so the outbox messages can name them.
    * With an idempotency key already used by the same owner, returns that run
-   * instead (`created: false`) and writes nothing.
+   * instead (`created: false`) and writes nothing. `outboxIds` are the ids of
+   * the messages written (to mark them published right away).
    */
-  async create(input: CreateRunInput) {
+  async create(input: CreateRunInput): Promise<{ run: CreatedRun; created: boolean; outboxIds: bigint[] }> {
     const existing = await this.findByIdempotencyKey(input.ownerTokenId, input.idempotencyKey);
-    if (existing) return { run: existing, created: false };
+    if (existing) return { run: existing, created: false, outboxIds: [] };
+    const runId = randomUUID();
+    const trialIds = input.trials.map(() => randomUUID());
+    // Built before anything is written: a failure here writes nothing.
+    const messages = input.outbox?.(runId, trialIds) ?? [];
+    const trials = input.trials.map((t, i) => ({
+      id: trialIds[i],
+      h: t.hyperparameters,
+      ts: t.totalSteps ?? null,
+    }));
     try {
-      const run = await this.prisma.$transaction(async (tx) => {
-        const run = await tx.run.create({
-          data: {
-            name: input.name,
-            spec: input.spec,
-            ownerTokenId: input.ownerTokenId ?? null,
-            idempotencyKey: input.idempotencyKey ?? null,
-            trials: {
-              create: input.trials.map((t, index) => ({
-                index,
-                hyperparameters: t.hyperparameters,
-                totalSteps: t.totalSteps ?? null,
-              })),
-            },
-          },
-          include: { trials: { select: trialSelect, orderBy: { index: 'asc' } } },
-        });
-        const messages = input.outbox?.(
-          run.id,
-          run.trials.map((t) => t.id),
-        );
-        if (messages?.length) {
-          await tx.outbox.createMany({
-            data: messages.map((m) => ({ runId: run.id, kind: m.kind, payload: m.payload })),
-          });
-        }
-        return run;
-      });
-      return { run, created: true };
+      const [row] = await this.prisma.$queryRaw<Array<CreatedRunRow>>`
+        WITH r AS (
+          INSERT INTO "Run" ("id", "name", "spec", "ownerTokenId", "idempotencyKey", "updatedAt")
+          VALUES (${runId}::uuid, ${input.name}, ${JSON.stringify(input.spec)}::jsonb,
+                  ${input.ownerTokenId ?? null}::uuid, ${input.idempotencyKey ?? null}, now())
+          RETURNING *
+        ), t AS (
+          INSERT INTO "Trial" ("id", "runId", "index", "hyperparameters", "totalSteps", "updatedAt")
+          SELECT (x.e->>'id')::uuid, ${runId}::uuid, (x.i - 1)::int, x.e->'h', (x.e->>'ts')::int, now()
+          FROM jsonb_array_elements(${JSON.stringify(trials)}::jsonb) WITH ORDINALITY AS x(e, i)
+          RETURNING "id", "index", "updatedAt"
+        ), o AS (
+          INSERT INTO "Outbox" ("runId", "kind", "payload")
+          SELECT ${runId}::uuid, x.e->>'kind', x.e->'payload'
+          FROM jsonb_array_elements(${JSON.stringify(messages)}::jsonb) WITH ORDINALITY AS x(e, i)
+          ORDER BY x.i
+          RETURNING "id"
+        )
+        SELECT r."id"::text AS "id", r."name", r."spec", r."status"::text AS "status",
+               r."ownerTokenId"::text AS "ownerTokenId", r."idempotencyKey", r."createdAt", r."updatedAt",
+               (SELECT coalesce(array_agg(o."id" ORDER BY o."id"), '{}') FROM o) AS "outboxIds",
+               (SELECT max(t."updatedAt") FROM t) AS "trialsUpdatedAt"
+        FROM r`;
+      const r = row!;
+      const run: CreatedRun = {
+        id: r.id,
+        name: r.name,
+        spec: r.spec,
+        status: r.status as RunStatus,
+        ownerTokenId: r.ownerTokenId,
+        idempotencyKey: r.idempotencyKey,
+        createdAt: r.createdAt,
+        updatedAt: r.updatedAt,
+        startedAt: null,
+        finishedAt: null,
+        cancelRequestedAt: null,
+        trials: input.trials.map((t, index) => ({
+          id: trialIds[index]!,
+          index,
+          hyperparameters: t.hyperparameters as Prisma.JsonValue,
+          status: 'PENDING' as TrialStatus,
+          attempt: 0,
+          currentStep: 0,
+          totalSteps: t.totalSteps ?? null,
+          bestMetric: null,
+          stopReason: null,
+          stoppedAtRung: null,
+          error: null,
+          startedAt: null,
+          finishedAt: null,
+          updatedAt: r.trialsUpdatedAt ?? r.updatedAt,
+        })),
+      };
+      return { run, created: true, outboxIds: r.outboxIds.map((id) => BigInt(id)) };
     } catch (err) {
       // Two requests with one key raced: the unique index let one through.
-      if ((err as { code?: string }).code === 'P2002' && input.idempotencyKey) {
+      if (isUniqueViolation(err) && input.idempotencyKey) {
         const winner = await this.findByIdempotencyKey(input.ownerTokenId, input.idempotencyKey);
-        if (winner) return { run: winner, created: false };
+        if (winner) return { run: winner, created: false, outboxIds: [] };
       }
       throw err;
     }
@@ -119,6 +216,27 @@ export class RunRepository {
     });
     if (!run) throw new NotFoundError('run', id);
     return run;
+  }
+
+  /**
+   * A run's trials as (id, index), in one small query: the ownership check and
+   * trial lookup of hot read paths (metrics), without loading the run.
+   */
+  async trialIds(
+    id: string,
+    opts: { ownerTokenId?: string | null } = {},
+  ): Promise<Array<{ id: string; index: number }>> {
+    if (!isUuid(id)) throw new NotFoundError('run', id);
+    const sql = `SELECT t."id"::text AS "id", t."index"
+      FROM "Run" r LEFT JOIN "Trial" t ON t."runId" = r."id"
+      WHERE r."id" = $1::uuid AND ($2::boolean OR r."ownerTokenId" IS NOT DISTINCT FROM $3::uuid)
+      ORDER BY t."index"`;
+    const params = [id, opts.ownerTokenId === undefined, opts.ownerTokenId ?? null];
+    const rows: Array<{ id: string | null; index: number | null }> = this.pool
+      ? (await this.pool.query(sql, params)).rows
+      : await this.prisma.$queryRawUnsafe(sql, ...params);
+    if (rows.length === 0) throw new NotFoundError('run', id);
+    return rows.filter((r) => r.id !== null).map((r) => ({ id: r.id!, index: r.index! }));
   }
 
   async list(filter: RunFilter = {}) {

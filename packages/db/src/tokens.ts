@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type pg from 'pg';
 import type { PrismaClient } from './generated/prisma/client.js';
 
 /** sha256 hex of a bearer token; only this is stored. */
@@ -18,7 +19,11 @@ export interface TokenIdentity {
 }
 
 export class TokenRepository {
-  constructor(private readonly prisma: PrismaClient) {}
+  /** `pool`, when given, serves `verify` (every API request) without Prisma's per-query overhead. */
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly pool?: pg.Pool,
+  ) {}
 
   /** Issues a new token; the secret is returned once and never stored. */
   async issue(
@@ -53,7 +58,20 @@ export class TokenRepository {
    */
   async verify(secret: string): Promise<TokenIdentity | null> {
     const digest = hashToken(secret);
-    const row = await this.prisma.apiToken.findUnique({ where: { tokenHash: digest } });
+    const row = this.pool
+      ? (
+          await this.pool.query<{
+            id: string;
+            name: string;
+            isAdmin: boolean;
+            tokenHash: string;
+            revokedAt: Date | null;
+          }>(
+            'SELECT "id"::text AS "id", "name", "isAdmin", "tokenHash", "revokedAt" FROM "ApiToken" WHERE "tokenHash" = $1',
+            [digest],
+          )
+        ).rows[0]
+      : await this.prisma.apiToken.findUnique({ where: { tokenHash: digest } });
     if (!row || row.revokedAt || !digestsEqual(row.tokenHash, digest)) return null;
     return { id: row.id, name: row.name, isAdmin: row.isAdmin };
   }

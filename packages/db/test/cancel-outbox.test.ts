@@ -4,6 +4,8 @@ import { createDb, type Db, NotFoundError, OUTBOX_KINDS } from '../src/index.js'
 import { DATABASE_URL } from './helpers.js';
 
 let db: Db;
+// Rows of this file carry their own prefix, and drains are scoped to it, so other suites' rows are left alone.
+const prefix = `db-test-${randomUUID().slice(0, 8)}`;
 beforeAll(() => {
   db = createDb(DATABASE_URL);
 });
@@ -15,7 +17,7 @@ const newRun = (trials = 3, ownerTokenId: string | null = null) =>
     spec: {},
     ownerTokenId,
     trials: Array.from({ length: trials }, () => ({ hyperparameters: {} })),
-    outbox: (runId) => [{ kind: OUTBOX_KINDS.flow, payload: { runId } }],
+    outbox: (runId) => [{ kind: OUTBOX_KINDS.flow, payload: { prefix, runId } }],
   });
 
 describe('outbox', () => {
@@ -26,7 +28,7 @@ describe('outbox', () => {
     expect(seen).toEqual(['flow']);
     expect(r.published).toHaveLength(1);
     expect((await db.runs.get(run.id)).trials.every((t) => t.status === 'QUEUED')).toBe(true);
-    expect(await db.outbox.pendingCount(run.id)).toBe(0);
+    expect(await db.outbox.pendingCount({ runId: run.id })).toBe(0);
     const again = await db.outbox.drain({ runId: run.id, publish: async () => void seen.push('again') });
     expect(again.published).toHaveLength(0);
     expect(seen).toEqual(['flow']);
@@ -45,7 +47,23 @@ describe('outbox', () => {
     expect(row).toMatchObject({ publishedAt: null, attempts: 1, lastError: 'Redis is away' });
     expect((await db.runs.get(run.id)).trials[0]!.status).toBe('PENDING');
     await db.outbox.drain({ runId: run.id, publish: async () => {} });
-    expect(await db.outbox.pendingCount(run.id)).toBe(0);
+    expect(await db.outbox.pendingCount({ runId: run.id })).toBe(0);
+  });
+
+  it('marks freshly written rows published in one statement (the fast path), once', async () => {
+    const { run, outboxIds } = await newRun(2);
+    expect(outboxIds).toHaveLength(1);
+    expect(await db.outbox.markPublished(outboxIds)).toBe(1);
+    expect((await db.runs.get(run.id)).trials.map((t) => t.status)).toEqual(['QUEUED', 'QUEUED']);
+    // Already published (say by a concurrent drain): nothing to mark, no error.
+    expect(await db.outbox.markPublished(outboxIds)).toBe(0);
+    const { run: failed, outboxIds: ids } = await newRun(1);
+    await db.outbox.markFailed(ids, 'Redis away');
+    expect((await db.outbox.forRun(failed.id))[0]).toMatchObject({
+      publishedAt: null,
+      attempts: 1,
+      lastError: 'Redis away',
+    });
   });
 
   it('lets concurrent drains share the rows without publishing one twice', async () => {
@@ -57,7 +75,7 @@ describe('outbox', () => {
       await new Promise((r) => setTimeout(r, 20));
       published.push(row.runId);
     };
-    await Promise.all([1, 2, 3].map(() => db.outbox.drain({ limit: 1000, publish })));
+    await Promise.all([1, 2, 3].map(() => db.outbox.drain({ limit: 1000, prefix, publish })));
     for (const id of ids) {
       await db.outbox.drain({ runId: id, publish });
     }
@@ -71,7 +89,7 @@ describe('cancel', () => {
     await db.runs.updateTrial(run.trials[0]!.id, { status: 'RUNNING' });
     await db.runs.setStatus(run.id, 'RUNNING');
     const outbox = (runId: string, at: Date) => [
-      { kind: OUTBOX_KINDS.cancel, payload: { runId, requestedAt: at.toISOString() } },
+      { kind: OUTBOX_KINDS.cancel, payload: { prefix, runId, requestedAt: at.toISOString() } },
     ];
     const first = await db.runs.requestCancel(run.id, { outbox });
     expect(first).toMatchObject({ status: 'RUNNING', cancelled: 2, stopping: 1, finished: false });

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketBounds, createDb, type Db, type MetricInput } from '../src/index.js';
+import { createDb, type Db, type MetricInput, SKETCH_CAP } from '../src/index.js';
 import { DATABASE_URL, query } from './helpers.js';
 
 let db: Db;
@@ -54,26 +54,30 @@ afterAll(async () => {
   await db.close();
 });
 
-/** The same downsampling in JS over everything written: last point of each step bucket. */
-function reference(points: { step: number; value: number }[], n: number, since = -1) {
+/** Number of floor(step / t) buckets among ascending points. */
+const bucketCount = (pts: { step: number }[], t: number) =>
+  new Set(pts.map((p) => Math.floor(p.step / t))).size;
+
+/**
+ * The same answer computed in JS from every stored row: the rows themselves when (since, last] spans at most
+ * `points` steps; otherwise the last row of each floor(step / t) bucket, t the smallest power of two ≥ the
+ * sketch stride (smallest power of two with ≤ SKETCH_CAP buckets over the whole series) leaving ≤ points buckets.
+ */
+export function reference(points: { step: number; value: number }[], n: number, since = -1) {
   const all = [...points].sort((a, b) => a.step - b.step);
-  const pts = all.filter((p) => p.step > since);
-  if (pts.length === 0) return { steps: [], values: [] };
-  // Buckets span from the series' first step (or since + 1) to its last.
+  const rows = all.filter((p) => p.step > since);
   const lo = Math.max(all[0]!.step, since + 1);
   const hi = all.at(-1)!.step;
-  const steps: number[] = [];
-  const values: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const [a, b] = bucketBounds(lo, hi, n, i);
-    const inBucket = pts.filter((p) => p.step >= a && p.step < b);
-    const last = inBucket.at(-1);
-    if (last) {
-      steps.push(last.step);
-      values.push(last.value);
-    }
-  }
-  return { steps, values };
+  if (hi < lo) return { stride: 1, steps: [], values: [] };
+  if (hi - lo + 1 <= n)
+    return { stride: 1, steps: rows.map((p) => p.step), values: rows.map((p) => p.value) };
+  let t = 1;
+  while (bucketCount(all, t) > SKETCH_CAP) t *= 2;
+  while (bucketCount(rows, t) > n) t *= 2;
+  const last = new Map<number, { step: number; value: number }>();
+  for (const p of rows) last.set(Math.floor(p.step / t), p);
+  const kept = [...last.values()];
+  return { stride: t, steps: kept.map((p) => p.step), values: kept.map((p) => p.value) };
 }
 
 describe('metric series catalog', () => {
@@ -103,20 +107,19 @@ describe('metric series catalog', () => {
   });
 });
 
-describe('downsampling in SQL', () => {
+describe('downsampling', () => {
   it('matches the JS reference for every series and point count', async () => {
-    for (const points of [1, 2, 7, 100, 500, 6000]) {
+    for (const points of [1, 2, 7, 100, 500, 1000, SKETCH_CAP]) {
       const got = await db.series.downsample({ runId, points });
       expect(got).toHaveLength(4);
       for (const s of got) {
         const ref = reference(written.get(key(s.trialId, s.name, s.language))!, points);
-        expect({ points, key: key(s.trialId, s.name, s.language), steps: s.steps, values: s.values }).toEqual(
-          {
-            points,
-            key: key(s.trialId, s.name, s.language),
-            ...ref,
-          },
-        );
+        const k = key(s.trialId, s.name, s.language);
+        expect({ points, k, stride: s.stride, steps: s.steps, values: s.values }).toEqual({
+          points,
+          k,
+          ...ref,
+        });
         expect(s.steps.length).toBeLessThanOrEqual(points);
       }
     }
@@ -125,8 +128,19 @@ describe('downsampling in SQL', () => {
   it('returns every point when there are fewer than asked for, and always the last step', async () => {
     const [b] = await db.series.downsample({ runId, trialId: trialB, points: 500 });
     expect(b!.steps).toEqual(Array.from({ length: 31 }, (_, i) => i + 10));
+    // 5,000 steps into at most 10 points: buckets of 512 steps (the last has the series' last step).
     const [a] = await db.series.downsample({ runId, trialId: trialA, name: 'loss', points: 10 });
-    expect(a!.steps).toEqual([500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000]);
+    expect(a!.stride).toBe(512);
+    expect(a!.steps).toEqual([511, 1023, 1535, 2047, 2559, 3071, 3583, 4095, 4607, 5000]);
+    // Polling for what is new: a short tail comes back row by row.
+    const [tail] = await db.series.downsample({
+      runId,
+      trialId: trialA,
+      name: 'loss',
+      points: 500,
+      sinceStep: 4990,
+    });
+    expect(tail!.steps).toEqual([4991, 4992, 4993, 4994, 4995, 4996, 4997, 4998, 4999, 5000]);
   });
 
   it('filters by trial, name, language and since', async () => {
@@ -143,5 +157,37 @@ describe('downsampling in SQL', () => {
     });
     expect(after[0]!.steps).toEqual([]);
     expect(await db.series.downsample({ runId: randomUUID(), points: 10 })).toEqual([]);
+    await expect(db.series.downsample({ runId, points: SKETCH_CAP + 1 })).rejects.toThrow(RangeError);
+  });
+
+  it('keeps the sketch exact under concurrent, interleaved and out-of-order writers', async () => {
+    const { run } = await db.runs.create({
+      name: 'sketch-race',
+      spec: {},
+      trials: [{ hyperparameters: {} }],
+    });
+    const trialId = run.trials[0]!.id;
+    // 20,000 steps written by four writers at once, each taking every fourth step, in shuffled batches.
+    const writers = [0, 1, 2, 3].map((w) => {
+      const rows: MetricInput[] = [];
+      for (let s = 1 + w; s <= 20_000; s += 4)
+        rows.push({ trialId, step: s, name: 'loss', value: Math.cos(s) });
+      return rows.reverse();
+    });
+    await Promise.all(
+      writers.map(async (rows) => {
+        for (let i = 0; i < rows.length; i += 700) await db.metrics.append(rows.slice(i, i + 700));
+      }),
+    );
+    const stored = await db.metrics.series(trialId, 'loss');
+    const [info] = await db.series.list({ runId: run.id });
+    expect(info).toMatchObject({ firstStep: 1, lastStep: 20_000, count: 20_000 });
+    for (const points of [50, 500, SKETCH_CAP]) {
+      const [got] = await db.series.downsample({ runId: run.id, points });
+      expect({ stride: got!.stride, steps: got!.steps, values: got!.values }).toEqual(
+        reference(stored, points),
+      );
+    }
+    await db.runs.delete(run.id);
   });
 });

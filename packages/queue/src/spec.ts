@@ -166,7 +166,7 @@ export const RunSpecSchema = Type.Object(
     eval: EvalSpec,
     training: TrainingSpec,
   },
-  { additionalProperties: false, $id: 'RunSpec' },
+  { additionalProperties: false, title: 'RunSpec' },
 );
 export type RunSpecInput = Static<typeof RunSpecSchema>;
 export type SpaceEntryInput = Static<typeof SpaceEntry>;
