@@ -1,0 +1,72 @@
+// buildApp: the Fastify control plane, one plugin per concern. Returns a ready
+// app (start-up checks done: Postgres reachable, Redis reachable with
+// maxmemory-policy noeviction, admin token stored, outbox leftovers drained);
+// `listen` is the caller's business (main.ts, tests use inject).
+
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Db } from '@mpo/db';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { type AppConfig, loadConfig } from './config.js';
+import { errorBody, errorHandler } from './errors.js';
+import authPlugin from './plugins/auth.js';
+import dbPlugin from './plugins/db.js';
+import docsPlugin from './plugins/docs.js';
+import metricsPlugin from './plugins/metrics.js';
+import outboxPlugin from './plugins/outbox.js';
+import queuesPlugin from './plugins/queues.js';
+import healthRoutes from './routes/health.js';
+import queuesRoutes from './routes/queues/index.js';
+import runsRoutes from './routes/runs/index.js';
+import tokensRoutes from './routes/tokens/index.js';
+
+export interface BuildAppOptions extends Partial<AppConfig> {
+  /** A pino-compatible logger; default: pino at `logLevel`. */
+  logger?: FastifyBaseLogger;
+  /** Use this Db instead of opening one (it is not closed with the app). */
+  db?: Db;
+}
+
+export async function buildApp(opts: BuildAppOptions = {}): Promise<FastifyInstance> {
+  const { logger, db, ...overrides } = opts;
+  const config: AppConfig = { ...loadConfig(), ...overrides };
+  const app = Fastify({
+    ...(logger ? { loggerInstance: logger } : { logger: { level: config.logLevel } }),
+    bodyLimit: config.bodyLimit,
+    // Every problem in a query string or body, not the first (the run spec has its own validator).
+    ajv: { customOptions: { allErrors: true } },
+    // Request ids from a proxy are kept (x-request-id), so logs can be joined across hops.
+    requestIdHeader: 'x-request-id',
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url.split('?')[0]}`)),
+  );
+
+  await app.register(docsPlugin);
+  await app.register(dbPlugin, {
+    databaseUrl: config.databaseUrl,
+    poolSize: config.dbPoolSize,
+    connectTimeoutMs: config.dbConnectTimeoutMs,
+    adminToken: config.adminToken,
+    ...(db ? { db } : {}),
+  });
+  await app.register(queuesPlugin, { redisUrl: config.redisUrl, prefix: config.queuePrefix });
+  await app.register(authPlugin, { publicPrefixes: config.publicDocs ? ['/docs'] : [] });
+  await app.register(outboxPlugin, { intervalMs: config.outboxIntervalMs });
+  await app.register(metricsPlugin);
+  await app.register(healthRoutes);
+  await app.register(runsRoutes, {
+    spec: {
+      modelRoot: config.modelRoot,
+      dataRoot: config.dataRoot,
+      mustExist: config.requirePathsExist,
+      builtinModels: config.builtinModels,
+      builtinData: config.builtinData,
+    },
+  });
+  await app.register(queuesRoutes);
+  await app.register(tokensRoutes);
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,63 @@
+// Configuration from the environment (see the README's table); buildApp takes
+// the same fields directly, so tests never touch process.env.
+import { resolve } from 'node:path';
+import { DEFAULT_DATABASE_URL } from '@mpo/db';
+import {
+  DEFAULT_BUILTIN_DATA,
+  DEFAULT_BUILTIN_MODELS,
+  DEFAULT_QUEUE_PREFIX,
+  DEFAULT_REDIS_URL,
+} from '@mpo/queue';
+
+export interface AppConfig {
+  databaseUrl: string;
+  redisUrl: string;
+  /** BullMQ prefix and namespace of our own Redis keys, one per deployment. */
+  queuePrefix: string;
+  /** Bootstrap admin token (stored hashed like any other); without it only existing tokens work. */
+  adminToken: string | undefined;
+  modelRoot: string;
+  dataRoot: string;
+  /** Reject model/data paths that do not exist at submit time. */
+  requirePathsExist: boolean;
+  builtinModels: readonly string[];
+  builtinData: readonly string[];
+  logLevel: string;
+  /** Largest accepted request body in bytes (larger → 413). */
+  bodyLimit: number;
+  /** How often the outbox publisher looks for unpublished rows. */
+  outboxIntervalMs: number;
+  /** Serve /docs without a token (off by default: every route but /healthz needs one). */
+  publicDocs: boolean;
+  /** Postgres pool size and connect timeout. */
+  dbPoolSize: number;
+  dbConnectTimeoutMs: number;
+}
+
+export const ONE_MIB = 1024 * 1024;
+
+const list = (s: string | undefined) =>
+  s
+    ?.split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  return {
+    databaseUrl: env.DATABASE_URL ?? DEFAULT_DATABASE_URL,
+    redisUrl: env.REDIS_URL ?? DEFAULT_REDIS_URL,
+    queuePrefix: env.MPO_QUEUE_PREFIX ?? DEFAULT_QUEUE_PREFIX,
+    adminToken: env.MPO_ADMIN_TOKEN || undefined,
+    modelRoot: resolve(env.MPO_MODEL_ROOT ?? 'models'),
+    dataRoot: resolve(env.MPO_DATA_ROOT ?? 'data'),
+    requirePathsExist: env.MPO_REQUIRE_PATHS_EXIST !== '0',
+    builtinModels: list(env.MPO_BUILTIN_MODELS) ?? DEFAULT_BUILTIN_MODELS,
+    builtinData: list(env.MPO_BUILTIN_DATA) ?? DEFAULT_BUILTIN_DATA,
+    logLevel: env.LOG_LEVEL ?? 'info',
+    bodyLimit: Number(env.MPO_BODY_LIMIT ?? ONE_MIB),
+    outboxIntervalMs: Number(env.MPO_OUTBOX_INTERVAL_MS ?? 1_000),
+    publicDocs: env.MPO_PUBLIC_DOCS === '1',
+    dbPoolSize: Number(env.MPO_DB_POOL ?? 10),
+    dbConnectTimeoutMs: Number(env.MPO_DB_CONNECT_TIMEOUT_MS ?? 5_000),
+  };
+}

@@ -1,0 +1,52 @@
+// Postgres through @mpo/db's repositories (the API never touches Prisma). The
+// admin token from the environment is stored (hashed) at start-up, so it
+// authenticates like any other token and owns the runs it creates.
+import { createDb, type Db } from '@mpo/db';
+import fp from 'fastify-plugin';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    db: Db;
+  }
+}
+
+export interface DbPluginOptions {
+  databaseUrl: string;
+  poolSize: number;
+  connectTimeoutMs: number;
+  adminToken: string | undefined;
+  /** An existing Db (tests, embedding); not closed with the app. */
+  db?: Db;
+}
+
+export default fp<DbPluginOptions>(
+  async (app, opts) => {
+    const db =
+      opts.db ??
+      createDb(opts.databaseUrl, { poolSize: opts.poolSize, connectTimeoutMs: opts.connectTimeoutMs });
+    app.decorate('db', db);
+    if (!opts.db) app.addHook('onClose', async () => db.close());
+    try {
+      await db.ping();
+    } catch (err) {
+      throw new Error(`Postgres unreachable at ${redact(opts.databaseUrl)}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    if (opts.adminToken) {
+      if (opts.adminToken.length < 16) throw new Error('MPO_ADMIN_TOKEN must be at least 16 characters');
+      await db.tokens.ensure('admin (MPO_ADMIN_TOKEN)', opts.adminToken, { isAdmin: true });
+    }
+  },
+  { name: 'db' },
+);
+
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable DATABASE_URL)';
+  }
+}

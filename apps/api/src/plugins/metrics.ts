@@ -1,0 +1,170 @@
+// Prometheus metrics on GET /metrics (prom-client, one registry per app so
+// several apps can live in one process in tests): HTTP durations, queue
+// depths, trials by status, trial outcomes, outbox backlog and failures, and
+// whether Redis and Postgres answer. Gauges that need Redis or Postgres are
+// read at scrape time and skipped (not failed) when the dependency is away.
+import { ALL_QUEUES } from '@mpo/queue';
+import fp from 'fastify-plugin';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+const JOB_STATES = [
+  'waiting',
+  'active',
+  'delayed',
+  'prioritized',
+  'waiting-children',
+  'completed',
+  'failed',
+  'paused',
+] as const;
+const OUTCOMES = ['SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED'] as const;
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metricsRegistry: Registry;
+    appMetrics: { runsCreated: Counter };
+  }
+}
+
+export default fp(
+  async (app) => {
+    const register = new Registry();
+    collectDefaultMetrics({ register, prefix: 'mpo_api_' });
+
+    const http = new Histogram({
+      name: 'mpo_http_request_duration_seconds',
+      help: 'HTTP request duration by route and status',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [register],
+    });
+    app.addHook('onResponse', async (req, reply) => {
+      http.observe(
+        {
+          method: req.method,
+          route: req.routeOptions.url ?? 'unmatched',
+          status_code: String(reply.statusCode),
+        },
+        reply.elapsedTime / 1000,
+      );
+    });
+
+    const runsCreated = new Counter({
+      name: 'mpo_runs_created_total',
+      help: 'Runs created through POST /runs (idempotent replays not counted)',
+      registers: [register],
+    });
+    const outboxPublished = new Counter({
+      name: 'mpo_outbox_published_total',
+      help: 'Outbox rows published to Redis',
+      labelNames: ['kind'] as const,
+      registers: [register],
+    });
+    const outboxFailures = new Counter({
+      name: 'mpo_outbox_publish_failures_total',
+      help: 'Failed attempts to publish an outbox row (retried)',
+      labelNames: ['kind'] as const,
+      registers: [register],
+    });
+    app.outbox.onPublished = (row) => outboxPublished.inc({ kind: row.kind });
+    app.outbox.onFailed = (row) => outboxFailures.inc({ kind: row.kind });
+
+    new Gauge({
+      name: 'mpo_dependency_up',
+      help: '1 when the dependency answered within a second during this scrape',
+      labelNames: ['dependency'] as const,
+      registers: [register],
+      async collect() {
+        const answers = async (fn: () => Promise<unknown>) => {
+          let timer: NodeJS.Timeout | undefined;
+          const timeout = new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error('timeout')), 1_000);
+          });
+          try {
+            await Promise.race([fn(), timeout]);
+            return 1;
+          } catch {
+            return 0;
+          } finally {
+            clearTimeout(timer);
+          }
+        };
+        const [redis, postgres] = await Promise.all([
+          answers(() => app.queues.redis.ping()),
+          answers(() => app.db.ping()),
+        ]);
+        this.set({ dependency: 'redis' }, redis);
+        this.set({ dependency: 'postgres' }, postgres);
+      },
+    });
+    new Gauge({
+      name: 'mpo_queue_jobs',
+      help: 'BullMQ jobs by queue and state',
+      labelNames: ['queue', 'state'] as const,
+      registers: [register],
+      async collect() {
+        try {
+          const counts = await Promise.all(
+            ALL_QUEUES.map((name) => app.queues.byName.get(name)!.getJobCounts(...JOB_STATES)),
+          );
+          ALL_QUEUES.forEach((queue, i) => {
+            for (const state of JOB_STATES) this.set({ queue, state }, counts[i]![state] ?? 0);
+          });
+        } catch {
+          // Redis away: mpo_dependency_up says so; the last values stay.
+        }
+      },
+    });
+    // Outcome totals are read from Postgres (the workers write them); the counter grows by the difference.
+    const seen = new Map<string, number>();
+    const outcomes = new Counter({
+      name: 'mpo_trial_outcomes_total',
+      help: 'Trials that ended, by outcome (from Postgres; grows as workers finish trials)',
+      labelNames: ['outcome'] as const,
+      registers: [register],
+    });
+    new Gauge({
+      name: 'mpo_trials',
+      help: 'Trials by status',
+      labelNames: ['status'] as const,
+      registers: [register],
+      async collect() {
+        try {
+          const counts = await app.db.runs.trialStatusCounts();
+          for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
+          for (const outcome of OUTCOMES) {
+            const delta = counts[outcome] - (seen.get(outcome) ?? 0);
+            if (delta > 0) outcomes.inc({ outcome }, delta);
+            seen.set(outcome, counts[outcome]);
+          }
+        } catch {
+          // Postgres away: mpo_dependency_up says so.
+        }
+      },
+    });
+    new Gauge({
+      name: 'mpo_outbox_pending',
+      help: 'Outbox rows not yet published to Redis',
+      registers: [register],
+      async collect() {
+        try {
+          this.set(await app.db.outbox.pendingCount({ prefix: app.queues.prefix }));
+        } catch {
+          // Postgres away: mpo_dependency_up says so.
+        }
+      },
+    });
+
+    app.decorate('metricsRegistry', register);
+    app.decorate('appMetrics', { runsCreated });
+    app.get(
+      '/metrics',
+      { schema: { tags: ['ops'], summary: 'Prometheus metrics', produces: ['text/plain'] } },
+      async (_req, reply) => {
+        const body = await register.metrics();
+        return reply.type(register.contentType).send(body);
+      },
+    );
+  },
+  { name: 'metrics', dependencies: ['db', 'queues', 'outbox'] },
+);

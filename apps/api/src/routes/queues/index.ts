@@ -1,0 +1,82 @@
+// GET /queues: per queue, counts by state, throughput, oldest waiting age and
+// recent failures; and the worker agents online with their device slots.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { ALL_QUEUES, readAgents } from '@mpo/queue';
+import type { Queue } from 'bullmq';
+import { queuesSchema } from './schemas.js';
+
+const STATES = [
+  'waiting',
+  'active',
+  'delayed',
+  'prioritized',
+  'waiting-children',
+  'completed',
+  'failed',
+  'paused',
+] as const;
+const MINUTES = 15;
+
+async function view(q: Queue) {
+  const now = Date.now();
+  const [counts, completed, failed, oldest, failures, workers] = await Promise.all([
+    q.getJobCounts(...STATES),
+    q.getMetrics('completed', 0, MINUTES - 2),
+    q.getMetrics('failed', 0, MINUTES - 2),
+    q.getJobs(['wait'], 0, 0, true),
+    q.getJobs(['failed'], 0, 4, false),
+    q.getWorkersCount(),
+  ]);
+  // BullMQ closes a minute's data point only when a later job finishes; what the
+  // current minute has so far is count − prevCount.
+  const perMinute = (m: typeof completed) =>
+    [Math.max(0, m.meta.count - m.meta.prevCount), ...m.data].slice(0, MINUTES);
+  let source: 'metrics' | 'jobs' = 'metrics';
+  let completedPerMinute = perMinute(completed);
+  const failedPerMinute = perMinute(failed);
+  if (completed.meta.count === 0 && (counts.completed ?? 0) > 0) {
+    // Workers without `metrics` enabled: count retained completed jobs by minute instead.
+    source = 'jobs';
+    completedPerMinute = new Array(MINUTES).fill(0);
+    for (const job of await q.getJobs(['completed'], 0, 999, false)) {
+      const ago = Math.floor((now - (job.finishedOn ?? 0)) / 60_000);
+      if (ago >= 0 && ago < MINUTES) completedPerMinute[ago] = (completedPerMinute[ago] ?? 0) + 1;
+    }
+  }
+  const recent = completedPerMinute.slice(0, 5);
+  const oldestJob = oldest[0];
+  return {
+    name: q.name,
+    counts,
+    throughput: {
+      source,
+      completedPerMinute,
+      failedPerMinute,
+      perMinute: recent.reduce((a, b) => a + b, 0) / 5,
+    },
+    oldestWaitingAgeMs: oldestJob ? Math.max(0, now - oldestJob.timestamp) : null,
+    recentFailures: failures.filter(Boolean).map((j) => ({
+      jobId: String(j.id),
+      name: j.name,
+      runId: (j.data as { runId?: string })?.runId ?? null,
+      trialId: (j.data as { trialId?: string })?.trialId ?? null,
+      reason: j.failedReason ?? '',
+      attemptsMade: j.attemptsMade,
+      failedAt: j.finishedOn ?? null,
+    })),
+    workers,
+  };
+}
+
+const queuesRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get('/queues', { schema: queuesSchema }, async () => {
+    const { byName, redis, prefix } = app.queues;
+    const [queues, agents] = await Promise.all([
+      Promise.all(ALL_QUEUES.map((name) => view(byName.get(name)!))),
+      readAgents(redis, prefix),
+    ]);
+    return { prefix, queues, agents };
+  });
+};
+
+export default queuesRoutes;

@@ -1,0 +1,228 @@
+// Runs: launch a sweep, list and read runs, read their curves, cancel them.
+
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { isUuid, type Json, OUTBOX_KINDS } from '@mpo/db';
+import {
+  buildRunFlow,
+  ProblemsError,
+  type RunSpec,
+  type SpecContext,
+  TRAINING_KEY_PREFIX,
+  type TrialPlan,
+  validateRunSpec,
+} from '@mpo/queue';
+import { HttpError, UnavailableError } from '../../errors.js';
+import { ownerFilter } from '../../plugins/auth.js';
+import type { CancelPayload, FlowPayload } from '../../plugins/outbox.js';
+import {
+  cancelRunSchema,
+  createRunSchema,
+  getMetricsSchema,
+  getRunSchema,
+  listRunsSchema,
+} from './schemas.js';
+
+export interface RunsRoutesOptions {
+  spec: SpecContext;
+}
+
+/** JSON with sorted keys: a stored (JSONB, keys reordered) spec compares equal to a fresh one. */
+function stableStringify(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableStringify).join(',')}]`;
+  if (v && typeof v === 'object')
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableStringify((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(v) ?? 'null';
+}
+
+/** What a trial row shows as its hyperparameters: the method's, plus sampled "training.*" values. */
+function trialHyperparameters(t: TrialPlan): Json {
+  const training = Object.fromEntries(
+    Object.entries(t.params).filter(([k]) => k.startsWith(TRAINING_KEY_PREFIX)),
+  );
+  return { ...t.hyperparameters, ...training } as Json;
+}
+
+const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opts) => {
+  // The spec is validated by our own validator (every problem, with roots and
+  // method checks), not ajv; the parsed result travels to the handler here.
+  const parsed = new WeakMap<object, { spec: RunSpec; trials: TrialPlan[] }>();
+  const specValidator = (data: unknown) => {
+    const r = validateRunSpec(data, opts.spec);
+    if (!r.ok) return { error: new ProblemsError(r.problems, 'run spec') };
+    parsed.set(data as object, r);
+    return { value: data };
+  };
+
+  app.post(
+    '/runs',
+    {
+      schema: createRunSchema,
+      validatorCompiler: ({ httpPart }) => (httpPart === 'body' ? specValidator : () => true),
+    },
+    async (req, reply) => {
+      const { spec, trials } = parsed.get(req.body as object)!;
+      const key = req.headers['idempotency-key'];
+      if (key !== undefined && (typeof key !== 'string' || key.length < 1 || key.length > 200)) {
+        throw new ProblemsError([{ path: 'headers.idempotency-key', reason: 'must be 1 to 200 characters' }]);
+      }
+      // Fail fast, before writing anything, when the run could not be queued.
+      try {
+        await app.queues.redis.ping();
+      } catch (err) {
+        throw new UnavailableError('redis', { cause: err });
+      }
+      let payload: FlowPayload | undefined;
+      const { run, created, outboxIds } = await app.db.runs.create({
+        name: spec.name,
+        spec: spec as unknown as Json,
+        ownerTokenId: req.identity!.id,
+        idempotencyKey: key ?? null,
+        trials: trials.map((t) => ({
+          hyperparameters: trialHyperparameters(t),
+          ...(t.totalSteps !== null ? { totalSteps: t.totalSteps } : {}),
+        })),
+        outbox: (runId, trialIds) => {
+          payload = {
+            prefix: app.queues.prefix,
+            flow: buildRunFlow(
+              runId,
+              spec,
+              trialIds.map((trialId, i) => ({ trialId, plan: trials[i]! })),
+            ),
+          };
+          return [{ kind: OUTBOX_KINDS.flow, payload: payload as unknown as Json }];
+        },
+      });
+      const log = req.log.child({ runId: run.id });
+      const body = {
+        id: run.id,
+        name: run.name,
+        status: run.status,
+        trialCount: run.trials.length,
+        createdAt: run.createdAt,
+        queued: true,
+      };
+      if (!created) {
+        if (stableStringify(run.spec) !== stableStringify(spec)) {
+          throw new HttpError(422, 'this Idempotency-Key was already used with a different spec');
+        }
+        body.queued = (await app.db.outbox.pendingCount({ runId: run.id })) === 0;
+        log.info('idempotent replay of POST /runs');
+        return reply.code(200).header('idempotent-replayed', 'true').send(body);
+      }
+      app.appMetrics.runsCreated.inc();
+      try {
+        body.queued = await app.outbox.publishCreated([
+          {
+            id: outboxIds[0]!,
+            runId: run.id,
+            kind: OUTBOX_KINDS.flow,
+            payload,
+            attempts: 0,
+            createdAt: run.createdAt,
+          },
+        ]);
+      } catch (err) {
+        // Committed but not yet in Redis: the outbox publisher retries until it is.
+        body.queued = false;
+        log.warn({ err }, 'publishing the run failed; the outbox will retry');
+      }
+      log.info(
+        { trials: run.trials.length, queued: body.queued, strategy: spec.search.strategy },
+        'run created',
+      );
+      return reply.code(201).header('location', `/runs/${run.id}`).send(body);
+    },
+  );
+
+  app.get('/runs', { schema: listRunsSchema }, async (req) => {
+    const { status, limit, offset } = req.query;
+    const { total, items } = await app.db.runs.list({
+      ownerTokenId: ownerFilter(req),
+      ...(status ? { status } : {}),
+      limit,
+      offset,
+    });
+    return {
+      total,
+      limit,
+      offset,
+      items: items.map((r) => ({ ...r, trialCount: r._count.trials })),
+    };
+  });
+
+  app.get('/runs/:id', { schema: getRunSchema }, async (req) => {
+    const run = await app.db.runs.get(req.params.id, { ownerTokenId: ownerFilter(req) });
+    const spec = run.spec as unknown as RunSpec;
+    const mode = spec.search?.mode ?? 'max';
+    let best: { trialId: string; trialIndex: number; value: number } | null = null;
+    for (const t of run.trials) {
+      if (t.bestMetric === null) continue;
+      if (!best || (mode === 'max' ? t.bestMetric > best.value : t.bestMetric < best.value))
+        best = { trialId: t.id, trialIndex: t.index, value: t.bestMetric };
+    }
+    return {
+      ...run,
+      spec: run.spec as Record<string, unknown>,
+      trialCount: run.trials.length,
+      objective: { metric: spec.search?.metric ?? '', mode },
+      best,
+      trials: run.trials.map((t) => ({
+        ...t,
+        hyperparameters: t.hyperparameters as Record<string, unknown>,
+      })),
+    };
+  });
+
+  app.get('/runs/:id/metrics', { schema: getMetricsSchema }, async (req) => {
+    const { trial, name, lang, since, points } = req.query;
+    const trials = await app.db.runs.trialIds(req.params.id, { ownerTokenId: ownerFilter(req) });
+    let trialId: string | undefined;
+    if (trial !== undefined) {
+      const t = /^\d+$/.test(trial)
+        ? trials.find((x) => x.index === Number(trial))
+        : isUuid(trial)
+          ? trials.find((x) => x.id === trial.toLowerCase())
+          : undefined;
+      if (!t) throw new HttpError(404, `trial ${trial} not found in run ${req.params.id}`);
+      trialId = t.id;
+      req.log = req.log.child({ runId: req.params.id, trialId });
+    }
+    const series = await app.db.series.downsample({
+      runId: req.params.id,
+      points,
+      ...(trialId ? { trialId } : {}),
+      ...(name ? { name } : {}),
+      ...(lang ? { language: lang } : {}),
+      ...(since !== undefined ? { sinceStep: since } : {}),
+    });
+    return { runId: req.params.id, points, aggregation: 'last' as const, series };
+  });
+
+  app.post('/runs/:id/cancel', { schema: cancelRunSchema }, async (req, reply) => {
+    const r = await app.db.runs.requestCancel(req.params.id, {
+      ownerTokenId: ownerFilter(req),
+      outbox: (runId, at) => {
+        const payload: CancelPayload = { prefix: app.queues.prefix, runId, requestedAt: at.toISOString() };
+        return [{ kind: OUTBOX_KINDS.cancel, payload: payload as unknown as Json }];
+      },
+    });
+    const log = req.log.child({ runId: req.params.id });
+    if (r.finished) throw new HttpError(409, `run ${req.params.id} already finished (${r.status})`);
+    // The request is durable in Postgres; the cancel key follows now or, if Redis is away, from the outbox.
+    await app.outbox.publishRun(req.params.id).catch((err) => log.warn({ err }, 'cancel key not set yet'));
+    log.info({ cancelled: r.cancelled, stopping: r.stopping }, 'run cancel requested');
+    return reply.code(202).send({
+      id: req.params.id,
+      status: r.status,
+      cancelRequestedAt: r.cancelRequestedAt!,
+      cancelled: r.cancelled,
+      stopping: r.stopping,
+    });
+  });
+};
+
+export default runsRoutes;

@@ -1,0 +1,181 @@
+import { MAX_POINTS } from '@mpo/db';
+import { RunSpecSchema } from '@mpo/queue';
+import { Type } from '@sinclair/typebox';
+import { DateTime, ErrorSchema, errorResponses, literals, NullableDateTime, Uuid } from '../common.js';
+
+const RunStatus = literals(['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED']);
+const TrialStatus = literals(['PENDING', 'QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED']);
+const NullableNumber = Type.Union([Type.Number(), Type.Null()]);
+const NullableInt = Type.Union([Type.Integer(), Type.Null()]);
+const NullableString = Type.Union([Type.String(), Type.Null()]);
+
+export const RunIdParams = Type.Object({ id: Type.String({ description: 'run id (uuid)' }) });
+
+export const CreatedRun = Type.Object(
+  {
+    id: Uuid,
+    name: Type.String(),
+    status: RunStatus,
+    trialCount: Type.Integer(),
+    queued: Type.Boolean({
+      description:
+        'true when the run’s jobs are in Redis; false when Redis failed right after the commit (the outbox publishes them as soon as it is back)',
+    }),
+    createdAt: DateTime,
+  },
+  { title: 'CreatedRun' },
+);
+
+export const createRunSchema = {
+  tags: ['runs'],
+  summary: 'Launch a sweep',
+  description:
+    'Validates the spec (400 lists every problem), plans the trials (grid, random or ASHA), and writes the run, its trials and its job flow in one transaction; the flow is then published to the queues. The same Idempotency-Key (per token) returns the same run.',
+  headers: Type.Object({
+    'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  }),
+  body: RunSpecSchema,
+  response: {
+    201: CreatedRun,
+    200: CreatedRun,
+    413: ErrorSchema,
+    422: ErrorSchema,
+    ...errorResponses,
+  },
+};
+
+const RunSummary = Type.Object({
+  id: Uuid,
+  name: Type.String(),
+  status: RunStatus,
+  trialCount: Type.Integer(),
+  createdAt: DateTime,
+  startedAt: NullableDateTime,
+  finishedAt: NullableDateTime,
+  cancelRequestedAt: NullableDateTime,
+});
+
+export const listRunsSchema = {
+  tags: ['runs'],
+  summary: 'List runs (newest first)',
+  querystring: Type.Object(
+    {
+      status: Type.Optional(RunStatus),
+      limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+      offset: Type.Integer({ minimum: 0, default: 0 }),
+    },
+    { additionalProperties: false },
+  ),
+  response: {
+    200: Type.Object({
+      total: Type.Integer(),
+      limit: Type.Integer(),
+      offset: Type.Integer(),
+      items: Type.Array(RunSummary),
+    }),
+    ...errorResponses,
+  },
+};
+
+export const Trial = Type.Object({
+  id: Uuid,
+  index: Type.Integer(),
+  status: TrialStatus,
+  hyperparameters: Type.Record(Type.String(), Type.Unknown()),
+  attempt: Type.Integer(),
+  currentStep: Type.Integer(),
+  totalSteps: NullableInt,
+  bestMetric: NullableNumber,
+  stopReason: NullableString,
+  stoppedAtRung: NullableInt,
+  error: NullableString,
+  startedAt: NullableDateTime,
+  finishedAt: NullableDateTime,
+});
+
+export const getRunSchema = {
+  tags: ['runs'],
+  summary: 'A run with its trials',
+  params: RunIdParams,
+  response: {
+    200: Type.Object({
+      ...RunSummary.properties,
+      spec: Type.Record(Type.String(), Type.Unknown(), { description: 'the normalized spec' }),
+      objective: Type.Object({ metric: Type.String(), mode: Type.String() }),
+      best: Type.Union([
+        Type.Object({ trialId: Uuid, trialIndex: Type.Integer(), value: Type.Number() }),
+        Type.Null(),
+      ]),
+      trials: Type.Array(Trial),
+    }),
+    ...errorResponses,
+  },
+};
+
+export const metricsQuery = Type.Object(
+  {
+    trial: Type.Optional(Type.String({ description: 'trial id, or trial index' })),
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    lang: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
+    since: Type.Optional(Type.Integer({ minimum: -1, description: 'only steps greater than this' })),
+    points: Type.Integer({
+      minimum: 1,
+      maximum: MAX_POINTS,
+      default: 500,
+      description: 'at most this many points per series',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const getMetricsSchema = {
+  tags: ['runs'],
+  summary: 'Metric series of a run, downsampled for charts',
+  description:
+    'Every matching series (one per trial, metric name and language) with at most `points` points each. When the requested range (since, last step] spans at most `points` steps, every row comes back; otherwise the series is cut into buckets of `stride` steps (floor(step / stride), stride a power of two) and each bucket is represented by its LAST row (a real step and value, not an average). Answered from a per-series summary kept by Postgres, so the cost does not grow with the series length. Poll with `since` = the last step you have.',
+  params: RunIdParams,
+  querystring: metricsQuery,
+  response: {
+    200: Type.Object({
+      runId: Uuid,
+      points: Type.Integer(),
+      aggregation: Type.Literal('last'),
+      series: Type.Array(
+        Type.Object({
+          trialId: Uuid,
+          trialIndex: Type.Integer(),
+          name: Type.String(),
+          language: NullableString,
+          firstStep: Type.Integer(),
+          lastStep: Type.Integer(),
+          count: Type.Integer({ description: 'rows stored for the series' }),
+          stride: Type.Integer({
+            description: 'bucket width in steps of the points returned (1: every row)',
+          }),
+          steps: Type.Array(Type.Integer()),
+          values: Type.Array(Type.Number()),
+        }),
+      ),
+    }),
+    ...errorResponses,
+  },
+};
+
+export const cancelRunSchema = {
+  tags: ['runs'],
+  summary: 'Cancel a run',
+  description:
+    'Trials not yet started are CANCELLED at once; running trials stop at their next step (their checkpoints are kept) when their worker sees the run’s cancel key. Idempotent.',
+  params: RunIdParams,
+  response: {
+    202: Type.Object({
+      id: Uuid,
+      status: RunStatus,
+      cancelRequestedAt: DateTime,
+      cancelled: Type.Integer({ description: 'trials cancelled before they started' }),
+      stopping: Type.Integer({ description: 'running trials asked to stop' }),
+    }),
+    409: ErrorSchema,
+    ...errorResponses,
+  },
+};

@@ -1,0 +1,250 @@
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { createDb, type Db, OUTBOX_KINDS } from '@mpo/db';
+import { buildRunFlow, jobIds, parseRunSpec, QUEUES } from '@mpo/queue';
+import { FlowProducer } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  DATABASE_URL,
+  deleteKeys,
+  freePort,
+  REDIS_URL,
+  roots,
+  spec,
+  TcpProxy,
+  testApp,
+  until,
+} from './helpers.js';
+
+let db: Db;
+let redis: Redis;
+beforeAll(() => {
+  db = createDb(DATABASE_URL);
+  redis = new Redis(REDIS_URL);
+});
+afterAll(async () => {
+  await db.close();
+  redis.disconnect();
+});
+
+const redisTarget = { host: '127.0.0.1', port: Number(new URL(REDIS_URL).port || 6379) };
+const pgTarget = { host: '127.0.0.1', port: Number(new URL(DATABASE_URL).port || 5432) };
+
+async function flowInRedis(prefix: string, runId: string) {
+  const producer = new FlowProducer({ connection: redis, prefix });
+  try {
+    const tree = await producer.getFlow({ id: jobIds.run(runId), queueName: QUEUES.sweep, prefix });
+    return tree?.job ? tree : undefined;
+  } finally {
+    await producer.close();
+  }
+}
+
+async function runsNamed(name: string) {
+  return (await db.runs.list({ limit: 200 })).items.filter((r) => r.name === name);
+}
+
+describe('Redis away', () => {
+  it('answers 503 and writes nothing; after recovery runs are created and queued', async () => {
+    const proxy = await TcpProxy.start(redisTarget);
+    const t = await testApp('redis-down', { redisUrl: `redis://127.0.0.1:${proxy.port}` });
+    try {
+      await proxy.down();
+      const name = `while-down-${randomUUID()}`;
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/runs',
+        headers: t.admin,
+        payload: spec({ name }),
+      });
+      expect(res.statusCode).toBe(503);
+      expect(res.headers['retry-after']).toBe('5');
+      expect(res.json().message).toMatch(/Redis/);
+      expect(await runsNamed(name)).toEqual([]);
+      expect((await t.app.inject({ method: 'GET', url: '/readyz', headers: t.admin })).statusCode).toBe(503);
+      expect((await t.app.inject({ method: 'GET', url: '/queues', headers: t.admin })).statusCode).toBe(503);
+      // Reads that need only Postgres still work.
+      expect((await t.app.inject({ method: 'GET', url: '/runs', headers: t.admin })).statusCode).toBe(200);
+      // Prometheus keeps answering and says which dependency is away.
+      const prom = await t.app.inject({ method: 'GET', url: '/metrics', headers: t.admin });
+      expect(prom.body).toMatch(/mpo_dependency_up\{dependency="redis"\} 0/);
+
+      await proxy.up();
+      const ok = await until(
+        async () => {
+          const r = await t.app.inject({
+            method: 'POST',
+            url: '/runs',
+            headers: t.admin,
+            payload: spec({ name }),
+          });
+          return r.statusCode === 201 ? r : undefined;
+        },
+        30_000,
+        250,
+      );
+      expect(ok.json().queued).toBe(true);
+      expect(await flowInRedis(t.prefix, ok.json().id)).toBeTruthy();
+    } finally {
+      await t.cleanup();
+      await proxy.down();
+    }
+  });
+
+  it('publishes a committed run whose publish failed, once Redis answers again (never a run without jobs)', async () => {
+    const t = await testApp('outbox-retry');
+    try {
+      const real = t.app.outbox.publishRow;
+      let failing = true;
+      t.app.outbox.publishRow = async (row) => {
+        if (failing) throw new Error('Redis went away between commit and publish');
+        return real(row);
+      };
+      const res = await t.app.inject({ method: 'POST', url: '/runs', headers: t.admin, payload: spec() });
+      expect(res.statusCode).toBe(201);
+      expect(res.json().queued).toBe(false);
+      const id = res.json().id;
+      expect(await flowInRedis(t.prefix, id)).toBeUndefined();
+      const [row] = await db.outbox.forRun(id);
+      expect(row).toMatchObject({
+        publishedAt: null,
+        lastError: 'Redis went away between commit and publish',
+      });
+      failing = false;
+      // The periodic drain (every 200 ms here) publishes it.
+      await until(() => flowInRedis(t.prefix, id));
+      await until(async () => (await db.outbox.pendingCount({ runId: id })) === 0);
+      expect((await db.runs.get(id)).trials.every((x) => x.status === 'QUEUED')).toBe(true);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it('drains leftovers at start-up (a process that died after commit, before publishing)', async () => {
+    const prefix = `mpo-api-test-boot-${randomUUID().slice(0, 8)}`;
+    const { spec: s, trials } = parseRunSpec(spec(), { ...roots(), mustExist: false });
+    const { run } = await db.runs.create({
+      name: s.name,
+      spec: s as never,
+      trials: trials.map((x) => ({ hyperparameters: x.hyperparameters as never })),
+      outbox: (runId, trialIds) => [
+        {
+          kind: OUTBOX_KINDS.flow,
+          payload: {
+            prefix,
+            flow: buildRunFlow(
+              runId,
+              s,
+              trialIds.map((trialId, i) => ({ trialId, plan: trials[i]! })),
+            ),
+          } as never,
+        },
+      ],
+    });
+    expect(await db.outbox.pendingCount({ runId: run.id })).toBe(1);
+    const t = await testApp('boot', { queuePrefix: prefix, outboxIntervalMs: 60_000 });
+    try {
+      // buildApp returns after onReady, which drained the outbox.
+      expect(await db.outbox.pendingCount({ runId: run.id })).toBe(0);
+      const tree = await flowInRedis(prefix, run.id);
+      expect(tree?.children).toHaveLength(trials.length);
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
+
+describe('Postgres away', () => {
+  it('answers 503 (not 500) and recovers', async () => {
+    const proxy = await TcpProxy.start(pgTarget);
+    const url = new URL(DATABASE_URL);
+    url.host = `127.0.0.1:${proxy.port}`;
+    const t = await testApp('pg-down', { databaseUrl: url.toString(), dbConnectTimeoutMs: 1_000 });
+    try {
+      expect((await t.app.inject({ method: 'GET', url: '/runs', headers: t.admin })).statusCode).toBe(200);
+      await proxy.down();
+      for (const [method, path] of [
+        ['GET', '/runs'],
+        ['POST', '/runs'],
+      ] as const) {
+        const res = await t.app.inject({
+          method,
+          url: path,
+          headers: t.admin,
+          ...(method === 'POST' ? { payload: spec() } : {}),
+        });
+        expect(res.statusCode, `${method} ${path}`).toBe(503);
+        expect(res.json().message).toMatch(/Postgres/);
+      }
+      expect((await t.app.inject({ method: 'GET', url: '/readyz', headers: t.admin })).statusCode).toBe(503);
+      expect((await t.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+      await proxy.up();
+      await until(
+        async () =>
+          (await t.app.inject({ method: 'GET', url: '/runs', headers: t.admin })).statusCode === 200,
+      );
+    } finally {
+      await t.cleanup();
+      await proxy.down();
+    }
+  });
+});
+
+describe('start-up checks', () => {
+  it('refuses a Redis whose maxmemory-policy is not noeviction, with a clear error', async () => {
+    const port = await freePort();
+    const child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--maxmemory-policy',
+        'allkeys-lru',
+      ],
+      { stdio: 'ignore' },
+    );
+    try {
+      await until(async () => {
+        const probe = new Redis({ port, lazyConnect: true, retryStrategy: () => null });
+        probe.on('error', () => {});
+        try {
+          await probe.connect();
+          return true;
+        } catch {
+          return false;
+        } finally {
+          probe.disconnect();
+        }
+      });
+      const err = await testApp('lru', { redisUrl: `redis://127.0.0.1:${port}` }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/maxmemory-policy "allkeys-lru".*needs "noeviction"/);
+      expect((err as Error).message).toMatch(/CONFIG SET maxmemory-policy noeviction/);
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+
+  it('names the unreachable dependency', async () => {
+    const port = await freePort();
+    const err = await testApp('no-redis', { redisUrl: `redis://127.0.0.1:${port}` }).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(new RegExp(`Redis unreachable at redis://127.0.0.1:${port}`));
+    const url = new URL(DATABASE_URL);
+    url.host = `127.0.0.1:${await freePort()}`;
+    const err2 = await testApp('no-pg', { databaseUrl: url.toString(), dbConnectTimeoutMs: 1_000 }).catch(
+      (e: Error) => e,
+    );
+    expect((err2 as Error).message).toMatch(/Postgres unreachable/);
+  });
+});
+
+afterAll(async () => {
+  await deleteKeys('mpo-api-test-boot');
+});

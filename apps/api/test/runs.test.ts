@@ -1,0 +1,326 @@
+import { randomUUID } from 'node:crypto';
+import { createDb, type Db, SKETCH_CAP } from '@mpo/db';
+import {
+  evalQueue,
+  jobIds,
+  parseTrainJobData,
+  QUEUES,
+  redisKeys,
+  type TrainJobData,
+  trainQueue,
+} from '@mpo/queue';
+import { FlowProducer, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DATABASE_URL, REDIS_URL, spec, testApp } from './helpers.js';
+
+let t: Awaited<ReturnType<typeof testApp>>;
+let db: Db;
+let redis: Redis;
+beforeAll(async () => {
+  t = await testApp('runs');
+  db = createDb(DATABASE_URL);
+  redis = new Redis(REDIS_URL);
+});
+afterAll(async () => {
+  await t.cleanup();
+  await db.close();
+  redis.disconnect();
+});
+
+const post = (body: unknown, headers: Record<string, string> = {}) =>
+  t.app.inject({
+    method: 'POST',
+    url: '/runs',
+    headers: { ...t.admin, ...headers },
+    payload: body as object,
+  });
+const get = (url: string) => t.app.inject({ method: 'GET', url, headers: t.admin });
+
+describe('POST /runs', () => {
+  it('creates the run and its trials, and lands the flow in Redis with slot requirements', async () => {
+    const res = await post(spec());
+    expect(res.statusCode).toBe(201);
+    const body = res.json();
+    expect(body).toMatchObject({ status: 'PENDING', trialCount: 3, queued: true });
+    expect(res.headers.location).toBe(`/runs/${body.id}`);
+    const producer = new FlowProducer({ connection: redis, prefix: t.prefix });
+    const tree = await producer.getFlow({
+      id: jobIds.run(body.id),
+      queueName: QUEUES.sweep,
+      prefix: t.prefix,
+    });
+    await producer.close();
+    expect(tree.job.data).toMatchObject({ runId: body.id, trialCount: 3 });
+    expect(tree.children).toHaveLength(3);
+    const run = (await get(`/runs/${body.id}`)).json();
+    for (const child of tree.children!) {
+      expect(child.job.queueName).toBe(evalQueue('cpu'));
+      const train = child.children![0]!.job as Job<TrainJobData>;
+      expect(train.queueName).toBe(trainQueue('cpu'));
+      const data = parseTrainJobData(train.data);
+      expect(data.slots).toEqual({ device: 'cpu', count: 2 });
+      expect(data.runId).toBe(body.id);
+      expect(run.trials.map((x: { id: string }) => x.id)).toContain(data.trialId);
+    }
+    // Published: trials are QUEUED, the outbox is empty.
+    expect(run.trials.map((x: { status: string }) => x.status)).toEqual(['QUEUED', 'QUEUED', 'QUEUED']);
+    expect(run.trials.map((x: { hyperparameters: { beta: number } }) => x.hyperparameters.beta)).toEqual([
+      0.5, 1, 1.5,
+    ]);
+    expect(await db.outbox.pendingCount({ runId: body.id })).toBe(0);
+  });
+
+  it('answers 400 listing every problem, and writes nothing', async () => {
+    const name = `invalid-${randomUUID()}`;
+    const res = await post(
+      spec({
+        name,
+        model: '../../../etc',
+        data: ['mpo.json', '/etc/passwd'],
+        method: 'mpo',
+        hyperparameters: { beta: 'high' },
+        targetLanguages: ['zh', 'en'],
+        search: {
+          strategy: 'random',
+          space: { beta: { type: 'loguniform', min: -1, max: 1 } },
+          metric: 'rg',
+          mode: 'max',
+        },
+        resources: { ranksPerTrial: 3, device: 'cpu' },
+      }),
+    );
+    expect(res.statusCode).toBe(400);
+    const paths = res
+      .json()
+      .problems.map((p: { path: string }) => p.path)
+      .sort();
+    expect(paths).toEqual(
+      [
+        'model',
+        'data[1]',
+        'hyperparameters.beta',
+        'targetLanguages[1]',
+        'search.space.beta.min',
+        'search.maxTrials',
+        'training.batchSize',
+      ].sort(),
+    );
+    for (const p of res.json().problems) expect(p.reason).toEqual(expect.any(String));
+    expect(
+      (await db.runs.list({ ownerTokenId: undefined, limit: 200 })).items.some((r) => r.name === name),
+    ).toBe(false);
+  });
+
+  it('rejects bodies over 1 MiB (413), non-objects and broken JSON (400)', async () => {
+    const big = await t.app.inject({
+      method: 'POST',
+      url: '/runs',
+      headers: { ...t.admin, 'content-type': 'application/json' },
+      payload: JSON.stringify({ ...spec(), pad: 'x'.repeat(1024 * 1024) }),
+    });
+    expect(big.statusCode).toBe(413);
+    expect(big.json()).toMatchObject({ statusCode: 413, error: 'Payload Too Large' });
+    const text = await t.app.inject({
+      method: 'POST',
+      url: '/runs',
+      headers: { ...t.admin, 'content-type': 'text/plain' },
+      payload: 'hello',
+    });
+    // Fastify parses text/plain to a string; the spec validator rejects it like any non-object.
+    expect(text.statusCode).toBe(400);
+    expect(text.json().problems[0].reason).toMatch(/object/);
+    const broken = await t.app.inject({
+      method: 'POST',
+      url: '/runs',
+      headers: { ...t.admin, 'content-type': 'application/json' },
+      payload: '{"name":',
+    });
+    expect(broken.statusCode).toBe(400);
+  });
+
+  it('confines model and data paths to their roots (traversal → 400)', async () => {
+    for (const [field, value] of [
+      ['model', '../llama-1b'],
+      ['model', '/etc'],
+      ['data', '../../mpo.json'],
+      ['data', { path: '..%2f../x' }],
+    ] as const) {
+      const res = await post(spec({ [field]: value }));
+      expect(res.statusCode, `${field}=${JSON.stringify(value)}`).toBe(400);
+      expect(res.json().problems[0].path).toMatch(new RegExp(`^${field}`));
+    }
+  });
+
+  it('returns the same run for the same Idempotency-Key, 422 when the spec differs', async () => {
+    const key = randomUUID();
+    const s = spec();
+    const first = await post(s, { 'idempotency-key': key });
+    const second = await post(s, { 'idempotency-key': key });
+    expect(first.statusCode).toBe(201);
+    expect(second.statusCode).toBe(200);
+    expect(second.headers['idempotent-replayed']).toBe('true');
+    expect(second.json()).toEqual(first.json());
+    const concurrent = await Promise.all(
+      [1, 2, 3].map(() => post(spec({ name: 'race' }), { 'idempotency-key': `${key}-race` })),
+    );
+    expect(new Set(concurrent.map((r) => r.json().id)).size).toBe(1);
+    expect(concurrent.map((r) => r.statusCode).sort()).toEqual([200, 200, 201]);
+    const different = await post({ ...s, name: 'another' }, { 'idempotency-key': key });
+    expect(different.statusCode).toBe(422);
+  });
+});
+
+describe('GET /runs and /runs/:id', () => {
+  it('lists newest first with pagination and a status filter', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await post(spec())).json().id);
+    const page = (await get('/runs?limit=2&offset=0')).json();
+    expect(page.items).toHaveLength(2);
+    expect(page.items[0].id).toBe(ids[2]);
+    expect(page.items[1].id).toBe(ids[1]);
+    expect(page.total).toBeGreaterThanOrEqual(3);
+    const next = (await get('/runs?limit=2&offset=2')).json();
+    expect(next.items[0].id).toBe(ids[0]);
+    await t.app.inject({ method: 'POST', url: `/runs/${ids[0]}/cancel`, headers: t.admin });
+    const cancelled = (await get('/runs?status=CANCELLED&limit=200')).json();
+    expect(cancelled.items.map((r: { id: string }) => r.id)).toContain(ids[0]);
+    expect(cancelled.items.every((r: { status: string }) => r.status === 'CANCELLED')).toBe(true);
+    expect((await get('/runs?status=BOGUS')).statusCode).toBe(400);
+    expect((await get('/runs?limit=0')).json().problems[0].path).toBe('querystring.limit');
+  });
+
+  it('shows trials with status, hyperparameters, step and the best metric', async () => {
+    const id = (await post(spec())).json().id;
+    const run0 = await db.runs.get(id);
+    await db.runs.updateTrial(run0.trials[0]!.id, { status: 'SUCCEEDED', currentStep: 20, bestMetric: 0.3 });
+    await db.runs.updateTrial(run0.trials[1]!.id, { status: 'RUNNING', currentStep: 7, bestMetric: 0.6 });
+    const run = (await get(`/runs/${id}`)).json();
+    expect(run.best).toEqual({ trialId: run0.trials[1]!.id, trialIndex: 1, value: 0.6 });
+    expect(run.objective).toEqual({ metric: 'heldout/reward_gap', mode: 'max' });
+    expect(run.trials[1]).toMatchObject({
+      status: 'RUNNING',
+      currentStep: 7,
+      totalSteps: 20,
+      hyperparameters: { beta: 1 },
+    });
+    expect(run.spec.model).toEqual({ kind: 'path', path: 'llama-1b' });
+  });
+
+  it('answers 404 for unknown and malformed ids', async () => {
+    for (const url of [`/runs/${randomUUID()}`, '/runs/not-a-uuid', `/runs/${randomUUID()}/metrics`]) {
+      const res = await get(url);
+      expect(res.statusCode, url).toBe(404);
+      expect(res.json().error).toBe('Not Found');
+    }
+    expect(
+      (await t.app.inject({ method: 'POST', url: `/runs/${randomUUID()}/cancel`, headers: t.admin }))
+        .statusCode,
+    ).toBe(404);
+    expect((await get('/nope')).statusCode).toBe(404);
+  });
+});
+
+describe('POST /runs/:id/cancel', () => {
+  it('cancels trials not started, flags running ones, sets the Redis key, and is idempotent', async () => {
+    const id = (await post(spec())).json().id;
+    const run = await db.runs.get(id);
+    await db.runs.updateTrial(run.trials[0]!.id, { status: 'RUNNING' });
+    const res = await t.app.inject({ method: 'POST', url: `/runs/${id}/cancel`, headers: t.admin });
+    expect(res.statusCode).toBe(202);
+    expect(res.json()).toMatchObject({ id, status: 'PENDING', cancelled: 2, stopping: 1 });
+    expect(await redis.exists(redisKeys(t.prefix).cancel(id))).toBe(1);
+    const after = (await get(`/runs/${id}`)).json();
+    expect(after.trials.map((x: { status: string }) => x.status)).toEqual([
+      'RUNNING',
+      'CANCELLED',
+      'CANCELLED',
+    ]);
+    expect(after.cancelRequestedAt).toBe(res.json().cancelRequestedAt);
+    const again = await t.app.inject({ method: 'POST', url: `/runs/${id}/cancel`, headers: t.admin });
+    expect(again.statusCode).toBe(202);
+    expect(again.json().cancelRequestedAt).toBe(res.json().cancelRequestedAt);
+  });
+
+  it('answers 409 for a run that already finished', async () => {
+    const id = (await post(spec())).json().id;
+    await db.runs.setStatus(id, 'SUCCEEDED');
+    const res = await t.app.inject({ method: 'POST', url: `/runs/${id}/cancel`, headers: t.admin });
+    expect(res.statusCode).toBe(409);
+  });
+});
+
+describe('GET /runs/:id/metrics', () => {
+  let id: string;
+  let trialIds: string[];
+  const stored = new Map<string, { step: number; value: number }[]>();
+
+  beforeAll(async () => {
+    id = (await post(spec())).json().id;
+    trialIds = (await db.runs.get(id)).trials.map((x) => x.id);
+    const rows = [];
+    for (let s = 1; s <= 3000; s++) rows.push({ trialId: trialIds[0]!, step: s, name: 'loss', value: 1 / s });
+    for (let s = 5; s <= 2000; s += 5) {
+      rows.push({ trialId: trialIds[1]!, step: s, name: 'rg', language: 'zh', value: s / 1000 });
+      rows.push({ trialId: trialIds[1]!, step: s, name: 'rg', language: 'ko', value: -s / 1000 });
+    }
+    await db.metrics.append(rows);
+    for (const [trialId, name, language] of [
+      [trialIds[0]!, 'loss', null],
+      [trialIds[1]!, 'rg', 'zh'],
+      [trialIds[1]!, 'rg', 'ko'],
+    ] as const) {
+      stored.set(`${trialId}/${name}/${language}`, await db.metrics.series(trialId, name, { language }));
+    }
+  });
+
+  /** The expected answer from every stored row (see packages/db/src/series.ts for the rule). */
+  const reference = (pts: { step: number; value: number }[], n: number, since = -1) => {
+    const count = (xs: { step: number }[], t: number) => new Set(xs.map((p) => Math.floor(p.step / t))).size;
+    const rows = pts.filter((p) => p.step > since);
+    const lo = Math.max(pts[0]!.step, since + 1);
+    const hi = pts.at(-1)!.step;
+    if (hi - lo + 1 <= n)
+      return { stride: 1, steps: rows.map((p) => p.step), values: rows.map((p) => p.value) };
+    let t = 1;
+    while (count(pts, t) > SKETCH_CAP) t *= 2;
+    while (count(rows, t) > n) t *= 2;
+    const last = new Map<number, { step: number; value: number }>();
+    for (const p of rows) last.set(Math.floor(p.step / t), p);
+    return {
+      stride: t,
+      steps: [...last.values()].map((p) => p.step),
+      values: [...last.values()].map((p) => p.value),
+    };
+  };
+
+  it('cuts every series server-side to match the JS reference (last row per bucket)', async () => {
+    for (const points of [1, 10, 500]) {
+      const res = (await get(`/runs/${id}/metrics?points=${points}`)).json();
+      expect(res).toMatchObject({ runId: id, points, aggregation: 'last' });
+      expect(res.series).toHaveLength(3);
+      for (const s of res.series) {
+        const pts = stored.get(`${s.trialId}/${s.name}/${s.language}`)!;
+        expect({ stride: s.stride, steps: s.steps, values: s.values }).toEqual(reference(pts, points));
+        expect(s.count).toBe(pts.length);
+      }
+    }
+  });
+
+  it('filters by trial (id or index), name, lang and since', async () => {
+    const byIndex = (await get(`/runs/${id}/metrics?trial=1&lang=zh&points=50&since=1000`)).json();
+    expect(
+      byIndex.series.map((s: { trialIndex: number; name: string; language: string }) => [
+        s.trialIndex,
+        s.name,
+        s.language,
+      ]),
+    ).toEqual([[1, 'rg', 'zh']]);
+    expect(byIndex.series[0]).toMatchObject(reference(stored.get(`${trialIds[1]}/rg/zh`)!, 50, 1000));
+    const byId = (await get(`/runs/${id}/metrics?trial=${trialIds[0]}&name=loss&points=3`)).json();
+    expect(byId.series[0]).toMatchObject({ stride: 1024, steps: [1023, 2047, 3000] });
+    expect((await get(`/runs/${id}/metrics?trial=7`)).statusCode).toBe(404);
+    expect((await get(`/runs/${id}/metrics?trial=${randomUUID()}`)).statusCode).toBe(404);
+    expect((await get(`/runs/${id}/metrics?points=${SKETCH_CAP + 1}`)).statusCode).toBe(400);
+  });
+});
