@@ -14,7 +14,7 @@ import type { Job } from 'bullmq';
 import { type ChildHandle, startChild } from './child.js';
 import type { SlotLease } from './devices.js';
 import { isUnrecoverable, type Outcome, willRetry } from './outcome.js';
-import { AbortedError, retrying } from './retry.js';
+import { AbortedError, retrying, withTimeout } from './retry.js';
 import type { RunContext } from './train-run.js';
 import { confined, guessDataFormat, trialDir } from './trainer-config.js';
 
@@ -104,7 +104,7 @@ export class EvalRun {
   }
 
   private retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    return retrying(fn, {
+    return retrying(() => withTimeout(fn(), 30_000, what), {
       what,
       log: this.ctx.log,
       maxMs: this.ctx.cfg.dbRetryMaxMs,

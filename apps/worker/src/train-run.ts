@@ -35,7 +35,7 @@ import type { SlotLease } from './devices.js';
 import type { Logger } from './log.js';
 import { isUnrecoverable, type Outcome, willRetry } from './outcome.js';
 import { newProtocolFile, ProtocolFollower, replayProtocol } from './protocol.js';
-import { AbortedError, retrying } from './retry.js';
+import { AbortedError, retrying, withTimeout } from './retry.js';
 import { buildTrainConfig } from './trainer-config.js';
 import { acquireTrialLock } from './trial-lock.js';
 import { type RungDue, TrialState } from './trial-state.js';
@@ -134,7 +134,8 @@ export class TrainRun {
   }
 
   private dbRetry<T>(what: string, fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
-    return retrying(fn, {
+    // A query on a connection that silently died must fail (and be retried), not hang the trial.
+    return retrying(() => withTimeout(fn(), 30_000, what), {
       what,
       log: this.ctx.log,
       maxMs: this.ctx.cfg.dbRetryMaxMs,
@@ -230,6 +231,7 @@ export class TrainRun {
     if (this.stopReason) throw new AbortedError('start');
 
     const state = new TrialState(d.objective, d.asha, trial.bestMetric);
+    const protocolFile = newProtocolFile(plan.output, cfg.id);
     const writer = new TrialWriter(db, d.trialId, {
       flushRows: cfg.metricFlushRows,
       flushMs: cfg.metricFlushMs,
@@ -240,7 +242,6 @@ export class TrainRun {
       (p) => this.job.updateProgress(p),
       (err) => log.warn({ err: (err as Error).message }, 'progress update failed'),
     );
-    const protocolFile = newProtocolFile(plan.output, cfg.id);
     const follower = new ProtocolFollower(protocolFile, (p) => {
       if (!p.ok) {
         log.warn({ line: p.line.slice(0, 300), reason: p.reason }, 'unreadable protocol line');
@@ -252,13 +253,18 @@ export class TrainRun {
         .catch((err) => log.error({ err }, 'handling a protocol message failed'));
     });
 
-    this.child = startChild({
-      command: [...cfg.cli, 'train', '--config', configPath, '--json'],
-      ranks: d.slots.count,
-      lease: this.lease,
-      log,
-      protocolFile,
-    });
+    try {
+      this.child = startChild({
+        command: [...cfg.cli, 'train', '--config', configPath, '--json'],
+        ranks: d.slots.count,
+        lease: this.lease,
+        log,
+        protocolFile,
+      });
+    } catch (err) {
+      await writer.close(this.lostAbort.signal);
+      throw err;
+    }
     log.info(
       { attempt, ranks: d.slots.count, slots: this.lease.ids, pids: this.child.pids, output: plan.output },
       'trainer launched',
