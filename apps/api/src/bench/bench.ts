@@ -1,7 +1,7 @@
 // API benchmarks (issue 6, item 8): p50/p99 latency of POST /runs and of
 // GET /runs/:id/metrics?points=500 on a run holding 1,000,000 metric rows.
 //
-//   npm run bench -w @mpo/api [-- --duration 10 --connections 4 --rows 1000000 --json]
+//   npm run bench -w @mpo/api [-- --duration 10 --connections 1,4 --rows 1000000 --json]
 //
 // The API runs as its own process (`node dist/main.js`, LOG_LEVEL=warn) on a
 // fresh queue prefix; autocannon drives it from this process. The metric rows
@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -22,13 +22,13 @@ import { Redis } from 'ioredis';
 const { values } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
-    connections: { type: 'string', default: '4' },
+    connections: { type: 'string', default: '1,4' },
     rows: { type: 'string', default: '1000000' },
     json: { type: 'boolean', default: false },
   },
 });
 const duration = Number(values.duration);
-const connections = Number(values.connections);
+const connectionCounts = values.connections.split(',').map(Number);
 const totalRows = Number(values.rows);
 const TRIALS = 4;
 const SERIES: Array<[string, string | null]> = [
@@ -75,7 +75,10 @@ const server = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.u
 const url = `http://127.0.0.1:${port}`;
 
 async function cleanup() {
+  // Let the server finish what it is doing and exit before its rows go.
+  const exited = new Promise((resolve) => server.once('exit', resolve));
   server.kill('SIGTERM');
+  await exited;
   const { items } = await db.runs.list({ ownerTokenId: identity.id, limit: 100_000 });
   for (const r of items) await db.runs.delete(r.id);
   await db.tokens.revoke(identity.id);
@@ -122,8 +125,8 @@ interface Figure {
   errors: number;
 }
 
-async function measure(what: string, opts: autocannon.Options): Promise<Figure> {
-  // Warm-up (JIT, connection pools, Postgres caches), then the measured run.
+async function measure(what: string, opts: autocannon.Options, connections: number): Promise<Figure> {
+  // Warm-up (V8, connection pools, Postgres caches), then the measured run.
   await autocannon({ ...opts, url: opts.url, duration: 2, connections });
   const r = await autocannon({ ...opts, duration, connections });
   const fig = {
@@ -177,30 +180,30 @@ try {
   log(`seeded ${seeded} rows in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
   const figures: Figure[] = [];
-  figures.push(
-    await measure(`GET /runs/:id/metrics?points=500 (${seeded} rows, all ${TRIALS * SERIES.length} series)`, {
-      url: `${url}/runs/${run.id}/metrics?points=500`,
-      headers: auth,
-    }),
-  );
-  figures.push(
-    await measure(
+  const scenarios: Array<[string, autocannon.Options]> = [
+    [
+      `GET /runs/:id/metrics?points=500 (${seeded} rows, all ${TRIALS * SERIES.length} series)`,
+      { url: `${url}/runs/${run.id}/metrics?points=500`, headers: auth },
+    ],
+    [
       `GET /runs/:id/metrics?points=500&trial=0&name=loss (one series of ${stepsPerSeries} rows)`,
+      { url: `${url}/runs/${run.id}/metrics?points=500&trial=0&name=loss`, headers: auth },
+    ],
+    [
+      'POST /runs (6-trial grid: validate, plan, commit run+trials+outbox, publish flow)',
       {
-        url: `${url}/runs/${run.id}/metrics?points=500&trial=0&name=loss`,
-        headers: auth,
+        url: `${url}/runs`,
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json' },
+        body: JSON.stringify(spec),
       },
-    ),
-  );
-  figures.push(
-    await measure('POST /runs (6-trial grid: validate, plan, commit run+trials+outbox, publish flow)', {
-      url: `${url}/runs`,
-      method: 'POST',
-      headers: { ...auth, 'content-type': 'application/json' },
-      body: JSON.stringify(spec),
-    }),
-  );
-  if (values.json) process.stdout.write(`${JSON.stringify({ rows: seeded, figures })}\n`);
+    ],
+  ];
+  for (const [what, opts] of scenarios)
+    for (const c of connectionCounts) figures.push(await measure(what, opts, c));
+  const machine = `${cpus().length} cores, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end`;
+  log(machine);
+  if (values.json) process.stdout.write(`${JSON.stringify({ rows: seeded, machine, figures })}\n`);
   else {
     process.stdout.write('| request | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx |\n');
     process.stdout.write('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n');
