@@ -121,6 +121,10 @@ export class Agent {
     const { cfg, log } = this;
     this.redis = new Redis(cfg.redisUrl, { ...WORKER_REDIS_OPTIONS, connectionName: `mpo-agent:${cfg.id}` });
     this.redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
+    // Commands issued while Redis is away wait in the offline queue (trials keep training meanwhile).
+    this.redis.on('reconnecting', (delayMs: number) =>
+      log.warn({ delayMs }, 'redis connection lost; reconnecting'),
+    );
     await assertNoEviction(this.redis, cfg.redisUrl);
     this.db = createDb(cfg.databaseUrl);
 
