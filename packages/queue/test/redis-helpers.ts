@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
-/** A connection and a prefix of this test file's own; cleanup deletes every key under the prefix. */
+/** A connection and a prefix of this test file's own; cleanup deletes every key starting with it (sub-prefixes too). */
 export function testRedis(tag: string) {
   const prefix = `mpo-test-${tag}-${randomUUID().slice(0, 8)}`;
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
@@ -13,7 +13,7 @@ export function testRedis(tag: string) {
     async cleanup() {
       let cursor = '0';
       do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
         if (keys.length) await redis.del(...keys);
         cursor = next;
       } while (cursor !== '0');

@@ -201,7 +201,9 @@ try {
   ];
   for (const [what, opts] of scenarios)
     for (const c of connectionCounts) figures.push(await measure(what, opts, c));
-  const machine = `${cpus().length} cores, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end`;
+  const machine = `${cpus().length} cores, load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')} at the end`;
   log(machine);
   if (values.json) process.stdout.write(`${JSON.stringify({ rows: seeded, machine, figures })}\n`);
   else {
