@@ -1,32 +1,269 @@
 #!/usr/bin/env node
-// The main job. Until the end-to-end demo lands (evaluation + testbed issue),
-// this checks that the services answer and prints what the demo will run.
-import { spawnSync } from 'node:child_process';
+// The main job (`npm run demo`, after scripts/setup.mjs): starts the API and a
+// worker agent, submits through the API an MPO sweep (grid over learning rate
+// and β), an MPO ablation without the retain term, and one DPO and one SimPO
+// trial on the builtin testbed, shows progress, then prints per-language
+// reward gap and MultiJail attack success before/after, utility, the report
+// and the dashboard URL. Everything it writes goes under runs/demo-<time>/.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const check = (what, cmd, args, expect) => {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  const good = r.status === 0 && (!expect || expect.test(r.stdout));
-  process.stdout.write(
-    `${good ? 'ok  ' : 'FAIL'} ${what}${good ? '' : `: ${(r.stderr || r.stdout).trim()}`}\n`,
-  );
-  return good;
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const stamp = new Date().toISOString().replace(/\D/g, '').slice(0, 14);
+const work = join(root, 'runs', `demo-${stamp}`);
+mkdirSync(work, { recursive: true });
+const mpoBin = join(root, 'apps/cli/bin/mpo.js');
+const token = `demo_${randomBytes(16).toString('hex')}`;
+const prefix = `mpo-demo-${stamp}`;
+const tty = process.stdout.isTTY === true;
+const started = Date.now();
+const children = [];
+const say = (s) => process.stdout.write(`${s}\n`);
+const elapsed = () => {
+  const s = Math.round((Date.now() - started) / 1000);
+  return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
 };
-const ok = [
-  check('Postgres answers on 127.0.0.1:5432', 'pg_isready', ['-h', '127.0.0.1', '-p', '5432']),
-  check('Redis answers on 127.0.0.1:6379', 'redis-cli', ['ping'], /PONG/),
-  check(
-    'Redis maxmemory-policy is noeviction',
-    'redis-cli',
-    ['config', 'get', 'maxmemory-policy'],
-    /noeviction/,
-  ),
-].every(Boolean);
-process.stdout.write(`
-The demo will:
-  1. start the API (npm run api) and a worker agent (npm run worker),
-  2. submit through POST /runs an MPO sweep (grid over learning rate and beta)
-     plus one DPO and one SimPO trial on builtin:tiny-multilingual,
-  3. wait with progress shown, then print per-language reward gap and MultiJail
-     attack success before/after, utility, and the dashboard URL.
-`);
-process.exit(ok ? 0 : 1);
+
+function freePort(preferred) {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => {
+      const any = createServer();
+      any.listen(0, '127.0.0.1', () => {
+        const { port } = any.address();
+        any.close(() => resolve(port));
+      });
+    });
+    srv.listen(preferred, '127.0.0.1', () => srv.close(() => resolve(preferred)));
+  });
+}
+
+function start(name, script, env) {
+  const log = createWriteStream(join(work, `${name}.log`));
+  const child = spawn(process.execPath, [script], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  child.on('exit', (code, sig) => {
+    if (!shuttingDown) {
+      say(`\n${name} exited unexpectedly (${sig ?? code}); see ${join(work, `${name}.log`)}`);
+      shutdown(1);
+    }
+  });
+  children.push(child);
+  return child;
+}
+
+let shuttingDown = false;
+async function shutdown(code) {
+  shuttingDown = true;
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  await Promise.all(
+    children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null)),
+  );
+  process.exit(code);
+}
+process.on('SIGINT', () => shutdown(130));
+process.on('SIGTERM', () => shutdown(143));
+
+async function api(method, path, body) {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(`${method} ${path} → ${res.status}: ${JSON.stringify(data)}`);
+  return data;
+}
+
+function runMpo(args, opts = {}) {
+  const r = spawnSync(process.execPath, [mpoBin, ...args], {
+    cwd: root,
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+    env: { ...process.env, ...opts.env },
+  });
+  if (r.status !== 0) throw new Error(`mpo ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
+  return r.stdout;
+}
+
+// 1. The testbed model (committed; rebuilt here only if missing).
+if (!existsSync(join(root, 'models/tiny-multilingual/config.json'))) {
+  say('building the testbed model (mpo testbed build --seed 1), a few minutes...');
+  runMpo(['testbed', 'build', '--seed', '1']);
+}
+
+// 2. The API.
+const port = await freePort(Number(process.env.PORT ?? 8080));
+const base = `http://127.0.0.1:${port}`;
+const shared = {
+  MPO_QUEUE_PREFIX: prefix,
+  LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+  MPO_MODEL_ROOT: join(root, 'models'),
+  MPO_DATA_ROOT: join(root, '..', 'shared', 'data'),
+};
+start('api', join(root, 'apps/api/dist/main.js'), {
+  ...shared,
+  PORT: String(port),
+  HOST: '127.0.0.1',
+  MPO_ADMIN_TOKEN: token,
+});
+for (let i = 0; ; i++) {
+  try {
+    if ((await fetch(`${base}/healthz`)).ok) break;
+  } catch {}
+  if (i > 100) throw new Error(`the API did not come up; see ${work}/api.log`);
+  await new Promise((r) => setTimeout(r, 200));
+}
+say(`[${elapsed()}] API on ${base} (queue prefix ${prefix}); logs in ${work}`);
+
+// 3. The initial model's evaluation: the "before" of every table.
+const evalArgs = [
+  '--benchmarks',
+  'reward-gap,multijail,utility',
+  '--languages',
+  'en,zh,ko,ar,bn,sw',
+  '--max-prompts',
+  '20',
+  '--threads',
+  '2',
+  '--json',
+];
+say(`[${elapsed()}] evaluating the initial testbed model (reward gap, MultiJail, utility)...`);
+const baseline = runMpo(['eval', '--model', 'builtin:tiny-multilingual', ...evalArgs])
+  .trim()
+  .split('\n')
+  .map((l) => JSON.parse(l))
+  .filter((l) => l.type === 'result')
+  .map(({ type, ...r }) => r);
+writeFileSync(join(work, 'baseline.json'), `${JSON.stringify(baseline, null, 2)}\n`);
+
+// 4. A worker agent with the machine's two cores as CPU slots.
+start('worker', join(root, 'apps/worker/dist/main.js'), {
+  ...shared,
+  MPO_DEVICES: process.env.MPO_DEVICES ?? 'cpu:2',
+  MPO_ARTIFACT_ROOT: join(work, 'artifacts'),
+});
+
+// 5. Submit the runs through the API.
+const specs = [
+  ['mpo-sweep.json', 'MPO'],
+  ['mpo-no-retain.json', 'MPO w/o Retain'],
+  ['dpo.json', 'DPO'],
+  ['simpo.json', 'SimPO'],
+];
+const runs = [];
+for (const [file, label] of specs) {
+  const spec = JSON.parse(readFileSync(join(root, 'examples/demo', file), 'utf8'));
+  const r = await api('POST', '/runs', spec);
+  runs.push({ id: r.id, label, file });
+  say(
+    `[${elapsed()}] submitted ${label}: run ${r.id} (${r.trialCount} trial${r.trialCount === 1 ? '' : 's'})`,
+  );
+}
+
+// 6. Progress until every trial has finished (trained and evaluated).
+const DONE = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED', 'STOPPED']);
+const bar = (f, w = 18) => `[${'#'.repeat(Math.round(f * w)).padEnd(w, '.')}]`;
+let drawn = 0;
+let lastPlain = '';
+for (;;) {
+  const views = await Promise.all(runs.map((r) => api('GET', `/runs/${r.id}`)));
+  const lines = [];
+  views.forEach((v, i) => {
+    for (const t of v.trials) {
+      const total = t.totalSteps ?? 0;
+      const f = total ? Math.min(1, t.currentStep / total) : 0;
+      const hp = Object.entries(t.hyperparameters)
+        .map(([k, x]) => `${k.replace('training.', '')}=${x}`)
+        .join(' ');
+      lines.push(
+        `${runs[i].label.padEnd(15)} #${t.index} ${bar(f)} ${String(t.currentStep).padStart(3)}/${total || '?'} ${t.status.padEnd(9)} ${hp}`,
+      );
+    }
+  });
+  const evals = views.map((v) => v.status);
+  const header = `[${elapsed()}] runs: ${evals.join(', ')}`;
+  if (tty) {
+    if (drawn) process.stdout.write(`\x1b[${drawn}A`);
+    for (const l of [header, ...lines]) process.stdout.write(`\x1b[2K${l}\n`);
+    drawn = lines.length + 1;
+  } else {
+    const plain = lines.map((l) => l.replace(/\[[#.]+\]/, '')).join('\n');
+    if (plain !== lastPlain) say(`${header}\n${plain}`);
+    lastPlain = plain;
+  }
+  const allTrials = views.flatMap((v) => v.trials);
+  if (
+    views.every((v) => ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(v.status)) ||
+    (allTrials.every((t) => DONE.has(t.status)) &&
+      views.every((v) => v.status !== 'RUNNING' && v.status !== 'PENDING'))
+  )
+    break;
+  if (Date.now() - started > 40 * 60_000) throw new Error('the demo did not finish in 40 minutes');
+  await new Promise((r) => setTimeout(r, 3000));
+}
+
+// 7. Results.
+const evalOf = async (run) => (await api('GET', `/runs/${run.id}/evaluations`)).evaluations;
+const results = [];
+for (const run of runs) {
+  const view = await api('GET', `/runs/${run.id}`);
+  const evs = await evalOf(run);
+  const best = view.best
+    ? view.trials.find((t) => t.id === view.best.trialId)
+    : view.trials.find((t) => evs.some((e) => e.trialId === t.id));
+  results.push({ ...run, view, best, evs: best ? evs.filter((e) => e.trialId === best.id) : [] });
+}
+const val = (rows, b, l, m) =>
+  rows.find((r) => r.benchmark === b && r.language === l && r.metric === m)?.value;
+const f3 = (x) => (x === undefined ? '   –  ' : x.toFixed(3).padStart(6));
+const p1 = (x) => (x === undefined ? '   – ' : `${(100 * x).toFixed(0).padStart(4)}%`);
+const langs = ['en', 'zh', 'ko', 'ar', 'bn', 'sw'];
+say(`\n[${elapsed()}] done.\n`);
+for (const r of results) {
+  if (!r.best) {
+    say(`${r.label}: no evaluated trial (${r.view.status})`);
+    continue;
+  }
+  const hp = Object.entries(r.best.hyperparameters)
+    .map(([k, x]) => `${k.replace('training.', '')}=${x}`)
+    .join(', ');
+  say(`${r.label} (best trial #${r.best.index}: ${hp})`);
+  say(`  lang   RG before  RG after   ASR before  ASR after`);
+  for (const l of langs)
+    say(
+      `  ${l.padEnd(5)}  ${f3(val(baseline, 'reward-gap', l, 'rg'))}     ${f3(val(r.evs, 'reward-gap', l, 'rg'))}     ${p1(val(baseline, 'multijail', l, 'asr'))}       ${p1(val(r.evs, 'multijail', l, 'asr'))}`,
+    );
+  say(
+    `  avg ASR ${p1(val(baseline, 'multijail', 'avg', 'asr'))} → ${p1(val(r.evs, 'multijail', 'avg', 'asr'))};  utility PPL en ${f3(val(baseline, 'utility', 'en', 'ppl'))} → ${f3(val(r.evs, 'utility', 'en', 'ppl'))}, zh ${f3(val(baseline, 'utility', 'zh', 'ppl'))} → ${f3(val(r.evs, 'utility', 'zh', 'ppl'))}\n`,
+  );
+}
+runMpo(
+  [
+    'report',
+    ...runs.map((r) => r.id),
+    '--baseline',
+    join(work, 'baseline.json'),
+    '--out',
+    join(work, 'report.md'),
+  ],
+  {
+    env: { MPO_API_URL: base, MPO_TOKEN: token },
+  },
+);
+say(`report: ${join(work, 'report.md')}`);
+say(`dashboard: ${base}/   (sign in with the token in ${join(work, 'token.txt')}; API docs at ${base}/docs)`);
+writeFileSync(join(work, 'token.txt'), `${token}\n`);
+say(
+  `the API and worker are stopped now; \`npm run api\` and \`npm run worker\` start them for good (see README).`,
+);
+await shutdown(0);

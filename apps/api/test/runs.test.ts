@@ -221,6 +221,32 @@ describe('GET /runs and /runs/:id', () => {
   });
 });
 
+describe('GET /runs/:id/evaluations', () => {
+  it("returns every trial's evaluation rows with the trial index, filtered by benchmark", async () => {
+    const id = (await post(spec())).json().id;
+    const run = await db.runs.get(id);
+    const [a, b] = [run.trials[0]!.id, run.trials[2]!.id];
+    await db.artifacts.recordEvaluations([
+      { trialId: a, benchmark: 'multijail', language: 'zh', metric: 'asr', value: 0.4, n: 20 },
+      { trialId: b, benchmark: 'multijail', language: 'avg', metric: 'asr', value: 0.25, n: 120 },
+      { trialId: b, benchmark: 'reward-gap', language: 'sw', metric: 'rg', value: 0.05, n: 9 },
+    ]);
+    const all = (await get(`/runs/${id}/evaluations`)).json();
+    expect(all.evaluations).toHaveLength(3);
+    expect(all.evaluations.find((e: { language: string }) => e.language === 'zh')).toMatchObject({
+      trialId: a,
+      trialIndex: 0,
+      value: 0.4,
+      n: 20,
+    });
+    const rg = (await get(`/runs/${id}/evaluations?benchmark=reward-gap`)).json();
+    expect(rg.evaluations).toEqual([
+      expect.objectContaining({ trialIndex: 2, language: 'sw', metric: 'rg', value: 0.05 }),
+    ]);
+    expect((await get(`/runs/${randomUUID()}/evaluations`)).statusCode).toBe(404);
+  });
+});
+
 describe('POST /runs/:id/cancel', () => {
   it('cancels trials not started, flags running ones, sets the Redis key, and is idempotent', async () => {
     const id = (await post(spec())).json().id;

@@ -38,8 +38,16 @@ export interface SpecContext {
   builtinData?: readonly string[];
 }
 
-export const DEFAULT_BUILTIN_MODELS = ['tiny-multilingual'] as const;
-export const DEFAULT_BUILTIN_DATA = ['mpo-llama', 'mpo-gemma', 'mpo-qwen', 'multijail', 'alpaca'] as const;
+// The ids the trainer resolves (packages/trainer/src/builtins.ts); a test keeps the two lists equal.
+export const DEFAULT_BUILTIN_MODELS = ['tiny-multilingual', 'golden-llama'] as const;
+export const DEFAULT_BUILTIN_DATA = [
+  'mpo-llama',
+  'mpo-gemma',
+  'mpo-qwen',
+  'alpaca-en',
+  'alpaca-zh',
+  'golden-pairs',
+] as const;
 
 export const TRAINING_DEFAULTS = {
   batchSize: 8,

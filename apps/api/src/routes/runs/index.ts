@@ -17,6 +17,7 @@ import type { CancelPayload, FlowPayload } from '../../plugins/outbox.js';
 import {
   cancelRunSchema,
   createRunSchema,
+  getEvaluationsSchema,
   getMetricsSchema,
   getRunSchema,
   listRunsSchema,
@@ -200,6 +201,29 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
       ...(since !== undefined ? { sinceStep: since } : {}),
     });
     return { runId: req.params.id, points, aggregation: 'last' as const, series };
+  });
+
+  app.get('/runs/:id/evaluations', { schema: getEvaluationsSchema }, async (req) => {
+    const run = await app.db.runs.get(req.params.id, { ownerTokenId: ownerFilter(req) });
+    const indexOf = new Map(run.trials.map((t) => [t.id, t.index]));
+    const rows = await app.db.artifacts.evaluations({
+      runId: run.id,
+      ...(req.query.benchmark ? { benchmark: req.query.benchmark } : {}),
+    });
+    return {
+      runId: run.id,
+      evaluations: rows.map((e) => ({
+        trialId: e.trialId,
+        trialIndex: indexOf.get(e.trialId) ?? -1,
+        checkpointId: e.checkpointId,
+        benchmark: e.benchmark,
+        language: e.language,
+        metric: e.metric,
+        value: e.value,
+        n: e.n,
+        createdAt: e.createdAt.toISOString(),
+      })),
+    };
   });
 
   app.post('/runs/:id/cancel', { schema: cancelRunSchema }, async (req, reply) => {

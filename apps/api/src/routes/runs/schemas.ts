@@ -179,3 +179,34 @@ export const cancelRunSchema = {
     ...errorResponses,
   },
 };
+
+export const getEvaluationsSchema = {
+  tags: ['runs'],
+  summary: "Evaluation results of a run's trials",
+  description:
+    'One row per (trial, checkpoint, benchmark, language, metric): reward gap per language, MultiJail/CSRT attack success rate per language (and "avg"), utility perplexity (en, zh).',
+  params: RunIdParams,
+  querystring: Type.Object(
+    { benchmark: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })) },
+    { additionalProperties: false },
+  ),
+  response: {
+    200: Type.Object({
+      runId: Uuid,
+      evaluations: Type.Array(
+        Type.Object({
+          trialId: Uuid,
+          trialIndex: Type.Integer(),
+          checkpointId: Type.Union([Uuid, Type.Null()]),
+          benchmark: Type.String(),
+          language: Type.String(),
+          metric: Type.String(),
+          value: Type.Number(),
+          n: Type.Integer(),
+          createdAt: Type.String({ format: 'date-time' }),
+        }),
+      ),
+    }),
+    ...errorResponses,
+  },
+};
