@@ -175,6 +175,7 @@ const DONE = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED', 'STOPPED']);
 const bar = (f, w = 18) => `[${'#'.repeat(Math.round(f * w)).padEnd(w, '.')}]`;
 let drawn = 0;
 let lastPlain = '';
+let lastPrinted = 0;
 for (;;) {
   const views = await Promise.all(runs.map((r) => api('GET', `/runs/${r.id}`)));
   const lines = [];
@@ -197,9 +198,13 @@ for (;;) {
     for (const l of [header, ...lines]) process.stdout.write(`\x1b[2K${l}\n`);
     drawn = lines.length + 1;
   } else {
-    const plain = lines.map((l) => l.replace(/\[[#.]+\]/, '')).join('\n');
-    if (plain !== lastPlain) say(`${header}\n${plain}`);
-    lastPlain = plain;
+    // Without a terminal: a snapshot when a trial changes status, and every 30 s.
+    const statuses = views.map((v) => v.trials.map((t) => t.status).join()).join('|');
+    if (statuses !== lastPlain || Date.now() - lastPrinted > 30_000) {
+      say(`${header}\n${lines.map((l) => l.replace(/\[[#.]+\] /, '')).join('\n')}`);
+      lastPlain = statuses;
+      lastPrinted = Date.now();
+    }
   }
   const allTrials = views.flatMap((v) => v.trials);
   if (
@@ -237,7 +242,7 @@ for (const r of results) {
   const hp = Object.entries(r.best.hyperparameters)
     .map(([k, x]) => `${k.replace('training.', '')}=${x}`)
     .join(', ');
-  say(`${r.label} (best trial #${r.best.index}: ${hp})`);
+  say(`${r.label}, best trial #${r.best.index} (${hp}):`);
   say(`  lang   RG before  RG after   ASR before  ASR after`);
   for (const l of langs)
     say(

@@ -200,6 +200,9 @@ function skipped(reason: string): Outcome {
  * gap reads MPO-format data: the run's own when it is MPO JSON, else the
  * CLI's default. Paths are confined to the roots again.
  */
+/** The evaluator's own default cutoff (packages/eval parseEvalConfig). */
+export const EVAL_MIN_CUTOFF = 512;
+
 export function evalConfig(
   d: EvalJobData,
   weights: string,
@@ -220,8 +223,10 @@ export function evalConfig(
     languages: d.languages,
     maxPrompts: d.maxPrompts,
     judge: d.judge,
-    // The evaluator needs room for a prompt and a few generated tokens.
-    cutoff: Math.max(8, d.cutoff),
+    // Evaluation scores whole held-out pairs: a training cutoff (often short on
+    // small models) would drop long-script languages and make the "after"
+    // numbers incomparable with a baseline evaluated at the evaluator's default.
+    cutoff: Math.max(EVAL_MIN_CUTOFF, d.cutoff),
     device: d.slots.device === 'cpu' ? 'cpu' : 'cuda:0',
     threads: 1,
     ...(data ? { data: { path: data } } : {}),
