@@ -110,6 +110,13 @@ describe('GET /metrics', () => {
     expect(res.body).toMatch(/mpo_dependency_up\{dependency="postgres"\} 1/);
     expect(res.body).toMatch(/mpo_outbox_pending 0/);
     expect(res.body).toMatch(/mpo_runs_created_total \d+/);
+    for (const gauge of [
+      'mpo_job_duration_seconds',
+      'mpo_trainer_tokens_per_second',
+      'mpo_allreduce_bus_bandwidth_gbps',
+    ]) {
+      expect(res.body).toContain(`# TYPE ${gauge} gauge`);
+    }
   });
 });
 
@@ -126,6 +133,7 @@ describe('GET /docs', () => {
         '/runs',
         '/runs/{id}',
         '/runs/{id}/cancel',
+        '/runs/{id}/evaluations',
         '/runs/{id}/metrics',
         '/tokens',
         '/tokens/{id}',

@@ -112,6 +112,22 @@ export class MetricRepository {
     await this.prisma.$executeRaw`ANALYZE "Metric"`;
   }
 
+  /**
+   * The latest value of metric `name` of every RUNNING trial (one index probe
+   * per trial on (trialId, name, step)): what the trainers report right now.
+   */
+  async latestOfRunningTrials(name: string): Promise<{ trialId: string; value: number; step: number }[]> {
+    return this.prisma.$queryRaw<{ trialId: string; value: number; step: number }[]>`
+      SELECT t.id AS "trialId", m.value, m.step
+      FROM "Trial" t
+      CROSS JOIN LATERAL (
+        SELECT value, step FROM "Metric"
+        WHERE "trialId" = t.id AND name = ${name}
+        ORDER BY step DESC LIMIT 1
+      ) m
+      WHERE t.status = 'RUNNING'`;
+  }
+
   async count(trialId: string): Promise<number> {
     return this.prisma.metric.count({ where: { trialId } });
   }

@@ -211,3 +211,27 @@ describe('tokens', () => {
     expect(await db.tokens.verify(secret)).toBeNull();
   });
 });
+
+describe('latest metrics of running trials', () => {
+  it('returns each running trial’s newest value and ignores trials not running', async () => {
+    const { run } = await newRun(3);
+    const [a, b, c] = run.trials.map((t) => t.id) as [string, string, string];
+    await db.runs.updateTrial(a, { status: 'RUNNING' });
+    await db.runs.updateTrial(b, { status: 'RUNNING' });
+    await db.runs.updateTrial(c, { status: 'SUCCEEDED' });
+    await db.metrics.append([
+      { trialId: a, step: 1, name: 'tokensPerSec', value: 50 },
+      { trialId: a, step: 2, name: 'tokensPerSec', value: 100 },
+      { trialId: b, step: 7, name: 'tokensPerSec', value: 300 },
+      { trialId: b, step: 8, name: 'loss', value: 1 },
+      { trialId: c, step: 9, name: 'tokensPerSec', value: 999 },
+    ]);
+    const rows = (await db.metrics.latestOfRunningTrials('tokensPerSec')).filter((r) =>
+      [a, b, c].includes(r.trialId),
+    );
+    expect(rows.sort((x, y) => x.value - y.value)).toEqual([
+      { trialId: a, value: 100, step: 2 },
+      { trialId: b, value: 300, step: 7 },
+    ]);
+  });
+});

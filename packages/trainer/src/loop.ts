@@ -205,7 +205,12 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     let tm = performance.now();
     let stopFlag = (await input.hooks?.shouldStop?.()) ? 1 : 0;
     if (comm && worldSize > 1) {
-      await comm.allReduceSum(model.gradBuffer());
+      const grads = model.gradBuffer();
+      const tg = performance.now();
+      await comm.allReduceSum(grads);
+      // nccl-tests' bus bandwidth: bytes · 2(n−1)/n per second, comparable across world sizes.
+      const sec = (performance.now() - tg) / 1000;
+      metrics['allreduce/busbw_gbps'] = (grads.byteLength * ((2 * (worldSize - 1)) / worldSize)) / sec / 1e9;
       // Loss and tokens summed over ranks; any rank asking to stop stops all.
       const v = new Float32Array([loss, tokens, stopFlag]);
       await comm.allReduceSum(v);

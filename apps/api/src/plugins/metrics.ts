@@ -1,6 +1,7 @@
 // Prometheus metrics on GET /metrics (prom-client, one registry per app so
 // several apps can live in one process in tests): HTTP durations, queue
-// depths, trials by status, trial outcomes, outbox backlog and failures, and
+// depths, job durations, trials by status, trial outcomes, training tokens/s
+// and all-reduce bandwidth of running trials, outbox backlog and failures, and
 // whether Redis and Postgres answer. Gauges that need Redis or Postgres are
 // read at scrape time and skipped (not failed) when the dependency is away.
 import { ALL_QUEUES } from '@mpo/queue';
@@ -142,6 +143,62 @@ export default fp(
         }
       },
     });
+    new Gauge({
+      name: 'mpo_job_duration_seconds',
+      help: 'Run time (processedOn → finishedOn) of the last 100 completed jobs per queue, as quantiles',
+      labelNames: ['queue', 'quantile'] as const,
+      registers: [register],
+      async collect() {
+        try {
+          await Promise.all(
+            ALL_QUEUES.map(async (queue) => {
+              const jobs = await app.queues.byName.get(queue)!.getJobs(['completed'], 0, 99);
+              const secs = jobs
+                .filter((j) => j.finishedOn && j.processedOn)
+                .map((j) => (j.finishedOn! - j.processedOn!) / 1000)
+                .sort((a, b) => a - b);
+              if (secs.length === 0) return;
+              for (const q of [0.5, 0.9, 0.99]) {
+                this.set(
+                  { queue, quantile: String(q) },
+                  secs[Math.min(secs.length - 1, Math.floor(q * secs.length))]!,
+                );
+              }
+            }),
+          );
+        } catch {
+          // Redis away: mpo_dependency_up says so.
+        }
+      },
+    });
+    // What running trainers report each step (metric rows the workers write).
+    const running = (name: string, metric: string, help: string, reduce: 'sum' | 'mean') =>
+      new Gauge({
+        name,
+        help,
+        registers: [register],
+        async collect() {
+          try {
+            const rows = await app.db.metrics.latestOfRunningTrials(metric);
+            const total = rows.reduce((a, r) => a + r.value, 0);
+            this.set(reduce === 'sum' ? total : rows.length ? total / rows.length : 0);
+          } catch {
+            // Postgres away: mpo_dependency_up says so.
+          }
+        },
+      });
+    running(
+      'mpo_trainer_tokens_per_second',
+      'tokensPerSec',
+      'Training throughput summed over running trials (each trial’s latest step)',
+      'sum',
+    );
+    running(
+      'mpo_allreduce_bus_bandwidth_gbps',
+      'allreduce/busbw_gbps',
+      'Gradient all-reduce bus bandwidth (nccl-tests definition), mean over running multi-rank trials',
+      'mean',
+    );
     new Gauge({
       name: 'mpo_outbox_pending',
       help: 'Outbox rows not yet published to Redis',
