@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { availableParallelism, constants } from 'node:os';
 import { createInterface } from 'node:readline';
 import { formatCoreList, groupNameFromJobId, parseCoreList } from './group.js';
@@ -169,6 +169,11 @@ export function launchRanks(opts: LaunchOptions): LaunchedRanks {
     if (exits.every((e) => e !== undefined)) {
       clearTimeout(graceTimer);
       clearTimeout(killTimer);
+      // The ranks unlink the segment themselves once joined, or when a join fails; only a group
+      // whose members all died during the join can leave it behind. Nobody uses it any more.
+      try {
+        rmSync(`/dev/shm/mpo-ar-${group}`, { force: true });
+      } catch {}
       const all = exits as RankExit[];
       const result: LaunchResult = { exits: all, exitCode: exitCodeOf(all, firstFailed) };
       if (firstFailed !== undefined) result.firstFailed = firstFailed;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Json, run } from './helpers.js';
+import { type Json, run, shmLeftovers } from './helpers.js';
 
 // sizes: 1, odd (direct path), odd and larger than one round's window (reduce-scatter/all-gather)
 const SIZES = '1,7,12345,70001,300007';
@@ -14,6 +14,7 @@ async function correct(ranks: number, env: NodeJS.ProcessEnv = {}) {
   // every rank ends with bit-identical buffers
   const hashes = results.map((res) => JSON.stringify(res.hashes));
   expect(new Set(hashes).size).toBe(1);
+  expect(shmLeftovers(r.launched.group)).toEqual([]);
   return results;
 }
 

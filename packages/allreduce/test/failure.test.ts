@@ -53,7 +53,9 @@ describe('failures', () => {
     for (const rank of [0, 1]) {
       const res = lines[rank]?.at(-1);
       // (on a very loaded machine rank 1 may be late too: "ranks 1, 2 never joined")
-      expect(res?.joinError).toMatch(/timed out after 3000 ms joining group '.*': ranks? (1, )?2 never joined/);
+      expect(res?.joinError).toMatch(
+        /timed out after 3000 ms joining group '.*': ranks? (1, )?2 never joined/,
+      );
     }
     expect(lines[2]).toEqual([]);
     expect(shmLeftovers(r.launched.group)).toEqual([]);
@@ -73,5 +75,21 @@ describe('failures', () => {
     r.launched.kill('SIGKILL');
     await r.done;
     expect(await waitUntil(() => shmLeftovers(r.launched.group).length === 0, 1000)).toBe(true);
+  });
+});
+
+describe('launcher cleanup', () => {
+  it('removes the segment of a group whose members all died while joining', async () => {
+    const r = run({
+      ranks: 2,
+      env: { MPO_TEST_SCENARIO: 'join-only', MPO_TEST_TIMEOUT_MS: '60000' },
+      command: 'sh',
+      args: ['-c', `[ "$RANK" = 1 ] && kill -9 $$; exec "${process.execPath}" "$0"`, rankScript],
+    });
+    // rank 0 creates the segment and waits for rank 1, which is gone
+    expect(await waitUntil(() => shmLeftovers(r.launched.group).length === 1, 20_000)).toBe(true);
+    process.kill(r.launched.ranks[0]?.pid as number, 'SIGKILL');
+    await r.done;
+    expect(shmLeftovers(r.launched.group)).toEqual([]);
   });
 });

@@ -68,9 +68,11 @@ describe('launcher', () => {
     },
   );
 
-  it('GPU hosts: one CUDA_VISIBLE_DEVICES id per rank, no CPU pinning', async () => {
-    const r = run({ ranks: 2, args: [report], devices: { kind: 'gpu', ids: [3, 5] } });
+  it('GPU hosts: one CUDA_VISIBLE_DEVICES id per rank, no CPU pinning; group from the job id', async () => {
+    const r = run({ ranks: 2, args: [report], devices: { kind: 'gpu', ids: [3, 5] }, jobId: 'job/17' });
+    expect(r.launched.group).toBe(groupNameFromJobId('job/17'));
     const reps = await reportLines(r, 2);
+    expect(reps.map((x) => x.group)).toEqual([r.launched.group, r.launched.group]);
     expect(reps.map((x) => x.cuda)).toEqual(['3', '5']);
     expect(reps.map((x) => x.cores)).toEqual([null, null]);
     expect((await r.done).exitCode).toBe(0);
