@@ -131,7 +131,15 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
   let stopped = false;
   while (step < totalSteps) {
     const t0 = performance.now();
-    const timing = { data: 0, forward: 0, objective: 0, backward: 0, allreduce: 0, optimizer: 0 };
+    const timing = {
+      data: 0,
+      forward: 0,
+      objective: 0,
+      backward: 0,
+      accumulate: 0,
+      allreduce: 0,
+      optimizer: 0,
+    };
     if (cursor >= n) {
       epoch += 1;
       cursor = 0;
@@ -141,7 +149,9 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     cursor += globalBatch.length;
     const local = shard(globalBatch, rank, worldSize);
 
+    const tz = performance.now();
     model.zeroGrad();
+    timing.optimizer += performance.now() - tz;
     // Each micro-batch's gradient is formed alone and then added to an
     // accumulator, so the sum has the same shape — ((G1 + G2) + G3)... — as the
     // all-reduce across ranks that each hold one micro-batch: one rank with k
@@ -192,13 +202,15 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
         if (g) await model.backward(handle, scaleGrads(g, scale));
         else model.release(handle);
       }
+      timing.backward += performance.now() - tm;
+      tm = performance.now();
       if (microBatches.length > 1) {
         const g = model.gradBuffer();
         if (acc === null) acc = Float32Array.from(g);
         else for (let i = 0; i < acc.length; i++) acc[i]! += g[i]!;
         model.zeroGrad();
       }
-      timing.backward += performance.now() - tm;
+      timing.accumulate += performance.now() - tm;
     }
     if (acc !== null) model.gradBuffer().set(acc);
 

@@ -36,7 +36,7 @@ export interface StepRecord {
   /** Mean target-language reward gap of the batch, and per language. */
   rgTarget?: number;
   rgByLanguage: Record<string, number>;
-  /** Time split of the step, seconds (data, forward, objective, backward, allreduce, optimizer). */
+  /** Time split of the step, seconds (data, forward, objective, backward, accumulate, allreduce, optimizer). */
   timing: Record<string, number>;
 }
 
