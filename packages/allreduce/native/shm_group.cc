@@ -184,6 +184,20 @@ MPO_KERNEL void kDivide(float* __restrict acc, size_t n, float d) {
   for (size_t i = 0; i < n; ++i) acc[i] /= d;
 }
 
+// Two f32 sources, fused: out = (a + b) * scale (scale 1 or 0.5, both exact), to one or two outputs.
+MPO_KERNEL void kSum2(float* __restrict outL, float* __restrict outT, const float* __restrict a,
+                      const float* __restrict b, size_t n, float scale) {
+  if (outT) {
+    for (size_t i = 0; i < n; ++i) {
+      float v = (a[i] + b[i]) * scale;
+      outL[i] = v;
+      outT[i] = v;
+    }
+  } else {
+    for (size_t i = 0; i < n; ++i) outL[i] = (a[i] + b[i]) * scale;
+  }
+}
+
 // One source of a reduction: f32 or bf16 memory; `quantize` rounds an f32 source to bf16 first
 // (a rank's own contribution under bf16 transport, so that the result does not depend on which
 // rank owns a piece).
@@ -195,6 +209,14 @@ struct Src {
 
 // out[i] = op(sum_q src_q[i]); written to outF32 (may be null) and/or outT (transport format).
 void reduceInto(const Src* srcs, int n, size_t len, ReduceOp op, Transport t, float* outF32, void* outT) {
+  if (n == 2 && t == Transport::F32 && outF32 && !srcs[0].bf16 && !srcs[1].bf16 && !srcs[0].quantize &&
+      !srcs[1].quantize) {
+    // the common case (2 ranks, f32): one pass instead of block passes; same rounding as below
+    // (a + b, then * 0.5 for avg, which is exact)
+    kSum2(outF32, static_cast<float*>(outT), static_cast<const float*>(srcs[0].p),
+          static_cast<const float*>(srcs[1].p), len, op == ReduceOp::Avg ? 0.5f : 1.0f);
+    return;
+  }
   alignas(64) float acc[kBlock];
   const bool pow2 = (n & (n - 1)) == 0;
   for (size_t off = 0; off < len; off += kBlock) {
