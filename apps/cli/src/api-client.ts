@@ -3,7 +3,7 @@
 // MPO_ADMIN_TOKEN). Every failure becomes a CliError with a distinct exit code.
 import { CliError, ExitCode } from './exit-codes.js';
 
-export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
+export const DEFAULT_API_URL = 'http://127.0.0.1:3000';
 
 export interface ApiOptions {
   url?: string;
