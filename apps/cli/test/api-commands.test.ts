@@ -1,0 +1,147 @@
+// The CLI against a real API process (real Postgres and Redis): submit, watch,
+// metrics --csv, queues, report, and the exit code of every kind of error.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { createDb, type Db } from '@mpo/db';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mpo, repoRoot, tmp, writeJson } from './helpers.js';
+
+const token = `cli-test-${randomUUID()}`;
+let api: ChildProcess;
+let url: string;
+let db: Db;
+let env: NodeJS.ProcessEnv;
+
+const freePort = () =>
+  new Promise<number>((res) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => res(port));
+    });
+  });
+
+beforeAll(async () => {
+  const port = await freePort();
+  url = `http://127.0.0.1:${port}`;
+  api = spawn(process.execPath, [join(repoRoot, 'apps/api/dist/main.js')], {
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      MPO_ADMIN_TOKEN: token,
+      MPO_QUEUE_PREFIX: `mpo-cli-test-${randomUUID().slice(0, 8)}`,
+      LOG_LEVEL: 'warn',
+    },
+    stdio: 'ignore',
+  });
+  for (let i = 0; i < 150; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  db = createDb();
+  env = { MPO_API_URL: url, MPO_TOKEN: token };
+});
+afterAll(async () => {
+  api?.kill('SIGTERM');
+  await db?.close();
+});
+
+const spec = (over: Record<string, unknown> = {}) => ({
+  name: `cli-${randomUUID().slice(0, 8)}`,
+  model: 'builtin:tiny-multilingual',
+  data: 'builtin:mpo-llama',
+  dominantLanguage: 'en',
+  targetLanguages: ['zh', 'sw'],
+  method: 'mpo',
+  search: { strategy: 'grid', space: { beta: [1, 1.5] }, metric: 'heldout/reward_gap_mean', mode: 'max' },
+  eval: { benchmarks: ['multijail'] },
+  training: { steps: 10 },
+  ...over,
+});
+
+describe('mpo runs / queues / report against the API', () => {
+  it('submits a run, exports its metrics as CSV, watches it to the end and reports it', async () => {
+    const dir = tmp('api');
+    const sub = await mpo(['runs', 'submit', writeJson(dir, 'spec.json', spec())], { env });
+    expect(sub.stderr).toMatch(/2 trials queued/);
+    expect(sub.code).toBe(0);
+    const id = sub.stdout.trim();
+    const run = await db.runs.get(id);
+    const [t0, t1] = run.trials.map((t) => t.id) as [string, string];
+    await db.metrics.append([
+      { trialId: t0, step: 1, name: 'loss', value: 0.5 },
+      { trialId: t0, step: 2, name: 'loss', value: 0.25 },
+      { trialId: t1, step: 1, name: 'rg', language: 'zh', value: 0.125 },
+    ]);
+    const csv = await mpo(['runs', 'metrics', id, '--csv'], { env });
+    expect(csv.code).toBe(0);
+    expect(csv.stdout.trim().split('\n')).toEqual(
+      expect.arrayContaining([
+        'trial,name,language,step,value',
+        '0,loss,,1,0.5',
+        '0,loss,,2,0.25',
+        '1,rg,zh,1,0.125',
+      ]),
+    );
+
+    for (const [t, v] of [
+      [t0, 0.1],
+      [t1, 0.3],
+    ] as const)
+      await db.runs.updateTrial(t, { status: 'SUCCEEDED', currentStep: 10, bestMetric: v });
+    const watch = await mpo(['runs', 'watch', id, '--interval', '0.2'], { env });
+    expect(watch.code).toBe(0);
+    expect(watch.stdout).toContain('"status":"SUCCEEDED"');
+
+    await db.artifacts.recordEvaluations([
+      { trialId: t1, benchmark: 'multijail', language: 'zh', metric: 'asr', value: 0.5, n: 4 },
+      { trialId: t1, benchmark: 'multijail', language: 'avg', metric: 'asr', value: 0.5, n: 4 },
+    ]);
+    const baseline = join(dir, 'baseline.json');
+    writeFileSync(
+      baseline,
+      JSON.stringify([{ benchmark: 'multijail', language: 'zh', metric: 'asr', value: 1, n: 4 }]),
+    );
+    const report = await mpo(['report', id, '--baseline', baseline], { env });
+    expect(report.code).toBe(0);
+    expect(report.stdout).toContain('| MPO | 50.0 | 50.0 |');
+    expect(report.stdout).toContain('| Base model | 100.0 |');
+
+    const queues = await mpo(['queues'], { env });
+    expect(queues.code).toBe(0);
+    expect(queues.stdout).toMatch(/^queue\s+waiting/m);
+    expect(queues.stdout).toMatch(/^train-cpu\s+\d+/m);
+  });
+
+  it('gives every kind of error its own exit code and a clear message', async () => {
+    const dir = tmp('errors');
+    const bad = await mpo(
+      ['runs', 'submit', writeJson(dir, 'bad.json', spec({ method: 'ppo', training: { steps: 0 } }))],
+      { env },
+    );
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toMatch(/400/);
+    expect(bad.stderr).toMatch(/method/);
+    expect(bad.stderr).toMatch(/training\.steps/);
+
+    const missing = await mpo(['runs', 'watch', randomUUID()], { env });
+    expect(missing.code).toBe(4);
+    expect(missing.stderr).toMatch(/404/);
+
+    const denied = await mpo(['runs', 'list'], { env: { ...env, MPO_TOKEN: 'wrong' } });
+    expect(denied.code).toBe(5);
+    expect(denied.stderr).toMatch(/401/);
+
+    const down = await mpo(['queues'], { env: { ...env, MPO_API_URL: 'http://127.0.0.1:9' } });
+    expect(down.code).toBe(6);
+    expect(down.stderr).toMatch(/cannot reach the API at http:\/\/127\.0\.0\.1:9/);
+
+    expect((await mpo(['runs', 'frobnicate'], { env })).code).toBe(2);
+    expect((await mpo(['runs', 'submit', join(dir, 'none.json')], { env })).code).toBe(4);
+  });
+});
