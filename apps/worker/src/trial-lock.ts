@@ -3,8 +3,9 @@
 // child training while the job is handed to another agent; two trainers
 // writing one checkpoint folder would corrupt it. So the agent that runs a
 // trial also holds <trialDir>/.agent-lock, and another agent takes the
-// folder only when that owner is gone: its pid is dead (same host), or its
-// heartbeat has expired (another host).
+// folder only when that owner is gone: its pid is dead or belongs to a later
+// process (same host: a restarted container has the same host name and pid),
+// or its heartbeat has expired (another host).
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +14,8 @@ export interface LockOwner {
   agentId: string;
   host: string;
   pid: number;
+  /** Random per process start: a restarted container reuses host name and pid (often 1), never this. */
+  instance?: string;
   jobId: string;
   token: string;
   at: number;
@@ -21,6 +24,15 @@ export interface LockOwner {
 export type LockResult = { ok: true; release: () => void } | { ok: false; owner: LockOwner };
 
 export const LOCK_FILE = '.agent-lock';
+
+/** This process's start: tells a lock we hold from one left by an earlier process with our pid. */
+export const PROCESS_INSTANCE = randomUUID();
+
+/** Whether the holder of a lock on this host still runs. */
+export function holderAlive(held: LockOwner): boolean {
+  if (held.pid === process.pid) return held.instance === PROCESS_INSTANCE;
+  return pidAlive(held.pid);
+}
 
 export function pidAlive(pid: number): boolean {
   try {
@@ -46,7 +58,7 @@ export async function acquireTrialLock(
 ): Promise<LockResult> {
   mkdirSync(trialDir, { recursive: true });
   const path = join(trialDir, LOCK_FILE);
-  const owner: LockOwner = { ...me, token: randomUUID(), at: Date.now() };
+  const owner: LockOwner = { ...me, instance: PROCESS_INSTANCE, token: randomUUID(), at: Date.now() };
   const body = JSON.stringify(owner);
   const release = () => {
     if (readOwner(path)?.token === owner.token) {
@@ -64,7 +76,7 @@ export async function acquireTrialLock(
   const held = readOwner(path);
   if (held) {
     const alive =
-      held.host === me.host ? pidAlive(held.pid) : await agentAlive(held.agentId).catch(() => true);
+      held.host === me.host ? holderAlive(held) : await agentAlive(held.agentId).catch(() => true);
     if (alive) return { ok: false, owner: held };
   }
   // The owner is gone (or the file is unreadable): take the folder over atomically.

@@ -351,6 +351,12 @@ describe('trial folder lock', () => {
     writeFileSync(join(remote, LOCK_FILE), JSON.stringify({ ...me, host: 'h2', token: 't', at: 0 }));
     expect((await acquireTrialLock(remote, me, async () => true)).ok).toBe(false);
     expect((await acquireTrialLock(remote, me, async () => false)).ok).toBe(true);
+
+    // A restarted container: same host, same pid (often 1), but an earlier process start.
+    const restarted = join(s.dir, 'restarted');
+    mkdirSync(restarted);
+    writeFileSync(join(restarted, LOCK_FILE), JSON.stringify({ ...me, instance: 'an-earlier-start', token: 't', at: 0 }));
+    expect((await acquireTrialLock(restarted, me, async () => true)).ok).toBe(true);
   });
 });
 
