@@ -4,7 +4,7 @@
 // and all-reduce bandwidth of running trials, outbox backlog and failures, and
 // whether Redis and Postgres answer. Gauges that need Redis or Postgres are
 // read at scrape time and skipped (not failed) when the dependency is away.
-import { ALL_QUEUES } from '@mpo/queue';
+import { ALL_QUEUES, readAgents } from '@mpo/queue';
 import fp from 'fastify-plugin';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -140,6 +140,91 @@ export default fp(
           }
         } catch {
           // Postgres away: mpo_dependency_up says so.
+        }
+      },
+    });
+    new Gauge({
+      name: 'mpo_queue_oldest_waiting_seconds',
+      help: 'Age of the oldest waiting job per queue (0 when none waits)',
+      labelNames: ['queue'] as const,
+      registers: [register],
+      async collect() {
+        try {
+          const now = Date.now();
+          const oldest = await Promise.all(
+            ALL_QUEUES.map((name) => app.queues.byName.get(name)!.getJobs(['wait'], 0, 0, true)),
+          );
+          ALL_QUEUES.forEach((queue, i) => {
+            const job = oldest[i]![0];
+            this.set({ queue }, job ? Math.max(0, now - job.timestamp) / 1000 : 0);
+          });
+        } catch {
+          // Redis away: mpo_dependency_up says so.
+        }
+      },
+    });
+    // BullMQ's own per-queue totals of finished jobs (workers run with metrics
+    // on); the counter grows by the difference since the last scrape.
+    const finishedSeen = new Map<string, number>();
+    new Counter({
+      name: 'mpo_queue_jobs_finished_total',
+      help: 'Jobs finished per queue, by state (completed | failed), from BullMQ metrics',
+      labelNames: ['queue', 'state'] as const,
+      registers: [register],
+      async collect() {
+        try {
+          for (const queue of ALL_QUEUES) {
+            const q = app.queues.byName.get(queue)!;
+            for (const state of ['completed', 'failed'] as const) {
+              const { meta } = await q.getMetrics(state, 0, 0);
+              const key = `${queue}/${state}`;
+              const delta = meta.count - (finishedSeen.get(key) ?? 0);
+              if (delta > 0) this.inc({ queue, state }, delta);
+              else this.inc({ queue, state }, 0);
+              finishedSeen.set(key, Math.max(meta.count, finishedSeen.get(key) ?? 0));
+            }
+          }
+        } catch {
+          // Redis away: mpo_dependency_up says so.
+        }
+      },
+    });
+    const agents = async () => readAgents(app.queues.redis, app.queues.prefix);
+    new Gauge({
+      name: 'mpo_worker_agents_online',
+      help: 'Worker agents with a live heartbeat',
+      registers: [register],
+      async collect() {
+        try {
+          this.set((await agents()).length);
+        } catch {
+          // Redis away: mpo_dependency_up says so.
+        }
+      },
+    });
+    new Gauge({
+      name: 'mpo_worker_slots',
+      help: 'Device slots of the online agents, by device kind and state (busy | free)',
+      labelNames: ['device', 'state'] as const,
+      registers: [register],
+      async collect() {
+        try {
+          const totals = new Map<string, { busy: number; free: number }>();
+          for (const a of await agents()) {
+            for (const s of a.slots) {
+              const t = totals.get(s.device) ?? { busy: 0, free: 0 };
+              t.busy += s.total - s.free;
+              t.free += s.free;
+              totals.set(s.device, t);
+            }
+          }
+          this.reset();
+          for (const [device, t] of totals) {
+            this.set({ device, state: 'busy' }, t.busy);
+            this.set({ device, state: 'free' }, t.free);
+          }
+        } catch {
+          // Redis away: mpo_dependency_up says so.
         }
       },
     });
