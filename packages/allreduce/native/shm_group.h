@@ -98,7 +98,6 @@ class ShmGroup {
   uint32_t calls_ = 0;       // calls made (small-path parity)
   uint64_t rounds_ = 0;      // reduce-scatter rounds made (staging slot rotation; 64-bit: never wraps)
   bool closed_ = false;
-  std::vector<float> scratch_;  // local (single-rank) helpers
 };
 
 // Process helpers exported by the addon.
