@@ -4,6 +4,8 @@
 // Everything outside the engine (data + objective + accumulate + loop overhead)
 // should stay under 5% of the step.
 // Usage: npm run bench -w @mpo/trainer -- [--pairs 8] [--micro 8] [--threads 2] [--steps 6] [--json]
+// Data-parallel: mpo launch --ranks 2 -- node packages/trainer/dist/bench.js --threads 1 --micro 4
+// (--pairs is the global batch; each rank takes its shard; rank 0 reports global tokens/s).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +16,7 @@ import { trainLoop } from './loop.js';
 import type { TrainableModel } from './model.js';
 import { mulberry32 } from './order.js';
 import { computeReference } from './reference.js';
-import type { StepRecord, TrainExample } from './types.js';
+import type { Communicator, StepRecord, TrainExample } from './types.js';
 
 const { values } = parseArgs({
   options: {
@@ -38,6 +40,17 @@ const examples: TrainExample[] = Array.from({ length: pairs * (steps + 1) }, (_,
   target: pair(),
   dominant: pair(),
 }));
+let comm: (Communicator & { close(): Promise<void> }) | undefined;
+if (Number(process.env.WORLD_SIZE ?? '1') > 1) {
+  const { joinGroupFromEnv } = await import('@mpo/allreduce');
+  const g = await joinGroupFromEnv();
+  comm = {
+    rank: g.rank,
+    worldSize: g.worldSize,
+    allReduceSum: (b) => g.allReduce(b, 'sum'),
+    close: () => g.close(),
+  };
+}
 const objective = getObjective('mpo');
 const model = Model.init(CONFIG_S, { seed: 1, threads });
 const reference = await computeReference(
@@ -73,8 +86,11 @@ await trainLoop({
   loadFrom: async () => model as unknown as TrainableModel,
   reference,
   configHash: 'bench',
+  ...(comm ? { comm } : {}),
   hooks: { onStep: (r) => void records.push(r) },
 });
+await comm?.close();
+if ((comm?.rank ?? 0) !== 0) process.exit(0);
 rmSync(out, { recursive: true, force: true });
 const measured = records.slice(1); // the first step warms up
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -89,6 +105,7 @@ const result = {
   pairs,
   microBatch: Number(values.micro),
   threads,
+  ranks: comm?.worldSize ?? 1,
   secondsPerStep: Number(step.toFixed(4)),
   tokensPerSec: Math.round((4 * pairs * 256) / step),
   split: Object.fromEntries(Object.entries(split).map(([k, v]) => [k, Number(v.toFixed(4))])),
