@@ -8,7 +8,9 @@ import type { Db } from '@mpo/db';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { type AppConfig, loadConfig } from './config.js';
 import { errorBody, errorHandler } from './errors.js';
-import authPlugin from './plugins/auth.js';
+import authPlugin, { SESSION_COOKIE_PATH } from './plugins/auth.js';
+import bullBoardPlugin from './plugins/bull-board.js';
+import dashboardPlugin from './plugins/dashboard.js';
 import dbPlugin from './plugins/db.js';
 import docsPlugin from './plugins/docs.js';
 import metricsPlugin from './plugins/metrics.js';
@@ -17,6 +19,7 @@ import queuesPlugin from './plugins/queues.js';
 import healthRoutes from './routes/health.js';
 import queuesRoutes from './routes/queues/index.js';
 import runsRoutes from './routes/runs/index.js';
+import sessionRoutes from './routes/session/index.js';
 import tokensRoutes from './routes/tokens/index.js';
 
 export interface BuildAppOptions extends Partial<AppConfig> {
@@ -67,6 +70,9 @@ export async function buildApp(opts: BuildAppOptions = {}): Promise<FastifyInsta
   });
   await app.register(queuesRoutes);
   await app.register(tokensRoutes);
+  await app.register(sessionRoutes, { secureCookie: config.secureCookie });
+  await app.register(dashboardPlugin, config.dashboardDir ? { dir: config.dashboardDir } : {});
+  await app.register(bullBoardPlugin, { basePath: SESSION_COOKIE_PATH, readOnly: config.bullBoardReadOnly });
   await app.ready();
   return app;
 }

@@ -32,6 +32,12 @@ export interface AppConfig {
   /** Postgres pool size and connect timeout. */
   dbPoolSize: number;
   dbConnectTimeoutMs: number;
+  /** The built dashboard served at / (default: apps/api/dist/dashboard). */
+  dashboardDir: string | undefined;
+  /** bull-board at /admin/queues without job actions (retry, remove, clean, pause). */
+  bullBoardReadOnly: boolean;
+  /** Mark the bull-board session cookie Secure even on plain-http requests (TLS ends at a proxy). */
+  secureCookie: boolean;
 }
 
 export const ONE_MIB = 1024 * 1024;
@@ -59,5 +65,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     publicDocs: env.MPO_PUBLIC_DOCS === '1',
     dbPoolSize: Number(env.MPO_DB_POOL ?? 10),
     dbConnectTimeoutMs: Number(env.MPO_DB_CONNECT_TIMEOUT_MS ?? 5_000),
+    dashboardDir: env.MPO_DASHBOARD_DIR || undefined,
+    bullBoardReadOnly: env.MPO_BULL_BOARD_READONLY === '1',
+    secureCookie: env.MPO_SECURE_COOKIE === '1',
   };
 }

@@ -135,6 +135,7 @@ describe('GET /docs', () => {
         '/runs/{id}/cancel',
         '/runs/{id}/evaluations',
         '/runs/{id}/metrics',
+        '/session',
         '/tokens',
         '/tokens/{id}',
       ].sort(),

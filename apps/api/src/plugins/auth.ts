@@ -1,7 +1,16 @@
 // Bearer tokens. Every route needs one unless its config says `auth: 'public'`
-// (only /healthz, and /docs when MPO_PUBLIC_DOCS=1); `auth: 'admin'` routes
-// need an admin token. Tokens are looked up by their sha256 and compared in
-// constant time (TokenRepository.verify); the secret is never stored.
+// (only /healthz, the dashboard's static files, and /docs when
+// MPO_PUBLIC_DOCS=1); `auth: 'admin'` routes need an admin token. Tokens are
+// looked up by their sha256 and compared in constant time
+// (TokenRepository.verify); the secret is never stored.
+//
+// Routes whose config says `authCookie: true` (bull-board under /admin/queues,
+// which a browser navigates to and so cannot send a header) also accept the
+// token from the session cookie that `POST /session` sets for admin tokens
+// (HttpOnly, SameSite=Strict, Path=/admin/queues). The cookie carries the
+// token itself, so it is verified on every request exactly like a header
+// (a revoked token stops working at once); state-changing requests
+// authenticated by the cookie must come from the same origin.
 import type { TokenIdentity } from '@mpo/db';
 import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
@@ -10,13 +19,53 @@ import { errorBody } from '../errors.js';
 declare module 'fastify' {
   interface FastifyContextConfig {
     auth?: 'public' | 'token' | 'admin';
+    /** Also accept the token from the session cookie (SESSION_COOKIE). */
+    authCookie?: boolean;
   }
   interface FastifyRequest {
     identity: TokenIdentity | null;
   }
 }
 
-const BEARER = /^Bearer ([A-Za-z0-9._~+/=-]{8,512})$/;
+const TOKEN = '[A-Za-z0-9._~+/=-]{8,512}';
+const BEARER = new RegExp(`^Bearer (${TOKEN})$`);
+const COOKIE_TOKEN = new RegExp(`^${TOKEN}$`);
+
+/** The session cookie: an admin token, for the pages under its path (bull-board). */
+export const SESSION_COOKIE = 'mpo_admin_session';
+export const SESSION_COOKIE_PATH = '/admin/queues';
+export const SESSION_MAX_AGE_S = 8 * 3600;
+
+/** The value of cookie `name` in a Cookie header, or undefined. */
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0 || part.slice(0, eq).trim() !== name) continue;
+    try {
+      return decodeURIComponent(part.slice(eq + 1).trim());
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** A state-changing request from another site (checked for cookie-authenticated requests only). */
+function crossSite(req: FastifyRequest): boolean {
+  if (SAFE_METHODS.has(req.method)) return false;
+  const site = req.headers['sec-fetch-site'];
+  if (site && site !== 'same-origin' && site !== 'none') return true;
+  const origin = req.headers.origin;
+  if (!origin) return false;
+  try {
+    return new URL(origin).host !== req.headers.host;
+  } catch {
+    return true;
+  }
+}
 
 /** The owner filter for repository calls: admins see every run, others their own. */
 export const ownerFilter = (req: FastifyRequest): string | undefined =>
@@ -30,14 +79,25 @@ export default fp(
       if (mode === 'public') return;
       if (opts.publicPrefixes?.some((p) => req.url === p || req.url.startsWith(`${p}/`))) return;
       const header = req.headers.authorization;
-      const m = header ? BEARER.exec(header) : null;
-      if (!m) {
+      let secret = header ? BEARER.exec(header)?.[1] : undefined;
+      let fromCookie = false;
+      if (!header && req.routeOptions.config?.authCookie) {
+        const cookie = readCookie(req.headers.cookie, SESSION_COOKIE);
+        if (cookie && COOKIE_TOKEN.test(cookie)) {
+          secret = cookie;
+          fromCookie = true;
+        }
+      }
+      if (!secret) {
         return reply
           .code(401)
           .header('www-authenticate', 'Bearer')
           .send(errorBody(401, header ? 'malformed Authorization header' : 'a bearer token is required'));
       }
-      const identity = await app.db.tokens.verify(m[1]!);
+      if (fromCookie && crossSite(req)) {
+        return reply.code(403).send(errorBody(403, 'cross-site request refused'));
+      }
+      const identity = await app.db.tokens.verify(secret);
       if (!identity) {
         return reply
           .code(401)

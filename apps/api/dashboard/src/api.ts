@@ -1,0 +1,223 @@
+// The API client: same origin, the bearer token on every call. A 401 means the
+// token is gone or revoked: the app signs out and says why.
+
+export interface Identity {
+  id: string;
+  name: string;
+  isAdmin: boolean;
+  adminCookie: boolean;
+}
+
+export type RunStatus = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
+export type TrialStatus = 'PENDING' | 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'STOPPED' | 'CANCELLED';
+
+export interface RunSummary {
+  id: string;
+  name: string;
+  status: RunStatus;
+  trialCount: number;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  cancelRequestedAt: string | null;
+}
+
+export interface Trial {
+  id: string;
+  index: number;
+  status: TrialStatus;
+  hyperparameters: Record<string, unknown>;
+  attempt: number;
+  currentStep: number;
+  totalSteps: number | null;
+  bestMetric: number | null;
+  stopReason: string | null;
+  stoppedAtRung: number | null;
+  error: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+/** A normalized model or data reference. */
+export type Ref = { kind: 'builtin'; id: string } | { kind: 'path'; path: string } | string;
+
+export interface RunSpecView {
+  method?: string;
+  model?: Ref;
+  data?: Ref[];
+  dominantLanguage?: string;
+  targetLanguages?: string[];
+  search?: {
+    strategy?: 'grid' | 'random' | 'asha';
+    metric?: string;
+    mode?: 'min' | 'max';
+    asha?: { minSteps: number; maxSteps: number; reductionFactor?: number };
+  };
+  resources?: { ranksPerTrial?: number; device?: string };
+  training?: { steps?: number };
+}
+
+export interface Run extends RunSummary {
+  spec: RunSpecView & Record<string, unknown>;
+  objective: { metric: string; mode: string };
+  best: { trialId: string; trialIndex: number; value: number } | null;
+  trials: Trial[];
+}
+
+export interface Series {
+  trialId: string;
+  trialIndex: number;
+  name: string;
+  language: string | null;
+  firstStep: number;
+  lastStep: number;
+  count: number;
+  stride: number;
+  steps: number[];
+  values: number[];
+}
+
+export interface Evaluation {
+  trialId: string;
+  trialIndex: number;
+  benchmark: string;
+  language: string;
+  metric: string;
+  value: number;
+  n: number;
+  createdAt: string;
+}
+
+export interface QueueView {
+  name: string;
+  counts: Record<string, number>;
+  throughput: {
+    source: 'metrics' | 'jobs';
+    completedPerMinute: number[];
+    failedPerMinute: number[];
+    perMinute: number;
+  };
+  oldestWaitingAgeMs: number | null;
+  recentFailures: {
+    jobId: string;
+    name: string;
+    runId: string | null;
+    trialId: string | null;
+    reason: string;
+    attemptsMade: number;
+    failedAt: number | null;
+  }[];
+  workers: number;
+}
+
+export interface Agent {
+  id: string;
+  host: string;
+  pid: number;
+  version: string;
+  startedAt: number;
+  lastSeen: number;
+  queues: string[];
+  slots: { device: string; total: number; free: number; ids?: string[] }[];
+  running: {
+    queue: string;
+    jobId: string;
+    runId: string;
+    trialId: string;
+    slots: { device: string; count: number };
+    assigned?: string[];
+    startedAt: number;
+  }[];
+}
+
+export interface QueuesView {
+  prefix: string;
+  queues: QueueView[];
+  agents: Agent[];
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+async function call<T>(token: string, method: string, path: string): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ApiError(0, 'the API cannot be reached');
+  }
+  const text = await res.text();
+  let body: unknown = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    body = text;
+  }
+  if (!res.ok) {
+    const message = (body as { message?: string } | null)?.message ?? `${res.status} ${res.statusText}`;
+    throw new ApiError(res.status, message);
+  }
+  return body as T;
+}
+
+/** Checks a token (POST /session) before anything else is shown. */
+export const signIn = (token: string) => call<Identity>(token, 'POST', '/session');
+
+/** Forgets the bull-board session cookie. */
+export async function signOut(): Promise<void> {
+  await fetch('/session', { method: 'DELETE', credentials: 'same-origin' }).catch(() => {});
+}
+
+export class Api {
+  constructor(
+    private readonly token: string,
+    private readonly onUnauthorized: (message: string) => void,
+  ) {}
+
+  private async get<T>(path: string, method = 'GET'): Promise<T> {
+    try {
+      return await call<T>(this.token, method, path);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) this.onUnauthorized(err.message);
+      throw err;
+    }
+  }
+
+  queues = () => this.get<QueuesView>('/queues');
+
+  runs = (q: { status?: string; limit: number; offset: number }) => {
+    const p = new URLSearchParams({ limit: String(q.limit), offset: String(q.offset) });
+    if (q.status) p.set('status', q.status);
+    return this.get<{ total: number; limit: number; offset: number; items: RunSummary[] }>(`/runs?${p}`);
+  };
+
+  run = (id: string) => this.get<Run>(`/runs/${encodeURIComponent(id)}`);
+
+  metrics = (id: string, q: { name: string; lang?: string; since?: number; points: number }) => {
+    const p = new URLSearchParams({ name: q.name, points: String(q.points) });
+    if (q.lang) p.set('lang', q.lang);
+    if (q.since !== undefined && q.since >= 0) p.set('since', String(q.since));
+    return this.get<{ series: Series[] }>(`/runs/${encodeURIComponent(id)}/metrics?${p}`);
+  };
+
+  evaluations = (id: string) =>
+    this.get<{ evaluations: Evaluation[] }>(`/runs/${encodeURIComponent(id)}/evaluations`);
+
+  cancel = (id: string) =>
+    this.get<{ status: string; cancelled: number; stopping: number }>(
+      `/runs/${encodeURIComponent(id)}/cancel`,
+      'POST',
+    );
+}
