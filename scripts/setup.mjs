@@ -24,7 +24,8 @@ const run = (cmd, args, opts = {}) => {
 };
 const ok = (cmd, args) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
 
-export const DEBIAN_PACKAGES = ['libtorch-dev', 'libopenblas0-pthread'];
+// chromium: the dashboard's browser tests (apps/api/test/dashboard.e2e.test.ts, driven by playwright-core).
+export const DEBIAN_PACKAGES = ['libtorch-dev', 'libopenblas0-pthread', 'chromium'];
 export const DEFAULT_DATABASE_URL = 'postgresql://root@127.0.0.1:5432/mpo';
 process.env.DATABASE_URL ??= DEFAULT_DATABASE_URL;
 process.env.REDIS_URL ??= 'redis://127.0.0.1:6379';

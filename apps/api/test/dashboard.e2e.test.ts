@@ -1,0 +1,362 @@
+// The ops dashboard in headless Chromium (Debian's chromium driven by
+// playwright-core; no browser is downloaded) against the real API on a free
+// port, with real Redis and Postgres. A worker is simulated the way
+// apps/worker writes: trial rows updated and metric rows appended through
+// @mpo/db, heartbeats and failed jobs in Redis. Screenshots go to
+// apps/api/artifacts/screenshots/.
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createDb, type Db, type MetricInput } from '@mpo/db';
+import { writeHeartbeat } from '@mpo/queue';
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildDashboard } from '../dashboard/build.mjs';
+import { ADMIN_TOKEN, DATABASE_URL, REDIS_URL, spec, testApp, until } from './helpers.js';
+
+const CHROMIUM = process.env.MPO_CHROMIUM ?? '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+export const SCREENSHOTS = join(import.meta.dirname, '..', 'artifacts', 'screenshots');
+
+// As root, `npm test` runs scripts/setup.mjs first, which installs Debian's chromium; only
+// a non-root machine without it skips (it cannot install it).
+/** Pages poll every 2.5 s; give a change a few polls to show on a loaded 2-core machine. */
+const soon = { timeout: 12_000, interval: 100 };
+
+const skip = !existsSync(CHROMIUM) && process.getuid?.() !== 0;
+if (skip)
+  console.warn(
+    `dashboard.e2e: skipped, ${CHROMIUM} is missing and this is not root (install the Debian package: apt-get install chromium, or run npm run setup as root)`,
+  );
+
+describe.skipIf(skip)('the dashboard in headless Chromium', () => {
+  let t: Awaited<ReturnType<typeof testApp>>;
+  let db: Db;
+  let redis: Redis;
+  let browser: Browser;
+  let admin: BrowserContext;
+  let page: Page;
+  let base: string;
+  let userToken: string;
+  let dashboardDir: string;
+  const pageErrors: string[] = [];
+  const shot = (p: Page, name: string) =>
+    p.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+
+  async function newPage(ctx: BrowserContext) {
+    const p = await ctx.newPage();
+    p.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
+    p.on('console', (m) => {
+      // The refused sign-ins are expected 401s; anything else logged as an error is a bug.
+      if (m.type() === 'error' && !/401|403/.test(m.text())) pageErrors.push(`console: ${m.text()}`);
+    });
+    return p;
+  }
+
+  async function signIn(p: Page, token: string) {
+    await p.goto(`${base}/`);
+    await p.getByLabel('API token').fill(token);
+    await p.getByRole('button', { name: 'Sign in' }).click();
+  }
+
+  beforeAll(async () => {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    if (!existsSync(CHROMIUM))
+      throw new Error(
+        `${CHROMIUM} is missing: run \`npm run setup\` as root (it installs Debian's chromium)`,
+      );
+    dashboardDir = (await buildDashboard({ outDir: mkdtempSync(join(tmpdir(), 'mpo-dashboard-e2e-')) }))
+      .outDir;
+    t = await testApp('dashboard', { dashboardDir });
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = t.app.server.address() as { port: number };
+    base = `http://127.0.0.1:${port}`;
+    db = createDb(DATABASE_URL);
+    redis = new Redis(REDIS_URL);
+    userToken = (await db.tokens.issue(`dashboard-e2e user ${randomUUID().slice(0, 8)}`)).secret;
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    admin = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+    page = await newPage(admin);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await t?.cleanup();
+    await db?.close();
+    redis?.disconnect();
+    if (dashboardDir) rmSync(dashboardDir, { recursive: true, force: true });
+  });
+
+  it('refuses a bad token and shows nothing but the sign-in form', async () => {
+    const apiCalls: string[] = [];
+    page.on('request', (r) => {
+      const path = new URL(r.url()).pathname;
+      if (/^\/(runs|queues)/.test(path)) apiCalls.push(path);
+    });
+    await page.goto(`${base}/#/runs`);
+    await expect.poll(() => page.getByLabel('API token').isVisible(), soon).toBe(true);
+    expect(await page.locator('nav').count()).toBe(0);
+
+    await signIn(page, 'not-a-valid-token-42');
+    const error = page.locator('#signin-error');
+    await expect.poll(() => error.textContent(), soon).toContain('Token refused: invalid or revoked token');
+    expect(await page.getByLabel('API token').getAttribute('aria-invalid')).toBe('true');
+    expect(await page.locator('nav, table, #queues, #runs').count()).toBe(0);
+    expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+    expect(apiCalls).toEqual([]);
+    await shot(page, 'signin-refused');
+    page.removeAllListeners('request');
+  });
+
+  it('signs in and shows queue health: counts, throughput, oldest waiting, failures, agents with slots', async () => {
+    // A worker agent with two CPU slots, one busy, and a GPU one, idle.
+    const now = Date.now();
+    await writeHeartbeat(
+      redis,
+      t.prefix,
+      {
+        id: 'agent-e2e-1',
+        host: 'node-a',
+        pid: 4242,
+        version: '0.1.0',
+        startedAt: now - 600_000,
+        lastSeen: now,
+        queues: ['train-cpu', 'eval-cpu'],
+        slots: [
+          { device: 'cpu', total: 2, free: 1, ids: ['0', '1'] },
+          { device: 'gpu', total: 1, free: 1, ids: ['0'] },
+        ],
+        running: [
+          {
+            queue: 'train-cpu',
+            jobId: 'train-x',
+            runId: randomUUID(),
+            trialId: randomUUID(),
+            slots: { device: 'cpu', count: 1 },
+            assigned: ['1'],
+            startedAt: now - 30_000,
+          },
+        ],
+      },
+      300,
+    );
+    // eval-gpu: four jobs done and one failed (with metrics, as agents run their workers), one waiting.
+    const queue = new Queue('eval-gpu', { connection: redis, prefix: t.prefix });
+    for (let i = 0; i < 4; i++) await queue.add('eval', { runId: randomUUID(), trialId: randomUUID() });
+    await queue.add('eval', { runId: randomUUID(), trialId: randomUUID(), fail: true }, { attempts: 1 });
+    const worker = new Worker(
+      'eval-gpu',
+      async (job) => {
+        if (job.data.fail) throw new Error('CUDA out of memory: tried to allocate 2.00 GiB on gpu:0');
+        return 'ok';
+      },
+      {
+        connection: new Redis(REDIS_URL, { maxRetriesPerRequest: null }),
+        prefix: t.prefix,
+        metrics: { maxDataPoints: 60 },
+      },
+    );
+    await until(async () => (await queue.getJobCounts('completed', 'failed')).failed === 1);
+    await worker.close();
+    await worker.connection.close();
+    await queue.add('eval', { runId: randomUUID(), trialId: randomUUID() });
+
+    await signIn(page, ADMIN_TOKEN);
+    const card = page.locator('section[data-queue="eval-gpu"]');
+    await expect
+      .poll(() => card.locator('.reason').first().textContent(), soon)
+      .toContain('CUDA out of memory');
+    expect(await page.locator('section[data-queue]').count()).toBe(5);
+    expect(await card.locator('[data-state="completed"] dd').textContent()).toBe('4');
+    expect(await card.locator('[data-state="failed"] dd').textContent()).toBe('1');
+    expect(await card.locator('[data-state="waiting"] dd').textContent()).toBe('1');
+    expect(await card.locator('.facts').textContent()).toContain('Throughput: 0.8 jobs/min');
+    expect(await card.locator('.oldest').textContent()).toMatch(/Oldest waiting: \d+ s/);
+    expect(Number(await page.locator('#throughput-eval-gpu').getAttribute('data-points'))).toBeGreaterThan(0);
+    const agents = page.locator('#agents');
+    expect(await agents.textContent()).toContain('agent-e2e-1');
+    expect(await agents.locator('[data-device="cpu"]').textContent()).toContain('cpu: 1 busy, 1 free of 2');
+    expect(await agents.locator('[data-device="gpu"]').textContent()).toContain('gpu: 0 busy, 1 free of 1');
+    expect(await agents.locator('.slot.busy').count()).toBe(1);
+    expect(await page.locator('#identity').textContent()).toContain('(admin)');
+    expect(await page.evaluate(() => sessionStorage.length)).toBe(1);
+    await shot(page, 'queues');
+  });
+
+  it("lists runs, opens a run, and shows a running sweep's progress changing live", async () => {
+    const name = `e2e asha ${randomUUID().slice(0, 6)}`;
+    const res = await fetch(`${base}/runs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify(
+        spec({
+          name,
+          search: {
+            strategy: 'asha',
+            space: { beta: { type: 'uniform', min: 0.5, max: 2 } },
+            maxTrials: 3,
+            metric: 'heldout/reward_gap_mean',
+            mode: 'max',
+            asha: { minSteps: 4, maxSteps: 16 },
+          },
+          training: { batchSize: 8, microBatch: 2 },
+        }),
+      ),
+    });
+    expect(res.status).toBe(201);
+    const runId = ((await res.json()) as { id: string }).id;
+    const trials = (await db.runs.get(runId)).trials;
+    const [t0, t1, t2] = [0, 1, 2].map((i) => trials.find((x) => x.index === i)!) as [
+      (typeof trials)[number],
+      (typeof trials)[number],
+      (typeof trials)[number],
+    ];
+
+    await page.getByRole('link', { name: 'Runs', exact: true }).click();
+    await page.getByRole('link', { name }).click();
+    await expect.poll(() => page.locator('#run-title').textContent(), soon).toBe(name);
+    await expect.poll(() => page.locator('#sweep tbody tr').count(), soon).toBe(3);
+    expect(await page.locator('#sweep thead').textContent()).toContain('rung 1 (step 12)');
+    await page.evaluate(() => {
+      (window as unknown as { __sameDocument: boolean }).__sameDocument = true;
+    });
+
+    // A worker starts trial 0 and reports four steps.
+    const rows = (trial: { id: string; index: number }, from: number, to: number): MetricInput[] =>
+      Array.from({ length: to - from + 1 }, (_, i) => from + i).flatMap((step) => {
+        const k = 1 + 0.3 * trial.index;
+        return [
+          { trialId: trial.id, step, name: 'loss', value: k / step + 0.1 },
+          { trialId: trial.id, step, name: 'rg/target', value: (0.05 * step) / k },
+          { trialId: trial.id, step, name: 'rg', language: 'zh', value: (0.04 * step) / k },
+          { trialId: trial.id, step, name: 'rg', language: 'ko', value: (0.06 * step) / k },
+        ];
+      });
+    await db.runs.setStatus(runId, 'RUNNING');
+    await db.runs.updateTrial(t0.id, { status: 'RUNNING', currentStep: 4, startedAt: new Date() });
+    await db.metrics.append(rows(t0, 1, 4));
+    const step0 = page.locator('#sweep tr[data-trial="0"] .step');
+    await expect.poll(() => step0.textContent(), soon).toContain('4 / 16');
+    await expect.poll(() => page.locator('#chart-loss').getAttribute('data-points'), soon).toBe('4');
+    await shot(page, 'run-progress-step4');
+
+    // More steps, an ASHA decision at rung 0 stopping trial 1, held-out metrics and evaluations.
+    await db.metrics.append([
+      ...rows(t0, 5, 10),
+      { trialId: t0.id, step: 4, name: 'heldout/reward_gap_mean', value: 0.4 },
+    ]);
+    await db.runs.updateTrial(t0.id, { currentStep: 10, bestMetric: 0.4 });
+    await db.runs.updateTrial(t1.id, { status: 'RUNNING', currentStep: 4, startedAt: new Date() });
+    await db.metrics.append([
+      ...rows(t1, 1, 4),
+      { trialId: t1.id, step: 4, name: 'heldout/reward_gap_mean', value: 0.1 },
+    ]);
+    await db.runs.updateTrial(t1.id, {
+      status: 'STOPPED',
+      bestMetric: 0.1,
+      stoppedAtRung: 0,
+      stopReason: 'ASHA rung 0 (step 4): ranked 2 of 2 on heldout/reward_gap_mean, keeps the top 1',
+      finishedAt: new Date(),
+    });
+    await db.runs.updateTrial(t2.id, { status: 'RUNNING', currentStep: 1, startedAt: new Date() });
+    await db.metrics.append(rows(t2, 1, 1));
+    await db.artifacts.recordEvaluations(
+      ['en', 'zh', 'ko'].flatMap((language, i) => [
+        { trialId: t0.id, benchmark: 'reward-gap', language, metric: 'rg', value: 1.1 - 0.3 * i, n: 20 },
+        { trialId: t0.id, benchmark: 'multijail', language, metric: 'asr', value: 0.1 + 0.2 * i, n: 20 },
+      ]),
+    );
+
+    await expect.poll(() => step0.textContent(), soon).toContain('10 / 16');
+    await expect
+      .poll(() => page.locator('#chart-loss').getAttribute('data-points'), soon)
+      .toBe(String(10 + 4 + 1));
+    await expect.poll(() => page.locator('#chart-objective').getAttribute('data-points'), soon).toBe('2');
+    await expect.poll(() => page.locator('#rg-bars').getAttribute('data-points'), soon).toBe('3');
+    expect(await page.locator('#asr-bars').getAttribute('data-points')).toBe('3');
+    expect(await page.locator('#asr-bars canvas').getAttribute('aria-label')).toContain('ko 0.5');
+    // Sorted by the target metric (max): trial 0, trial 1, then trial 2 without a value.
+    expect(
+      await page
+        .locator('#sweep tbody tr')
+        .evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-trial'))),
+    ).toEqual(['0', '1', '2']);
+    const stopped = page.locator('#sweep tr[data-trial="1"]');
+    expect(await stopped.getAttribute('data-status')).toBe('STOPPED');
+    expect(await stopped.textContent()).toContain('✗ stopped');
+    expect(await stopped.textContent()).toContain('ranked 2 of 2');
+    expect(await page.locator('#run-progress').textContent()).toContain('1 of 3 trials finished');
+    expect(await page.locator('#eval-table').textContent()).toContain('multijail');
+    // Live: the same document all along, no reload.
+    expect(
+      await page.evaluate(() => (window as unknown as { __sameDocument?: boolean }).__sameDocument),
+    ).toBe(true);
+    await shot(page, 'run-live');
+
+    // Cancel from the page.
+    page.once('dialog', (d) => void d.accept());
+    await page.getByRole('button', { name: 'Cancel run' }).click();
+    await expect.poll(() => page.locator('#live').textContent(), soon).toContain('Cancel requested');
+    expect((await db.runs.get(runId)).cancelRequestedAt).not.toBeNull();
+    await expect.poll(() => page.locator('#cancel-note').count(), soon).toBe(1);
+  });
+
+  it('opens bull-board at /admin/queues only for a signed-in admin', async () => {
+    // Not signed in: refused, with a pointer to the sign-in.
+    const anonymous = await browser.newContext();
+    const anon = await newPage(anonymous);
+    const refused = await anon.goto(`${base}/admin/queues`);
+    expect(refused?.status()).toBe(401);
+    expect(await anon.locator('h1').textContent()).toBe('Sign-in required');
+    await shot(anon, 'bull-board-refused');
+    // A user token signs in to the dashboard, but gets no job inspector.
+    await signIn(anon, userToken);
+    await expect.poll(() => anon.locator('#identity').textContent(), soon).toContain('dashboard-e2e user');
+    expect(await anon.locator('#bull-board-link').count()).toBe(0);
+    expect((await anon.goto(`${base}/admin/queues`))?.status()).toBe(401);
+    expect((await anonymous.cookies()).length).toBe(0);
+    await anonymous.close();
+
+    // The admin follows the dashboard's link; the session cookie set at sign-in opens it.
+    await page.goto(`${base}/#/queues`);
+    await page.locator('#bull-board-link').click();
+    await page.waitForURL(`${base}/admin/queues`);
+    await expect.poll(() => page.locator('body').textContent(), soon).toContain('train-cpu');
+    await expect.poll(() => page.getByText('No workers').count(), soon).toBeGreaterThan(0); // the overview's cards
+    await shot(page, 'bull-board');
+    // Job level: the failed eval job with its reason.
+    await page.goto(`${base}/admin/queues/queue/eval-gpu?status=failed`);
+    await expect.poll(() => page.locator('body').textContent(), soon).toContain('CUDA out of memory');
+    await shot(page, 'bull-board-failed-job');
+    const [cookie] = await admin.cookies();
+    expect(cookie).toMatchObject({
+      name: 'mpo_admin_session',
+      httpOnly: true,
+      sameSite: 'Strict',
+      path: '/admin/queues',
+    });
+
+    // Signing out clears it.
+    await page.goto(`${base}/#/queues`);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await expect.poll(() => page.getByLabel('API token').isVisible(), soon).toBe(true);
+    expect(await admin.cookies()).toEqual([]);
+    expect((await page.goto(`${base}/admin/queues`))?.status()).toBe(401);
+  });
+
+  it('logged no script errors', () => {
+    expect(pageErrors.filter((e) => !/Content Security Policy|fonts\.googleapis/.test(e))).toEqual([]);
+  });
+});
