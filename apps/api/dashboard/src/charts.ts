@@ -40,6 +40,8 @@ export const color = (i: number) => COLORS[i % COLORS.length]!;
 export interface LineSeries {
   label: string;
   points: { x: number; y: number }[];
+  /** Palette slot (default: the series' position); the trial index keeps a trial's colour across charts. */
+  colorIndex?: number;
 }
 
 export interface ChartHandle {
@@ -87,9 +89,9 @@ export function lineChart(opts: { title: string; x: string; y: string; id?: stri
       chart.data.datasets = series.map((s, i) => ({
         label: s.label,
         data: s.points,
-        borderColor: color(i),
-        backgroundColor: color(i),
-        borderDash: DASHES[Math.floor(i / COLORS.length) % DASHES.length] ?? [],
+        borderColor: color(s.colorIndex ?? i),
+        backgroundColor: color(s.colorIndex ?? i),
+        borderDash: DASHES[Math.floor((s.colorIndex ?? i) / COLORS.length) % DASHES.length] ?? [],
         pointRadius: s.points.length === 1 ? 3 : 0,
       }));
       chart.update('none');
@@ -111,7 +113,10 @@ export function lineChart(opts: { title: string; x: string; y: string; id?: stri
 }
 
 export interface BarChart extends ChartHandle {
-  update(labels: string[], datasets: { label: string; values: (number | null)[] }[]): void;
+  update(
+    labels: string[],
+    datasets: { label: string; values: (number | null)[]; colorIndex?: number }[],
+  ): void;
 }
 
 export function barChart(opts: { title: string; y: string; id?: string; yMax?: number }): BarChart {
@@ -151,7 +156,7 @@ export function barChart(opts: { title: string; y: string; id?: string; yMax?: n
       chart.data.datasets = datasets.map((d, i) => ({
         label: d.label,
         data: d.values,
-        backgroundColor: color(i),
+        backgroundColor: color(d.colorIndex ?? i),
       }));
       chart.update('none');
       el.dataset.points = String(datasets.reduce((a, d) => a + d.values.filter((v) => v !== null).length, 0));

@@ -102,7 +102,7 @@ function lines(def: ChartDef, trials: Trial[]) {
           .sort((a, b) => a[0] - b[0])
           .map(([x, a]) => ({ x, y: a.sum / a.n }));
       }
-      return { label: `trial ${t.index}`, points };
+      return { label: `trial ${t.index}`, points, colorIndex: t.index };
     });
 }
 
@@ -421,6 +421,7 @@ export const runView =
             .filter((ti) => sel.some((e) => e.trialIndex === ti))
             .map((ti) => ({
               label: `trial ${ti}`,
+              colorIndex: ti,
               values: langs.map(
                 (l) => sel.find((e) => e.trialIndex === ti && e.language === l)?.value ?? null,
               ),
