@@ -11,8 +11,39 @@
 #include <vector>
 
 #include "ops.h"
+#include "simd.h"
 
 namespace mpo {
+
+namespace {
+
+// Sum of squares of g[i0..i1) in double.
+MPO_CLONES double sumSquares(const float* g, int64_t i0, int64_t i1) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = i0; i < i1; ++i) s += static_cast<double>(g[i]) * g[i];
+  return s;
+}
+
+struct AdamConsts {
+  float c, decay, w1, b2, w2, stepSize, bc2Sqrt, eps;
+};
+
+// One AdamW update of p[i0..i1) (torch's single-tensor arithmetic, see the file comment).
+MPO_CLONES void adamwRange(float* p, const float* g, float* ma, float* va, int64_t i0, int64_t i1, AdamConsts k) {
+#pragma omp simd
+  for (int64_t i = i0; i < i1; ++i) {
+    const float gi = g[i] * k.c;
+    const float pi = p[i] * k.decay;
+    const float mi = ma[i] + k.w1 * (gi - ma[i]);  // lerp, as torch
+    const float vi = k.b2 * va[i] + k.w2 * gi * gi;
+    ma[i] = mi;
+    va[i] = vi;
+    p[i] = pi + -k.stepSize * (mi / (std::sqrt(vi) / k.bc2Sqrt + k.eps));  // addcdiv_ order
+  }
+}
+
+}  // namespace
 
 void ensureOptimizerState(Model& m) {
   if (m.expAvg.defined()) return;
@@ -32,12 +63,7 @@ double gradNorm(Model& m) {
   std::vector<double> part(nb, 0.0);
   const int workers = std::max(1, std::min<int>(m.threads, static_cast<int>(nb)));
   runParallel(workers, workers, 1, false, [&](int, int64_t w) {
-    for (int64_t b = w; b < nb; b += workers) {
-      double s = 0.0;
-      const int64_t e = std::min(n, (b + 1) * block);
-      for (int64_t i = b * block; i < e; ++i) s += static_cast<double>(g[i]) * g[i];
-      part[b] = s;
-    }
+    for (int64_t b = w; b < nb; b += workers) part[b] = sumSquares(g, b * block, std::min(n, (b + 1) * block));
   });
   double s = 0.0;
   for (double p : part) s += p;
@@ -66,15 +92,9 @@ double adamwStep(Model& m, const StepOptions& o) {
     float* va = m.expAvgSq.data_ptr<float>();
     const int64_t n = m.flatParam.numel();
     const int workers = std::max(1, m.threads);
+    const AdamConsts k{c, decay, w1, b2, w2, stepSize, bc2Sqrt, eps};
     runParallel(workers, workers, 1, false, [&](int, int64_t w) {
-      const int64_t i0 = n * w / workers, i1 = n * (w + 1) / workers;
-      for (int64_t i = i0; i < i1; ++i) {
-        const float gi = clip == 1.0 ? g[i] : g[i] * c;
-        p[i] *= decay;
-        ma[i] += w1 * (gi - ma[i]);  // lerp, as torch
-        va[i] = b2 * va[i] + w2 * gi * gi;
-        p[i] += -stepSize * (ma[i] / (std::sqrt(va[i]) / bc2Sqrt + eps));  // addcdiv_ order
-      }
+      adamwRange(p, g, ma, va, n * w / workers, n * (w + 1) / workers, k);
     });
   } else {
     at::NoGradGuard ng;
