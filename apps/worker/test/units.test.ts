@@ -355,7 +355,10 @@ describe('trial folder lock', () => {
     // A restarted container: same host, same pid (often 1), but an earlier process start.
     const restarted = join(s.dir, 'restarted');
     mkdirSync(restarted);
-    writeFileSync(join(restarted, LOCK_FILE), JSON.stringify({ ...me, instance: 'an-earlier-start', token: 't', at: 0 }));
+    writeFileSync(
+      join(restarted, LOCK_FILE),
+      JSON.stringify({ ...me, instance: 'an-earlier-start', token: 't', at: 0 }),
+    );
     expect((await acquireTrialLock(restarted, me, async () => true)).ok).toBe(true);
   });
 });

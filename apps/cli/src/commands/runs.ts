@@ -143,10 +143,11 @@ async function metrics(api: ApiClient, args: string[]) {
   if (values.csv) {
     const quote = (s: string) => (/[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
     const rows = ['trial,name,language,step,value'];
-    for (const s of res.series)
-      s.steps.forEach((step, i) =>
-        rows.push(`${s.trialIndex},${quote(s.name)},${quote(s.language ?? '')},${step},${s.values[i]}`),
-      );
+    for (const s of res.series) {
+      s.steps.forEach((step, i) => {
+        rows.push(`${s.trialIndex},${quote(s.name)},${quote(s.language ?? '')},${step},${s.values[i]}`);
+      });
+    }
     process.stdout.write(`${rows.join('\n')}\n`);
   } else process.stdout.write(`${JSON.stringify(res)}\n`);
   return ExitCode.ok;

@@ -49,7 +49,7 @@ const value = (rows: EvalRow[], benchmark: string, language: string, metric: str
 
 function table(header: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-  return [line(header), line(header.map((h, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
+  return [line(header), line(header.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
 }
 
 /** The trial a run reports: the best by its search metric among trials with evaluations. */
