@@ -67,9 +67,14 @@ void backward(Model& m, GraphHandle& h, const GradRequest& g) {
   const bool cuda = !m.device.is_cpu();
   const int workers = std::min<int>(cuda ? 1 : std::max(1, m.threads), std::max<int>(1, h.chunks.size()));
   // Per-worker accumulation buffers (flat fp32, like flatGrad); worker 0 uses flatGrad itself.
+  // The extra buffers are kept on the model and zeroed lazily by their own worker (in parallel).
   std::vector<at::Tensor> bufs(workers);
   bufs[0] = m.flatGrad;
-  for (int w = 1; w < workers; ++w) bufs[w] = at::zeros_like(m.flatGrad);
+  if (static_cast<int>(m.workerGrads.size()) < workers) m.workerGrads.resize(workers);
+  for (int w = 1; w < workers; ++w) {
+    if (!m.workerGrads[w].defined()) m.workerGrads[w] = at::empty_like(m.flatGrad);
+    bufs[w] = m.workerGrads[w];
+  }
   std::vector<char> used(workers, 0);
 
   runParallel(workers, static_cast<int64_t>(h.chunks.size()), m.threads, false, [&](int w, int64_t ci) {
@@ -86,6 +91,7 @@ void backward(Model& m, GraphHandle& h, const GradRequest& g) {
     if (!g.mean.empty()) add(c.mean, gatherRows(g.mean, c.index, D, c.mean));
     if (!g.meanUnmasked.empty()) add(c.meanUnmasked, gatherRows(g.meanUnmasked, c.index, D, c.meanUnmasked));
     if (!outs.empty()) {
+      if (w > 0 && !used[w]) bufs[w].zero_();
       auto pg = torch::autograd::grad(outs, inputs, grads, /*retain_graph=*/false, /*create_graph=*/false,
                                       /*allow_unused=*/true);
       at::NoGradGuard ng;
@@ -98,9 +104,17 @@ void backward(Model& m, GraphHandle& h, const GradRequest& g) {
     }
     c = ChunkGraph();  // free this chunk's graph and activations now
   });
-  at::NoGradGuard ng;
-  for (int w = 1; w < workers; ++w)
-    if (used[w]) m.flatGrad.add_(bufs[w]);
+  // flatGrad += buffers in worker order, each slice of the flat range on its own thread.
+  bool any = false;
+  for (int w = 1; w < workers; ++w) any |= used[w] != 0;
+  if (!any) return;
+  const int64_t P = m.flatGrad.numel();
+  runParallel(workers, workers, 1, false, [&](int, int64_t t) {
+    const int64_t i0 = P * t / workers, i1 = P * (t + 1) / workers;
+    at::Tensor dst = m.flatGrad.narrow(0, i0, i1 - i0);
+    for (int w = 1; w < workers; ++w)
+      if (used[w]) dst.add_(bufs[w].narrow(0, i0, i1 - i0));
+  });
 }
 
 }  // namespace mpo

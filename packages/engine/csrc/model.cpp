@@ -196,14 +196,19 @@ void Model::weightsChanged() {
 
 void Model::refreshTransposed() {
   if (!lmHeadT.defined()) return;
-  at::NoGradGuard g;
+  // One (W, W^T) pair per task, spread over the worker threads: a strided copy of every weight.
+  std::vector<std::pair<at::Tensor, at::Tensor>> pairs;
   for (auto& L : layers) {
-    L.wqkvT.copy_(L.wqkv.t());
-    L.woT.copy_(L.wo.t());
-    L.wguT.copy_(L.wgu.t());
-    L.wdownT.copy_(L.wdown.t());
+    pairs.emplace_back(L.wqkv, L.wqkvT);
+    pairs.emplace_back(L.wo, L.woT);
+    pairs.emplace_back(L.wgu, L.wguT);
+    pairs.emplace_back(L.wdown, L.wdownT);
   }
-  lmHeadT.copy_(lmHead.t());
+  pairs.emplace_back(lmHead, lmHeadT);
+  runParallel(std::max(1, threads), static_cast<int64_t>(pairs.size()), 1, false, [&](int, int64_t i) {
+    at::NoGradGuard g;
+    pairs[i].second.copy_(pairs[i].first.t());
+  });
 }
 
 void Model::refreshCompute() {

@@ -92,6 +92,7 @@ class Model {
   int threads;
 
   at::Tensor flatParam, flatGrad;  // fp32, on `device`
+  std::vector<at::Tensor> workerGrads;  // backward(): per-worker accumulation buffers (worker >= 1)
   std::vector<HfTensor> hfTensors;
   std::vector<Param> params;
   at::Tensor embed, norm, lmHead;  // lmHead aliases embed when tied
