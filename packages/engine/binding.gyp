@@ -5,7 +5,7 @@
   "variables": {
     "torch_includes%": "/usr/include /usr/include/torch/csrc/api/include",
     "torch_libdir%": "",
-    "torch_cuda%": "0",
+    "torch_cuda%": "no",
     "torch_cxx11_abi%": "",
   },
   "targets": [
@@ -36,7 +36,7 @@
         ["torch_cxx11_abi!=''", {
           "defines": ["_GLIBCXX_USE_CXX11_ABI=<(torch_cxx11_abi)"],
         }],
-        ["torch_cuda=='1'", {
+        ["torch_cuda=='yes'", {
           # --no-as-needed: nothing references libtorch_cuda directly, but loading it is what registers
           # the CUDA kernels.
           "libraries": ["-Wl,--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Wl,--as-needed"],

@@ -43,7 +43,8 @@ function torchVariables() {
   return {
     torch_includes: `${inc} ${join(inc, 'torch/csrc/api/include')}`,
     torch_libdir: lib,
-    torch_cuda: existsSync(join(lib, 'libtorch_cuda.so')) ? '1' : '0',
+    // 'yes'/'no', not '1'/'0': gyp turns numeric strings into integers, and "torch_cuda=='1'" never matched.
+    torch_cuda: existsSync(join(lib, 'libtorch_cuda.so')) ? 'yes' : 'no',
     torch_cxx11_abi: abi,
   };
 }
