@@ -570,6 +570,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   features.Set("openblasThreadsSet", Napi::Boolean::New(env, openblas));
   features.Set("blockedAttention", Napi::Boolean::New(env, mpo::blockedAttentionAvailable()));
   features.Set("mallocTuned", Napi::Boolean::New(env, mallocTuned));
+  features.Set("gemm", Napi::String::New(env, mpo::gemmBackend()));
   exports.Set("features", features);
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
   exports.Set("cudaBuild", Napi::Boolean::New(env,

@@ -133,38 +133,10 @@ void softmaxColsBack(const at::Tensor& PT, at::Tensor& dPT, int64_t Tn, int64_t 
 }
 
 // ---------------------------------------------------------------- blocked path (direct BLAS)
-// When the process has a CBLAS (Debian's libtorch runs on OpenBLAS), each problem is done on its
-// own with small GEMMs over causal blocks of kBlock keys/queries: blocks above the diagonal are
+// With a direct GEMM (blas.h), each problem is done on its own with small GEMMs over causal blocks of kBlock keys/queries: blocks above the diagonal are
 // never computed (10/16 of the attention FLOPs at T = 256), a problem's scores stay in L2 between
 // the GEMMs and the softmax, and O / dO are read and written in the [B, T, Hq*hd] layout of the
 // o_proj input directly (no transposing copies).
-enum CblasOrder { kRowMajor = 101 };
-enum CblasTrans { kNoTrans = 111, kTrans = 112 };
-using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
-using DgemmFn = void (*)(int, int, int, int, int, int, double, const double*, int, const double*, int, double, double*,
-                         int);
-struct Cblas {
-  SgemmFn s = nullptr;
-  DgemmFn d = nullptr;
-  Cblas() {
-    if (const char* off = std::getenv("MPO_ENGINE_NO_BLOCKED_ATTENTION"); off && *off && *off != '0') return;
-    s = reinterpret_cast<SgemmFn>(findSymbol("cblas_sgemm"));
-    d = reinterpret_cast<DgemmFn>(findSymbol("cblas_dgemm"));
-  }
-};
-const Cblas& cblas() {
-  static Cblas c;
-  return c;
-}
-// Row-major C[m,n] = alpha op(A) op(B) + beta C
-inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda,
-                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  cblas().s(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* A, int64_t lda,
-                 const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
-  cblas().d(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-}
 constexpr int64_t kBlock = 64;
 
 // Shapes of one call: N = B*Hkv problems of G query groups over T positions, head size hd.
@@ -234,12 +206,14 @@ void blockedBackward(const Dims& d, int64_t n, const T* q, const T* k, const T* 
 
 }  // namespace
 
-bool blockedAttentionAvailable() { return cblas().s != nullptr; }
+bool blockedAttentionAvailable() { return haveGemm(static_cast<const float*>(nullptr)); }
 
 namespace {
 
 bool blockedAvailable(at::ScalarType t) {
-  return t == at::kFloat ? cblas().s != nullptr : (t == at::kDouble ? cblas().d != nullptr : false);
+  if (const char* off = std::getenv("MPO_ENGINE_NO_BLOCKED_ATTENTION"); off && *off && *off != '0') return false;
+  return t == at::kFloat ? haveGemm(static_cast<const float*>(nullptr))
+                         : (t == at::kDouble ? haveGemm(static_cast<const double*>(nullptr)) : false);
 }
 
 struct CausalAttentionFn : public Function<CausalAttentionFn> {

@@ -2,6 +2,10 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
 namespace mpo {
 
 void* findSymbol(const char* name) {
@@ -14,6 +18,63 @@ void* findSymbol(const char* name) {
   void* p = dlsym(self, name);
   dlclose(self);  // drops the reference RTLD_NOLOAD added
   return p;
+}
+
+namespace {
+
+enum { kRowMajor = 101, kNoTrans = 111, kTrans = 112 };
+using CblasS = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
+using CblasD = void (*)(int, int, int, int, int, int, double, const double*, int, const double*, int, double, double*,
+                        int);
+using DnnlS = int (*)(char, char, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
+                      float*, int64_t);
+
+struct Libs {
+  CblasS cs = nullptr;
+  CblasD cd = nullptr;
+  DnnlS ds = nullptr;
+  Libs() {
+    // MPO_ENGINE_GEMM=aten turns the direct calls off (ATen's matmul everywhere), =cblas skips oneDNN.
+    const char* env = std::getenv("MPO_ENGINE_GEMM");
+    const std::string pick = env ? env : "";
+    if (pick == "aten") return;
+    cs = reinterpret_cast<CblasS>(findSymbol("cblas_sgemm"));
+    cd = reinterpret_cast<CblasD>(findSymbol("cblas_dgemm"));
+    if (pick != "cblas") ds = reinterpret_cast<DnnlS>(findSymbol("dnnl_sgemm"));
+  }
+};
+const Libs& libs() {
+  static Libs l;
+  return l;
+}
+
+}  // namespace
+
+bool haveGemm(const float*) { return libs().ds || libs().cs; }
+bool haveGemm(const double*) { return libs().cd != nullptr; }
+const char* gemmBackend() { return libs().ds ? "onednn" : (libs().cs ? "cblas" : "none"); }
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B,
+          int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (libs().ds) {
+    if (libs().ds(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb, beta, C, ldc) != 0)
+      throw std::runtime_error("dnnl_sgemm failed");
+    return;
+  }
+  if (!libs().cs) throw std::logic_error("no sgemm available");
+  libs().cs(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m), static_cast<int>(n),
+            static_cast<int>(k), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
+            static_cast<int>(ldc));
+}
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* A, int64_t lda,
+          const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (!libs().cd) throw std::logic_error("no dgemm available");
+  libs().cd(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m), static_cast<int>(n),
+            static_cast<int>(k), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
+            static_cast<int>(ldc));
 }
 
 }  // namespace mpo

@@ -11,6 +11,8 @@ namespace mpo {
 
 // Whether the fused CPU kernels handle this tensor (CPU, float32 or float64).
 bool fusedCpu(const at::Tensor& t);
+// Whether linear() multiplies with direct GEMM calls for this dtype (no W^T copy needed).
+bool directGemm(at::ScalarType t);
 
 // transformers' LlamaRMSNorm: normalise in fp32, cast back, multiply by the weight.
 at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& w, double eps);
@@ -18,8 +20,9 @@ at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& w, double eps);
 // SwiGLU on the fused [gate | up] projection: silu(gu[..., :I]) * gu[..., I:].
 at::Tensor swiglu(const at::Tensor& gu, int64_t I);
 
-// y = x W^T (+ b) (+ residual). wT (optional, [in, out] contiguous) is W^T kept by the model so the
-// forward GEMM is a plain NN product; the backward computes dx = dy W and dW = dy^T x directly.
+// y = x W^T (+ b) (+ residual), with the backward dx = dy W, dW = dy^T x done as direct GEMMs
+// (blas.h). Without a direct GEMM, wT ([in, out] contiguous W^T kept by the model) makes ATen's
+// forward product the fast NN variant; wT may be undefined when a direct GEMM exists.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& wT, const at::Tensor& b,
                   const at::Tensor& residual);
 

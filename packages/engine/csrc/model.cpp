@@ -176,7 +176,7 @@ Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
   }
   norm = params[i++].compute;
   lmHead = cfg.tie ? embed : params[i++].compute;
-  if (fusedCpu(embed)) {
+  if (fusedCpu(embed) && !directGemm(dtype)) {  // W^T copies only for ATen's mm (kernels.h)
     auto tOf = [](const at::Tensor& w) { return at::empty({w.size(1), w.size(0)}, w.options().requires_grad(false)); };
     for (auto& L : layers) {
       L.wqkvT = tOf(L.wqkv);

@@ -131,7 +131,7 @@ export interface NativeAddon {
   NativeModel: new (config: NativeConfig, device: string, dtype: string, threads: number) => NativeModel;
   torchVersion: string;
   cudaBuild: boolean;
-  features: { openblasThreadsSet: boolean; blockedAttention: boolean; mallocTuned: boolean };
+  features: { openblasThreadsSet: boolean; blockedAttention: boolean; mallocTuned: boolean; gemm: string };
 }
 
 /** What the loaded addon was built with / found at load time. */

@@ -63,6 +63,30 @@ describe.each(cases)('forward vs float64 reference: %s', (_name, cfg) => {
   });
 });
 
+describe('read-only calls', () => {
+  it('logits, score (no grad) and generate leave the weights untouched (batch of one included)', async () => {
+    const cfg = tinyConfig({
+      architecture: 'Qwen2ForCausalLM',
+      attentionBias: true,
+      tieWordEmbeddings: true,
+    });
+    const m = Model.init(cfg, { seed: 5, std: 0.1 });
+    models.push(m);
+    const p = m.paramBuffer();
+    for (const t of m.tensorLayout()) {
+      if (t.name.endsWith('.bias')) for (let i = 0; i < t.numel; i++) p[t.offset + i] = 0.05 * Math.cos(i);
+    }
+    m.syncParams();
+    const before = m.weightsHash();
+    const ids = randomTokens(9, 12, 64);
+    await m.logits(ids.slice(0, 1));
+    await m.logits(ids);
+    await m.score({ sequences: [ids], promptLengths: [3] }, { pooling: ['last', 'mean', 'meanUnmasked'] });
+    await m.generate([ids.slice(0, 1), ids.slice(0, 4)], { maxNewTokens: 3, eosTokenIds: [] });
+    expect(m.weightsHash()).toBe(before);
+  });
+});
+
 describe('rope_scaling', () => {
   it('changes logits only for positions where it matters, and the tensors saved omit lm_head when tied', async () => {
     const base = tinyConfig();
