@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { type LlamaConfig, Model } from '../src/index.js';
 import { randomTokens, tinyConfig } from './helpers.js';
-import { referenceLogits, weightsOf } from './reference.js';
+import { referenceHidden, referenceLogits, weightsOf } from './reference.js';
 
 const models: Model[] = [];
 afterAll(() => {
@@ -60,6 +60,41 @@ describe.each(cases)('forward vs float64 reference: %s', (_name, cfg) => {
       want += row[ids[t]!]! - lse;
     }
     expect(Math.abs(r.sumLogp[0]! - want)).toBeLessThan(1e-4);
+  });
+});
+
+describe('pooled hidden states vs the reference', () => {
+  it('lastHidden, meanHidden and meanUnmaskedHidden (padded rows see only real keys, pad id fed)', async () => {
+    const cfg = tinyConfig({
+      architecture: 'Qwen2ForCausalLM',
+      attentionBias: true,
+      tieWordEmbeddings: true,
+      padTokenId: 7,
+    });
+    const m = Model.init(cfg, { seed: 8, std: 0.1, threads: 2 });
+    models.push(m);
+    const w = weightsOf(m.tensorLayout(), m.paramBuffer());
+    const seqs = [randomTokens(31, 11, 64), randomTokens(32, 6, 64), randomTokens(33, 9, 64)];
+    const r = await m.score(
+      { sequences: seqs, promptLengths: [2, 2, 2] },
+      { lmHead: false, pooling: ['last', 'mean', 'meanUnmasked'] },
+    );
+    const D = cfg.hiddenSize;
+    const Tmax = 11;
+    seqs.forEach((s, i) => {
+      const padded = [...s, ...new Array(Tmax - s.length).fill(7)];
+      const h = referenceHidden(cfg, w, padded, s.length);
+      for (let j = 0; j < D; j++) {
+        const last = h[s.length - 1]![j]!;
+        let mean = 0;
+        for (let t = 0; t < s.length; t++) mean += h[t]![j]! / s.length;
+        let meanAll = 0;
+        for (let t = 0; t < Tmax; t++) meanAll += h[t]![j]! / Tmax;
+        expect(Math.abs(r.lastHidden![i * D + j]! - last)).toBeLessThan(1e-4);
+        expect(Math.abs(r.meanHidden![i * D + j]! - mean)).toBeLessThan(1e-4);
+        expect(Math.abs(r.meanUnmaskedHidden![i * D + j]! - meanAll)).toBeLessThan(1e-4);
+      }
+    });
   });
 });
 

@@ -55,6 +55,20 @@ function linear(W: Float64Array, x: Float64Array, out: number, b?: Float64Array)
 
 /** Logits [T][V] for one sequence. */
 export function referenceLogits(cfg: LlamaConfig, w: Weights, ids: number[]): Float64Array[] {
+  const head = cfg.tieWordEmbeddings ? w.get('model.embed_tokens.weight')! : w.get('lm_head.weight')!;
+  return referenceHidden(cfg, w, ids).map((h) => linear(head, h, cfg.vocabSize));
+}
+
+/**
+ * Final-norm hidden states [T][D]. With validLen < ids.length the sequence is right padded: keys at
+ * positions >= validLen are masked for every query (transformers' attention_mask), positions stay 0..T-1.
+ */
+export function referenceHidden(
+  cfg: LlamaConfig,
+  w: Weights,
+  ids: number[],
+  validLen = ids.length,
+): Float64Array[] {
   const D = cfg.hiddenSize;
   const H = cfg.numAttentionHeads;
   const KV = cfg.numKeyValueHeads;
@@ -97,7 +111,7 @@ export function referenceLogits(cfg: LlamaConfig, w: Weights, ids: number[]): Fl
       const kvh = Math.floor(hh / (H / KV)); // repeat_kv: head hh uses KV head hh / n_rep
       for (let t = 0; t < T; t++) {
         const s: number[] = [];
-        for (let j = 0; j <= t; j++) {
+        for (let j = 0; j <= t && j < validLen; j++) {
           let d = 0;
           for (let i = 0; i < hd; i++) d += qr[t]![hh]![i]! * kr[j]![kvh]![i]!;
           s.push(d / Math.sqrt(hd));
@@ -105,7 +119,7 @@ export function referenceLogits(cfg: LlamaConfig, w: Weights, ids: number[]): Fl
         const mx = Math.max(...s);
         const e = s.map((z) => Math.exp(z - mx));
         const z = e.reduce((a, b) => a + b, 0);
-        for (let j = 0; j <= t; j++) {
+        for (let j = 0; j < s.length; j++) {
           for (let i = 0; i < hd; i++) attn[t]![hh * hd + i]! += (e[j]! / z) * vv[j]![kvh * hd + i]!;
         }
       }
@@ -123,6 +137,5 @@ export function referenceLogits(cfg: LlamaConfig, w: Weights, ids: number[]): Fl
       return v.map((a, i) => a + dn[i]!);
     });
   }
-  const head = cfg.tieWordEmbeddings ? emb : g('lm_head.weight');
-  return x.map((v) => linear(head, rmsNorm(v, g('model.norm.weight'), cfg.rmsNormEps), cfg.vocabSize));
+  return x.map((v) => rmsNorm(v, g('model.norm.weight'), cfg.rmsNormEps));
 }
