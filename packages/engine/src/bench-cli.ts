@@ -42,14 +42,17 @@ const base = {
   device: values.device as Device,
   seqLen: int(values.seq!, 'seq'),
 };
-const grid = values.matrix
-  ? [
-      [1, 1],
-      [1, 2],
-      [8, 1],
-      [8, 2],
-    ]
-  : [[int(values.pairs!, 'pairs'), int(values.threads!, 'threads')]];
+// --matrix (what the npm script passes) runs the grid unless --pairs/--threads are given.
+const explicit = process.argv.some((a) => /^--(pairs|threads)(=|$)/.test(a));
+const grid =
+  values.matrix && !explicit
+    ? [
+        [1, 1],
+        [1, 2],
+        [8, 1],
+        [8, 2],
+      ]
+    : [[int(values.pairs!, 'pairs'), int(values.threads!, 'threads')]];
 for (const [pairs, threads] of grid) {
   const r = await benchEngine({ ...base, pairs: pairs!, threads: threads! });
   if (!values.json) {
