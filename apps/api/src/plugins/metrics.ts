@@ -4,20 +4,10 @@
 // and all-reduce bandwidth of running trials, outbox backlog and failures, and
 // whether Redis and Postgres answer. Gauges that need Redis or Postgres are
 // read at scrape time and skipped (not failed) when the dependency is away.
-import { ALL_QUEUES, readAgents } from '@mpo/queue';
+import { ALL_QUEUES, JOB_STATES, readAgents } from '@mpo/queue';
 import fp from 'fastify-plugin';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-const JOB_STATES = [
-  'waiting',
-  'active',
-  'delayed',
-  'prioritized',
-  'waiting-children',
-  'completed',
-  'failed',
-  'paused',
-] as const;
 const OUTCOMES = ['SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED'] as const;
 
 declare module 'fastify' {

@@ -1,20 +1,10 @@
 // GET /queues: per queue, counts by state, throughput, oldest waiting age and
 // recent failures; and the worker agents online with their device slots.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { ALL_QUEUES, readAgents } from '@mpo/queue';
+import { ALL_QUEUES, readAgents, JOB_STATES as STATES } from '@mpo/queue';
 import type { Queue } from 'bullmq';
 import { queuesSchema } from './schemas.js';
 
-const STATES = [
-  'waiting',
-  'active',
-  'delayed',
-  'prioritized',
-  'waiting-children',
-  'completed',
-  'failed',
-  'paused',
-] as const;
 const MINUTES = 15;
 
 async function view(q: Queue) {
