@@ -185,3 +185,40 @@ export function chosenNll(sumLogp: Float64Array, tokens: Int32Array): { nll: num
   }
   return { nll: -s / t, dSumLogp: -1 / t };
 }
+
+/**
+ * The reference-margin losses (DPO, IPO, rDPO, R-DPO) are each a per-example function of
+ *   h = (log π(y_w) − log π(y_l)) − (log π_ref(y_w) − log π_ref(y_l))
+ * (averaged log-probs when `average`). `perExample` gives ℓ_i and dℓ_i/dh; this takes the batch mean, turns
+ * dℓ/dh into gradients of the pair's sumLogp (dh/dlog π(y_w) = 1 = −dh/dlog π(y_l)), and reports TRL's metrics
+ * with implicit rewards at `rewardBeta`.
+ */
+export function referenceMarginLoss(
+  policy: ScoresByGroup,
+  reference: ScoresByGroup,
+  opts: { average: boolean; rewardBeta: number; batch?: BatchInfo | undefined },
+  perExample: (h: number, i: number, p: PairLogps) => readonly [loss: number, dLossDh: number],
+): ObjectiveResult {
+  const p = readTargetPair(policy, reference, opts.average);
+  const n = p.n;
+  const dpc = new Float64Array(n);
+  const dpr = new Float64Array(n);
+  let loss = 0;
+  for (let i = 0; i < n; i++) {
+    const [l, dh] = perExample(p.pc[i]! - p.pr[i]! - (p.rc[i]! - p.rr[i]!), i, p);
+    loss += l;
+    dpc[i] = dh / n;
+    dpr[i] = -dh / n;
+  }
+  loss /= n;
+  return {
+    loss,
+    grads: targetPairGrads(policy, dpc, dpr, opts.average),
+    metrics: {
+      loss,
+      ...implicitRewardMetrics(p, opts.rewardBeta),
+      ...logpMetrics(p),
+      ...rewardGapMetrics(p, opts.average, opts.batch),
+    },
+  };
+}

@@ -1,13 +1,5 @@
 // DPO, TRL loss_type="sigmoid" (Rafailov et al. 2023), on summed log-probs.
-import {
-  defineObjective,
-  implicitRewardMetrics,
-  logpMetrics,
-  readTargetPair,
-  rewardGapMetrics,
-  targetPairGrads,
-  targetPairRequests,
-} from '../define.js';
+import { defineObjective, referenceMarginLoss, targetPairRequests } from '../define.js';
 import { logSigmoid, sigmoid } from '../math.js';
 import type { GroupRequest } from '../types.js';
 
@@ -39,31 +31,12 @@ export const dpo = defineObjective<DpoHparams>({
   defaults: { beta: 0.1, labelSmoothing: 0 },
   requirements: () => ({ policy: targetPairRequests(true), reference: referenceTargetPair }),
   compute(policy, reference, { beta, labelSmoothing: ls }, batch) {
-    const p = readTargetPair(policy, reference, false);
-    const n = p.n;
-    const dpc = new Float64Array(n);
-    const dpr = new Float64Array(n);
-    let loss = 0;
-    for (let i = 0; i < n; i++) {
-      // h = (log π(y_w) − log π(y_l)) − (log π_ref(y_w) − log π_ref(y_l))
-      const h = p.pc[i]! - p.pr[i]! - (p.rc[i]! - p.rr[i]!);
+    // h = (log π(y_w) − log π(y_l)) − (log π_ref(y_w) − log π_ref(y_l))
+    return referenceMarginLoss(policy, reference, { average: false, rewardBeta: beta, batch }, (h) => [
       // ℓ = −(1−ε)·log σ(βh) − ε·log σ(−βh)
-      loss += -(1 - ls) * logSigmoid(beta * h) - ls * logSigmoid(-beta * h);
+      -(1 - ls) * logSigmoid(beta * h) - ls * logSigmoid(-beta * h),
       // dℓ/dh = β·[−(1−ε)·σ(−βh) + ε·σ(βh)]   (d log σ(x)/dx = σ(−x))
-      const dh = (beta * (-(1 - ls) * sigmoid(-beta * h) + ls * sigmoid(beta * h))) / n;
-      dpc[i] = dh;
-      dpr[i] = -dh;
-    }
-    loss /= n;
-    return {
-      loss,
-      grads: targetPairGrads(policy, dpc, dpr, false),
-      metrics: {
-        loss,
-        ...implicitRewardMetrics(p, beta),
-        ...logpMetrics(p),
-        ...rewardGapMetrics(p, false, batch),
-      },
-    };
+      beta * (-(1 - ls) * sigmoid(-beta * h) + ls * sigmoid(beta * h)),
+    ]);
   },
 });

@@ -1,13 +1,5 @@
 // R-DPO (Park et al. 2024, "Disentangling length from quality"): DPO with a length term inside the sigmoid.
-import {
-  defineObjective,
-  implicitRewardMetrics,
-  logpMetrics,
-  readTargetPair,
-  rewardGapMetrics,
-  targetPairGrads,
-  targetPairRequests,
-} from '../define.js';
+import { defineObjective, referenceMarginLoss, targetPairRequests } from '../define.js';
 import { logSigmoid, sigmoid } from '../math.js';
 import { referenceTargetPair } from './dpo.js';
 
@@ -32,30 +24,10 @@ export const rDpo = defineObjective<RDpoHparams>({
   defaults: { beta: 0.1, alpha: 0.05 },
   requirements: () => ({ policy: targetPairRequests(true), reference: referenceTargetPair }),
   compute(policy, reference, { beta, alpha }, batch) {
-    const p = readTargetPair(policy, reference, false);
-    const n = p.n;
-    const dpc = new Float64Array(n);
-    const dpr = new Float64Array(n);
-    let loss = 0;
-    for (let i = 0; i < n; i++) {
-      const h = p.pc[i]! - p.pr[i]! - (p.rc[i]! - p.rr[i]!);
+    return referenceMarginLoss(policy, reference, { average: false, rewardBeta: beta, batch }, (h, i, p) => {
       // z = βh + α(|y_w| − |y_l|),  ℓ = −log σ(z),  dℓ/dh = −β·σ(−z)   (|y| is data, not differentiated)
       const zi = beta * h + alpha * (p.tc[i]! - p.tr[i]!);
-      loss += -logSigmoid(zi);
-      const dh = (-beta * sigmoid(-zi)) / n;
-      dpc[i] = dh;
-      dpr[i] = -dh;
-    }
-    loss /= n;
-    return {
-      loss,
-      grads: targetPairGrads(policy, dpc, dpr, false),
-      metrics: {
-        loss,
-        ...implicitRewardMetrics(p, beta),
-        ...logpMetrics(p),
-        ...rewardGapMetrics(p, false, batch),
-      },
-    };
+      return [-logSigmoid(zi), -beta * sigmoid(-zi)];
+    });
   },
 });

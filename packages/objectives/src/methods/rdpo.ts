@@ -1,13 +1,5 @@
 // Robust DPO (Chowdhury et al. 2024), TRL loss_type="robust": unbiased DPO under label-flip noise rate ε.
-import {
-  defineObjective,
-  implicitRewardMetrics,
-  logpMetrics,
-  readTargetPair,
-  rewardGapMetrics,
-  targetPairGrads,
-  targetPairRequests,
-} from '../define.js';
+import { defineObjective, referenceMarginLoss, targetPairRequests } from '../define.js';
 import { logSigmoid, sigmoid } from '../math.js';
 import { referenceTargetPair } from './dpo.js';
 
@@ -34,32 +26,13 @@ export const rdpo = defineObjective<RdpoHparams>({
   defaults: { beta: 0.1, epsilon: 0.1 },
   requirements: () => ({ policy: targetPairRequests(true), reference: referenceTargetPair }),
   compute(policy, reference, { beta, epsilon: eps }, batch) {
-    const p = readTargetPair(policy, reference, false);
-    const n = p.n;
-    const dpc = new Float64Array(n);
-    const dpr = new Float64Array(n);
     const z = 1 - 2 * eps;
-    let loss = 0;
-    for (let i = 0; i < n; i++) {
-      // h = (log π(y_w) − log π(y_l)) − (log π_ref(y_w) − log π_ref(y_l))   (summed log-probs)
-      const h = p.pc[i]! - p.pr[i]! - (p.rc[i]! - p.rr[i]!);
+    // h = (log π(y_w) − log π(y_l)) − (log π_ref(y_w) − log π_ref(y_l))   (summed log-probs)
+    return referenceMarginLoss(policy, reference, { average: false, rewardBeta: beta, batch }, (h) => [
       // ℓ = [(1−ε)·(−log σ(βh)) − ε·(−log σ(−βh))] / (1−2ε)
-      loss += (-(1 - eps) * logSigmoid(beta * h) + eps * logSigmoid(-beta * h)) / z;
+      (-(1 - eps) * logSigmoid(beta * h) + eps * logSigmoid(-beta * h)) / z,
       // dℓ/dh = β·[−(1−ε)·σ(−βh) − ε·σ(βh)] / (1−2ε)
-      const dh = (beta * (-(1 - eps) * sigmoid(-beta * h) - eps * sigmoid(beta * h))) / z / n;
-      dpc[i] = dh;
-      dpr[i] = -dh;
-    }
-    loss /= n;
-    return {
-      loss,
-      grads: targetPairGrads(policy, dpc, dpr, false),
-      metrics: {
-        loss,
-        ...implicitRewardMetrics(p, beta),
-        ...logpMetrics(p),
-        ...rewardGapMetrics(p, false, batch),
-      },
-    };
+      (beta * (-(1 - eps) * sigmoid(-beta * h) - eps * sigmoid(beta * h))) / z,
+    ]);
   },
 });
