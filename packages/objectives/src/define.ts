@@ -31,8 +31,30 @@ export function defineObjective<H extends object>(spec: ObjectiveSpec<H>): Objec
     schema: spec.schema,
     defaults,
     requirements: (h) => spec.requirements(resolve(h)),
-    compute: (policy, reference, h, batch) => spec.compute(policy, reference, resolve(h), batch),
+    compute: (policy, reference, h, batch) => {
+      const out = spec.compute(policy, reference, resolve(h), batch);
+      const counts = languageMetricCounts(out.metrics, batch);
+      return counts ? { ...out, metricCounts: counts } : out;
+    },
   };
+}
+
+/** The metrics `gapMetrics` splits by language (`${name}/${lang}`). */
+export const PER_LANGUAGE_METRICS = ['rg/target', 'mpo/gap_dominant'] as const;
+
+/** Examples behind each per-language metric of `metrics`: the count of that language in the batch. */
+function languageMetricCounts(
+  metrics: Record<string, number>,
+  batch: BatchInfo | undefined,
+): Record<string, number> | undefined {
+  if (!batch?.lang) return undefined;
+  const perLang = new Map<string, number>();
+  for (const l of batch.lang) perLang.set(l, (perLang.get(l) ?? 0) + 1);
+  const out: Record<string, number> = {};
+  for (const name of PER_LANGUAGE_METRICS) {
+    for (const [lang, count] of perLang) if (`${name}/${lang}` in metrics) out[`${name}/${lang}`] = count;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 /** Policy request for the target pair's chosen and rejected sequences through the LM head. */
@@ -120,8 +142,15 @@ export function rewardGapMetrics(p: PairLogps, average: boolean, batch?: BatchIn
   return gapMetrics('rg/target', rg, batch);
 }
 
-/** mean of `values` under `name`, and per language as `${name}/${lang}` when languages are known. */
-export function gapMetrics(name: string, values: Float64Array, batch?: BatchInfo): Record<string, number> {
+/**
+ * mean of `values` under `name`, and per language as `${name}/${lang}` when languages are known (`name` must be
+ * one of PER_LANGUAGE_METRICS, so that the result carries each language's count).
+ */
+export function gapMetrics(
+  name: (typeof PER_LANGUAGE_METRICS)[number],
+  values: Float64Array,
+  batch?: BatchInfo,
+): Record<string, number> {
   const m: Record<string, number> = {};
   let s = 0;
   for (let i = 0; i < values.length; i++) s += values[i]!;

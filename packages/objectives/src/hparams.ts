@@ -23,7 +23,7 @@ function join(prefix: string, name: string): string {
 }
 
 function checkRgdSource(v: unknown, path: string, out: Problem[]): void {
-  if (v === 'reference' || v === 'policy') return;
+  if (v === 'reference' || v === 'policy' || v === 'policy-detached') return;
   if (isPlainObject(v)) {
     const keys = Object.keys(v);
     if (keys.length === 1 && keys[0] === 'constant') {
@@ -41,7 +41,7 @@ function checkRgdSource(v: unknown, path: string, out: Problem[]): void {
   }
   out.push({
     path,
-    reason: `must be "reference", "policy", {"constant": number} or {"language": code}, got ${JSON.stringify(v)}`,
+    reason: `must be "reference", "policy", "policy-detached", {"constant": number} or {"language": code}, got ${JSON.stringify(v)}`,
   });
 }
 

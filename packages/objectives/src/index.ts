@@ -11,6 +11,14 @@ export { type RdpoHparams, rdpo } from './methods/rdpo.js';
 export { type SftHparams, sft } from './methods/sft.js';
 export { type SimpoHparams, simpo } from './methods/simpo.js';
 export {
+  type BackbonePreset,
+  isPresetName,
+  PRESETS,
+  type PresetName,
+  presetConflict,
+  presetNames,
+} from './presets.js';
+export {
   type AnyObjective,
   getObjective,
   type HparamsByMethod,

@@ -101,10 +101,25 @@ export interface ObjectiveResult {
   /** d(loss)/d(score) for every policy group with grad: true. */
   grads: GradsByGroup;
   metrics: Record<string, number>;
+  /**
+   * How many examples each metric averages over, for the metrics that are not over the whole batch (per-language
+   * ones: `rg/target/zh` counts the zh examples). A caller combining batches (micro-batches, ranks) weights each
+   * metric by its count, so a language present in one micro-batch of two is not halved.
+   */
+  metricCounts?: Record<string, number>;
 }
 
-/** Where MPO's dominant-language reward gap RG_d comes from. */
-export type RgdSource = 'reference' | 'policy' | { constant: number } | { language: string };
+/**
+ * Where MPO's dominant-language reward gap RG_d comes from: the frozen reference (the paper's MPO), the policy with
+ * gradients through RG_d (the paper's MPO-Policy, Appendix H.3 Eq. 28), the policy detached (a stop-gradient
+ * variant the paper does not run), a constant (Table 13) or another language's reference gap (Table 5).
+ */
+export type RgdSource =
+  | 'reference'
+  | 'policy'
+  | 'policy-detached'
+  | { constant: number }
+  | { language: string };
 
 export type ParamSpec =
   | {

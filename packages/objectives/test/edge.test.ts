@@ -119,6 +119,16 @@ describe('every method', () => {
     expect(r.metrics['rg/target/zh']).toBeCloseTo((gap(0) + gap(2)) / 2, 12);
     expect(r.metrics['rg/target/ko']).toBeCloseTo(gap(1), 12);
     expect(r.metrics['rg/target']).toBeCloseTo((gap(0) + gap(1) + gap(2)) / 3, 12);
+    // Each per-language metric carries its example count, so batches can be combined as sums and counts.
+    expect(r.metricCounts).toEqual({ 'rg/target/zh': 2, 'rg/target/ko': 1 });
+    const m = objectives.mpo.compute(batch.policy, batch.reference, {}, { lang: ['zh', 'ko', 'zh'] });
+    expect(m.metricCounts).toEqual({
+      'rg/target/zh': 2,
+      'rg/target/ko': 1,
+      'mpo/gap_dominant/zh': 2,
+      'mpo/gap_dominant/ko': 1,
+    });
+    expect(objectives.dpo.compute(batch.policy, batch.reference, {}).metricCounts).toBeUndefined();
   });
 });
 
@@ -152,9 +162,9 @@ describe('malformed inputs fail loudly, naming the group', () => {
   });
   it('hidden of the wrong size', () => {
     const { policy, reference } = randomBatch(1, 2, 3);
-    policy.dominantChosen!.meanHidden = new Float64Array(5);
+    policy.dominantChosen!.meanUnmaskedHidden = new Float64Array(5);
     expect(() => objectives.mpo.compute(policy, reference, {})).toThrow(
-      /meanHidden: expected length 2\*3, got 5/,
+      /meanUnmaskedHidden: expected length 2\*3, got 5/,
     );
   });
   it('invalid hyperparameters passed to compute', () => {

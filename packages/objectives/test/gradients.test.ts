@@ -53,7 +53,13 @@ describe('baselines: gradient = finite differences', () => {
 
 describe('MPO: gradient = finite differences for every ablation', () => {
   const poolings: MpoHparams['pooling'][] = ['mean', 'mean-unmasked', 'last'];
-  const sources: MpoHparams['rgdSource'][] = ['reference', 'policy', { constant: 0.3 }, { language: 'zh' }];
+  const sources: MpoHparams['rgdSource'][] = [
+    'reference',
+    'policy',
+    'policy-detached',
+    { constant: 0.3 },
+    { language: 'zh' },
+  ];
   const combos: Partial<MpoHparams>[] = [];
   for (const pooling of poolings)
     for (const retain of [true, false])
@@ -67,9 +73,10 @@ describe('MPO: gradient = finite differences for every ablation', () => {
     it(`${JSON.stringify(h)}`, () => {
       for (const n of [1, 3]) {
         const { policy, reference } = randomBatch(idx * 31 + n, n, 4);
-        // RG_d from the policy is a detached target: L depends on the policy's dominant log-probs, d/d· is not taken.
+        // 'policy' (MPO-Policy, paper Eq. 28) differentiates through RG_d, so its dominant log-probs are checked like
+        // any input; 'policy-detached' makes RG_d a target: L depends on those log-probs, d/d· is not taken.
         const detached =
-          h.rgdSource === 'policy'
+          h.rgdSource === 'policy-detached'
             ? ([
                 ['dominantChosen', 'sumLogp'],
                 ['dominantRejected', 'sumLogp'],
@@ -79,5 +86,35 @@ describe('MPO: gradient = finite differences for every ablation', () => {
         expect(compared).toBeGreaterThan(0);
       }
     });
+  });
+});
+
+describe('MPO-Policy (rgdSource "policy") keeps the gradient through RG_d', () => {
+  it('dL/dlogp(y_w^d) = −2(β·RG_t − RG_d)/(n·|y_w^d|), hand-worked, and 0 when detached', () => {
+    // n = 1, β = 2: target avg log-probs −1 (3 tokens, sum −3) and −2 (4 tokens, sum −8) → RG_t = 1;
+    // dominant −0.5 (2 tokens, sum −1) and −1.5 (2 tokens, sum −3) → RG_d = 1; e = 2·1 − 1 = 1
+    const one = (sum: number, tokens: number) => ({
+      n: 1,
+      hiddenSize: 1,
+      sumLogp: Float64Array.of(sum),
+      tokens: Int32Array.of(tokens),
+    });
+    const policy = {
+      targetChosen: one(-3, 3),
+      targetRejected: one(-8, 4),
+      dominantChosen: one(-1, 2),
+      dominantRejected: one(-3, 2),
+    };
+    const h = { beta: 2, retain: false, rgdSource: 'policy' } as const;
+    const r = objectives.mpo.compute(policy, {}, h);
+    expect(r.loss).toBeCloseTo(1, 12);
+    // dL/dRG_d = −2e = −2; dRG_d/dsumLogp(y_w^d) = 1/2
+    expect(r.grads.dominantChosen!.sumLogp![0]).toBeCloseTo(-1, 12);
+    expect(r.grads.dominantRejected!.sumLogp![0]).toBeCloseTo(1, 12);
+    // dL/dRG_t = 2βe = 4; dRG_t/dsumLogp(y_w^t) = 1/3
+    expect(r.grads.targetChosen!.sumLogp![0]).toBeCloseTo(4 / 3, 12);
+    const detached = objectives.mpo.compute(policy, {}, { ...h, rgdSource: 'policy-detached' });
+    expect(detached.loss).toBe(r.loss);
+    expect(detached.grads.dominantChosen).toBeUndefined();
   });
 });

@@ -22,23 +22,53 @@ describe('schemas', () => {
   }
 
   it('the Table 7 / official-code defaults', () => {
+    // Each default is a point of the paper's Table 7 search grid (values written here from the paper):
+    // DPO β ∈ [0.01, 0.05, 0.1]
     expect(objectives.dpo.defaults).toEqual({ beta: 0.1, labelSmoothing: 0 });
+    // IPO τ ∈ [0.01, 0.1, 0.5, 1.0]
     expect(objectives.ipo.defaults).toEqual({ tau: 0.1 });
+    // rDPO ε ∈ [0.1, 0.5], β ∈ [0.01, 0.05, 0.1]
     expect(objectives.rdpo.defaults).toEqual({ beta: 0.1, epsilon: 0.1 });
+    // CPO λ = 1.0, β ∈ [0.01, 0.05, 0.1]
     expect(objectives.cpo.defaults).toEqual({ beta: 0.1, lambda: 1 });
+    // KTO β ∈ [0.01, 0.1, 1.0], λ_w = λ_l
     expect(objectives.kto.defaults).toEqual({ beta: 0.1, desirableWeight: 1, undesirableWeight: 1 });
+    // ORPO λ ∈ [0.01, 0.1, 1.0]
     expect(objectives.orpo.defaults).toEqual({ lambda: 0.1 });
+    // R-DPO α ∈ [0.05, 0.1, 0.5, 1.0], β ∈ [0.01, 0.05, 0.1]
     expect(objectives['r-dpo'].defaults).toEqual({ beta: 0.1, alpha: 0.05 });
-    expect(objectives.simpo.defaults).toEqual({ beta: 2.5, gamma: 1.375 });
+    // SimPO β ∈ [2.0, 2.5], γ ∈ [1.0, 1.2, 1.4, 1.6]
+    expect(objectives.simpo.defaults).toEqual({ beta: 2.5, gamma: 1.4 });
+    // MPO: β 1.0 (paper Table 8, LLaMA-3.1); w 1 (official trainer.py l.235 `losses += en_retain_loss`);
+    // pooling: hidden_states[-1].mean(dim=1) over the padded batch (official trainer.py l.178);
+    // RG_d from the reference under no_grad (official trainer.py l.205, paper §3)
     expect(objectives.mpo.defaults).toEqual({
       beta: 1,
       w: 1,
-      pooling: 'mean',
+      pooling: 'mean-unmasked',
       retain: true,
       lengthNormalize: true,
       constraint: 'hidden',
       rgdSource: 'reference',
     });
+  });
+
+  it('every baseline default lies in its Table 7 grid', () => {
+    const grids: Record<string, Record<string, number[]>> = {
+      dpo: { beta: [0.01, 0.05, 0.1] },
+      ipo: { tau: [0.01, 0.1, 0.5, 1.0] },
+      rdpo: { beta: [0.01, 0.05, 0.1], epsilon: [0.1, 0.5] },
+      cpo: { beta: [0.01, 0.05, 0.1], lambda: [1.0] },
+      kto: { beta: [0.01, 0.1, 1.0] },
+      orpo: { lambda: [0.01, 0.1, 1.0] },
+      'r-dpo': { alpha: [0.05, 0.1, 0.5, 1.0], beta: [0.01, 0.05, 0.1] },
+      simpo: { beta: [2.0, 2.5], gamma: [1.0, 1.2, 1.4, 1.6] },
+      mpo: { beta: [1.0, 1.5, 2.0] }, // paper Appendix G
+    };
+    for (const [method, grid] of Object.entries(grids)) {
+      const d = objectives[method as keyof typeof objectives].defaults as Record<string, number>;
+      for (const [k, values] of Object.entries(grid)) expect(values, `${method}.${k}`).toContain(d[k]);
+    }
   });
 });
 
@@ -65,7 +95,7 @@ describe('validateHyperparameters lists every problem', () => {
       ].sort(),
     );
     expect(problems.find((p) => p.path.endsWith('.beta'))!.reason).toBe('must be > 0, got 0');
-    expect(problems.find((p) => p.path.endsWith('.pooling'))!.reason).toMatch(/mean, mean-unmasked, last/);
+    expect(problems.find((p) => p.path.endsWith('.pooling'))!.reason).toMatch(/mean-unmasked, mean, last/);
   });
   it('ranges: rDPO ε < 0.5, DPO label smoothing in [0, 0.5)', () => {
     expect(validateHyperparameters('rdpo', { epsilon: 0.5 })).toEqual([
@@ -75,7 +105,7 @@ describe('validateHyperparameters lists every problem', () => {
     expect(validateHyperparameters('kto', { desirableWeight: Number.NaN })).toHaveLength(1);
   });
   it('RG_d sources', () => {
-    for (const ok of ['reference', 'policy', { constant: -0.5 }, { language: 'sw' }]) {
+    for (const ok of ['reference', 'policy', 'policy-detached', { constant: -0.5 }, { language: 'sw' }]) {
       expect(validateHyperparameters('mpo', { rgdSource: ok })).toEqual([]);
     }
     for (const bad of ['ref', { language: '' }, { constant: 1, language: 'zh' }, null, 3]) {
@@ -119,14 +149,14 @@ describe('requirements', () => {
         group: 'dominantChosen',
         sequence: { pair: 'dominant', response: 'chosen' },
         sumLogp: false,
-        hidden: 'mean',
+        hidden: 'mean-unmasked',
         grad: true,
       },
       {
         group: 'dominantRejected',
         sequence: { pair: 'dominant', response: 'rejected' },
         sumLogp: false,
-        hidden: 'mean',
+        hidden: 'mean-unmasked',
         grad: true,
       },
     ]);
@@ -135,14 +165,14 @@ describe('requirements', () => {
         group: 'dominantChosen',
         sequence: { pair: 'dominant', response: 'chosen' },
         sumLogp: true,
-        hidden: 'mean',
+        hidden: 'mean-unmasked',
         grad: false,
       },
       {
         group: 'dominantRejected',
         sequence: { pair: 'dominant', response: 'rejected' },
         sumLogp: true,
-        hidden: 'mean',
+        hidden: 'mean-unmasked',
         grad: false,
       },
     ]);
@@ -157,15 +187,21 @@ describe('requirements', () => {
     const pol = objectives.mpo.requirements({ rgdSource: 'policy' });
     expect(pol.policy.find((r) => r.group === 'dominantChosen')).toMatchObject({
       sumLogp: true,
-      hidden: 'mean',
+      hidden: 'mean-unmasked',
       grad: true,
     });
     expect(pol.reference.find((r) => r.group === 'dominantChosen')).toMatchObject({
       sumLogp: false,
-      hidden: 'mean',
+      hidden: 'mean-unmasked',
     });
+    // MPO-Policy differentiates through RG_d even without the retain term; the detached variant does not.
     const polNoRetain = objectives.mpo.requirements({ rgdSource: 'policy', retain: false });
     expect(polNoRetain.policy.find((r) => r.group === 'dominantChosen')).toMatchObject({
+      sumLogp: true,
+      grad: true,
+    });
+    const detNoRetain = objectives.mpo.requirements({ rgdSource: 'policy-detached', retain: false });
+    expect(detNoRetain.policy.find((r) => r.group === 'dominantChosen')).toMatchObject({
       sumLogp: true,
       grad: false,
     });

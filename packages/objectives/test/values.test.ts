@@ -141,7 +141,7 @@ describe('hand-worked MPO', () => {
   // One example, hidden size 2.
   // target (policy): avg_w = −2/2 = −1, avg_l = −3/2 = −1.5 → RG_t = 0.5 (sums: −2 − (−3) = 1)
   // dominant (reference): avg_w = −1/2 = −0.5, avg_l = −8/4 = −2 → RG_d = 1.5 (sums: −1 − (−8) = 7)
-  // hidden (mean pooling): policy chosen [1, 2] vs reference [1, 1]; policy rejected [0, 0] vs reference [2, 0]
+  // hidden (default pooling: the official code's mean over the padded sequence, trainer.py l.178): policy chosen [1, 2] vs reference [1, 1]; policy rejected [0, 0] vs reference [2, 0]
   //   squared differences 0 + 1 + 4 + 0 = 5 over 2 sequences × 2 units → L2 = 5/4 = 1.25
   const f = (a: number[]) => Float64Array.from(a);
   const policy = {
@@ -149,20 +149,32 @@ describe('hand-worked MPO', () => {
     targetRejected: scores([-3], [2]),
     dominantChosen: scores([-0.7], [2], {
       hiddenSize: 2,
-      meanHidden: f([1, 2]),
+      meanUnmaskedHidden: f([1, 2]),
+      meanHidden: f([0, 0]),
       lastHidden: f([0, 0]),
       kl: f([0.3]),
     }),
     dominantRejected: scores([-9], [4], {
       hiddenSize: 2,
-      meanHidden: f([0, 0]),
+      meanUnmaskedHidden: f([0, 0]),
+      meanHidden: f([1, 0]),
       lastHidden: f([3, 0]),
       kl: f([0.5]),
     }),
   };
   const reference = {
-    dominantChosen: scores([-1], [2], { hiddenSize: 2, meanHidden: f([1, 1]), lastHidden: f([0, 1]) }),
-    dominantRejected: scores([-8], [4], { hiddenSize: 2, meanHidden: f([2, 0]), lastHidden: f([0, 0]) }),
+    dominantChosen: scores([-1], [2], {
+      hiddenSize: 2,
+      meanUnmaskedHidden: f([1, 1]),
+      meanHidden: f([0, 0]),
+      lastHidden: f([0, 1]),
+    }),
+    dominantRejected: scores([-8], [4], {
+      hiddenSize: 2,
+      meanUnmaskedHidden: f([2, 0]),
+      meanHidden: f([0, 0]),
+      lastHidden: f([0, 0]),
+    }),
     anchorChosen: scores([-6], [3]),
     anchorRejected: scores([-4], [1]),
   };
@@ -177,8 +189,8 @@ describe('hand-worked MPO', () => {
     // dL1/dsumLogp_w = 2β(β RG_t − RG_d)/|y_w| = 2 × (−1)/2 = −1
     expect(r.grads.targetChosen!.sumLogp![0]).toBeCloseTo(-1, 12);
     // dL2/dh = 2(h − h_ref)/(2nH) = (h − h_ref)/2: chosen [0, 0.5], rejected [−1, 0]
-    expect([...r.grads.dominantChosen!.meanHidden!]).toEqual([0, 0.5]);
-    expect([...r.grads.dominantRejected!.meanHidden!]).toEqual([-1, 0]);
+    expect([...r.grads.dominantChosen!.meanUnmaskedHidden!]).toEqual([0, 0.5]);
+    expect([...r.grads.dominantRejected!.meanUnmaskedHidden!]).toEqual([-1, 0]);
   });
 
   it('β = 2, w = 0.5', () => {
@@ -193,6 +205,11 @@ describe('hand-worked MPO', () => {
   it('last-token pooling', () => {
     // chosen [0, 0] vs [0, 1] → 1; rejected [3, 0] vs [0, 0] → 9; L2 = 10/4 = 2.5; L = 1 + 2.5 = 3.5
     expect(mpo.compute(policy, reference, { pooling: 'last' }).loss).toBeCloseTo(3.5, 12);
+  });
+
+  it('masked-mean pooling', () => {
+    // chosen [0, 0] vs [0, 0] → 0; rejected [1, 0] vs [0, 0] → 1; L2 = 1/4; L = 1 + 0.25 = 1.25
+    expect(mpo.compute(policy, reference, { pooling: 'mean' }).loss).toBeCloseTo(1.25, 12);
   });
 
   it('no length normalisation: sums', () => {

@@ -29,6 +29,7 @@ export const cpo = defineObjective<CpoHparams>({
     },
     { name: 'lambda', kind: 'number', default: 1.0, min: 0, description: 'λ, NLL weight (TRL cpo_alpha)' },
   ],
+  // paper Table 7: λ = 1.0, β ∈ [0.01, 0.05, 0.1]
   defaults: { beta: 0.1, lambda: 1.0 },
   requirements: () => ({ policy: targetPairRequests(true), reference: [] }),
   compute(policy, _reference, { beta, lambda }, batch) {

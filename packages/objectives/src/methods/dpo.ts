@@ -28,6 +28,7 @@ export const dpo = defineObjective<DpoHparams>({
       description: 'cDPO label smoothing ε (TRL label_smoothing); 0 = plain DPO',
     },
   ],
+  // paper Table 7: β ∈ [0.01, 0.05, 0.1]; label smoothing is not in the paper (0 = the paper's DPO)
   defaults: { beta: 0.1, labelSmoothing: 0 },
   requirements: () => ({ policy: targetPairRequests(true), reference: referenceTargetPair }),
   compute(policy, reference, { beta, labelSmoothing: ls }, batch) {

@@ -19,6 +19,7 @@ export const ipo = defineObjective<IpoHparams>({
       description: 'τ, regularisation (TRL passes it as beta); the target margin is 1/(2τ)',
     },
   ],
+  // paper Table 7: τ ∈ [0.01, 0.1, 0.5, 1.0]
   defaults: { tau: 0.1 },
   requirements: () => ({
     policy: targetPairRequests(true),

@@ -52,6 +52,7 @@ export const kto = defineObjective<KtoHparams>({
       description: 'λ_U, weight of rejected examples',
     },
   ],
+  // paper Table 7: β ∈ [0.01, 0.1, 1.0], λ_w = λ_l (1.0: a paired batch has as many desirable as undesirable)
   defaults: { beta: 0.1, desirableWeight: 1.0, undesirableWeight: 1.0 },
   requirements: () => ({
     // The KL sequences are scored by the policy without gradient (TRL computes them under no_grad).

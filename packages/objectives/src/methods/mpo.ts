@@ -6,12 +6,22 @@
 //   L2 = (1/(2nH)) Σ_{s ∈ dominant chosen ∪ rejected} ‖h_θ(s) − h_ref(s)‖²   (pooled final-norm hidden states)
 //   L  = L1 + w·L2
 //
-// Official code (circle-hit/MPO, CustomDPOTrainer.mpo_loss): nn.MSELoss()(β·target_gap, source_gap) with source_gap
-// from the reference model under no_grad, and nn.MSELoss() between hidden_states[-1].mean(dim=1) of the policy and
-// the reference over the concatenated source chosen+rejected batch, added with weight 1.
+// Official code (circle-hit/MPO, src/llamafactory/train/dpo/trainer.py): mpo_loss (l.137-146) is
+// nn.MSELoss()(β·target_gap, source_gap) with source_gap from the reference model under no_grad (l.205); the retain
+// term (l.234-235) is nn.MSELoss() between hidden_states[-1].mean(dim=1) (l.178) of the policy and the reference over
+// the concatenated source chosen+rejected batch, added with weight 1. That mean runs over every position of the
+// padded batch (right padding, pad_to_multiple_of=8, workflow.py l.76; one example per device in the released
+// configs), which is what the default pooling 'mean-unmasked' reproduces; the trainer pads policy and reference
+// identically (each example's dominant pair together) so that L2 is 0 before the first step.
+//
+// RG_d from the policy (the paper's MPO-Policy, Appendix H.3, Table 15) keeps its gradient: with
+//   e_i = β·RG_t,i − RG_d,i,   dL1/dRG_t,i = 2β·e_i/n,   dL1/dRG_d,i = −2·e_i/n
+// (the paper's Eq. 28 writes the factor 2β on both terms; the exact derivative of (β·RG_t − RG_d)² has 2β on RG_t
+// and 2 on RG_d, which is what this computes and what the finite-difference tests check). 'policy-detached' stops
+// that gradient (RG_d a per-step target), a variant the paper does not run.
 import { defineObjective, gapMetrics, readTargetPair, rewardGapMetrics, targetPairGrads } from '../define.js';
 import { mean } from '../math.js';
-import { getGroup, getHidden, getKl, getLogps, poolingField } from '../scores.js';
+import { getGroup, getHidden, getKl, getLogps, poolingField, toSumLogpGrad } from '../scores.js';
 import type { GradsByGroup, GroupName, GroupRequest, Pooling, RgdSource, ScoresByGroup } from '../types.js';
 
 export interface MpoHparams {
@@ -19,7 +29,7 @@ export interface MpoHparams {
   beta: number;
   /** w, weight of the retain term L2. */
   w: number;
-  /** Pooling of the final-norm hidden state in L2. */
+  /** Pooling of the final-norm hidden state in L2 (default: the official code's mean over the padded pair). */
   pooling: Pooling;
   /** Include L2 (paper Table 4 "w/o L2" when false). */
   retain: boolean;
@@ -31,10 +41,12 @@ export interface MpoHparams {
   rgdSource: RgdSource;
 }
 
+// β: paper Table 8 (LLaMA-3.1 1.0; Gemma-2 and Qwen2.5 1.5, see presets.ts), searched in [1.0, 1.5, 2.0] (App. G).
+// w: the official code adds the retain MSE with weight 1 (trainer.py l.235).
 const defaults: MpoHparams = {
   beta: 1.0,
   w: 1.0,
-  pooling: 'mean',
+  pooling: 'mean-unmasked',
   retain: true,
   lengthNormalize: true,
   constraint: 'hidden',
@@ -69,9 +81,13 @@ function requirements(h: MpoHparams) {
   const src = h.rgdSource;
   if (src === 'reference') {
     reference.push(['dominantChosen', DC, { sumLogp: true }], ['dominantRejected', DR, { sumLogp: true }]);
-  } else if (src === 'policy') {
-    // The policy's own dominant gap is a target, not a trainable quantity: scored without gradient.
-    policy.push(['dominantChosen', DC, { sumLogp: true }], ['dominantRejected', DR, { sumLogp: true }]);
+  } else if (src === 'policy' || src === 'policy-detached') {
+    // MPO-Policy differentiates through RG_d; the detached variant scores it without gradient.
+    const grad = src === 'policy';
+    policy.push(
+      ['dominantChosen', DC, { sumLogp: true, grad }],
+      ['dominantRejected', DR, { sumLogp: true, grad }],
+    );
   } else if ('language' in src) {
     const pair = { language: src.language };
     reference.push(
@@ -118,7 +134,7 @@ function gap(
 
 export const mpo = defineObjective<MpoHparams>({
   name: 'mpo',
-  description: 'MPO: (β·RG_target − RG_dominant,ref)² + w·‖h_θ − h_ref‖² on dominant-language sequences',
+  description: 'MPO: (β·RG_target − RG_dominant,ref)² + w·MSE(h_θ, h_ref) on dominant-language sequences',
   schema: [
     {
       name: 'beta',
@@ -132,10 +148,11 @@ export const mpo = defineObjective<MpoHparams>({
     {
       name: 'pooling',
       kind: 'enum',
-      default: 'mean',
-      values: ['mean', 'mean-unmasked', 'last'],
+      // official code trainer.py l.178: hidden_states[-1].mean(dim=1) over the padded batch
+      default: 'mean-unmasked',
+      values: ['mean-unmasked', 'mean', 'last'],
       description:
-        'hidden-state pooling for L2: mean over non-padding positions | mean over all positions incl. padding (official code; depends on batch padding) | last position (paper text)',
+        'hidden-state pooling for L2: mean over all positions of the padded pair incl. padding (official code, default; each example\'s dominant chosen and rejected padded together to a multiple of 8) | mean over non-padding positions | last position (paper §3 text: "at the position of the last token")',
     },
     { name: 'retain', kind: 'boolean', default: true, description: 'include the retain term L2' },
     {
@@ -157,7 +174,7 @@ export const mpo = defineObjective<MpoHparams>({
       kind: 'rgdSource',
       default: 'reference',
       description:
-        'RG_d from the frozen reference on the dominant pair | the policy\'s own dominant gap, detached | {"constant": x} | {"language": code}: the reference gap of the same prompt\'s pair in that language',
+        'RG_d from the frozen reference on the dominant pair (paper) | "policy": the policy\'s own dominant gap, differentiated (paper\'s MPO-Policy, Table 15) | "policy-detached": the same without its gradient | {"constant": x} (Table 13) | {"language": code}: the reference gap of the same prompt\'s pair in that language (Table 5)',
     },
   ],
   defaults,
@@ -171,26 +188,39 @@ export const mpo = defineObjective<MpoHparams>({
 
     let rgD: Float64Array;
     const src = h.rgdSource;
+    const fromPolicy = src === 'policy' || src === 'policy-detached';
     if (src === 'reference') rgD = gap(reference, 'reference', 'dominantChosen', 'dominantRejected', n, avg);
-    // Detached: gradients of L1 never reach the dominant sequences, as with the official code's no_grad reference.
-    else if (src === 'policy') rgD = gap(policy, 'policy', 'dominantChosen', 'dominantRejected', n, avg);
+    else if (fromPolicy) rgD = gap(policy, 'policy', 'dominantChosen', 'dominantRejected', n, avg);
     else if ('constant' in src) rgD = new Float64Array(n).fill(src.constant);
     else rgD = gap(reference, 'reference', 'anchorChosen', 'anchorRejected', n, avg);
 
     // L1 = (1/n) Σ (β·RG_t − RG_d)²,  dL1/dRG_t = 2β(β·RG_t − RG_d)/n,  dRG_t/dlogp(y_w) = 1 = −dRG_t/dlogp(y_l)
+    //                                 dL1/dRG_d = −2(β·RG_t − RG_d)/n  (used only when RG_d is the policy's, with grad)
     let l1 = 0;
     let absErr = 0;
     const dpc = new Float64Array(n);
     const dpr = new Float64Array(n);
+    const ddc = new Float64Array(n);
+    const ddr = new Float64Array(n);
     for (let i = 0; i < n; i++) {
       const e = h.beta * rgT[i]! - rgD[i]!;
       l1 += e * e;
       absErr += Math.abs(e);
       dpc[i] = (2 * h.beta * e) / n;
       dpr[i] = -dpc[i]!;
+      ddc[i] = (-2 * e) / n;
+      ddr[i] = -ddc[i]!;
     }
     l1 /= n;
     const grads: GradsByGroup = targetPairGrads(policy, dpc, dpr, avg);
+    if (src === 'policy') {
+      for (const [g, d] of [
+        ['dominantChosen', ddc],
+        ['dominantRejected', ddr],
+      ] as const) {
+        grads[g] = { sumLogp: toSumLogpGrad(d, getGroup(policy, 'policy', g, n), 'policy', g, avg) };
+      }
+    }
 
     let l2 = 0;
     if (h.retain) {

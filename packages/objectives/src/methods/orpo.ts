@@ -28,6 +28,7 @@ export const orpo = defineObjective<OrpoHparams>({
   schema: [
     { name: 'lambda', kind: 'number', default: 0.1, min: 0, description: 'λ, odds-ratio weight (TRL beta)' },
   ],
+  // paper Table 7: λ ∈ [0.01, 0.1, 1.0]
   defaults: { lambda: 0.1 },
   requirements: () => ({ policy: targetPairRequests(true), reference: [] }),
   compute(policy, _reference, { lambda }, batch) {

@@ -18,9 +18,10 @@ export const rDpo = defineObjective<RDpoHparams>({
       kind: 'number',
       default: 0.05,
       description:
-        "α, length term weight; written as in the SimPO paper's table, +α(|y_w| − |y_l|) inside σ, so a negative α penalises a longer chosen response",
+        "α, length regularisation, +α(|y_w| − |y_l|) inside σ as in the paper's Table 7 and Park et al.: a positive α (the paper's grid) already grants a longer chosen response part of the margin, so the policy learns less from length and more from pairs whose chosen response is shorter; α = 0 is DPO, a negative α rewards verbosity",
     },
   ],
+  // paper Table 7: α ∈ [0.05, 0.1, 0.5, 1.0], β ∈ [0.01, 0.05, 0.1]
   defaults: { beta: 0.1, alpha: 0.05 },
   requirements: () => ({ policy: targetPairRequests(true), reference: referenceTargetPair }),
   compute(policy, reference, { beta, alpha }, batch) {

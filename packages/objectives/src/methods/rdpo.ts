@@ -23,6 +23,8 @@ export const rdpo = defineObjective<RdpoHparams>({
       description: 'ε, assumed label-flip rate (TRL label_smoothing with loss_type="robust")',
     },
   ],
+  // paper Table 7: ε ∈ [0.1, 0.5] (printed "[01, 0.5]"; ε = 0.5 divides by 1 − 2ε = 0, so the schema stops below it),
+  // β ∈ [0.01, 0.05, 0.1]
   defaults: { beta: 0.1, epsilon: 0.1 },
   requirements: () => ({ policy: targetPairRequests(true), reference: referenceTargetPair }),
   compute(policy, reference, { beta, epsilon: eps }, batch) {
