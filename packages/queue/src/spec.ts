@@ -1,6 +1,7 @@
 // The run spec: what `POST /runs` accepts. TypeBox gives the JSON schema served
 // at /docs and the TypeScript type; validate.ts adds the checks a schema cannot
 // express (roots, method hyperparameters, search-space consistency).
+import { presetNames } from '@mpo/objectives';
 import { type Static, type TLiteral, Type } from '@sinclair/typebox';
 
 export const DEVICES = ['cpu', 'gpu'] as const;
@@ -156,6 +157,12 @@ export const RunSpecSchema = Type.Object(
     dominantLanguage: LanguageCode,
     targetLanguages: Type.Array(LanguageCode, { minItems: 1, maxItems: 32, uniqueItems: true }),
     method: Type.String({ description: 'objective: mpo, sft, dpo, ipo, rdpo, cpo, kto, orpo, r-dpo, simpo' }),
+    preset: Type.Optional(
+      literals(
+        presetNames,
+        `MPO's values for a backbone from the paper (Table 8, Appendix G: learning rate, β, 2 epochs, batch 8, cutoff 2048, 10% warm-up), one of ${presetNames.join(', ')}; method must be "mpo", fields the spec states win`,
+      ),
+    ),
     hyperparameters: Type.Optional(
       Type.Record(Type.String(), Type.Unknown(), {
         description: "the method's fixed hyperparameters; unspecified ones take the method's defaults",
@@ -223,6 +230,8 @@ export interface RunSpec {
   resources: { ranksPerTrial: number; device: Device };
   eval: { benchmarks: string[]; languages: string[]; maxPrompts: number; judge: string };
   training: TrainingParams;
+  /** The backbone preset whose values filled what the spec left out. */
+  preset?: string;
 }
 
 /** Fields of `training` a search space may vary ("training.<field>"). */

@@ -1,7 +1,14 @@
 // Run spec validation: the schema's problems plus every check a schema cannot
 // express, all collected in one pass, then the normalized spec (defaults
 // filled, paths root-relative) and its planned trials.
-import { isMethodName, methodNames, validateHyperparameters } from '@mpo/objectives';
+import {
+  isMethodName,
+  methodNames,
+  PRESETS,
+  type PresetName,
+  presetConflict,
+  validateHyperparameters,
+} from '@mpo/objectives';
 import { ashaRungs } from './asha.js';
 import { confinePath, PathError } from './paths.js';
 import { type Problem, ProblemsError } from './problems.js';
@@ -107,14 +114,17 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
   const methodOk = clean('method') && isMethodName(method);
   if (clean('method') && !isMethodName(method))
     bad('method', `must be one of ${methodNames.join(', ')}, got ${show(method)}`);
-  const fixed = raw.hyperparameters ?? {};
+  const preset = clean('preset') ? presetOf(raw, bad) : undefined;
+  const fixed = { ...presetHyperparameters(preset, raw), ...(raw.hyperparameters ?? {}) };
   if (methodOk && clean('hyperparameters')) {
     for (const p of validateHyperparameters(method, fixed, 'hyperparameters')) bad(p.path, p.reason);
   }
 
   const ranks = raw.resources?.ranksPerTrial ?? 1;
   const device: Device = raw.resources?.device ?? 'cpu';
-  const training = clean('training') ? normalizeTraining(raw.training ?? {}) : undefined;
+  const training = clean('training')
+    ? normalizeTraining(withPreset(raw.training ?? {}, preset, raw.search?.strategy))
+    : undefined;
 
   // ---- search ----
   const search = raw.search;
@@ -199,6 +209,7 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
       judge: raw.eval!.judge ?? 'builtin',
     },
     training: asha ? { ...training, steps: asha.maxSteps } : training,
+    ...(preset ? { preset } : {}),
   };
   const trials = expandTrials(spec);
   // Each planned trial as a whole: combinations can break what single values did not.
@@ -302,6 +313,38 @@ function checkDistribution(
       }
     }
   }
+}
+
+/** The spec's preset, when it names one that fits its method (else a problem at "preset"). */
+function presetOf(
+  raw: Partial<RunSpecInput>,
+  bad: (path: string, reason: string) => void,
+): PresetName | undefined {
+  if (raw.preset === undefined) return undefined;
+  const conflict = presetConflict(raw.preset, raw.method);
+  if (conflict) bad('preset', conflict);
+  return conflict ? undefined : raw.preset;
+}
+
+/** The preset's β, unless the search space varies it. */
+function presetHyperparameters(preset: PresetName | undefined, raw: Partial<RunSpecInput>) {
+  if (!preset) return {};
+  const space = raw.search?.space ?? {};
+  const h: Record<string, unknown> = { ...PRESETS[preset].hyperparameters };
+  for (const k of Object.keys(h)) if (k in space) delete h[k];
+  return h;
+}
+
+/** Training fields the spec left out, from the preset; epochs only when the spec sets neither steps nor epochs. */
+function withPreset(
+  t: NonNullable<RunSpecInput['training']>,
+  preset: PresetName | undefined,
+  strategy: unknown,
+): NonNullable<RunSpecInput['training']> {
+  if (!preset) return t;
+  const { epochs, ...rest } = PRESETS[preset].training;
+  const byLength = t.steps === undefined && t.epochs === undefined && strategy !== 'asha';
+  return { ...rest, cutoff: PRESETS[preset].cutoff, ...(byLength ? { epochs } : {}), ...t };
 }
 
 function normalizeTraining(t: NonNullable<RunSpecInput['training']>): TrainingParams {

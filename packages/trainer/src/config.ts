@@ -2,7 +2,16 @@
 // validator that lists every problem (path and reason) rather than the first.
 import { createHash } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
-import { isMethodName, methodNames, validateHyperparameters } from '@mpo/objectives';
+import {
+  isMethodName,
+  isPresetName,
+  methodNames,
+  PRESETS,
+  type PresetName,
+  presetConflict,
+  presetNames,
+  validateHyperparameters,
+} from '@mpo/objectives';
 import { resolveBuiltinData } from './builtins.js';
 import type { TrainingParams } from './loop.js';
 
@@ -54,6 +63,8 @@ export interface TrainConfig {
   device: string;
   dtype: 'float32' | 'bfloat16' | 'float16';
   eval?: EvalSpec;
+  /** Backbone preset (paper Table 8 / Appendix G) whose values filled what the config left out. */
+  preset?: PresetName;
 }
 
 export const TRAINING_DEFAULTS: TrainingParams = {
@@ -113,6 +124,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     'eval',
     '$schema',
     'name',
+    'preset',
   ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) bad(k, 'unknown field');
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
@@ -178,16 +190,31 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     };
   }
 
-  const method = raw.method;
+  // A preset (MPO's per-backbone values, packages/objectives presets.ts) fills method, β, training fields and
+  // cutoff; whatever the config states itself wins.
+  let preset: PresetName | undefined;
+  if (raw.preset !== undefined) {
+    if (!isPresetName(raw.preset)) bad('preset', `must be one of ${presetNames.join(', ')}`);
+    else {
+      const conflict = presetConflict(raw.preset, raw.method);
+      if (conflict) bad('preset', conflict);
+      else preset = raw.preset;
+    }
+  }
+  const p = preset ? PRESETS[preset] : undefined;
+  const method = raw.method ?? p?.method;
   if (!isMethodName(method)) bad('method', `must be one of ${methodNames.join(', ')}`);
-  const hyperparameters = raw.hyperparameters ?? {};
+  const hyperparameters =
+    p && isObj(raw.hyperparameters ?? {})
+      ? { ...p.hyperparameters, ...(raw.hyperparameters as object | undefined) }
+      : (raw.hyperparameters ?? {});
   if (!isObj(hyperparameters)) bad('hyperparameters', 'must be an object');
   else if (isMethodName(method)) {
     for (const p of validateHyperparameters(method, hyperparameters))
       bad(`hyperparameters${p.path ? `.${p.path}` : ''}`, p.reason);
   }
 
-  const training = { ...TRAINING_DEFAULTS } as TrainingParams;
+  const training = { ...TRAINING_DEFAULTS, ...p?.training } as TrainingParams;
   if (raw.training !== undefined && !isObj(raw.training)) bad('training', 'must be an object');
   const tr = isObj(raw.training) ? raw.training : {};
   const rules: Record<keyof TrainingParams, [number, number, boolean]> = {
@@ -221,7 +248,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
   if (training.microBatchSize > training.batchSize)
     bad('training.microBatchSize', 'must not exceed training.batchSize');
 
-  const cutoff = raw.cutoff ?? 1024;
+  const cutoff = raw.cutoff ?? p?.cutoff ?? 1024;
   if (!Number.isInteger(cutoff) || (cutoff as number) < 2) bad('cutoff', 'must be an integer ≥ 2');
   if (typeof raw.output !== 'string' || !raw.output) bad('output', 'required: the output directory');
   const threads = raw.threads ?? 1;
@@ -280,6 +307,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     device: device as string,
     dtype: dtype as TrainConfig['dtype'],
     ...(evalSpec ? { eval: evalSpec } : {}),
+    ...(preset ? { preset } : {}),
   };
 }
 

@@ -3,13 +3,14 @@
 // cosine schedule, checkpoints, and a bit-identical resume.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AnyObjective, GradsByGroup, ScoreGrads, ScoresByGroup, SequenceScores } from '@mpo/objectives';
+import type { AnyObjective, ScoresByGroup, SequenceScores } from '@mpo/objectives';
 import { latestCheckpoint, optimizerPath, saveCheckpoint, type TrainerState } from './checkpoint.js';
-import { enginePooling, type TrainableModel } from './model.js';
+import { MetricSums } from './metrics.js';
+import type { TrainableModel } from './model.js';
 import { chunks, epochOrder, shard } from './order.js';
 import { precomputable, sliceAll } from './reference.js';
 import { cosineWithWarmup } from './schedule.js';
-import { batchTokens, buildBatch } from './sequences.js';
+import { backwardUnits, scoreGroups } from './scoring.js';
 import type { CheckpointRecord, Communicator, StepRecord, TrainExample } from './types.js';
 
 export interface TrainingParams {
@@ -160,48 +161,33 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     let acc: Float32Array | null = null;
     let loss = 0;
     let tokens = 0;
-    const metrics: Record<string, number> = {};
-    const rgSum: Record<string, number> = {};
-    const rgCount: Record<string, number> = {};
+    // Objective metrics and the per-language reward gaps (under RG_PREFIX), as sums and counts.
+    const sums = new MetricSums();
     for (const mb of microBatches) {
       // Each micro-batch's loss is its own mean; weighting by its share of the
       // global batch makes the accumulated gradient that of the global mean.
       const scale = mb.length / globalBatch.length;
       const exs = mb.map((i) => examples[i]!);
+      // Batch building happens inside scoreGroups and counts as forward time.
       let tm = performance.now();
-      const batches = req.policy.map((r) => buildBatch(exs, r.sequence));
-      timing.data += performance.now() - tm;
-
-      tm = performance.now();
-      const policy: ScoresByGroup = {};
-      const handles = new Map<string, number>();
-      for (const [k, r] of req.policy.entries()) {
-        const res = await model.score(batches[k]!, {
-          grad: r.grad,
-          lmHead: r.sumLogp || r.kl === true,
-          pooling: r.hidden ? [enginePooling[r.hidden]] : [],
-          ...(r.kl && input.klReference ? { reference: input.klReference } : {}),
-        });
-        policy[r.group] = res;
-        tokens += batchTokens(batches[k]!);
-        if (res.handle !== undefined) handles.set(r.group, res.handle);
-      }
+      const scored = await scoreGroups(model, exs, req.policy, {
+        grad: true,
+        ...(input.klReference ? { klReference: input.klReference } : {}),
+      });
+      const policy = scored.scores;
+      tokens += scored.tokens;
       timing.forward += performance.now() - tm;
 
       tm = performance.now();
       const ref = sliceAll(input.reference, mb);
       const out = objective.compute(policy, ref, h, { lang: exs.map((e) => e.lang) });
       loss += out.loss * scale;
-      for (const [k, v] of Object.entries(out.metrics)) metrics[k] = (metrics[k] ?? 0) + v * scale;
-      accumulateRewardGaps(policy, exs, rgSum, rgCount);
+      sums.addAll(out.metrics, out.metricCounts, mb.length);
+      accumulateRewardGaps(policy, exs, sums);
       timing.objective += performance.now() - tm;
 
       tm = performance.now();
-      for (const [group, handle] of handles) {
-        const g = out.grads[group as keyof GradsByGroup];
-        if (g) await model.backward(handle, scaleGrads(g, scale));
-        else model.release(handle);
-      }
+      await backwardUnits(model, scored, out.grads, scale);
       timing.backward += performance.now() - tm;
       tm = performance.now();
       if (microBatches.length > 1) {
@@ -216,17 +202,21 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
 
     let tm = performance.now();
     let stopFlag = (await input.hooks?.shouldStop?.()) ? 1 : 0;
+    let busbw: number | undefined;
     if (comm && worldSize > 1) {
       const grads = model.gradBuffer();
       const tg = performance.now();
       await comm.allReduceSum(grads);
       // nccl-tests' bus bandwidth: bytes · 2(n−1)/n per second, comparable across world sizes.
       const sec = (performance.now() - tg) / 1000;
-      metrics['allreduce/busbw_gbps'] = (grads.byteLength * ((2 * (worldSize - 1)) / worldSize)) / sec / 1e9;
+      // This rank's own measurement (a timing, not an average over examples).
+      busbw = (grads.byteLength * ((2 * (worldSize - 1)) / worldSize)) / sec / 1e9;
       // Loss and tokens summed over ranks; any rank asking to stop stops all.
       const v = new Float32Array([loss, tokens, stopFlag]);
       await comm.allReduceSum(v);
       [loss, tokens, stopFlag] = [v[0]!, v[1]!, v[2]! > 0 ? 1 : 0];
+      // Every logged metric over the whole global batch, not rank 0's shard.
+      await sums.reduce(comm);
     }
     timing.allreduce += performance.now() - tm;
 
@@ -244,9 +234,8 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     step += 1;
 
     const seconds = (performance.now() - t0) / 1000;
-    const rgByLanguage: Record<string, number> = {};
-    for (const lang of Object.keys(rgSum).sort()) rgByLanguage[lang] = rgSum[lang]! / rgCount[lang]!;
-    const counts = Object.values(rgCount).reduce((a, b) => a + b, 0);
+    const { metrics, rgByLanguage, rgTarget } = splitRewardGaps(sums.means());
+    if (busbw !== undefined) metrics['allreduce/busbw_gbps'] = busbw;
     const record: StepRecord = {
       step,
       totalSteps,
@@ -257,7 +246,7 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
       tokensPerSec: tokens / seconds,
       seconds,
       metrics,
-      ...(counts > 0 ? { rgTarget: Object.values(rgSum).reduce((a, b) => a + b, 0) / counts } : {}),
+      ...(rgTarget !== undefined ? { rgTarget } : {}),
       rgByLanguage,
       timing: Object.fromEntries(Object.entries(timing).map(([k, v]) => [k, v / 1000])),
     };
@@ -302,31 +291,33 @@ export async function assertRanksAgree(comm: Communicator, hashHex: string, step
   }
 }
 
-function scaleGrads(g: ScoreGrads, s: number): ScoreGrads {
-  const out: ScoreGrads = {};
-  if (g.sumLogp) out.sumLogp = g.sumLogp.map((x) => x * s);
-  if (g.kl) out.kl = g.kl.map((x) => x * s);
-  if (g.lastHidden) out.lastHidden = g.lastHidden.map((x) => x * s);
-  if (g.meanHidden) out.meanHidden = g.meanHidden.map((x) => x * s);
-  if (g.meanUnmaskedHidden) out.meanUnmaskedHidden = g.meanUnmaskedHidden.map((x) => x * s);
-  return out;
-}
+/** Internal names of the reward gaps in the step's MetricSums (split out before logging): overall and per language. */
+const RG_ALL = '\u0000rg';
+const RG_PREFIX = '\u0000rg:';
 
-/** RG = avgLogp(chosen) − avgLogp(rejected) of the target pair, per example language. */
-function accumulateRewardGaps(
-  policy: ScoresByGroup,
-  exs: readonly TrainExample[],
-  sum: Record<string, number>,
-  count: Record<string, number>,
-): void {
+/** RG = avgLogp(chosen) − avgLogp(rejected) of the target pair, overall and per example language, into `sums`. */
+function accumulateRewardGaps(policy: ScoresByGroup, exs: readonly TrainExample[], sums: MetricSums): void {
   const c: SequenceScores | undefined = policy.targetChosen;
   const r: SequenceScores | undefined = policy.targetRejected;
   if (!c?.sumLogp || !r?.sumLogp) return;
   exs.forEach((ex, i) => {
     const rg = c.sumLogp[i]! / Math.max(1, c.tokens[i]!) - r.sumLogp[i]! / Math.max(1, r.tokens[i]!);
-    sum[ex.lang] = (sum[ex.lang] ?? 0) + rg;
-    count[ex.lang] = (count[ex.lang] ?? 0) + 1;
+    sums.add(RG_ALL, rg, 1);
+    sums.add(`${RG_PREFIX}${ex.lang}`, rg, 1);
   });
+}
+
+/** The objective's metrics apart from the reward gaps, which become rgTarget and rgByLanguage. */
+function splitRewardGaps(means: Record<string, number>) {
+  const metrics: Record<string, number> = {};
+  const rgByLanguage: Record<string, number> = {};
+  let rgTarget: number | undefined;
+  for (const [k, v] of Object.entries(means)) {
+    if (k === RG_ALL) rgTarget = v;
+    else if (k.startsWith(RG_PREFIX)) rgByLanguage[k.slice(RG_PREFIX.length)] = v;
+    else metrics[k] = v;
+  }
+  return { metrics, rgByLanguage, rgTarget };
 }
 
 /** Drops metric lines after `step`: a resumed run re-emits them, exactly once. */

@@ -6,8 +6,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { GroupRequest, ScoresByGroup, SequenceScores } from '@mpo/objectives';
-import { enginePooling, type TrainableModel } from './model.js';
-import { buildBatch } from './sequences.js';
+import type { TrainableModel } from './model.js';
+import { PAD_MULTIPLE, scoreGroups } from './scoring.js';
 import type { TrainExample } from './types.js';
 
 const FIELDS = ['sumLogp', 'tokens', 'lastHidden', 'meanHidden', 'meanUnmaskedHidden'] as const;
@@ -39,7 +39,12 @@ export function referenceCacheKey(parts: {
   cutoff: number;
   requests: readonly GroupRequest[];
 }): string {
-  return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 32);
+  // The batch layout is part of the key: padding-dependent pooling changes with it.
+  const layout = { padMultiple: PAD_MULTIPLE, pairPadding: 'per-example' };
+  return createHash('sha256')
+    .update(JSON.stringify({ ...parts, layout }))
+    .digest('hex')
+    .slice(0, 32);
 }
 
 export async function computeReference(
@@ -48,22 +53,12 @@ export async function computeReference(
   requests: readonly GroupRequest[],
   chunk = 8,
 ): Promise<ScoresByGroup> {
-  const out: ScoresByGroup = {};
-  for (const req of requests.filter(precomputable)) {
-    const parts: SequenceScores[] = [];
-    for (let i = 0; i < examples.length; i += chunk) {
-      const batch = buildBatch(examples.slice(i, i + chunk), req.sequence);
-      parts.push(
-        await model.score(batch, {
-          grad: false,
-          lmHead: req.sumLogp,
-          pooling: req.hidden ? [enginePooling[req.hidden]] : [],
-        }),
-      );
-    }
-    out[req.group] = concatScores(parts);
-  }
-  return out;
+  // The same batch layout as the training step (scoring.ts), so that padding-dependent pooling agrees.
+  const { scores } = await scoreGroups(model, examples, requests.filter(precomputable), {
+    grad: false,
+    chunk,
+  });
+  return scores;
 }
 
 /** Loads the cached reference scores for `key`, or computes and stores them. */

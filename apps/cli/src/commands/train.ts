@@ -1,5 +1,6 @@
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { presetNames } from '@mpo/objectives';
 import { ConfigError, parseTrainConfig, runTraining } from '@mpo/trainer';
 import { communicatorFromEnv } from '../comm.js';
 import { CliError, ExitCode } from '../exit-codes.js';
@@ -7,7 +8,7 @@ import { bar, createReporter, Eta, formatDuration } from '../progress.js';
 import { readJsonFile } from '../read-json.js';
 import { register } from '../registry.js';
 
-const usage = `mpo train --config FILE.json [--json] [--output DIR] [--max-steps N]
+const usage = `mpo train --config FILE.json [--json] [--output DIR] [--max-steps N] [--preset NAME]
 
 Trains one model with one method. A progress bar on a terminal, JSON lines otherwise:
   {"type":"start"|"step"|"eval"|"checkpoint"|"done"|"error", ...}
@@ -15,7 +16,10 @@ Trains one model with one method. A progress bar on a terminal, JSON lines other
 Writes <output>/metrics.jsonl, checkpoints under <output>/checkpoints and final
 weights in <output>/final. Re-running with the same output resumes from the
 latest checkpoint. SIGTERM/SIGINT: finish the current step, checkpoint, print
-a "done" line with "stopped": true and exit 130.`;
+a "done" line with "stopped": true and exit 130.
+
+--preset NAME (or "preset" in the config): MPO's values for a backbone from the
+paper (Table 8, Appendix G): ${presetNames.join(', ')}. Fields the config states win.`;
 
 register({
   name: 'train',
@@ -29,12 +33,14 @@ register({
         json: { type: 'boolean', default: false },
         output: { type: 'string' },
         'max-steps': { type: 'string' },
+        preset: { type: 'string' },
       },
     });
     if (!values.config) throw new CliError(`--config is required\n\nusage: ${usage}`, ExitCode.usage);
     const path = resolve(values.config);
     const raw = readJsonFile(path, 'config') as Record<string, unknown>;
     if (values.output && raw && typeof raw === 'object') raw.output = resolve(values.output);
+    if (values.preset && raw && typeof raw === 'object') raw.preset = values.preset;
     if (values['max-steps'] && raw && typeof raw === 'object') {
       raw.training = { ...(raw.training as object), maxSteps: Number(values['max-steps']) };
     }
