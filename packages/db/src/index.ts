@@ -1,5 +1,6 @@
 import { ArtifactRepository } from './artifacts.js';
 import { createPrismaClient, createReadPool, type DbOptions, type PrismaClient } from './client.js';
+import { GenerationRepository } from './generations.js';
 import { MetricRepository } from './metrics.js';
 import { OutboxRepository } from './outbox.js';
 import { RunRepository } from './runs.js';
@@ -10,6 +11,7 @@ export * from './artifacts.js';
 export * from './client.js';
 export * from './errors.js';
 export type { RunStatus, TrialStatus } from './generated/prisma/enums.js';
+export * from './generations.js';
 export * from './metrics.js';
 export { ensureDatabase, MigrationError, migrate } from './migrate.js';
 export * from './outbox.js';
@@ -22,6 +24,8 @@ export interface Db {
   runs: RunRepository;
   metrics: MetricRepository;
   artifacts: ArtifactRepository;
+  /** Evaluation generations (prompt, response, verdict) behind attack-success rates. */
+  generations: GenerationRepository;
   tokens: TokenRepository;
   outbox: OutboxRepository;
   /** Downsampled metric series for charts. */
@@ -38,6 +42,7 @@ export function createDb(databaseUrl?: string, opts: DbOptions = {}): Db {
     runs: new RunRepository(prisma, pool),
     metrics: new MetricRepository(prisma),
     artifacts: new ArtifactRepository(prisma),
+    generations: new GenerationRepository(prisma),
     tokens: new TokenRepository(prisma, pool),
     outbox: new OutboxRepository(prisma),
     series: new SeriesReader(pool),
