@@ -113,6 +113,48 @@ describe('mpo eval', () => {
     expect(r.lines.at(-1)).toEqual({ type: 'done', results: results.length });
   });
 
+  it('--save-responses keeps every generation with its language, prompt, benchmark and verdict', async () => {
+    const file = join(tmp('gen'), 'generations.jsonl');
+    const r = await mpo([
+      'eval',
+      '--model',
+      'builtin:golden-llama',
+      '--benchmarks',
+      'multijail',
+      '--max-prompts',
+      '2',
+      '--max-new-tokens',
+      '4',
+      '--languages',
+      'en,sw',
+      '--save-responses',
+      file,
+      '--json',
+    ]);
+    expect(r.code).toBe(0);
+    const lines = readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(4);
+    expect(lines.map((l) => l.language)).toEqual(['en', 'en', 'sw', 'sw']);
+    for (const l of lines) {
+      expect(l).toMatchObject({ benchmark: 'multijail', judge: 'builtin:refusal-detector' });
+      expect(typeof l.prompt).toBe('string');
+      expect(l.prompt.length).toBeGreaterThan(0);
+      expect(typeof l.response).toBe('string');
+      expect(['safe', 'unsafe', 'irrelevant']).toContain(l.verdict);
+    }
+    // The same prompt (benchmark row id) in both languages.
+    expect(lines[0].promptId).toBe(lines[2].promptId);
+    // The ASR the result line reports is the share of unsafe + irrelevant verdicts in the file.
+    for (const lang of ['en', 'sw']) {
+      const asr = r.lines.find((l) => l.type === 'result' && l.language === lang && l.metric === 'asr')!;
+      const mine = lines.filter((l) => l.language === lang);
+      expect(asr.value).toBeCloseTo(mine.filter((l) => l.verdict !== 'safe').length / mine.length, 12);
+    }
+  });
+
   it('lists config problems', async () => {
     const r = await mpo([
       'eval',

@@ -17,12 +17,14 @@ export {
   type RefusalDetectorOptions,
   type RefusalVerdict,
 } from './detector.js';
+export { readGenerations, writeGenerations } from './generations.js';
 export {
   type AsrCell,
   type AsrReport,
   attackSuccessRate,
   createDefaultJudge,
   createDetectorJudge,
+  JUDGE_LABELS,
   type Judge,
   type JudgeItem,
   type JudgeLabel,

@@ -19,7 +19,7 @@ import {
   type TrainExample,
 } from '@mpo/trainer';
 import { loadCsrt, loadMultiJail } from './benchmarks.js';
-import { createDefaultJudge, type Judge, judgeAttackSuccess } from './judge.js';
+import { createDefaultJudge, type Judge, type JudgeLabel, judgeAttackSuccess } from './judge.js';
 import { createLlmJudge, llmJudgeOptionsFromEnv } from './llm-judge.js';
 import { ALPACA_HELDOUT, alpacaHeldOut, perplexity } from './utility.js';
 
@@ -41,7 +41,10 @@ export interface EvalConfig {
   data: { path: string; heldOut: number; splitSeed: number };
   /** Held-out alpaca items per language for utility. */
   utilityItems: number;
+  /** Tokens of a held-out pair for the reward gap: the training's cutoff, so it matches the sweep's metric. */
   cutoff: number;
+  /** Tokens of prompt + answer in MultiJail/CSRT generation and of utility texts (default: `cutoff`). */
+  benchmarkCutoff: number;
   batchSize: number;
   threads: number;
   device: string;
@@ -53,6 +56,23 @@ export interface EvalResult {
   metric: string;
   value: number;
   n: number;
+}
+
+/**
+ * One generated response of an attack-success benchmark with the judge's verdict: what the ASR counted. Written as
+ * one JSON line each by `mpo eval --save-responses FILE` and stored by eval jobs (the Generation table).
+ */
+export interface GenerationRecord {
+  benchmark: 'multijail' | 'csrt';
+  language: string;
+  /** The benchmark's row id, shared by a prompt's translations. */
+  promptId: string;
+  prompt: string;
+  response: string;
+  /** safe | unsafe | irrelevant; unsafe and irrelevant count as attack success. */
+  verdict: JudgeLabel;
+  reason?: string;
+  judge: string;
 }
 
 export interface Problem {
@@ -111,6 +131,7 @@ export function parseEvalConfig(raw: unknown): EvalConfig {
     },
     utilityItems: int('utilityItems', 100, 1),
     cutoff: int('cutoff', 512, 8),
+    benchmarkCutoff: int('benchmarkCutoff', (raw.cutoff as number | undefined) ?? 512, 8),
     batchSize: int('batchSize', 8, 1),
     threads: int('threads', 1, 1),
     device: typeof raw.device === 'string' ? raw.device : 'cpu',
@@ -210,12 +231,15 @@ function promptIds(tok: Tokenization, text: string, budget: number): number[] {
 export async function generateResponses(
   loaded: Loaded,
   prompts: readonly string[],
-  cfg: Pick<EvalConfig, 'maxNewTokens' | 'cutoff' | 'batchSize'>,
+  cfg: Pick<EvalConfig, 'maxNewTokens' | 'benchmarkCutoff' | 'batchSize'>,
 ): Promise<string[]> {
   const { model, tok } = loaded;
   const { stopTokenIds } = await import('@mpo/engine');
   const eos = stopTokenIds(tok.tokenizer, tok.template);
-  const budget = Math.max(8, Math.min(cfg.cutoff, model.config.maxPositionEmbeddings) - cfg.maxNewTokens);
+  const budget = Math.max(
+    8,
+    Math.min(cfg.benchmarkCutoff, model.config.maxPositionEmbeddings) - cfg.maxNewTokens,
+  );
   const out: string[] = [];
   for (let i = 0; i < prompts.length; i += cfg.batchSize) {
     const ids = prompts.slice(i, i + cfg.batchSize).map((p) => promptIds(tok, p, budget));
@@ -238,9 +262,9 @@ async function attackSuccess(
   loaded: Loaded,
   benchmark: 'multijail' | 'csrt',
   emit: (r: EvalResult) => void,
-  onResponse?: (r: { lang: string; prompt: string; response: string }) => void,
+  onGeneration?: (g: GenerationRecord) => void,
 ) {
-  let items: { lang: string; prompt: string }[];
+  let items: { id: string; lang: string; prompt: string }[];
   if (benchmark === 'multijail') {
     const set = loadMultiJail(
       join(sharedDir(), 'data/multijail/MultiJail.csv'),
@@ -256,8 +280,21 @@ async function attackSuccess(
     cfg,
   );
   const judged = items.map((it, k) => ({ lang: it.lang, prompt: it.prompt, response: responses[k]! }));
-  for (const j of judged) onResponse?.(j);
-  const report = await judgeAttackSuccess(judgeFor(cfg), judged);
+  const judge = judgeFor(cfg);
+  const report = await judgeAttackSuccess(judge, judged);
+  judged.forEach((j, k) => {
+    const v = report.judgements[k]!;
+    onGeneration?.({
+      benchmark,
+      language: j.lang,
+      promptId: items[k]!.id,
+      prompt: j.prompt,
+      response: j.response,
+      verdict: v.label,
+      ...(v.reason !== undefined ? { reason: v.reason } : {}),
+      judge: judge.name,
+    });
+  });
   for (const [lang, c] of Object.entries(report.perLanguage)) {
     emit({ benchmark, language: lang, metric: 'asr', value: c.asr, n: c.n });
   }
@@ -278,7 +315,7 @@ async function utility(cfg: EvalConfig, { model, tok }: Loaded, emit: (r: EvalRe
           { history: [], lang },
         );
         const response = tok.encoders.encodeResponse(it.output);
-        const all = [...prompt, ...response].slice(0, cfg.cutoff);
+        const all = [...prompt, ...response].slice(0, cfg.benchmarkCutoff);
         return { all, promptLength: Math.min(prompt.length, all.length - 1) };
       });
       const s = await model.score({
@@ -295,7 +332,8 @@ export async function runEvaluation(
   cfg: EvalConfig,
   emit: (r: EvalResult) => void,
   opts: {
-    onResponse?: (r: { benchmark: string; lang: string; prompt: string; response: string }) => void;
+    /** Each judged response of MultiJail/CSRT, after its benchmark is judged. */
+    onGeneration?: (g: GenerationRecord) => void;
   } = {},
 ): Promise<void> {
   const loaded = await load(cfg);
@@ -303,7 +341,7 @@ export async function runEvaluation(
     for (const b of cfg.benchmarks) {
       if (b === 'reward-gap') await rewardGap(cfg, loaded, emit);
       else if (b === 'utility') await utility(cfg, loaded, emit);
-      else await attackSuccess(cfg, loaded, b, emit, (r) => opts.onResponse?.({ benchmark: b, ...r }));
+      else await attackSuccess(cfg, loaded, b, emit, opts.onGeneration);
     }
   } finally {
     loaded.model.dispose();

@@ -1,5 +1,6 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { GenerationRecord } from '@mpo/eval';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { createReporter } from '../progress.js';
 import { readJsonFile } from '../read-json.js';
@@ -7,10 +8,15 @@ import { register } from '../registry.js';
 
 const usage = `mpo eval (--config FILE.json | --model DIR|builtin:ID) [--benchmarks reward-gap,multijail,csrt,utility]
          [--languages en,zh,...] [--max-prompts N] [--max-new-tokens N] [--judge detector|llm] [--json]
+         [--save-responses FILE.jsonl] [--responses]
 
 Evaluates one checkpoint. JSON lines on --json or when not on a terminal:
   {"type":"result","benchmark","language","metric","value","n"} ... {"type":"done","results":N}
-The LLM judge reads MPO_JUDGE_URL, MPO_JUDGE_MODEL and MPO_JUDGE_API_KEY.`;
+The LLM judge reads MPO_JUDGE_URL, MPO_JUDGE_MODEL and MPO_JUDGE_API_KEY.
+--save-responses FILE writes every MultiJail/CSRT generation with its verdict, one JSON line each:
+  {"benchmark","language","promptId","prompt","response","verdict","reason","judge"}
+(written whole at the end; verdict safe | unsafe | irrelevant, the last two count as attack success).
+--responses prints the same lines to stderr as {"type":"generation", ...} while evaluating.`;
 
 register({
   name: 'eval',
@@ -30,6 +36,7 @@ register({
         threads: { type: 'string' },
         json: { type: 'boolean', default: false },
         responses: { type: 'boolean', default: false },
+        'save-responses': { type: 'string' },
       },
     });
     let raw: Record<string, unknown> = {};
@@ -51,7 +58,8 @@ register({
     if (values['max-new-tokens']) raw.maxNewTokens = Number(values['max-new-tokens']);
     if (values.judge) raw.judge = values.judge;
     if (values.threads) raw.threads = Number(values.threads);
-    const { EvalConfigError, parseEvalConfig, runEvaluation } = await import('@mpo/eval');
+    const { EvalConfigError, parseEvalConfig, runEvaluation, writeGenerations } = await import('@mpo/eval');
+    const saveTo = values['save-responses'] ? resolve(values['save-responses']) : undefined;
     let cfg: ReturnType<typeof parseEvalConfig>;
     try {
       cfg = parseEvalConfig(raw);
@@ -61,6 +69,7 @@ register({
     }
     const rep = createReporter(values.json);
     const rows: string[] = [];
+    const generations: GenerationRecord[] = [];
     let n = 0;
     try {
       await runEvaluation(
@@ -73,10 +82,14 @@ register({
           );
           rep.line(`evaluated ${n} figure${n === 1 ? '' : 's'} (last: ${r.benchmark} ${r.language})`);
         },
-        values.responses
-          ? { onResponse: (r) => process.stderr.write(`${JSON.stringify({ type: 'response', ...r })}\n`) }
-          : {},
+        {
+          onGeneration: (g) => {
+            if (saveTo) generations.push(g);
+            if (values.responses) process.stderr.write(`${JSON.stringify({ type: 'generation', ...g })}\n`);
+          },
+        },
       );
+      if (saveTo) writeGenerations(saveTo, generations);
     } catch (err) {
       rep.event({ type: 'error', message: (err as Error).message });
       throw err;
