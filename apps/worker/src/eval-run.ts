@@ -3,11 +3,15 @@
 //   {"type":"result","benchmark","language","metric","value","n"}
 // (anything else on stdout is ignored; {"type":"error","message"} explains a
 // failure). The results become Evaluation rows, written once at the end (a
-// retried job writes none twice). Trials that did not finish (stopped by
-// ASHA, cancelled, failed) are skipped.
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+// retried job writes none twice). The generations behind the attack-success
+// rates (`--save-responses`: prompt, response, language, verdict) stay as
+// <trial>/eval/generations.jsonl and become Generation rows, replacing an
+// earlier attempt's. Trials that did not finish (stopped by ASHA, cancelled,
+// failed) are skipped.
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NewEvaluation } from '@mpo/db';
+import { readGenerations } from '@mpo/eval';
 import { type EvalJobData, type EvalJobResult, parseEvalJobData } from '@mpo/queue';
 import { BUILTIN_DATA } from '@mpo/trainer';
 import type { Job } from 'bullmq';
@@ -67,6 +71,9 @@ export function parseEvalLine(line: string): EvalLine | null {
     },
   };
 }
+
+/** The eval job's generations artifact, in the trial's eval folder. */
+export const GENERATIONS_FILE = 'generations.jsonl';
 
 /** Statuses whose weights are not the trial's final ones. */
 const NOT_EVALUATED = new Set(['STOPPED', 'CANCELLED', 'FAILED']);
@@ -133,8 +140,10 @@ export class EvalRun {
 
     const results: EvalResultLine[] = [];
     let errorLine: string | null = null;
+    const generationsPath = join(outDir, GENERATIONS_FILE);
+    rmSync(generationsPath, { force: true });
     this.child = startChild({
-      command: [...cfg.cli, 'eval', '--config', configPath, '--json'],
+      command: [...cfg.cli, 'eval', '--config', configPath, '--json', '--save-responses', generationsPath],
       ranks: 1,
       lease: this.lease,
       log,
@@ -183,7 +192,12 @@ export class EvalRun {
       if (rows.length) await db.artifacts.recordEvaluations(rows);
       return rows.length;
     });
-    log.info({ results: results.length, written }, 'evaluation recorded');
+    // Generation benchmarks write the file; a reward-gap-only evaluation has no generations.
+    const generations = existsSync(generationsPath) ? readGenerations(generationsPath) : [];
+    const stored = await this.retry('record generations', () =>
+      db.generations.replace({ trialId: d.trialId, checkpointId }, generations),
+    );
+    log.info({ results: results.length, written, generations: stored }, 'evaluation recorded');
     const result: EvalJobResult = { status: 'EVALUATED', evaluations: results.length };
     return { kind: 'complete', result };
   }
@@ -200,7 +214,7 @@ function skipped(reason: string): Outcome {
  * gap reads MPO-format data: the run's own when it is MPO JSON, else the
  * CLI's default. Paths are confined to the roots again.
  */
-/** The evaluator's own default cutoff (packages/eval parseEvalConfig). */
+/** The evaluator's own default cutoff (packages/eval parseEvalConfig), the least room generation benchmarks get. */
 export const EVAL_MIN_CUTOFF = 512;
 
 export function evalConfig(
@@ -223,10 +237,13 @@ export function evalConfig(
     languages: d.languages,
     maxPrompts: d.maxPrompts,
     judge: d.judge,
-    // Evaluation scores whole held-out pairs: a training cutoff (often short on
-    // small models) would drop long-script languages and make the "after"
-    // numbers incomparable with a baseline evaluated at the evaluator's default.
-    cutoff: Math.max(EVAL_MIN_CUTOFF, d.cutoff),
+    // One cutoff for the reward gap: the training's, which the sweep's held-out
+    // metric (the trainer's evaluation) also used, so a trial's search metric and
+    // its evaluated reward gap are the same quantity (at 192 vs 512 tokens the
+    // same trial read +0.060 and −0.009). Generation benchmarks and utility keep
+    // room for prompt + answer (benchmarkCutoff); the report states both.
+    cutoff: d.cutoff,
+    benchmarkCutoff: Math.max(EVAL_MIN_CUTOFF, d.cutoff),
     device: d.slots.device === 'cpu' ? 'cpu' : 'cuda:0',
     threads: 1,
     ...(data ? { data: { path: data } } : {}),

@@ -257,6 +257,16 @@ describe('agent with a fake trainer', () => {
       ['multijail', 'zh', 'asr', 0.2, 5],
     ]);
     expect(rows[0]!.checkpointId).toBe((await db.artifacts.latestCheckpoint(trialIds[0]!))!.id);
+    // The generations behind each ASR, stored and linked to its evaluation row.
+    const gens = await db.generations.list({ runId, trialId: trialIds[0]! });
+    expect(gens.items.map((g) => [g.language, g.verdict, g.prompt])).toEqual([
+      ['en', 'safe', 'fake prompt (en)'],
+      ['ko', 'unsafe', 'fake prompt (ko)'],
+      ['zh', 'unsafe', 'fake prompt (zh)'],
+    ]);
+    const asrId = new Map(rows.map((r) => [r.language, r.id]));
+    for (const g of gens.items) expect(g.evaluationId).toBe(asrId.get(g.language));
+    expect(gens.items[0]!.checkpointId).toBe(rows[0]!.checkpointId);
 
     await db.runs.updateTrial(trialIds[1]!, { status: 'STOPPED', stoppedAtRung: 0 });
     const skip = await evals.add('eval', evalData(runId, trialIds[1]!), { jobId: jobIds.eval(trialIds[1]!) });

@@ -200,12 +200,18 @@ describe('payload → trainer config', () => {
       languages: ['en', 'zh'],
       maxPrompts: 5,
       judge: 'builtin',
-      cutoff: 512,
+      // the run's training cutoff for the reward gap (what the sweep's metric used), room for generation beside it
+      cutoff: 64,
+      benchmarkCutoff: 512,
       device: 'cpu',
       threads: 1,
     });
     const mpo = evalData(RUN, TRIAL, { data: [{ kind: 'builtin', id: 'mpo-qwen' }], cutoff: 4 });
-    expect(evalConfig(mpo, '/w', roots)).toMatchObject({ data: { path: 'builtin:mpo-qwen' }, cutoff: 512 });
+    expect(evalConfig(mpo, '/w', roots)).toMatchObject({
+      data: { path: 'builtin:mpo-qwen' },
+      cutoff: 4,
+      benchmarkCutoff: 512,
+    });
     writeFileSync(join(s.dataRoot, 'mine.json'), '[{"source_chosen": "x"}]');
     const own = evalData(RUN, TRIAL, { data: [{ kind: 'path', path: 'mine.json' }] });
     expect(evalConfig(own, '/w', roots)).toMatchObject({ data: { path: join(s.dataRoot, 'mine.json') } });

@@ -18,6 +18,7 @@ import {
   cancelRunSchema,
   createRunSchema,
   getEvaluationsSchema,
+  getGenerationsSchema,
   getMetricsSchema,
   getRunSchema,
   listRunsSchema,
@@ -222,6 +223,35 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
         value: e.value,
         n: e.n,
         createdAt: e.createdAt.toISOString(),
+      })),
+    };
+  });
+
+  app.get('/runs/:id/generations', { schema: getGenerationsSchema }, async (req) => {
+    const run = await app.db.runs.get(req.params.id, { ownerTokenId: ownerFilter(req) });
+    const indexOf = new Map(run.trials.map((t) => [t.id, t.index]));
+    const q = req.query;
+    const filter = {
+      runId: run.id,
+      ...(q.trialId ? { trialId: q.trialId } : {}),
+      ...(q.benchmark ? { benchmark: q.benchmark } : {}),
+      ...(q.language ? { language: q.language } : {}),
+      ...(q.verdict ? { verdict: q.verdict } : {}),
+      ...(q.attackSuccess !== undefined ? { attackSuccess: q.attackSuccess } : {}),
+    };
+    const [page, total] = await Promise.all([
+      app.db.generations.list(filter, { limit: q.limit ?? 50, ...(q.cursor ? { cursor: q.cursor } : {}) }),
+      app.db.generations.count(filter),
+    ]);
+    return {
+      runId: run.id,
+      total,
+      nextCursor: page.nextCursor,
+      generations: page.items.map((g) => ({
+        ...g,
+        trialIndex: indexOf.get(g.trialId) ?? -1,
+        reason: g.reason ?? null,
+        createdAt: g.createdAt.toISOString(),
       })),
     };
   });

@@ -210,3 +210,49 @@ export const getEvaluationsSchema = {
     ...errorResponses,
   },
 };
+
+export const getGenerationsSchema = {
+  tags: ['runs'],
+  summary: "Generations behind a run's attack-success rates",
+  description:
+    "Each MultiJail/CSRT prompt, the trial's response and the judge's verdict (safe | unsafe | irrelevant; the last two count as attack success), ordered by benchmark, language and prompt id. Filter by trial, benchmark, language, verdict or attackSuccess; page with limit and the nextCursor of the previous page.",
+  params: RunIdParams,
+  querystring: Type.Object(
+    {
+      trialId: Type.Optional(Uuid),
+      benchmark: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+      language: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
+      verdict: Type.Optional(literals(['safe', 'unsafe', 'irrelevant'])),
+      attackSuccess: Type.Optional(Type.Boolean()),
+      limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
+      cursor: Type.Optional(Uuid),
+    },
+    { additionalProperties: false },
+  ),
+  response: {
+    200: Type.Object({
+      runId: Uuid,
+      total: Type.Integer({ description: 'rows matching the filter, over every page' }),
+      nextCursor: Type.Union([Uuid, Type.Null()]),
+      generations: Type.Array(
+        Type.Object({
+          id: Uuid,
+          trialId: Uuid,
+          trialIndex: Type.Integer(),
+          checkpointId: Type.Union([Uuid, Type.Null()]),
+          evaluationId: Type.Union([Uuid, Type.Null()]),
+          benchmark: Type.String(),
+          language: Type.String(),
+          promptId: Type.String(),
+          prompt: Type.String(),
+          response: Type.String(),
+          verdict: literals(['safe', 'unsafe', 'irrelevant']),
+          reason: NullableString,
+          judge: Type.String(),
+          createdAt: DateTime,
+        }),
+      ),
+    }),
+    ...errorResponses,
+  },
+};
