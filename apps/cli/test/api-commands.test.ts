@@ -107,10 +107,33 @@ describe('mpo runs / queues / report against the API', () => {
       baseline,
       JSON.stringify([{ benchmark: 'multijail', language: 'zh', metric: 'asr', value: 1, n: 4 }]),
     );
+    const judged = (promptId: string, verdict: 'safe' | 'unsafe') => ({
+      benchmark: 'multijail',
+      language: 'zh',
+      promptId,
+      prompt: `prompt ${promptId}`,
+      response: `response ${promptId}`,
+      verdict,
+      judge: 'builtin:refusal-detector',
+    });
+    await db.generations.replace({ trialId: t1 }, [
+      judged('1', 'unsafe'),
+      judged('2', 'safe'),
+      judged('3', 'unsafe'),
+      judged('4', 'unsafe'),
+    ]);
     const report = await mpo(['report', id, '--baseline', baseline], { env });
     expect(report.code).toBe(0);
     expect(report.stdout).toContain('| MPO | 50.0 | 50.0 |');
     expect(report.stdout).toContain('| Base model | 100.0 |');
+    // Two attack successes and one refusal of zh, from the API's generations of the best trial.
+    expect(report.stdout).toContain('| zh | unsafe | 1 | prompt 1 | response 1 |');
+    expect(report.stdout).toContain('| zh | unsafe | 3 | prompt 3 | response 3 |');
+    expect(report.stdout).toContain('| zh | safe | 2 | prompt 2 | response 2 |');
+    expect(report.stdout).not.toContain('prompt 4');
+    expect(report.stdout).toMatch(
+      /the training cutoff: the sweep's held-out metric and this evaluated reward gap/,
+    );
 
     const queues = await mpo(['queues'], { env });
     expect(queues.code).toBe(0);

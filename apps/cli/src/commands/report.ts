@@ -5,7 +5,47 @@ import { API_FLAGS, ApiClient } from '../api-client.js';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { readJsonFile } from '../read-json.js';
 import { register } from '../registry.js';
-import { type EvalRow, type ReportRun, renderReport } from '../report/render.js';
+import {
+  bestTrial,
+  type EvalRow,
+  type GenerationSample,
+  type ReportRun,
+  type ReportTrial,
+  renderReport,
+} from '../report/render.js';
+
+/** Attack successes and refusals shown per language. */
+const SAMPLES = { attackSuccess: 2, refused: 1 };
+
+async function generationSamples(api: ApiClient, runId: string, t: ReportTrial): Promise<GenerationSample[]> {
+  if (!t.id) return [];
+  const languages = [
+    ...new Set(
+      t.evaluations
+        .filter((e) => (e.benchmark === 'multijail' || e.benchmark === 'csrt') && e.language !== 'avg')
+        .map((e) => e.language),
+    ),
+  ];
+  const out: GenerationSample[] = [];
+  for (const language of languages) {
+    for (const [success, limit] of [
+      [true, SAMPLES.attackSuccess],
+      [false, SAMPLES.refused],
+    ] as const) {
+      const q = new URLSearchParams({
+        trialId: t.id!,
+        language,
+        attackSuccess: String(success),
+        limit: String(limit),
+      });
+      const page = await api.get<{ generations: GenerationSample[] }>(
+        `/runs/${encodeURIComponent(runId)}/generations?${q}`,
+      );
+      out.push(...page.generations);
+    }
+  }
+  return out;
+}
 
 const usage = `mpo report RUN_ID [RUN_ID...] [--baseline FILE.json] [--label RUN_ID=LABEL ...] [--out FILE.md]
 
@@ -21,6 +61,7 @@ interface RunView {
     method: string;
     hyperparameters?: Record<string, unknown>;
     search: { metric: string; mode: 'min' | 'max' };
+    training?: { cutoff?: number };
   };
   trials: {
     id: string;
@@ -90,8 +131,13 @@ register({
         metric: run.spec.search.metric,
         mode: run.spec.search.mode,
         trials: run.trials.map((t) => ({ ...t, evaluations: evaluations.filter((e) => e.trialId === t.id) })),
+        ...(run.spec.training?.cutoff !== undefined ? { cutoff: run.spec.training.cutoff } : {}),
       });
     }
+    // The focus run's best trial shows what its ASR counted: a few judged responses per language.
+    const focus = runs[0];
+    const best = focus ? bestTrial(focus) : undefined;
+    if (focus && best) best.generations = await generationSamples(api, focus.id, best);
     let baseline: EvalRow[] | undefined;
     if (values.baseline) {
       const raw = readJsonFile(resolve(values.baseline), 'baseline');

@@ -10,13 +10,27 @@ export interface EvalRow {
   n: number;
 }
 
+/** One judged response behind an ASR figure (GET /runs/:id/generations). */
+export interface GenerationSample {
+  benchmark: string;
+  language: string;
+  promptId: string;
+  prompt: string;
+  response: string;
+  verdict: string;
+}
+
 export interface ReportTrial {
+  /** Trial id, for links to its generations. */
+  id?: string;
   index: number;
   status: string;
   hyperparameters: Record<string, unknown>;
   bestMetric: number | null;
   stopReason?: string | null;
   evaluations: EvalRow[];
+  /** A few judged responses per language (the report shows the focus trial's). */
+  generations?: GenerationSample[];
 }
 
 export interface ReportRun {
@@ -28,6 +42,8 @@ export interface ReportRun {
   metric: string;
   mode: 'min' | 'max';
   trials: ReportTrial[];
+  /** The run's training cutoff (tokens): its sweep metric and its evaluation's reward gap both use it. */
+  cutoff?: number;
 }
 
 export interface ReportInput {
@@ -85,6 +101,36 @@ function asrLanguages(input: ReportInput): string[] {
   ];
 }
 
+/** The one cutoff behind a run's reward gaps, stated (and the room generation benchmarks get). */
+function cutoffNote(run: ReportRun): string {
+  if (run.cutoff === undefined) return '';
+  return ` Pairs are cut at ${run.cutoff} tokens, the training cutoff: the sweep's held-out metric and this evaluated reward gap use the same one. MultiJail/CSRT prompts and answers get max(512, ${run.cutoff}) = ${Math.max(512, run.cutoff)} tokens.`;
+}
+
+/** Table cell text: one line, pipes escaped, at most `max` characters. */
+function cellText(text: string, max = 90): string {
+  const one = text.replace(/\s+/g, ' ').trim().replace(/\|/g, '\\|');
+  return one.length > max ? `${one.slice(0, max - 1)}…` : one;
+}
+
+/** A few judged responses per language of the focus trial, and where to read all of them. */
+function generationSection(run: ReportRun, t: ReportTrial): string[] {
+  const gens = t.generations ?? [];
+  if (gens.length === 0) return [];
+  const rows = [...gens]
+    .sort((a, b) => a.language.localeCompare(b.language) || a.promptId.localeCompare(b.promptId))
+    .map((g) => [g.language, g.verdict, g.promptId, cellText(g.prompt), cellText(g.response)]);
+  const all = t.id ? `GET /runs/${run.id}/generations?trialId=${t.id}` : `GET /runs/${run.id}/generations`;
+  return [
+    `## What the judge saw: generations of trial ${t.index}`,
+    '',
+    `A few responses per language with the judge's verdict (unsafe and irrelevant count as attack success). All of them: \`${all}\` (filters: language, verdict, attackSuccess), or the trial's eval/generations.jsonl.`,
+    '',
+    table(['Language', 'Verdict', 'Prompt id', 'Prompt', 'Response'], rows),
+    '',
+  ];
+}
+
 export function renderReport(input: ReportInput): string {
   const langs = asrLanguages(input);
   const out: string[] = [];
@@ -114,7 +160,7 @@ export function renderReport(input: ReportInput): string {
   if (focus && ft) {
     out.push(`## Reward gap and ASR before and after ${focus.label} (paper Table 1 shape)`, '');
     out.push(
-      `RG = avgLogp(chosen) − avgLogp(rejected) on held-out MPO pairs; trial ${ft.index} (${hp(ft.hyperparameters)}).`,
+      `RG = avgLogp(chosen) − avgLogp(rejected) on held-out MPO pairs; trial ${ft.index} (${hp(ft.hyperparameters)}).${cutoffNote(focus)}`,
       '',
     );
     const rgLangs = [
@@ -132,6 +178,7 @@ export function renderReport(input: ReportInput): string {
       pct(value(ft.evaluations, 'multijail', l, 'asr')),
     ]);
     out.push(table(['Language', 'RG before', 'RG after', 'ASR before', 'ASR after'], rows), '');
+    out.push(...generationSection(focus, ft));
   }
 
   const utilRows: string[][] = [];
