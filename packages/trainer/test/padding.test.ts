@@ -3,10 +3,12 @@
 // workflow.py l.76). It depends on the padding, so policy and reference must pad identically: then the retain term
 // is exactly 0 before the first update, whatever the micro-batch size and data order.
 import { Model } from '@mpo/engine';
+import type { ScoreGrads } from '@mpo/objectives';
 import { getObjective } from '@mpo/objectives';
 import { describe, expect, it } from 'vitest';
 import { parseTrainConfig, runTraining, type StepRecord, type TrainExample } from '../src/index.js';
-import { PAD_MULTIPLE, paddedPairBatch, scoreGroups } from '../src/scoring.js';
+import type { ScoreBatch, TrainableModel } from '../src/model.js';
+import { backwardUnits, PAD_MULTIPLE, paddedPairBatch, scoreGroups } from '../src/scoring.js';
 import { byteEncoders, mpoData, tinyModel, tmp } from './helpers.js';
 
 const config = (micro: number, hyperparameters: Record<string, unknown> = {}) => ({
@@ -46,6 +48,77 @@ describe("MPO's default pooling (official: mean over the padded pair)", () => {
       const [first] = await steps(2, { pooling });
       expect(first!.metrics['loss/retain'], pooling).toBe(0);
     }
+  });
+
+  it('MPO-Policy (rgdSource "policy") sends its RG_d gradient through the model; policy-detached does not', async () => {
+    const weights = async (rgdSource: string) => {
+      const r = await runTraining(
+        parseTrainConfig({ ...config(2, { rgdSource }), output: tmp(`pol-${rgdSource}`) }),
+        {
+          encoders: byteEncoders,
+        },
+      );
+      return (r.model as unknown as Model).paramBuffer();
+    };
+    const [withGrad, detached] = [await weights('policy'), await weights('policy-detached')];
+    let diff = 0;
+    for (let i = 0; i < withGrad.length; i++) diff = Math.max(diff, Math.abs(withGrad[i]! - detached[i]!));
+    expect(diff).toBeGreaterThan(1e-6);
+  });
+
+  it("routes each group's gradients to its rows of the padded-pair calls, zero for the filler", async () => {
+    const calls: Array<{ handle: number; n: number; grads?: ScoreGrads }> = [];
+    const model = {
+      async score(batch: ScoreBatch) {
+        const n = batch.sequences.length;
+        calls.push({ handle: calls.length + 1, n });
+        return {
+          n,
+          hiddenSize: 2,
+          sumLogp: new Float64Array(n).fill(-1),
+          tokens: new Int32Array(n).fill(1),
+          meanUnmaskedHidden: new Float32Array(2 * n),
+          handle: calls.length,
+        };
+      },
+      async backward(handle: number, grads: ScoreGrads) {
+        calls[handle - 1]!.grads = grads;
+      },
+      release() {},
+    } as unknown as TrainableModel;
+    const exs: TrainExample[] = [
+      {
+        id: 'a',
+        lang: 'zh',
+        target: { prompt: [1], chosen: [2], rejected: [3] },
+        dominant: { prompt: [1, 1], chosen: [5, 5, 5], rejected: [6] },
+      },
+      {
+        id: 'b',
+        lang: 'zh',
+        target: { prompt: [1], chosen: [2], rejected: [3] },
+        dominant: { prompt: [1, 1, 1, 1], chosen: [5, 5, 5, 5], rejected: [6, 6] },
+      },
+    ];
+    const reqs = getObjective('mpo')
+      .requirements({ rgdSource: 'policy' })
+      .policy.filter((q) => q.group.startsWith('dominant'));
+    const scored = await scoreGroups(model, exs, reqs, { grad: true });
+    // example a: lengths 5 and 3 → filler of 8; example b: 8 and 6 → no filler
+    expect(calls.map((c) => c.n)).toEqual([3, 2]);
+    await backwardUnits(
+      model,
+      scored,
+      {
+        dominantChosen: { sumLogp: Float64Array.of(1, 2), meanUnmaskedHidden: Float32Array.of(1, 1, 2, 2) },
+        dominantRejected: { sumLogp: Float64Array.of(3, 4), meanUnmaskedHidden: Float32Array.of(3, 3, 4, 4) },
+      },
+      0.5,
+    );
+    expect([...calls[0]!.grads!.sumLogp!]).toEqual([0.5, 1.5, 0]);
+    expect([...calls[0]!.grads!.meanUnmaskedHidden!]).toEqual([0.5, 0.5, 1.5, 1.5, 0, 0]);
+    expect([...calls[1]!.grads!.sumLogp!]).toEqual([1, 2]);
+    expect([...calls[1]!.grads!.meanUnmaskedHidden!]).toEqual([1, 1, 2, 2]);
   });
 
   it("pads each example's dominant chosen and rejected together to a multiple of 8", () => {
