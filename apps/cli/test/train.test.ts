@@ -140,5 +140,18 @@ describe('data-parallel training through mpo launch', () => {
     // Rank 0 alone reports; every rank checked the others' weight hashes (trainer hashCheckEvery).
     expect(two.lines.filter((l) => l.type === 'done')).toHaveLength(1);
     expect(await maxWeightDiff(join(dir, 'one', 'final'), join(dir, 'two', 'final'))).toBeLessThan(1e-5);
+    // Logged metrics are reduced across ranks: rank 0 reports the whole global batch, as 1 rank does (not its
+    // shard at 1/world weight).
+    type Step = { type: string; metrics: Record<string, unknown> };
+    const steps = (r: { lines: Record<string, unknown>[] }) =>
+      (r.lines as Step[]).filter((l) => l.type === 'step').map((l) => l.metrics);
+    const [m1, m2] = [steps(one), steps(two)];
+    expect(m2).toHaveLength(m1.length);
+    const compared = /^(loss|rewards\/|logps\/|rg\/target)/;
+    m1.forEach((m, i) => {
+      const keys = Object.keys(m).filter((k) => compared.test(k));
+      expect(keys.length).toBeGreaterThan(3);
+      for (const k of keys) expect(m2[i]![k] as number, `step ${i + 1} ${k}`).toBeCloseTo(m[k] as number, 4);
+    });
   });
 });
