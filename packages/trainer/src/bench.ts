@@ -4,6 +4,7 @@
 // Everything outside the engine (data + objective + accumulate + loop overhead)
 // should stay under 5% of the step.
 // Usage: npm run bench -w @mpo/trainer -- [--pairs 8] [--micro 8] [--threads 2] [--steps 6] [--json]
+//   [--pooling mean-unmasked|mean|last] (MPO's L2 pooling; default the objective's, the official padded-pair mean)
 // Data-parallel: mpo launch --ranks 2 -- node packages/trainer/dist/bench.js --threads 1 --micro 4
 // (--pairs is the global batch; each rank takes its shard; rank 0 reports global tokens/s).
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,8 +26,10 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '2' },
     steps: { type: 'string', default: '6' },
     json: { type: 'boolean', default: false },
+    pooling: { type: 'string' },
   },
 });
+const hyperparameters = values.pooling ? { pooling: values.pooling } : {};
 const pairs = Number(values.pairs);
 const threads = Number(values.threads);
 const steps = Number(values.steps);
@@ -56,7 +59,7 @@ const model = Model.init(CONFIG_S, { seed: 1, threads });
 const reference = await computeReference(
   model as unknown as TrainableModel,
   examples,
-  objective.requirements({}).reference,
+  objective.requirements(hyperparameters).reference,
   pairs,
 );
 const out = mkdtempSync(join(tmpdir(), 'mpo-bench-trainer-'));
@@ -64,7 +67,7 @@ const records: StepRecord[] = [];
 await trainLoop({
   examples,
   objective,
-  hyperparameters: {},
+  hyperparameters,
   training: {
     epochs: 1,
     maxSteps: steps + 1,
@@ -102,6 +105,7 @@ const outsideShare = median(
   measured.map((r) => (r.seconds - r.timing.forward! - r.timing.backward! - r.timing.optimizer!) / r.seconds),
 );
 const result = {
+  pooling: values.pooling ?? (objective.defaults as { pooling: string }).pooling,
   pairs,
   microBatch: Number(values.micro),
   threads,
