@@ -48,6 +48,8 @@ export interface GenerationRow extends NewGeneration {
 }
 
 export const MAX_GENERATION_PAGE = 500;
+/** Rows per INSERT (13 columns each). */
+const INSERT_CHUNK = 1000;
 const ORDER: Prisma.GenerationOrderByWithRelationInput[] = [
   { benchmark: 'asc' },
   { language: 'asc' },
@@ -78,16 +80,21 @@ export class GenerationRepository {
       });
       const evaluationOf = new Map(asr.map((e) => [`${e.benchmark}\u0000${e.language}`, e.id]));
       await tx.generation.deleteMany({ where: { trialId: scope.trialId, checkpointId } });
-      const { count } = await tx.generation.createMany({
-        data: rows.map((r) => ({
-          ...r,
-          reason: r.reason ?? null,
-          runId: trial.runId,
-          trialId: scope.trialId,
-          checkpointId,
-          evaluationId: evaluationOf.get(`${r.benchmark}\u0000${r.language}`) ?? null,
-        })),
-      });
+      let count = 0;
+      // A full MultiJail evaluation is 3,150 rows; chunks keep each INSERT under Postgres' 65,535 parameters.
+      for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+        const r = await tx.generation.createMany({
+          data: rows.slice(i, i + INSERT_CHUNK).map((r) => ({
+            ...r,
+            reason: r.reason ?? null,
+            runId: trial.runId,
+            trialId: scope.trialId,
+            checkpointId,
+            evaluationId: evaluationOf.get(`${r.benchmark}\u0000${r.language}`) ?? null,
+          })),
+        });
+        count += r.count;
+      }
       return count;
     });
   }

@@ -119,6 +119,14 @@ describe('generations', () => {
     ).rejects.toThrow(/Generation_verdict_check/);
   });
 
+  it('stores a full MultiJail evaluation (315 prompts × 10 languages) in one call', async () => {
+    const { trialId } = await newTrial();
+    const langs = ['en', 'zh', 'it', 'vi', 'ar', 'ko', 'th', 'bn', 'sw', 'jv'];
+    const many = langs.flatMap((l) => Array.from({ length: 315 }, (_, i) => gen(l, String(i), 'unsafe')));
+    expect(await db.generations.replace({ trialId }, many)).toBe(3150);
+    expect(await db.generations.count({ trialId, language: 'jv' })).toBe(315);
+  });
+
   it('goes with its run', async () => {
     const { runId, trialId } = await newTrial();
     await db.generations.replace({ trialId }, rows);
