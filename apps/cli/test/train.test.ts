@@ -69,6 +69,17 @@ describe('mpo train', () => {
     }
   });
 
+  it("--preset NAME fills MPO's per-backbone values and says which preset does not fit", async () => {
+    const dir = tmp('preset');
+    const cfg = writeJson(dir, 'c.json', { ...dpoConfig(join(dir, 'out')), training: { maxSteps: 1 } });
+    const bad = await mpo(['train', '--config', cfg, '--preset', 'gemma2-9b']);
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toMatch(/preset: preset "gemma2-9b" holds MPO's Table 8 values/);
+    const unknown = await mpo(['train', '--config', cfg, '--preset', 'llama-3']);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toMatch(/preset: must be one of llama3\.1-8b, gemma2-9b, qwen2\.5-7b/);
+  });
+
   it('names a missing config (exit 4) and the line of a JSON syntax error (exit 3)', async () => {
     const dir = tmp('io');
     const missing = await mpo(['train', '--config', join(dir, 'none.json')]);
