@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { readCsv } from '@mpo/eval';
 import { describe, expect, it } from 'vitest';
 
 const root = resolve(import.meta.dirname, '..');
@@ -21,7 +22,10 @@ interface ManifestFile {
 const manifest = JSON.parse(readFileSync(join(root, 'datasets/manifest.json'), 'utf8')) as {
   files: ManifestFile[];
 };
-const sha256 = (p: string) => createHash('sha256').update(readFileSync(join(root, p))).digest('hex');
+const sha256 = (p: string) =>
+  createHash('sha256')
+    .update(readFileSync(join(root, p)))
+    .digest('hex');
 const tracked = () =>
   execFileSync('git', ['ls-files', '-z'], { cwd: root, encoding: 'utf8' }).split('\0').filter(Boolean);
 
@@ -70,8 +74,7 @@ describe('datasets/', () => {
       if (f.path.endsWith('.jsonl')) rows = text.trim().split('\n').length;
       else if (f.path.endsWith('expected.json')) rows = JSON.parse(text).examples.length;
       else if (f.path.endsWith('.json')) rows = JSON.parse(text).length;
-      // MultiJail: one prompt per line, no quoted newlines (315 rows, the benchmark's size).
-      else rows = text.trim().split('\n').length - 1;
+      else rows = readCsv(join(root, f.path)).records.length;
       expect(rows, f.path).toBe(f.rows);
     }
   });
@@ -81,10 +84,39 @@ describe('datasets/', () => {
   });
 });
 
+describe('the Docker image carries the data', () => {
+  it('COPY . . with no .dockerignore pattern matching a shipped file, checked at build time', () => {
+    const dockerfile = readFileSync(join(root, 'infra/Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/^COPY \. \.$/m);
+    expect(dockerfile).toMatch(/mpo\.js data list --check/);
+    // .dockerignore patterns as Docker reads them (** any depth, * within a name), anchored at the root.
+    const patterns = readFileSync(join(root, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
+    const toRegex = (p: string) =>
+      new RegExp(
+        `^${p
+          .replace(/[.+?^${}()|[\]\\]/g, '\\$&')
+          .replace(/\*\*\//g, '(.*/)?')
+          .replace(/\*/g, '[^/]*')}(/|$)`,
+      );
+    for (const f of manifest.files) {
+      for (const p of patterns) expect(toRegex(p).test(f.path), `${p} excludes ${f.path}`).toBe(false);
+    }
+  });
+
+  it('no compose or Kubernetes volume mounts a /shared folder', () => {
+    for (const p of tracked().filter((x) => /\.ya?ml$/.test(x))) {
+      expect(readFileSync(join(root, p), 'utf8'), p).not.toMatch(/(mountPath:|:)\s*\/shared\b|\/shared:/);
+    }
+  });
+});
+
 describe('nothing reads a folder beside the repository', () => {
   it('no tracked file mentions the developers-only sibling folder or its variable', () => {
     // Built from pieces so that this file does not match itself.
-    const sibling = ['..', 'shared'].join('/');
+    const sibling = `${'.'.repeat(2)}/shared`;
     const variable = ['MPO', 'SHARED', 'DIR'].join('_');
     const joined = /['"]\.\.['"],\s*['"]shared['"]/;
     const hits: string[] = [];
@@ -93,7 +125,8 @@ describe('nothing reads a folder beside the repository', () => {
       if (buf.includes(0)) continue; // binary (weights)
       const text = buf.toString('utf8');
       text.split('\n').forEach((line, i) => {
-        if (line.includes(sibling) || line.includes(variable) || joined.test(line)) hits.push(`${p}:${i + 1}`);
+        if (line.includes(sibling) || line.includes(variable) || joined.test(line))
+          hits.push(`${p}:${i + 1}`);
       });
     }
     expect(hits).toEqual([]);

@@ -3,6 +3,7 @@
 // the repository root and nowhere else: data in datasets/ (datasets/README.md
 // gives each file's origin, licence and sha256), the golden fixture with the
 // engine's tests, the testbed model in models/.
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,6 +96,7 @@ interface ManifestFile {
   rows: number | null;
   languages: string[];
   licence: string;
+  sha256: string;
 }
 
 function manifestFiles(): Map<string, ManifestFile> {
@@ -145,4 +147,18 @@ export function builtinCatalog(): CatalogEntry[] {
     ...Object.entries(BUILTIN_DATA).map(([id, d]) => fileEntry(id, 'data', d.path())),
     ...Object.entries(BUILTIN_BENCHMARKS).map(([id, p]) => fileEntry(id, 'benchmark', p())),
   ];
+}
+
+/**
+ * Files of datasets/manifest.json that are missing or whose bytes differ from their recorded sha256
+ * (`mpo data list --check`; the Docker build runs it so an image never ships without its data).
+ */
+export function checkDatasets(): string[] {
+  const problems: string[] = [];
+  for (const [path, f] of manifestFiles()) {
+    if (!existsSync(path)) problems.push(`${f.path}: missing`);
+    else if (createHash('sha256').update(readFileSync(path)).digest('hex') !== f.sha256)
+      problems.push(`${f.path}: sha256 differs from datasets/manifest.json`);
+  }
+  return problems;
 }

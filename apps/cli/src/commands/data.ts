@@ -1,13 +1,14 @@
 import { parseArgs } from 'node:util';
-import { builtinCatalog, CSRT_ENV, CSRT_SOURCE } from '@mpo/trainer';
+import { builtinCatalog, CSRT_ENV, CSRT_SOURCE, checkDatasets } from '@mpo/trainer';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { register } from '../registry.js';
 
-const usage = `mpo data list [--json]
+const usage = `mpo data list [--json] [--check]
 
 Lists every builtin model, dataset and benchmark file the repository ships: id, kind, rows (data) or
 size, languages, licence and the path it resolves to (datasets/README.md gives origins and sha256s).
---json prints one JSON array. CSRT is not shipped (no licence upstream): see the note at the end.`;
+--json prints one JSON array; --check also verifies every shipped file against its sha256 in
+datasets/manifest.json and fails (exit 1) naming the files that are missing or differ. CSRT is not shipped (no licence upstream): see the note at the end.`;
 
 const size = (b: number | null) =>
   b === null
@@ -24,7 +25,18 @@ register({
     const [sub, ...rest] = argv;
     if (sub !== 'list')
       throw new CliError(`unknown subcommand '${sub ?? ''}'\n\nusage: ${usage}`, ExitCode.usage);
-    const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
+    const { values } = parseArgs({
+      args: rest,
+      options: { json: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } },
+    });
+    if (values.check) {
+      const problems = checkDatasets();
+      if (problems.length)
+        throw new CliError(
+          `datasets do not match their manifest:\n  ${problems.join('\n  ')}`,
+          ExitCode.failure,
+        );
+    }
     const entries = builtinCatalog();
     if (values.json) {
       process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
