@@ -10,6 +10,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDb, type Db } from '@mpo/db';
+import { writeCsrtSample } from '@mpo/eval';
 import { EVAL_JOB_OPTIONS, evalQueue, jobIds } from '@mpo/queue';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -165,6 +166,8 @@ describe('the Docker image layout', () => {
         MPO_MODEL_ROOT: join(root, 'models'),
         MPO_DATA_ROOT: join(root, 'data'),
         MPO_ARTIFACT_ROOT: join(root, 'artifacts'),
+        // CSRT is not in the image: an operator mounts a copy and names it (here a CSRT-format sample).
+        MPO_CSRT_PATH: writeCsrtSample(join(root, 'data', 'csrt.csv'), 2),
         LOG_LEVEL: 'info',
       }),
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -184,7 +187,7 @@ describe('the Docker image layout', () => {
         evalData(runId, trialId, {
           model: { kind: 'builtin', id: 'golden-llama' },
           data: [{ kind: 'builtin', id: 'mpo-llama' }],
-          benchmarks: ['reward-gap', 'multijail', 'utility'],
+          benchmarks: ['reward-gap', 'multijail', 'csrt', 'utility'],
           languages: ['en', 'zh'],
           maxPrompts: 2,
         }),
@@ -204,7 +207,13 @@ describe('the Docker image layout', () => {
     }
     const rows = await db.artifacts.evaluations({ trialId });
     expect(rows.map((r) => `${r.benchmark}/${r.language}/${r.metric}`)).toEqual(
-      expect.arrayContaining(['reward-gap/en/rg', 'reward-gap/zh/rg', 'multijail/zh/asr', 'utility/en/ppl']),
+      expect.arrayContaining([
+        'reward-gap/en/rg',
+        'reward-gap/zh/rg',
+        'multijail/zh/asr',
+        'csrt/csrt/asr',
+        'utility/en/ppl',
+      ]),
     );
     // The evaluation read builtin:mpo-llama (the data of the run), resolved inside the image.
     const cfg = JSON.parse(
