@@ -6,7 +6,7 @@
 // here, so the layout is built in a temporary folder.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDb, type Db } from '@mpo/db';
@@ -118,6 +118,13 @@ describe('a clone with nothing beside it', () => {
     expect(done).toMatchObject({ type: 'done', steps: 2 });
     expect(done.examples.alpaca).toBeGreaterThan(1000);
   }, 120_000);
+
+  it('mpo data list --check fails naming a shipped file whose bytes changed (last: it alters the clone)', () => {
+    appendFileSync(join(clone, 'datasets/multijail/MultiJail.csv'), '\n');
+    const r = mpo(['data', 'list', '--check']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/datasets\/multijail\/MultiJail\.csv: sha256 differs/);
+  });
 });
 
 describe('the Docker image layout', () => {
