@@ -1,8 +1,9 @@
 // A copy of this checkout as a user gets it: `git clone` (committed files only) into a folder of its
 // own, plus this checkout's build outputs (node_modules, dist, native build, generated client)
-// hard-linked in, standing for `npm ci && npm run build` (minutes) in the copy.
+// hard-linked in, standing for `npm ci && npm run build` (minutes) in the copy. It clones HEAD:
+// commit first to test uncommitted work (CI runs on a fresh clone, where HEAD is everything).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
 export const repoRoot = resolve(import.meta.dirname, '..');
@@ -25,8 +26,15 @@ export function cloneBuilt(dest: string): string {
   for (const rel of buildOutputs()) {
     const to = join(dest, rel);
     mkdirSync(dirname(to), { recursive: true });
-    // -a keeps node_modules' relative workspace symlinks pointing inside the copy.
-    execFileSync('cp', ['-al', join(repoRoot, rel), to.replace(/\/$/, '')]);
+    // -a keeps node_modules' relative workspace symlinks pointing inside the copy; hard links (-l)
+    // need the same filesystem, else the files are copied.
+    const [from, into] = [join(repoRoot, rel), to.replace(/\/$/, '')];
+    try {
+      execFileSync('cp', ['-al', from, into], { stdio: 'pipe' });
+    } catch {
+      rmSync(into, { recursive: true, force: true });
+      execFileSync('cp', ['-a', from, into]);
+    }
   }
   return dest;
 }
