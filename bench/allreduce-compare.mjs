@@ -3,12 +3,13 @@
 //   node bench/allreduce-compare.mjs [--ranks 2] [--reps 5]
 // Alternates the two (so both see the same background load), takes the median per size over
 // the repetitions and prints a Markdown table. Needs `npm run build -w @mpo/allreduce` and
-// /usr/bin/python3 with torch; the peer lives in ../shared/peers/peer_gloo_allreduce.py.
+// a python with torch for the reference (bench/reference/gloo_allreduce.py); without one it
+// prints our figures only and says so.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { referenceScript, torchPython } from './reference/python.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { allreduceBench } = await import(join(root, 'packages/allreduce/dist/index.js'));
@@ -19,10 +20,8 @@ const opt = (name, dflt) => {
 };
 const ranks = opt('--ranks', 2);
 const reps = opt('--reps', 5);
-const peer = [
-  join(root, '../shared/peers/peer_gloo_allreduce.py'),
-  join(root, 'shared/peers/peer_gloo_allreduce.py'),
-].find(existsSync);
+const python = torchPython();
+const peer = python ? referenceScript('gloo_allreduce.py') : null;
 const sizes = [4 << 10, 256 << 10, 4 << 20, 64 << 20];
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -39,7 +38,7 @@ for (let r = 0; r < reps; r++) {
     ours.get(res.bytes).push(res);
   }
   if (peer) {
-    const p = spawnSync('/usr/bin/python3', [peer, '--ranks', String(ranks)], {
+    const p = spawnSync(python, [peer, '--ranks', String(ranks)], {
       encoding: 'utf8',
       env: { ...process.env, OPENBLAS_NUM_THREADS: '1', OMP_NUM_THREADS: '1' },
     });

@@ -1,16 +1,18 @@
 #!/usr/bin/env node
-// Side-by-side: @mpo/engine's config-S MPO step vs the PyTorch 1.13 peer (../shared/peers/peer_torch_mpo.py).
+// Side-by-side: @mpo/engine's config-S MPO step vs the same step in PyTorch (bench/reference/torch_mpo_step.py).
 //   node bench/engine-vs-torch.mjs [--reps 5] [--steps 5] [--grid 1x1,1x2,8x1,8x2] [--wait-load 1.0]
 // grid entries are PAIRSxTHREADS. Each repetition runs ours then the peer, each in a fresh process,
 // so both see the same background load; the table reports the median over repetitions (and the
 // best run). --wait-load L waits (up to 2 min) before each run until the 1-minute load average is
 // below L: the machine has 2 cores shared with other work, so figures are noisy.
-// Needs `npm run build -w @mpo/engine` and /usr/bin/python3 with Debian's python3-torch.
+// Needs `npm run build -w @mpo/engine`; the reference needs a python with torch (Debian's python3-torch):
+// without one the table shows the engine's figures only and says so.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { referenceScript, torchPython } from './reference/python.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -25,10 +27,8 @@ const grid = opt('--grid', '1x1,1x2,8x1,8x2')
   .split(',')
   .map((g) => g.split('x').map(Number));
 const cli = join(root, 'packages/engine/dist/bench-cli.js');
-const peer = [
-  join(root, '../shared/peers/peer_torch_mpo.py'),
-  join(root, 'shared/peers/peer_torch_mpo.py'),
-].find(existsSync);
+const python = torchPython();
+const peer = python ? referenceScript('torch_mpo_step.py') : null;
 if (!existsSync(cli)) throw new Error('build the engine first: npm run build -w @mpo/engine');
 
 const median = (xs) => {
@@ -60,14 +60,10 @@ function runPeer(pairs, threads) {
   const env = { ...process.env, OPENBLAS_NUM_THREADS: '1' };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
-  const r = spawnSync(
-    '/usr/bin/python3',
-    [peer, '--pairs', pairs, '--threads', threads, '--steps', steps].map(String),
-    {
-      encoding: 'utf8',
-      env,
-    },
-  );
+  const r = spawnSync(python, [peer, '--pairs', pairs, '--threads', threads, '--steps', steps].map(String), {
+    encoding: 'utf8',
+    env,
+  });
   const m = /tokens\/s=(\d+)/.exec(r.stdout);
   if (!m) throw new Error(`peer failed: ${r.stderr || r.stdout}`);
   return Number(m[1]);
@@ -105,12 +101,12 @@ console.log(
   `config S, fp32, median of ${reps} runs x ${steps} steps (best run in parentheses); MFU vs 440 GFLOP/s`,
 );
 console.log(
-  '| pairs | threads | engine tokens/s | engine MFU | PyTorch 1.13 tokens/s | engine / PyTorch | load avg |',
+  '| pairs | threads | engine tokens/s | engine MFU | PyTorch tokens/s | engine / PyTorch | load avg |',
 );
 console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
   const mfu = (100 * r.o * flopsPerToken) / 440e9;
   console.log(
-    `| ${r.pairs} | ${r.threads} | ${Math.round(r.o)} (${Math.round(r.oBest)}) | ${mfu.toFixed(1)}% | ${Math.round(r.t)} (${Math.round(r.tBest)}) | ${(r.o / r.t).toFixed(2)}x | ${r.load.toFixed(1)} |`,
+    `| ${r.pairs} | ${r.threads} | ${Math.round(r.o)} (${Math.round(r.oBest)}) | ${mfu.toFixed(1)}% | ${peer ? `${Math.round(r.t)} (${Math.round(r.tBest)})` : 'not run (no torch)'} | ${peer ? `${(r.o / r.t).toFixed(2)}x` : 'n/a'} | ${r.load.toFixed(1)} |`,
   );
 }

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export const repoRoot = resolve(import.meta.dirname, '../../..');
-export const shared = resolve(repoRoot, '../shared');
-export const goldenDir = join(shared, 'fixtures/golden-llama');
+export const datasetsDir = join(repoRoot, 'datasets');
+export const goldenDir = join(repoRoot, 'packages/engine/test/fixtures/golden-llama');
 export const mpoBin = join(repoRoot, 'apps/cli/bin/mpo.js');
 export const tmp = (tag: string) => mkdtempSync(join(tmpdir(), `mpo-cli-${tag}-`));
 

@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { goldenDir, mpo, shared, tmp } from './helpers.js';
+import { datasetsDir, goldenDir, mpo, tmp } from './helpers.js';
 
 const expected = JSON.parse(readFileSync(join(goldenDir, 'expected.json'), 'utf8'));
 const pairs = join(goldenDir, 'pairs.jsonl');
@@ -32,7 +32,7 @@ describe('mpo score', () => {
       '--model',
       goldenDir,
       '--data',
-      join(shared, 'data/mpo/llama_mpo_data.json'),
+      join(datasetsDir, 'mpo/llama_mpo_data.json'),
       '--template',
       'byte',
       '--cutoff',
@@ -168,5 +168,40 @@ describe('mpo eval', () => {
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/benchmarks: /);
     expect(r.stderr).toMatch(/maxPrompts: /);
+  });
+
+  it('csrt: says where to get the file when no path is given, and evaluates a CSRT-format file', async () => {
+    const noPath = await mpo(['eval', '--model', 'builtin:golden-llama', '--benchmarks', 'csrt'], {
+      env: { MPO_CSRT_PATH: '' },
+    });
+    expect(noPath.code).toBe(3);
+    expect(noPath.stderr).toMatch(/csrt\.path: required .*github\.com\/haneul-yoo\/csrt @ 574574a/);
+    expect(noPath.stderr).toMatch(/--csrt PATH, csrt\.path, or MPO_CSRT_PATH/);
+    const gone = await mpo([
+      'eval',
+      '--model',
+      'builtin:golden-llama',
+      '--benchmarks',
+      'csrt',
+      '--csrt',
+      '/nope.csv',
+    ]);
+    expect(gone.code).toBe(3);
+    expect(gone.stderr).toMatch(/\/nope\.csv does not exist/);
+
+    const { writeCsrtSample } = await import('@mpo/eval');
+    const csv = writeCsrtSample(join(tmp('csrt'), 'csrt.csv'), 3);
+    const args = ['eval', '--model', 'builtin:golden-llama', '--benchmarks', 'csrt', '--max-new-tokens', '4'];
+    // The flag and the environment variable name the same file.
+    for (const r of [
+      await mpo([...args, '--csrt', csv, '--json']),
+      await mpo([...args, '--json'], { env: { MPO_CSRT_PATH: csv } }),
+    ]) {
+      expect(r.code, r.stderr).toBe(0);
+      const res = r.lines.filter((l) => l.type === 'result');
+      expect(res).toEqual([
+        expect.objectContaining({ benchmark: 'csrt', language: 'csrt', metric: 'asr', n: 3 }),
+      ]);
+    }
   });
 });

@@ -160,7 +160,7 @@ describe('payload → trainer config', () => {
 
   it('opens data under the data root and guesses its format', () => {
     const golden = readFileSync(
-      join(import.meta.dirname, '../../../../shared/fixtures/golden-llama/pairs.jsonl'),
+      join(import.meta.dirname, '../../../packages/engine/test/fixtures/golden-llama/pairs.jsonl'),
     );
     writeFileSync(join(s.dataRoot, 'pairs.jsonl'), golden);
     writeFileSync(join(s.dataRoot, 'mpo.json'), '[{"source_chosen": "x"}]');

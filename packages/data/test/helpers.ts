@@ -3,11 +3,14 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Tokenizer } from '../src/index.js';
 
-export const SHARED = resolve(import.meta.dirname, '../../../../shared');
+const repoRoot = resolve(import.meta.dirname, '../../..');
+/** The repository's data folder (datasets/README.md). */
+export const DATASETS = join(repoRoot, 'datasets');
+export const GOLDEN_PAIRS = join(repoRoot, 'packages/engine/test/fixtures/golden-llama/pairs.jsonl');
 export const MPO_FILES = {
-  llama: join(SHARED, 'data/mpo/llama_mpo_data.json'),
-  gemma: join(SHARED, 'data/mpo/gemma_mpo_data.json'),
-  qwen: join(SHARED, 'data/mpo/qwen_mpo_data.json'),
+  llama: join(DATASETS, 'mpo/llama_mpo_data.json'),
+  gemma: join(DATASETS, 'mpo/gemma_mpo_data.json'),
+  qwen: join(DATASETS, 'mpo/qwen_mpo_data.json'),
 };
 
 const dir = mkdtempSync(join(tmpdir(), 'mpo-data-test-'));

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { assignDistinct, detectLanguage, scoreLanguages } from '../src/index.js';
-import { SHARED } from './helpers.js';
+import { DATASETS } from './helpers.js';
 
 /** RFC 4180 CSV (quoted fields, doubled quotes, newlines inside quotes). */
 function parseCsv(text: string): string[][] {
@@ -36,7 +36,7 @@ function parseCsv(text: string): string[][] {
 
 describe('detectLanguage on MultiJail', () => {
   const [header, ...rows] = parseCsv(
-    readFileSync(`${SHARED}/data/multijail/MultiJail.csv`, 'utf8').replace(/^\uFEFF/, ''),
+    readFileSync(`${DATASETS}/multijail/MultiJail.csv`, 'utf8').replace(/^\uFEFF/, ''),
   );
   const langs = ['en', 'zh', 'it', 'vi', 'ar', 'ko', 'th', 'bn', 'sw', 'jv'];
   for (const lang of langs) {

@@ -1,7 +1,7 @@
 // Pairwise JSONL, pre-tokenized JSONL (the golden fixture) and alpaca JSON.
 import { describe, expect, it } from 'vitest';
 import { loadAlpacaJson, loadPairwiseJsonl, loadPretokenizedJsonl } from '../src/index.js';
-import { SHARED, tmpFile } from './helpers.js';
+import { DATASETS, GOLDEN_PAIRS, tmpFile } from './helpers.js';
 
 describe('loadPairwiseJsonl', () => {
   it('reads rows, keeps given ids/langs/groups, detects the rest', () => {
@@ -61,7 +61,7 @@ describe('loadPairwiseJsonl', () => {
 
 describe('loadPretokenizedJsonl', () => {
   it('reads the golden fixture exactly', () => {
-    const { rows, dropped } = loadPretokenizedJsonl(`${SHARED}/fixtures/golden-llama/pairs.jsonl`, {
+    const { rows, dropped } = loadPretokenizedJsonl(GOLDEN_PAIRS, {
       vocabSize: 264,
     });
     expect(dropped).toEqual([]);
@@ -99,9 +99,9 @@ describe('loadPretokenizedJsonl', () => {
 });
 
 describe('loadAlpacaJson', () => {
-  it('reads the shared demo sets with their language', () => {
-    const en = loadAlpacaJson(`${SHARED}/data/general/alpaca_en_demo.json`);
-    const zh = loadAlpacaJson(`${SHARED}/data/general/alpaca_zh_demo.json`);
+  it('reads the committed demo sets with their language', () => {
+    const en = loadAlpacaJson(`${DATASETS}/general/alpaca_en_demo.json`);
+    const zh = loadAlpacaJson(`${DATASETS}/general/alpaca_zh_demo.json`);
     expect(en.rows.length + en.dropped.length).toBe(1000);
     expect(zh.rows.length + zh.dropped.length).toBe(1000);
     const share = (rows: { lang: string }[], l: string) =>

@@ -1,4 +1,4 @@
-// The MPO paper's training data as shipped in ../shared: pairing, languages, drops, errors.
+// The MPO paper's training data as committed in datasets/mpo: pairing, languages, drops, errors.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DataError, loadMpoJson } from '../src/index.js';
@@ -8,7 +8,7 @@ type Raw = Record<string, { value: string } | Array<{ value: string }>>;
 const rawOf = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Raw[];
 const text = (x: Raw[string] | undefined) => (Array.isArray(x) ? x.map((m) => m.value).join('\n') : x!.value);
 
-describe('loadMpoJson on the shared data', () => {
+describe('loadMpoJson on the committed data', () => {
   const expected = {
     llama: { dominant: 'en', langs: ['ar', 'bn', 'ja', 'ko', 'sw', 'zh'] },
     gemma: { dominant: 'en', langs: ['ar', 'bn', 'ja', 'ko', 'sw', 'zh'] },

@@ -1,6 +1,6 @@
 // The engine benchmark ("config S" of issue 3): one MPO-shaped training step per measurement =
 // forward+backward of 2 target sequences through the LM head and 2 source sequences to the final
-// hidden state (mean pooled) per pair, then AdamW. Same shapes as ../shared/peers/peer_torch_mpo.py.
+// hidden state (mean pooled) per pair, then AdamW. Same shapes as bench/reference/torch_mpo_step.py.
 import type { LlamaConfig } from './config.js';
 import { type Device, type Dtype, Model } from './model.js';
 

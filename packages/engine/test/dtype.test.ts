@@ -2,7 +2,7 @@
 // CUDA libtorch and a GPU is present).
 import { afterAll, describe, expect, it } from 'vitest';
 import { engineInfo, Model } from '../src/index.js';
-import { goldenDir, haveGolden, randomTokens, tinyConfig } from './helpers.js';
+import { goldenDir, randomTokens, tinyConfig } from './helpers.js';
 
 const models: Model[] = [];
 afterAll(() => {
@@ -40,7 +40,7 @@ describe('bfloat16 compute on the CPU', () => {
 
 const cuda = engineInfo().cudaBuild;
 describe.skipIf(!cuda)('CUDA (addon built against a CUDA libtorch)', () => {
-  it.skipIf(!haveGolden)('golden fixture on cuda:0 in float32 within 1e-4', async () => {
+  it('golden fixture on cuda:0 in float32 within 1e-4', async () => {
     const cpu = await Model.load(goldenDir);
     const gpu = await Model.load(goldenDir, { device: 'cuda:0' });
     models.push(cpu, gpu);

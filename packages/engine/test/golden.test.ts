@@ -1,10 +1,10 @@
 // Golden test: scores of an independent float64 reference forward pass over a tiny random Llama
-// checkpoint (../shared/fixtures/golden-llama, see ../shared/README.md).
+// checkpoint (test/fixtures/golden-llama; datasets/README.md lists its files and sha256s).
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Model } from '../src/index.js';
-import { goldenDir, haveGolden } from './helpers.js';
+import { goldenDir } from './helpers.js';
 
 interface Side {
   sumLogp: number;
@@ -26,7 +26,7 @@ interface Pair {
   rejected_ids: number[];
 }
 
-describe.skipIf(!haveGolden)('golden-llama fixture', () => {
+describe('golden-llama fixture', () => {
   let model: Model;
   let expected: Expected;
   let pairs: Pair[];

@@ -1,13 +1,11 @@
-import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LlamaConfig } from '../src/config.js';
 
 export const pkgRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const repoRoot = resolve(pkgRoot, '../..');
-export const sharedDir = resolve(repoRoot, '../shared');
-export const goldenDir = resolve(sharedDir, 'fixtures/golden-llama');
-export const haveGolden = existsSync(resolve(goldenDir, 'expected.json'));
+/** The golden fixture (tiny random Llama + independent reference outputs; datasets/README.md lists its sha256). */
+export const goldenDir = resolve(pkgRoot, 'test/fixtures/golden-llama');
 
 export function tinyConfig(over: Partial<LlamaConfig> = {}): LlamaConfig {
   return {

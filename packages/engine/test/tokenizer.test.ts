@@ -14,7 +14,7 @@ import {
   renderChat,
   stopTokenIds,
 } from '../src/index.js';
-import { goldenDir, haveGolden } from './helpers.js';
+import { goldenDir } from './helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mpo-engine-tok-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -149,12 +149,10 @@ describe('loadTokenizer for byte-level models', () => {
     mkdirSync(dir);
     await ByteTokenizer.save(dir);
     expect((await loadTokenizer(dir)).kind).toBe('byte');
-    if (haveGolden) {
-      const g = await loadTokenizer(goldenDir);
-      expect(g.kind).toBe('byte');
-      expect(g.vocabSize).toBe(320);
-      expect(g.bosId).toBe(256);
-    }
+    const g = await loadTokenizer(goldenDir);
+    expect(g.kind).toBe('byte');
+    expect(g.vocabSize).toBe(320);
+    expect(g.bosId).toBe(256);
     await expect(loadTokenizer(join(tmp, 'nothing'))).rejects.toThrow(/no tokenizer\.json/);
   });
 });

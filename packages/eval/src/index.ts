@@ -10,6 +10,7 @@ export {
   type MultiJailSet,
   parseTags,
 } from './benchmarks.js';
+export { writeCsrtSample } from './csrt-sample.js';
 export { CsvError, type CsvRecord, type CsvTable, parseCsv, readCsv } from './csv.js';
 export {
   createRefusalDetector,

@@ -1,15 +1,16 @@
 // Prints the refusal detector's precision and recall on the hand-labelled sample.
 // Usage: npm run measure -w @mpo/eval [-- --data <mpo dir>] [-- --labels <file> ...] [-- --errors]
 // Without --labels it scores the development and the test sample (data/refusal-labels-{dev,test}.json).
-import { relative, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { DATASETS_DIR } from '@mpo/trainer';
 import { createRefusalDetector } from './detector.js';
 import { formatMeasurement, measureDetector } from './measure.js';
 import { DEFAULT_LABEL_FILES, readLabelFile } from './refusal-sample.js';
 
 const { values } = parseArgs({
   options: {
-    data: { type: 'string', default: resolve(import.meta.dirname, '../../../../shared/data/mpo') },
+    data: { type: 'string', default: join(DATASETS_DIR, 'mpo') },
     labels: { type: 'string', multiple: true },
     errors: { type: 'boolean', default: false },
   },

@@ -1,9 +1,10 @@
 // Phrase mining for the refusal detector: on the `mine` half of the MPO prompt groups, lists per response
 // language the opening n-grams that are frequent in `*_chosen` (mostly refusals) and rare in `*_rejected`
 // (mostly compliant). Its output is raw material: the phrase lists in phrases.ts were curated from it by hand.
-// Usage: node dist/mine-cli.js [--data ../../../shared/data/mpo] [--lang ko] [--top 40]
-import { resolve } from 'node:path';
+// Usage: node dist/mine-cli.js [--data <mpo dir, default datasets/mpo>] [--lang ko] [--top 40]
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { DATASETS_DIR } from '@mpo/trainer';
 import { loadMpoResponses, splitOfGroup } from './mpo-responses.js';
 import { normalizeText } from './normalize.js';
 
@@ -29,7 +30,7 @@ function ngrams(tokens: string[], lang: string): Set<string> {
 
 const { values } = parseArgs({
   options: {
-    data: { type: 'string', default: resolve(import.meta.dirname, '../../../../shared/data/mpo') },
+    data: { type: 'string', default: join(DATASETS_DIR, 'mpo') },
     lang: { type: 'string' },
     top: { type: 'string', default: '40' },
     chars: { type: 'string', default: '160' },

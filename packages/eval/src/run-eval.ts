@@ -5,16 +5,18 @@
 //   csrt        the same on code-switching prompts;
 //   utility     perplexity of held-out alpaca en/zh outputs given their instructions.
 // Every figure is emitted as one result {benchmark, language, metric, value, n}.
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import type { Model } from '@mpo/engine';
 import {
   buildDataset,
+  CSRT_ENV,
+  CSRT_SOURCE,
   loadInitialModel,
   parseTrainConfig,
+  resolveBuiltinBenchmark,
   resolveBuiltinData,
   resolveModelDir,
   resolveTokenization,
-  sharedDir,
   type Tokenization,
   type TrainExample,
 } from '@mpo/trainer';
@@ -39,6 +41,8 @@ export interface EvalConfig {
   judge: 'detector' | 'llm';
   /** MPO data for the reward gap, split exactly as training splits it. */
   data: { path: string; heldOut: number; splitSeed: number };
+  /** The CSRT file (not shipped: see CSRT_SOURCE); set when `benchmarks` holds csrt. */
+  csrtPath?: string;
   /** Held-out alpaca items per language for utility. */
   utilityItems: number;
   /** Tokens of a held-out pair for the reward gap: the training's cutoff, so it matches the sweep's metric. */
@@ -115,6 +119,7 @@ export function parseEvalConfig(raw: unknown): EvalConfig {
   }
   const data = isObj(raw.data) ? raw.data : {};
   const path = typeof data.path === 'string' ? data.path : 'builtin:mpo-llama';
+  const csrtPath = Array.isArray(benchmarks) && benchmarks.includes('csrt') ? csrtFile(raw, bad) : undefined;
   const cfg: EvalConfig = {
     model: raw.model as string,
     ...(typeof raw.tokenizer === 'string' ? { tokenizer: raw.tokenizer } : {}),
@@ -135,9 +140,33 @@ export function parseEvalConfig(raw: unknown): EvalConfig {
     batchSize: int('batchSize', 8, 1),
     threads: int('threads', 1, 1),
     device: typeof raw.device === 'string' ? raw.device : 'cpu',
+    ...(csrtPath ? { csrtPath } : {}),
   };
   if (problems.length) throw new EvalConfigError(problems);
   return cfg;
+}
+
+/** The CSRT file: the config's `csrt.path`, else $MPO_CSRT_PATH; the project does not ship it (no licence upstream). */
+function csrtFile(
+  raw: Record<string, unknown>,
+  bad: (path: string, reason: string) => void,
+): string | undefined {
+  const given = isObj(raw.csrt) ? raw.csrt.path : raw.csrt;
+  if (given !== undefined && (typeof given !== 'string' || !given)) {
+    bad('csrt.path', 'must be the path of a CSRT csv file');
+    return undefined;
+  }
+  const path = (given as string | undefined) ?? process.env[CSRT_ENV];
+  const where = `CSRT is not shipped with the project (no licence upstream): download ${CSRT_SOURCE}`;
+  if (!path) {
+    bad(
+      'csrt.path',
+      `required for the csrt benchmark. ${where} and pass --csrt PATH, csrt.path, or ${CSRT_ENV}`,
+    );
+  } else if (!existsSync(path)) {
+    bad('csrt.path', `${path} does not exist. ${where}`);
+  }
+  return path;
 }
 
 interface Loaded {
@@ -267,12 +296,12 @@ async function attackSuccess(
   let items: { id: string; lang: string; prompt: string }[];
   if (benchmark === 'multijail') {
     const set = loadMultiJail(
-      join(sharedDir(), 'data/multijail/MultiJail.csv'),
+      resolveBuiltinBenchmark('builtin:multijail'),
       cfg.languages ? { languages: cfg.languages } : {},
     );
     items = set.languages.flatMap((l) => (set.byLanguage[l] ?? []).slice(0, cfg.maxPrompts));
   } else {
-    items = loadCsrt(join(sharedDir(), 'data/csrt/csrt.csv')).slice(0, cfg.maxPrompts);
+    items = loadCsrt(cfg.csrtPath ?? '').slice(0, cfg.maxPrompts);
   }
   const responses = await generateResponses(
     loaded,
@@ -305,7 +334,7 @@ async function attackSuccess(
 
 async function utility(cfg: EvalConfig, { model, tok }: Loaded, emit: (r: EvalResult) => void) {
   for (const lang of ['en', 'zh']) {
-    const path = join(sharedDir(), `data/general/alpaca_${lang}_demo.json`);
+    const path = resolveBuiltinData(`builtin:alpaca-${lang}`).path;
     const items = alpacaHeldOut(path, ALPACA_HELDOUT).heldOut.slice(0, cfg.utilityItems);
     const parts: { sumNll: number; tokens: number }[] = [];
     for (let i = 0; i < items.length; i += cfg.batchSize) {

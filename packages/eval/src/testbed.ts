@@ -15,8 +15,8 @@ import { ByteTokenizer, type LlamaConfig, Model } from '@mpo/engine';
 import { getObjective } from '@mpo/objectives';
 import {
   chatEncoders,
+  resolveBuiltinData,
   type StepRecord,
-  sharedDir,
   type TrainableModel,
   type TrainExample,
   type TrainingParams,
@@ -79,8 +79,7 @@ export function testbedExamples(opts: TestbedOptions): {
   counts: TestbedResult['examples'];
   heldOutGroups: string[];
 } {
-  const shared = sharedDir();
-  const mpoPath = opts.mpoPath ?? join(shared, 'data/mpo/llama_mpo_data.json');
+  const mpoPath = opts.mpoPath ?? resolveBuiltinData('builtin:mpo-llama').path;
   const cutoff = opts.cutoff ?? 192;
   const enc = chatEncoders(new ByteTokenizer(264), 'byte');
   const mpo = loadMpoJson(mpoPath);
@@ -110,7 +109,7 @@ export function testbedExamples(opts: TestbedOptions): {
   const target = mpoTok.rows.filter((r) => r.lang !== mpo.dominantLanguage);
 
   const alpaca = ['en', 'zh'].flatMap((lang) => {
-    const path = join(shared, `data/general/alpaca_${lang}_demo.json`);
+    const path = resolveBuiltinData(`builtin:alpaca-${lang}`).path;
     const held = new Set(alpacaHeldOut(path, ALPACA_HELDOUT).heldOutIds);
     const rows = loadAlpacaJson(path).rows.filter((r) => !held.has(r.id));
     return tokenizeSft(rows.slice(0, opts.alpacaPerLanguage ?? 600), { ...enc, cutoffLen: cutoff }).rows;

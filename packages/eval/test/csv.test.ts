@@ -1,11 +1,13 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { resolveBuiltinBenchmark } from '@mpo/trainer';
 import { describe, expect, it } from 'vitest';
 import { loadCsrt, loadMultiJail, parseTags } from '../src/benchmarks.js';
+import { writeCsrtSample } from '../src/csrt-sample.js';
 import { CsvError, parseCsv } from '../src/csv.js';
 
-const DATA = resolve(import.meta.dirname, '../../../../shared/data');
+const MULTIJAIL = resolveBuiltinBenchmark('builtin:multijail');
 
 describe('parseCsv', () => {
   it('handles BOM, quotes, embedded commas, quotes, newlines and CRLF', () => {
@@ -48,7 +50,7 @@ describe('parseCsv', () => {
 
 describe('benchmark loaders', () => {
   it('loads MultiJail: 315 prompts per language, default languages are the paper six', () => {
-    const mj = loadMultiJail(join(DATA, 'multijail/MultiJail.csv'));
+    const mj = loadMultiJail(MULTIJAIL);
     expect(mj.languages).toEqual(['en', 'zh', 'ko', 'ar', 'bn', 'sw']);
     expect(mj.prompts).toHaveLength(6 * 315);
     const en = mj.byLanguage.en!;
@@ -62,19 +64,27 @@ describe('benchmark loaders', () => {
   });
 
   it('selects any of the 10 languages and rejects unknown ones', () => {
-    const mj = loadMultiJail(join(DATA, 'multijail/MultiJail.csv'), { languages: ['jv', 'th', 'it', 'vi'] });
+    const mj = loadMultiJail(MULTIJAIL, { languages: ['jv', 'th', 'it', 'vi'] });
     expect(mj.languages).toEqual(['jv', 'th', 'it', 'vi']);
     expect(mj.byLanguage.th!.every((p) => p.prompt.length > 0)).toBe(true);
-    expect(() => loadMultiJail(join(DATA, 'multijail/MultiJail.csv'), { languages: ['en', 'fr'] })).toThrow(
+    expect(() => loadMultiJail(MULTIJAIL, { languages: ['en', 'fr'] })).toThrow(
       /unknown MultiJail language\(s\) fr/,
     );
   });
 
-  it('loads CSRT', () => {
-    const cs = loadCsrt(join(DATA, 'csrt/csrt.csv'));
-    expect(cs).toHaveLength(315);
-    expect(cs[0]).toMatchObject({ id: '0', lang: 'csrt', tags: ['violent'] });
-    expect(cs[1]!.tags).toEqual(['unethical', 'information']);
+  it('loads CSRT (a file of its format made from MultiJail: CSRT itself is not shipped)', () => {
+    const path = writeCsrtSample(join(mkdtempSync(join(tmpdir(), 'mpo-csrt-')), 'csrt.csv'), 5);
+    const cs = loadCsrt(path);
+    const mj = loadMultiJail(MULTIJAIL, { languages: ['en', 'zh', 'ko'] });
+    expect(cs).toHaveLength(5);
+    // MultiJail's row 0 is tagged violent, row 1 unethical + information (the first tags cells of the file).
+    expect(cs[0]).toMatchObject({ id: '0', lang: 'csrt', tags: mj.byLanguage.en![0]!.tags });
+    expect(cs[1]!.tags).toEqual(mj.byLanguage.en![1]!.tags);
+    expect(cs[0]!.en).toBe(mj.byLanguage.en![0]!.prompt);
+    // Row 0 opens with English and goes on in Chinese and Korean: code-switched within one query.
+    expect(cs[0]!.prompt.startsWith(mj.byLanguage.en![0]!.prompt.split(' ')[0]!)).toBe(true);
+    expect(cs[0]!.prompt).toMatch(/\p{Script=Han}/u);
+    expect(cs[0]!.prompt).toMatch(/\p{Script=Hangul}/u);
   });
 
   it('reports missing columns and empty cells with file and line', () => {

@@ -1,11 +1,12 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { DATASETS_DIR } from '@mpo/trainer';
 import { describe, expect, it } from 'vitest';
 import { createRefusalDetector } from '../src/detector.js';
 import { measureDetector } from '../src/measure.js';
 import { normalizeText } from '../src/normalize.js';
 import { DEFAULT_LABEL_FILES, readLabelFile } from '../src/refusal-sample.js';
 
-const MPO = resolve(import.meta.dirname, '../../../../shared/data/mpo');
+const MPO = join(DATASETS_DIR, 'mpo');
 const det = createRefusalDetector();
 
 describe('normalizeText', () => {

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { DATASETS_DIR } from '@mpo/trainer';
 import { describe, expect, it } from 'vitest';
 import {
   attackSuccessRate,
@@ -8,7 +9,7 @@ import {
 } from '../src/judge.js';
 import { alpacaHeldOut, heldOutSplit, perplexity, readAlpaca } from '../src/utility.js';
 
-const GENERAL = resolve(import.meta.dirname, '../../../../shared/data/general');
+const GENERAL = resolve(DATASETS_DIR, 'general');
 
 describe('attackSuccessRate', () => {
   it('counts unsafe and irrelevant as success, per language and averaged over languages', () => {

@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { resolveBuiltinData } from '@mpo/trainer';
 import { describe, expect, it } from 'vitest';
 import { buildTestbed, testbedExamples } from '../src/testbed.js';
 import { alpacaHeldOut } from '../src/utility.js';
@@ -14,9 +15,8 @@ describe('testbed (builtin:tiny-multilingual)', () => {
     expect(heldOutGroups.length).toBe(10);
     const ids = new Set(examples.map((e) => e.id));
     // Held-out alpaca items (the utility metric's) are not trained on.
-    const shared = join(import.meta.dirname, '../../../../shared');
     for (const lang of ['en', 'zh']) {
-      for (const id of alpacaHeldOut(join(shared, `data/general/alpaca_${lang}_demo.json`)).heldOutIds) {
+      for (const id of alpacaHeldOut(resolveBuiltinData(`builtin:alpaca-${lang}`).path).heldOutIds) {
         expect(ids.has(id), id).toBe(false);
       }
     }

@@ -1,4 +1,4 @@
-// The reward-gap metric against the golden fixture's independently computed values (../shared/fixtures).
+// The reward-gap metric against the golden fixture's independently computed values (packages/engine/test/fixtures/golden-llama).
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -11,10 +11,7 @@ interface Side {
   avgLogp: number;
 }
 const expected = JSON.parse(
-  readFileSync(
-    resolve(import.meta.dirname, '../../../../shared/fixtures/golden-llama/expected.json'),
-    'utf8',
-  ),
+  readFileSync(resolve(import.meta.dirname, '../../engine/test/fixtures/golden-llama/expected.json'), 'utf8'),
 ) as {
   examples: Array<{ lang: string; chosen: Side; rejected: Side; rg: number }>;
   per_language_rg: Record<string, number>;

@@ -1,7 +1,22 @@
 import { existsSync } from 'node:fs';
+import { relative, resolve } from 'node:path';
 import { DEFAULT_BUILTIN_DATA, DEFAULT_BUILTIN_MODELS } from '@mpo/queue';
 import { describe, expect, it } from 'vitest';
-import { BUILTIN_DATA, BUILTIN_MODELS, resolveBuiltinData, resolveBuiltinModel } from '../src/builtins.js';
+import {
+  BUILTIN_BENCHMARKS,
+  BUILTIN_DATA,
+  BUILTIN_MODELS,
+  builtinCatalog,
+  resolveBuiltinBenchmark,
+  resolveBuiltinData,
+  resolveBuiltinModel,
+} from '../src/builtins.js';
+import { repoRoot } from './helpers.js';
+
+const insideRepo = (p: string) => {
+  const rel = relative(repoRoot, resolve(p));
+  return rel !== '' && !rel.startsWith('..');
+};
 
 describe('builtin ids', () => {
   it('are the ones the API accepts, and each resolves to something on disk', () => {
@@ -12,11 +27,38 @@ describe('builtin ids', () => {
     for (const id of Object.keys(BUILTIN_MODELS)) expect(existsSync(resolveBuiltinModel(id)), id).toBe(true);
     for (const id of Object.keys(BUILTIN_DATA))
       expect(existsSync(resolveBuiltinData(id).path), id).toBe(true);
+    for (const id of Object.keys(BUILTIN_BENCHMARKS))
+      expect(existsSync(resolveBuiltinBenchmark(id)), id).toBe(true);
+  });
+
+  it('resolve inside the repository only (a clone needs nothing beside it)', () => {
+    const saved = process.env.MPO_TESTBED_DIR;
+    delete process.env.MPO_TESTBED_DIR;
+    try {
+      for (const e of builtinCatalog()) expect(insideRepo(e.path), `${e.id} → ${e.path}`).toBe(true);
+    } finally {
+      if (saved !== undefined) process.env.MPO_TESTBED_DIR = saved;
+    }
+  });
+
+  it('each has its rows, languages and licence in the catalog (datasets/manifest.json)', () => {
+    const cat = new Map(builtinCatalog().map((e) => [e.id, e]));
+    // The MPO paper's data: 600 rows = 100 PKU-SafeRLHF prompts x 6 target languages (datasets/README.md).
+    expect(cat.get('builtin:mpo-llama')).toMatchObject({ kind: 'data', rows: 600, exists: true });
+    expect(cat.get('builtin:mpo-llama')!.licence).toMatch(/Apache-2\.0.*CC BY-NC 4\.0/);
+    expect(cat.get('builtin:multijail')).toMatchObject({ kind: 'benchmark', rows: 315, licence: 'MIT' });
+    expect(cat.get('builtin:alpaca-zh')!.languages).toEqual(['zh']);
+    expect(cat.get('builtin:golden-llama')).toMatchObject({ kind: 'model', exists: true });
+    for (const e of cat.values()) {
+      expect(e.bytes, e.id).toBeGreaterThan(0);
+      expect(e.licence, e.id).not.toMatch(/not listed/);
+    }
   });
 
   it('names the known ids when one is unknown', () => {
     expect(() => resolveBuiltinModel('builtin:gpt-5')).toThrow(
       /unknown builtin model builtin:gpt-5; known: builtin:tiny-multilingual/,
     );
+    expect(() => resolveBuiltinBenchmark('builtin:csrt')).toThrow(/unknown builtin benchmark builtin:csrt/);
   });
 });

@@ -4,9 +4,8 @@ import { join, resolve } from 'node:path';
 import type { Encoders } from '@mpo/data';
 
 export const repoRoot = resolve(import.meta.dirname, '../../..');
-export const shared = resolve(repoRoot, '../shared');
-export const goldenDir = join(shared, 'fixtures/golden-llama');
-export const mpoData = join(shared, 'data/mpo/llama_mpo_data.json');
+export const goldenDir = join(repoRoot, 'packages/engine/test/fixtures/golden-llama');
+export const mpoData = join(repoRoot, 'datasets/mpo/llama_mpo_data.json');
 export const tmp = (tag: string) => mkdtempSync(join(tmpdir(), `mpo-trainer-${tag}-`));
 
 /** UTF-8 bytes with BOS 256 / EOS 257: the byte-level layout of the project's small models. */

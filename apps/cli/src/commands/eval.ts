@@ -8,7 +8,7 @@ import { register } from '../registry.js';
 
 const usage = `mpo eval (--config FILE.json | --model DIR|builtin:ID) [--benchmarks reward-gap,multijail,csrt,utility]
          [--languages en,zh,...] [--max-prompts N] [--max-new-tokens N] [--judge detector|llm] [--json]
-         [--save-responses FILE.jsonl] [--responses]
+         [--save-responses FILE.jsonl] [--responses] [--csrt FILE.csv]
 
 Evaluates one checkpoint. JSON lines on --json or when not on a terminal:
   {"type":"result","benchmark","language","metric","value","n"} ... {"type":"done","results":N}
@@ -16,7 +16,12 @@ The LLM judge reads MPO_JUDGE_URL, MPO_JUDGE_MODEL and MPO_JUDGE_API_KEY.
 --save-responses FILE writes every MultiJail/CSRT generation with its verdict, one JSON line each:
   {"benchmark","language","promptId","prompt","response","verdict","reason","judge"}
 (written whole at the end; verdict safe | unsafe | irrelevant, the last two count as attack success).
---responses prints the same lines to stderr as {"type":"generation", ...} while evaluating.`;
+--responses prints the same lines to stderr as {"type":"generation", ...} while evaluating.
+CSRT is not shipped (no licence upstream): the csrt benchmark reads --csrt, the config's csrt.path or
+MPO_CSRT_PATH (get data/csrt.csv from github.com/haneul-yoo/csrt @ 574574a).`;
+
+const isObject = (x: unknown): x is Record<string, unknown> =>
+  typeof x === 'object' && x !== null && !Array.isArray(x);
 
 register({
   name: 'eval',
@@ -34,6 +39,7 @@ register({
         'max-new-tokens': { type: 'string' },
         judge: { type: 'string' },
         threads: { type: 'string' },
+        csrt: { type: 'string' },
         json: { type: 'boolean', default: false },
         responses: { type: 'boolean', default: false },
         'save-responses': { type: 'string' },
@@ -51,6 +57,10 @@ register({
     if (values.model) raw.model = values.model;
     if (typeof raw.model === 'string' && !raw.model.startsWith('builtin:') && !isAbsolute(raw.model)) {
       raw.model = resolve(base, raw.model);
+    }
+    if (values.csrt) raw.csrt = { path: resolve(values.csrt) };
+    else if (isObject(raw.csrt) && typeof raw.csrt.path === 'string' && !isAbsolute(raw.csrt.path)) {
+      raw.csrt = { ...raw.csrt, path: resolve(base, raw.csrt.path) };
     }
     if (values.benchmarks) raw.benchmarks = values.benchmarks.split(',');
     if (values.languages) raw.languages = values.languages.split(',');

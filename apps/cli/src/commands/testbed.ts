@@ -5,11 +5,12 @@ import { CliError, ExitCode } from '../exit-codes.js';
 import { bar, createReporter, Eta, formatDuration } from '../progress.js';
 import { register } from '../registry.js';
 
-const usage = `mpo testbed build [--seed N] [--out DIR] [--threads N] [--epochs N] [--json]
+const usage = `mpo testbed build [--seed N] [--out DIR] [--threads N] [--epochs N] [--max-steps N] [--json]
 
 Trains builtin:tiny-multilingual, the synthetic testbed (a byte-level config-S Llama that refuses
 harmful prompts in English and complies in the target languages). Default --out is where the
-builtin id resolves (models/tiny-multilingual). The same seed and thread count rebuild the same bytes.`;
+builtin id resolves (models/tiny-multilingual). The same seed and thread count rebuild the same bytes.
+--max-steps stops early (a smoke build: the model is not the committed testbed).`;
 
 register({
   name: 'testbed',
@@ -26,13 +27,15 @@ register({
         out: { type: 'string' },
         threads: { type: 'string', default: '2' },
         epochs: { type: 'string', default: '3' },
+        'max-steps': { type: 'string' },
         json: { type: 'boolean', default: false },
       },
     });
     const seed = Number(values.seed);
     const threads = Number(values.threads);
     const epochs = Number(values.epochs);
-    for (const [k, v] of Object.entries({ seed, threads, epochs })) {
+    const maxSteps = values['max-steps'] === undefined ? undefined : Number(values['max-steps']);
+    for (const [k, v] of Object.entries({ seed, threads, epochs, 'max-steps': maxSteps ?? 1 })) {
       if (!Number.isInteger(v) || v < (k === 'seed' ? 0 : 1))
         throw new CliError(`--${k} must be an integer`, ExitCode.usage);
     }
@@ -45,6 +48,7 @@ register({
       out,
       threads,
       epochs,
+      ...(maxSteps ? { training: { maxSteps } } : {}),
       onStep: (s) => {
         eta ??= new Eta(s.step - 1);
         rep.event({
