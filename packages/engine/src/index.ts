@@ -39,6 +39,13 @@ export {
 } from './model.js';
 export { engineInfo, native } from './native.js';
 export {
+  DEFAULT_MAX_SHARD_BYTES,
+  planShards,
+  readCheckpointTensors,
+  type ShardPlan,
+  shardIndex,
+} from './safetensors.js';
+export {
   BYTE_SPECIALS,
   BYTE_VOCAB_SIZE,
   ByteTokenizer,

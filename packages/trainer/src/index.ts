@@ -3,6 +3,7 @@ export * from './checkpoint.js';
 export * from './config.js';
 export * from './dataset.js';
 export * from './evaluate.js';
+export * from './export.js';
 export * from './loop.js';
 export type { EnginePooling, TrainableModel } from './model.js';
 export * from './order.js';
