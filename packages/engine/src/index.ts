@@ -38,6 +38,7 @@ export {
   type StepOptions,
 } from './model.js';
 export { engineInfo, native } from './native.js';
+export { adamwShard, normBlock, type ShardStepOptions, sumSquaresBlocks } from './optimizer.js';
 export {
   DEFAULT_MAX_SHARD_BYTES,
   planShards,
