@@ -40,9 +40,11 @@ export {
 export { engineInfo, native } from './native.js';
 export { adamwShard, normBlock, type ShardStepOptions, sumSquaresBlocks } from './optimizer.js';
 export {
+  buildHeader,
   DEFAULT_MAX_SHARD_BYTES,
   planShards,
   readCheckpointTensors,
+  readSafetensorsHeader,
   type ShardPlan,
   shardIndex,
 } from './safetensors.js';

@@ -163,6 +163,7 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
     ...(klReference ? { klReference: klReference as unknown as TrainableModel } : {}),
     configHash,
     hashCheckEvery: opts.hashCheckEvery ?? 10,
+    threads: config.threads,
     ...(evalSpec && heldOut.length > 0
       ? {
           evaluate: (m: TrainableModel) => heldOutRewardGap(m, heldOut, config.training.microBatchSize),
