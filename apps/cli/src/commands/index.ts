@@ -3,6 +3,7 @@ import './allreduce.js';
 import './bench.js';
 import './eval.js';
 import './launch.js';
+import './plan.js';
 import './queues.js';
 import './report.js';
 import './runs.js';
