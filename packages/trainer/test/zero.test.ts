@@ -125,6 +125,14 @@ describe('ZeRO over the shm group', () => {
     m.dispose();
   }, 240_000);
 
+  it('3 ranks (three one-block shards) match one unsharded rank with three micro-batches, bit for bit', async () => {
+    const dir = tmp('zero-3');
+    const t = { batchSize: 6, maxSteps: 10 };
+    const one = await train(1, config(join(dir, 'one'), t));
+    const three = await train(3, config(join(dir, 'three'), { ...t, zeroStage: 2 }));
+    expect(three.hash).toBe(one.hash);
+  }, 240_000);
+
   it('within 1e-6 per weight after 20 steps when the gradient sum order differs', async () => {
     const dir = tmp('zero-order');
     // One micro-batch of 4 sums the four examples inside the kernels; two ranks of 2 sum 2 + 2.
