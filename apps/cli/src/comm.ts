@@ -13,6 +13,8 @@ export async function communicatorFromEnv(): Promise<
     rank: group.rank,
     worldSize: group.worldSize,
     allReduceSum: (buf) => group.allReduce(buf, 'sum'),
+    reduceScatterSum: (buf, align) => group.reduceScatterSum(buf, align),
+    allGather: (buf, align) => group.allGather(buf, align),
     close: () => group.close(),
   };
 }

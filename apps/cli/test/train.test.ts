@@ -165,4 +165,30 @@ describe('data-parallel training through mpo launch', () => {
       for (const k of keys) expect(m2[i]![k] as number, `step ${i + 1} ${k}`).toBeCloseTo(m[k] as number, 4);
     });
   });
+
+  it('ZeRO-2 through mpo launch ends with the same weights as the plain 2-rank run, bit for bit', async () => {
+    const dir = tmp('zero');
+    const launch2 = (name: string, training: Record<string, unknown>) =>
+      mpo([
+        'launch',
+        '--ranks',
+        '2',
+        '--',
+        process.execPath,
+        join(import.meta.dirname, '../bin/mpo.js'),
+        'train',
+        '--config',
+        writeJson(dir, `${name}.json`, dpoConfig(join(dir, name), { epochs: 1, ...training })),
+        '--json',
+      ]);
+    const plain = await launch2('plain', {});
+    const zero = await launch2('zero', { zeroStage: 2 });
+    for (const r of [plain, zero]) {
+      expect(r.stderr).not.toMatch(/error|fail/i);
+      expect(r.code).toBe(0);
+    }
+    const hash = (r: typeof plain) => r.lines.find((l) => l.type === 'done')?.weightsHash;
+    expect(hash(zero)).toBeDefined();
+    expect(hash(zero)).toBe(hash(plain));
+  });
 });

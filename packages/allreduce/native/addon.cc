@@ -29,7 +29,7 @@ void InitNccl(Napi::Env env, Napi::Object exports);
 namespace {
 
 struct Job {
-  enum Type { Join, AllReduce, Broadcast, Barrier, Close } type;
+  enum Type { Join, AllReduce, ReduceScatter, AllGather, Broadcast, Barrier, Close } type;
   float* f32 = nullptr;
   uint8_t* bytes = nullptr;
   uint64_t count = 0;
@@ -70,6 +70,8 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
                        {
                            InstanceMethod<&GroupWrap::Join>("join"),
                            InstanceMethod<&GroupWrap::AllReduce>("allReduce"),
+                           InstanceMethod<&GroupWrap::ReduceScatter>("reduceScatter"),
+                           InstanceMethod<&GroupWrap::AllGather>("allGather"),
                            InstanceMethod<&GroupWrap::Broadcast>("broadcast"),
                            InstanceMethod<&GroupWrap::Barrier>("barrier"),
                            InstanceMethod<&GroupWrap::Close>("close"),
@@ -197,6 +199,12 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
         case Job::AllReduce:
           group_->allReduce(job->f32, job->count, job->op, job->transport);
           break;
+        case Job::ReduceScatter:
+          group_->reduceScatter(job->f32, job->count, uint32_t(job->root));
+          break;
+        case Job::AllGather:
+          group_->allGather(job->f32, job->count, uint32_t(job->root));
+          break;
         case Job::Broadcast:
           group_->broadcast(job->bytes, job->count, job->root);
           break;
@@ -272,6 +280,25 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
     job->transport = mpo::Transport(tr);
     return Enqueue(env, std::move(job), info[0]);
   }
+
+  // reduceScatter / allGather(buf: Float32Array, alignLog2): contiguous shards (see shm_group.h)
+  Napi::Value ShardJob(const Napi::CallbackInfo& info, Job::Type type, const char* name) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array || !info[1].IsNumber())
+      throw Napi::TypeError::New(env, std::string(name) + "(buf: Float32Array, alignLog2: number)");
+    const uint32_t alignLog2 = info[1].As<Napi::Number>().Uint32Value();
+    if (alignLog2 > 30) throw Napi::RangeError::New(env, std::string(name) + ": alignLog2 must be 0..30");
+    auto arr = info[0].As<Napi::Float32Array>();
+    auto job = std::make_unique<Job>();
+    job->type = type;
+    job->f32 = arr.Data();
+    job->count = arr.ElementLength();
+    job->root = int(alignLog2);
+    return Enqueue(env, std::move(job), info[0]);
+  }
+  Napi::Value ReduceScatter(const Napi::CallbackInfo& info) { return ShardJob(info, Job::ReduceScatter, "reduceScatter"); }
+  Napi::Value AllGather(const Napi::CallbackInfo& info) { return ShardJob(info, Job::AllGather, "allGather"); }
 
   // broadcast(buf: TypedArray | Buffer, root)
   Napi::Value Broadcast(const Napi::CallbackInfo& info) {

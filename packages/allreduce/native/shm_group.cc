@@ -709,6 +709,9 @@ std::string describeCall(uint32_t info, uint64_t count) {
     os << "broadcast(" << count << " bytes, root " << root << ")";
   else if (kind == 3)
     os << "barrier()";
+  else if (kind == 4 || kind == 5)
+    os << (kind == 4 ? "reduceScatter(" : "allGather(") << count << " float32, shard alignment " << (1ull << root)
+       << ")";
   else
     os << "unknown call";
   return os.str();
@@ -830,6 +833,87 @@ void ShmGroup::largeAllReduce(float* data, uint64_t count, ReduceOp op, Transpor
       waitFor(q, doneB, "all-gather");
       if (m) fromTransport(win + uint64_t(q) * pl, staging(q, slot) + uint64_t(q) * C * eb, m, t);
     }
+  }
+  rounds_ += nRounds;
+  endCall();
+}
+
+uint64_t ShmGroup::shardElems(uint64_t count, int world, uint64_t align) {
+  const uint64_t unit = uint64_t(world) * align;
+  return (count + unit - 1) / unit * align;
+}
+
+// Both shard collectives run in rounds of C elements of every shard (round j: elements
+// [j*C, (j+1)*C) of each rank's shard), through the same three rotating staging slots as
+// largeAllReduce. A rank writes slot (j)%3 only after it has seen every peer's A(j-1) (reduce-scatter:
+// A(j-1) of this call's previous round; all-gather: the same), and a peer publishes A(j-1) only after
+// it finished reading slot (j-3)%3 = j%3, so no slot is overwritten while it is read.
+void ShmGroup::reduceScatter(float* data, uint64_t count, uint32_t alignLog2) {
+  if (world_ == 1) {
+    if (closed_) throw GroupError("group '" + name_ + "' is closed");
+    return;
+  }
+  beginCall(kReduceScatter, count, alignLog2);
+  const uint64_t S = shardElems(count, world_, 1ull << alignLog2), C = chunkElems();
+  const uint64_t nRounds = std::max<uint64_t>(1, (S + C - 1) / C), g0 = rounds_;
+  auto pieceLen = [&](int p, uint64_t j) -> uint64_t {
+    const uint64_t b = uint64_t(p) * S + j * C, e = std::min({uint64_t(p) * S + S, count, b + C});
+    return b >= e ? 0 : e - b;
+  };
+  auto piece = [&](int p, uint64_t j) { return data + uint64_t(p) * S + j * C; };
+  Src srcs[kMaxRanks];
+  for (uint64_t j = 0; j < nRounds; ++j) {
+    const uint32_t slot = uint32_t((g0 + j) % kSlots);
+    uint8_t* mine = staging(rank_, slot);
+    for (int p = 0; p < world_; ++p) {
+      const uint64_t n = p == rank_ ? 0 : pieceLen(p, j);
+      if (n) std::memcpy(mine + uint64_t(p) * C * 4, piece(p, j), n * 4);
+    }
+    publish();  // A(j)
+    waitAll(seq_, j == 0 ? "arrive" : "reduce-scatter");
+    if (j == 0) checkArrivals(kReduceScatter, count, alignLog2);
+    const uint64_t n = pieceLen(rank_, j);
+    if (n) {
+      for (int q = 0; q < world_; ++q)
+        srcs[q] = q == rank_ ? Src{piece(rank_, j), false, false}
+                             : Src{staging(q, slot) + uint64_t(rank_) * C * 4, false, false};
+      reduceInto(srcs, world_, n, ReduceOp::Sum, Transport::F32, piece(rank_, j), nullptr);
+    }
+    publish();  // B(j): my reads of the peers' slot j are done
+  }
+  rounds_ += nRounds;
+  endCall();
+}
+
+void ShmGroup::allGather(float* data, uint64_t count, uint32_t alignLog2) {
+  if (world_ == 1) {
+    if (closed_) throw GroupError("group '" + name_ + "' is closed");
+    return;
+  }
+  beginCall(kAllGather, count, alignLog2);
+  const uint64_t S = shardElems(count, world_, 1ull << alignLog2), C = chunkElems();
+  const uint64_t nRounds = std::max<uint64_t>(1, (S + C - 1) / C), g0 = rounds_;
+  auto pieceLen = [&](int p, uint64_t j) -> uint64_t {
+    const uint64_t b = uint64_t(p) * S + j * C, e = std::min({uint64_t(p) * S + S, count, b + C});
+    return b >= e ? 0 : e - b;
+  };
+  auto piece = [&](int p, uint64_t j) { return data + uint64_t(p) * S + j * C; };
+  for (uint64_t j = 0; j < nRounds; ++j) {
+    const uint32_t slot = uint32_t((g0 + j) % kSlots);
+    const uint64_t n = pieceLen(rank_, j);
+    if (n) std::memcpy(staging(rank_, slot) + uint64_t(rank_) * C * 4, piece(rank_, j), n * 4);
+    publish();  // A(j): my piece j is in my slot
+    if (j == 0) {
+      waitAll(seq_, "arrive");
+      checkArrivals(kAllGather, count, alignLog2);
+    }
+    for (int k = 1; k < world_; ++k) {
+      const int q = (rank_ + k) % world_;
+      waitFor(q, seq_, "all-gather");
+      const uint64_t m = pieceLen(q, j);
+      if (m) std::memcpy(piece(q, j), staging(q, slot) + uint64_t(q) * C * 4, m * 4);
+    }
+    publish();  // B(j)
   }
   rounds_ += nRounds;
   endCall();

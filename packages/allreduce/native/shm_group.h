@@ -44,6 +44,13 @@ class ShmGroup {
 
   // In place over `count` floats at `data` (any host memory: a JS ArrayBuffer, libtorch storage...).
   void allReduce(float* data, uint64_t count, ReduceOp op, Transport transport);
+  // ZeRO's two halves over contiguous shards: rank p owns [p*S, min((p+1)*S, count)) with
+  // S = shardElems(count, world, 2^alignLog2). reduceScatter leaves the rank-order sum of all ranks'
+  // `data` in my shard (the same bits allReduce gives there) and the rest of `data` untouched;
+  // allGather copies every rank's shard into the others' `data`.
+  void reduceScatter(float* data, uint64_t count, uint32_t alignLog2);
+  void allGather(float* data, uint64_t count, uint32_t alignLog2);
+  static uint64_t shardElems(uint64_t count, int world, uint64_t align);
   // Copies root's `bytes` bytes into every other rank's `data`.
   void broadcast(uint8_t* data, uint64_t bytes, int root);
   void barrier();
@@ -63,7 +70,7 @@ class ShmGroup {
 
  private:
   // Call protocol (every rank publishes the same number of steps per call).
-  enum Kind : uint32_t { kAllReduce = 1, kBroadcast = 2, kBarrier = 3 };
+  enum Kind : uint32_t { kAllReduce = 1, kBroadcast = 2, kBarrier = 3, kReduceScatter = 4, kAllGather = 5 };
   void beginCall(Kind kind, uint64_t count, uint32_t info);
   void checkArrivals(Kind kind, uint64_t count, uint32_t info);
   void endCall();

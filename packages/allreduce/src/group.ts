@@ -159,6 +159,28 @@ export class ShmCommunicator implements Communicator {
     return this.allReduce(buf, 'sum');
   }
 
+  /**
+   * ZeRO stage 2's gradient collective: afterwards this rank's shard of `buf` (see `shardRange`)
+   * holds the sum over ranks, added in rank order exactly as `allReduce` adds it (same bits); the
+   * rest of `buf` is left as it was. Every rank passes the same length and `align`.
+   */
+  async reduceScatterSum(buf: Float32Array, align = 1): Promise<void> {
+    try {
+      await this.#native.reduceScatter(buf, alignLog2(align));
+    } catch (e) {
+      wrapError(e);
+    }
+  }
+
+  /** Copies every rank's shard of `buf` (see `shardRange`) into the same place on all other ranks. */
+  async allGather(buf: Float32Array, align = 1): Promise<void> {
+    try {
+      await this.#native.allGather(buf, alignLog2(align));
+    } catch (e) {
+      wrapError(e);
+    }
+  }
+
   /** Copies root's bytes of `buf` into every other rank's `buf` (same byte length everywhere). */
   async broadcast(buf: ArrayBufferView, root = 0): Promise<void> {
     try {
@@ -188,6 +210,29 @@ export class ShmCommunicator implements Communicator {
   info(): NativeGroupInfo {
     return this.#native.info();
   }
+}
+
+/**
+ * The contiguous shard of `count` elements that `rank` of `worldSize` owns in reduceScatterSum and
+ * allGather: shards of S = ceil(count / (worldSize·align))·align elements (a multiple of `align`,
+ * a power of two), in rank order; the last ones may be shorter or empty.
+ */
+export function shardRange(
+  count: number,
+  rank: number,
+  worldSize: number,
+  align = 1,
+): { start: number; end: number } {
+  alignLog2(align);
+  const size = Math.ceil(count / (worldSize * align)) * align;
+  return { start: Math.min(count, rank * size), end: Math.min(count, (rank + 1) * size) };
+}
+
+function alignLog2(align: number): number {
+  const l = Math.log2(align);
+  if (!Number.isInteger(l) || l < 0 || l > 30)
+    throw new RangeError(`align must be a power of two <= 2^30, got ${align}`);
+  return l;
 }
 
 export function joinGroup(opts: JoinOptions): Promise<ShmCommunicator> {

@@ -25,6 +25,7 @@ export {
   type ReduceOp,
   ShmCommunicator,
   setAffinity,
+  shardRange,
   shmPathFor,
   type Transport,
 } from './group.js';

@@ -32,6 +32,8 @@ export interface NativeGroupOptions {
 export interface NativeShmGroup {
   join(): Promise<void>;
   allReduce(buf: Float32Array, op: 0 | 1, transport: 0 | 1): Promise<void>;
+  reduceScatter(buf: Float32Array, alignLog2: number): Promise<void>;
+  allGather(buf: Float32Array, alignLog2: number): Promise<void>;
   broadcast(buf: ArrayBufferView, root: number): Promise<void>;
   barrier(): Promise<void>;
   close(): Promise<void>;

@@ -56,3 +56,23 @@ describe('shared-memory all-reduce', () => {
     }
   });
 });
+
+describe('shard collectives for ZeRO (reduceScatterSum, allGather)', () => {
+  async function shards(ranks: number, env: NodeJS.ProcessEnv = {}) {
+    const r = run({ ranks, env: { MPO_TEST_SCENARIO: 'shards', ...env } });
+    const { exitCode, lines, stderr } = await r.done;
+    expect(stderr).toBe('');
+    expect(exitCode).toBe(0);
+    for (const l of lines) expect(l.at(-1)).toMatchObject({ ok: true, checked: 36 });
+    expect(shmLeftovers(r.launched.group)).toEqual([]);
+  }
+  it('2 ranks: my shard gets the all-reduce bits, the rest is untouched; gather rebuilds all', async () => {
+    await shards(2);
+  });
+  it('3 ranks with a small staging area (many rounds, shards of unequal length)', async () => {
+    await shards(3, { MPO_TEST_STAGING: String(96 * 1024) });
+  });
+  it('4 ranks', async () => {
+    await shards(4, { MPO_TEST_STAGING: String(128 * 1024) });
+  });
+});

@@ -562,10 +562,56 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 };
 
+// ZeRO's optimizer over a shard (synchronous; the shard is 1/N of the model):
+// sumSquaresBlocks(g: Float32Array, threads) -> Float64Array of per-block sums of squares;
+// adamwShard(p, g, m, v: Float32Array, {lr, beta1, beta2, eps, weightDecay}, step, clip, threads).
+Napi::Float32Array f32Arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsTypedArray() ||
+      info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a Float32Array");
+  return info[i].As<Napi::Float32Array>();
+}
+
+Napi::Value SumSquaresBlocks(const Napi::CallbackInfo& info) {
+  auto g = f32Arg(info, 0, "sumSquaresBlocks: g");
+  const int threads = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 1;
+  const int64_t n = static_cast<int64_t>(g.ElementLength());
+  auto out = Napi::Float64Array::New(info.Env(), static_cast<size_t>((n + mpo::kNormBlock - 1) / mpo::kNormBlock));
+  mpo::sumSquaresBlocks(g.Data(), n, out.Data(), threads);
+  return out;
+}
+
+Napi::Value AdamwShard(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto p = f32Arg(info, 0, "adamwShard: p"), g = f32Arg(info, 1, "adamwShard: g");
+  auto ma = f32Arg(info, 2, "adamwShard: m"), va = f32Arg(info, 3, "adamwShard: v");
+  const size_t n = p.ElementLength();
+  if (g.ElementLength() != n || ma.ElementLength() != n || va.ElementLength() != n)
+    throw Napi::RangeError::New(env, "adamwShard: p, g, m and v must have the same length");
+  if (info.Length() < 7 || !info[4].IsObject() || !info[5].IsNumber() || !info[6].IsNumber())
+    throw Napi::TypeError::New(env, "adamwShard(p, g, m, v, options, step, clip, threads?)");
+  auto o = info[4].As<Napi::Object>();
+  mpo::StepOptions so;
+  so.lr = num(o, "lr", so.lr);
+  so.beta1 = num(o, "beta1", so.beta1);
+  so.beta2 = num(o, "beta2", so.beta2);
+  so.eps = num(o, "eps", so.eps);
+  so.weightDecay = num(o, "weightDecay", so.weightDecay);
+  const int64_t step = info[5].As<Napi::Number>().Int64Value();
+  if (step < 1) throw Napi::RangeError::New(env, "adamwShard: step must be >= 1");
+  const int threads = info.Length() > 7 && info[7].IsNumber() ? info[7].As<Napi::Number>().Int32Value() : 1;
+  mpo::adamwBuffers(p.Data(), g.Data(), ma.Data(), va.Data(), static_cast<int64_t>(n), so, step,
+                    info[6].As<Napi::Number>().DoubleValue(), threads);
+  return env.Undefined();
+}
+
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   const bool openblas = configureBlas();
   const bool mallocTuned = tuneMalloc();
   exports.Set("NativeModel", NativeModel::Init(env));
+  exports.Set("sumSquaresBlocks", Napi::Function::New(env, SumSquaresBlocks));
+  exports.Set("adamwShard", Napi::Function::New(env, AdamwShard));
+  exports.Set("normBlock", Napi::Number::New(env, static_cast<double>(mpo::kNormBlock)));
   auto features = Napi::Object::New(env);
   features.Set("openblasThreadsSet", Napi::Boolean::New(env, openblas));
   features.Set("blockedAttention", Napi::Boolean::New(env, mpo::blockedAttentionAvailable()));

@@ -52,6 +52,14 @@ struct StepOptions {
 double adamwStep(Model& m, const StepOptions& o);  // returns the pre-clip global gradient norm
 void ensureOptimizerState(Model& m);
 double gradNorm(Model& m);
+// The pieces ZeRO drives over a shard of the flat buffers (same arithmetic as adamwStep):
+// gradNorm's partial sums of squares per block of kNormBlock elements (g must start on a block
+// boundary of the flat buffer for the partials to be gradNorm's), and the AdamW update of n
+// elements at optimizer step t (1-based) with clip coefficient `clip`.
+constexpr int64_t kNormBlock = 1 << 16;
+void sumSquaresBlocks(const float* g, int64_t n, double* part, int threads);
+void adamwBuffers(float* p, const float* g, float* ma, float* va, int64_t n, const StepOptions& o, int64_t t,
+                  double clip, int threads);
 
 // --- generation.cpp ----------------------------------------------------------------------------
 struct GenerateRequest {

@@ -43,6 +43,19 @@ MPO_CLONES void adamwRange(float* p, const float* g, float* ma, float* va, int64
   }
 }
 
+// The update's float constants for step `t` (1-based) and clip coefficient `clip`.
+AdamConsts adamConsts(const StepOptions& o, int64_t t, double clip) {
+  const double bc1 = 1.0 - std::pow(o.beta1, double(t)), bc2 = 1.0 - std::pow(o.beta2, double(t));
+  return AdamConsts{static_cast<float>(clip),
+                    static_cast<float>(1.0 - o.lr * o.weightDecay),
+                    static_cast<float>(1.0 - o.beta1),
+                    static_cast<float>(o.beta2),
+                    static_cast<float>(1.0 - o.beta2),
+                    static_cast<float>(o.lr / bc1),
+                    static_cast<float>(std::sqrt(bc2)),
+                    static_cast<float>(o.eps)};
+}
+
 }  // namespace
 
 void ensureOptimizerState(Model& m) {
@@ -58,16 +71,30 @@ double gradNorm(Model& m) {
   // Fixed blocks summed in double, then added in block order: the same result whatever the
   // thread count. Runs on plain worker threads (no OpenMP barriers, which spin badly when the
   // other core is busy).
-  const int64_t n = m.flatGrad.numel(), block = 1 << 16, nb = (n + block - 1) / block;
-  const float* g = m.flatGrad.data_ptr<float>();
-  std::vector<double> part(nb, 0.0);
-  const int workers = std::max(1, std::min<int>(m.threads, static_cast<int>(nb)));
-  runParallel(workers, workers, 1, false, [&](int, int64_t w) {
-    for (int64_t b = w; b < nb; b += workers) part[b] = sumSquares(g, b * block, std::min(n, (b + 1) * block));
-  });
+  const int64_t n = m.flatGrad.numel();
+  std::vector<double> part((n + kNormBlock - 1) / kNormBlock, 0.0);
+  sumSquaresBlocks(m.flatGrad.data_ptr<float>(), n, part.data(), m.threads);
   double s = 0.0;
   for (double p : part) s += p;
   return std::sqrt(s);
+}
+
+void sumSquaresBlocks(const float* g, int64_t n, double* part, int threads) {
+  const int64_t nb = (n + kNormBlock - 1) / kNormBlock;
+  const int workers = std::max(1, std::min<int>(threads, static_cast<int>(nb)));
+  runParallel(workers, workers, 1, false, [&](int, int64_t w) {
+    for (int64_t b = w; b < nb; b += workers)
+      part[b] = sumSquares(g, b * kNormBlock, std::min(n, (b + 1) * kNormBlock));
+  });
+}
+
+void adamwBuffers(float* p, const float* g, float* ma, float* va, int64_t n, const StepOptions& o, int64_t t,
+                  double clip, int threads) {
+  const AdamConsts k = adamConsts(o, t, clip);
+  const int workers = std::max(1, threads);
+  runParallel(workers, workers, 1, false, [&](int, int64_t w) {
+    adamwRange(p, g, ma, va, n * w / workers, n * (w + 1) / workers, k);
+  });
 }
 
 double adamwStep(Model& m, const StepOptions& o) {
@@ -76,34 +103,19 @@ double adamwStep(Model& m, const StepOptions& o) {
   if (!std::isfinite(norm)) return norm;  // skip the update; the caller sees the non-finite norm
   const double clip = (o.maxGradNorm > 0 && norm > o.maxGradNorm) ? o.maxGradNorm / (norm + 1e-6) : 1.0;
   m.optStep += 1;
-  const double t = static_cast<double>(m.optStep);
-  const double bc1 = 1.0 - std::pow(o.beta1, t), bc2 = 1.0 - std::pow(o.beta2, t);
-  const float stepSize = static_cast<float>(o.lr / bc1);
-  const float bc2Sqrt = static_cast<float>(std::sqrt(bc2));
-  const float decay = static_cast<float>(1.0 - o.lr * o.weightDecay);
-  const float b2 = static_cast<float>(o.beta2);
-  const float w1 = static_cast<float>(1.0 - o.beta1), w2 = static_cast<float>(1.0 - o.beta2);
-  const float eps = static_cast<float>(o.eps), c = static_cast<float>(clip);
 
   if (m.device.is_cpu()) {
-    float* p = m.flatParam.data_ptr<float>();
-    const float* g = m.flatGrad.data_ptr<float>();
-    float* ma = m.expAvg.data_ptr<float>();
-    float* va = m.expAvgSq.data_ptr<float>();
-    const int64_t n = m.flatParam.numel();
-    const int workers = std::max(1, m.threads);
-    const AdamConsts k{c, decay, w1, b2, w2, stepSize, bc2Sqrt, eps};
-    runParallel(workers, workers, 1, false, [&](int, int64_t w) {
-      adamwRange(p, g, ma, va, n * w / workers, n * (w + 1) / workers, k);
-    });
+    adamwBuffers(m.flatParam.data_ptr<float>(), m.flatGrad.data_ptr<float>(), m.expAvg.data_ptr<float>(),
+                 m.expAvgSq.data_ptr<float>(), m.flatParam.numel(), o, m.optStep, clip, m.threads);
   } else {
+    const AdamConsts k = adamConsts(o, m.optStep, clip);
     at::NoGradGuard ng;
     at::Tensor g = clip == 1.0 ? m.flatGrad : m.flatGrad * clip;
-    m.flatParam.mul_(decay);
-    m.expAvg.lerp_(g, w1);
-    m.expAvgSq.mul_(b2).addcmul_(g, g, w2);
-    at::Tensor denom = (m.expAvgSq.sqrt() / bc2Sqrt).add_(eps);
-    m.flatParam.addcdiv_(m.expAvg, denom, -stepSize);
+    m.flatParam.mul_(k.decay);
+    m.expAvg.lerp_(g, k.w1);
+    m.expAvgSq.mul_(k.b2).addcmul_(g, g, k.w2);
+    at::Tensor denom = (m.expAvgSq.sqrt() / k.bc2Sqrt).add_(k.eps);
+    m.flatParam.addcdiv_(m.expAvg, denom, -k.stepSize);
   }
   m.weightsChanged();
   return norm;

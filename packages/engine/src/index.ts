@@ -38,6 +38,16 @@ export {
   type StepOptions,
 } from './model.js';
 export { engineInfo, native } from './native.js';
+export { adamwShard, normBlock, type ShardStepOptions, sumSquaresBlocks } from './optimizer.js';
+export {
+  buildHeader,
+  DEFAULT_MAX_SHARD_BYTES,
+  planShards,
+  readCheckpointTensors,
+  readSafetensorsHeader,
+  type ShardPlan,
+  shardIndex,
+} from './safetensors.js';
 export {
   BYTE_SPECIALS,
   BYTE_VOCAB_SIZE,

@@ -1,17 +1,20 @@
 // The Model: a Llama-family checkpoint in libtorch behind the addon. Long calls return Promises
 // and run off the JS thread.
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fromHfConfig, type LlamaConfig, toHfConfig, toNativeConfig, validateConfig } from './config.js';
 import { type NativeModel, type NativeTensorInfo, native } from './native.js';
 import {
   buildHeader,
+  DEFAULT_MAX_SHARD_BYTES,
+  planShards,
   readCheckpointTensors,
   readSafetensorsHeader,
   type StDtype,
   type StTensor,
+  shardIndex,
 } from './safetensors.js';
 
 export type Device = 'cpu' | `cuda:${number}`;
@@ -194,20 +197,38 @@ export class Model {
     return m;
   }
 
-  /** config.json + model.safetensors with Hugging Face tensor names. */
-  async save(dir: string, opts: { dtype?: Dtype } = {}): Promise<void> {
+  /**
+   * config.json + model.safetensors with Hugging Face tensor names; above `maxShardBytes` (default
+   * 5 GB, as transformers) the weights are split into numbered shards listed by
+   * model.safetensors.index.json. Weight files of an earlier save in `dir` are removed first, so a
+   * reader never mixes the two.
+   */
+  async save(dir: string, opts: { dtype?: Dtype; maxShardBytes?: number } = {}): Promise<void> {
     const dtype = opts.dtype ?? this.saveDtype;
     const st = FILE_DTYPE[dtype];
     await mkdir(dir, { recursive: true });
-    const header = buildHeader(
-      this.table.map((t) => ({ name: t.name, dtype: st, shape: t.shape })),
-      { format: 'pt' },
-    );
-    await this.n.writeSafetensors(
-      join(dir, 'model.safetensors'),
-      header,
-      this.table.map((t) => ({ source: 'param' as const, offset: t.offset, numel: t.numel, dtype: st })),
-    );
+    for (const f of await readdir(dir)) {
+      if (/^model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?$/.test(f)) await rm(join(dir, f));
+    }
+    const entries = this.table.map((t) => ({ name: t.name, dtype: st, shape: t.shape, t }));
+    const plans = planShards(entries, opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);
+    for (const p of plans) {
+      const header = buildHeader(
+        p.entries.map(({ name, shape }) => ({ name, dtype: st, shape })),
+        { format: 'pt' },
+      );
+      await this.n.writeSafetensors(
+        join(dir, p.file),
+        header,
+        p.entries.map(({ t }) => ({ source: 'param' as const, offset: t.offset, numel: t.numel, dtype: st })),
+      );
+    }
+    if (plans.length > 1) {
+      await writeFile(
+        join(dir, 'model.safetensors.index.json'),
+        `${JSON.stringify(shardIndex(plans), null, 2)}\n`,
+      );
+    }
     await writeFile(join(dir, 'config.json'), `${JSON.stringify(toHfConfig(this.config, dtype), null, 2)}\n`);
   }
 

@@ -132,6 +132,18 @@ export interface NativeAddon {
   torchVersion: string;
   cudaBuild: boolean;
   features: { openblasThreadsSet: boolean; blockedAttention: boolean; mallocTuned: boolean; gemm: string };
+  sumSquaresBlocks(g: Float32Array, threads: number): Float64Array;
+  adamwShard(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    opts: { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number },
+    step: number,
+    clip: number,
+    threads: number,
+  ): void;
+  normBlock: number;
 }
 
 /** What the loaded addon was built with / found at load time. */

@@ -131,3 +131,52 @@ export function buildHeader(entries: HeaderEntry[], metadata: Record<string, str
   s += ' '.repeat((8 - ((8 + bytes) % 8)) % 8);
   return s;
 }
+
+/**
+ * transformers' `save_pretrained(max_shard_size="5GB")` default: checkpoints above 5 GB are split
+ * into `model-0000i-of-0000n.safetensors` files with a `model.safetensors.index.json`.
+ */
+export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000;
+
+export interface ShardPlan<T> {
+  /** `model.safetensors` when one file suffices, else `model-00001-of-00003.safetensors`, ... */
+  file: string;
+  entries: T[];
+  bytes: number;
+}
+
+/**
+ * Splits tensors, in order, into files of at most `maxBytes` each (a tensor larger than the limit
+ * gets a file of its own), as huggingface_hub's split_torch_state_dict_into_shards does.
+ */
+export function planShards<T extends HeaderEntry>(entries: T[], maxBytes: number): ShardPlan<T>[] {
+  if (!(maxBytes > 0)) throw new Error(`max shard size must be positive, got ${maxBytes}`);
+  const groups: { entries: T[]; bytes: number }[] = [];
+  let cur: { entries: T[]; bytes: number } = { entries: [], bytes: 0 };
+  for (const e of entries) {
+    const n = e.shape.reduce((a, b) => a * b, 1) * (DTYPE_BYTES[e.dtype] ?? 4);
+    if (cur.entries.length > 0 && cur.bytes + n > maxBytes) {
+      groups.push(cur);
+      cur = { entries: [], bytes: 0 };
+    }
+    cur.entries.push(e);
+    cur.bytes += n;
+  }
+  if (cur.entries.length > 0) groups.push(cur);
+  const pad = (i: number) => String(i).padStart(5, '0');
+  return groups.map((g, i) => ({
+    ...g,
+    file:
+      groups.length === 1 ? 'model.safetensors' : `model-${pad(i + 1)}-of-${pad(groups.length)}.safetensors`,
+  }));
+}
+
+/** model.safetensors.index.json for a sharded save (transformers' field names). */
+export function shardIndex(plans: ShardPlan<HeaderEntry>[]): {
+  metadata: { total_size: number };
+  weight_map: Record<string, string>;
+} {
+  const weight_map: Record<string, string> = {};
+  for (const p of plans) for (const e of p.entries) weight_map[e.name] = p.file;
+  return { metadata: { total_size: plans.reduce((a, p) => a + p.bytes, 0) }, weight_map };
+}

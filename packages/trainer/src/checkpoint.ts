@@ -45,6 +45,7 @@ export async function saveCheckpoint(
   output: string,
   state: Omit<TrainerState, 'version' | 'savedAt' | 'weightsHash'>,
   keep: number,
+  opts: { writeOptimizer?: (tmpDir: string) => Promise<unknown> } = {},
 ): Promise<CheckpointRecord> {
   const root = checkpointsDir(output);
   mkdirSync(root, { recursive: true });
@@ -53,7 +54,9 @@ export async function saveCheckpoint(
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   await model.save(tmp);
-  await model.saveOptimizer(join(tmp, OPTIMIZER_FILE));
+  // ZeRO runs write sharded moments and their manifest instead (zero.ts).
+  if (opts.writeOptimizer) await opts.writeOptimizer(tmp);
+  else await model.saveOptimizer(join(tmp, OPTIMIZER_FILE));
   const full: TrainerState = {
     ...state,
     version: 1,
@@ -82,6 +85,9 @@ export function latestCheckpoint(output: string): { dir: string; state: TrainerS
 }
 
 export const optimizerPath = (dir: string) => join(dir, OPTIMIZER_FILE);
+/** Where ranks leave their ZeRO optimizer shards until rank 0 moves them into the checkpoint. */
+export const zeroStagingDir = (output: string, step: number) =>
+  join(checkpointsDir(output), `${stepDir(step)}.tmp-zero-shards`);
 
 /** Keeps the newest `keep` checkpoints (0 = keep all) and removes stray temporaries. */
 function prune(root: string, keep: number): void {

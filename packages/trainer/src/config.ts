@@ -233,6 +233,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     seed: [0, 2 ** 32 - 1, true],
     checkpointEvery: [0, 1e9, true],
     keepCheckpoints: [0, 1e6, true],
+    zeroStage: [0, 2, true],
   };
   for (const [k, v] of Object.entries(tr)) {
     const rule = rules[k as keyof TrainingParams];

@@ -4,7 +4,13 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AnyObjective, ScoresByGroup, SequenceScores } from '@mpo/objectives';
-import { latestCheckpoint, optimizerPath, saveCheckpoint, type TrainerState } from './checkpoint.js';
+import {
+  latestCheckpoint,
+  optimizerPath,
+  saveCheckpoint,
+  type TrainerState,
+  zeroStagingDir,
+} from './checkpoint.js';
 import { MetricSums } from './metrics.js';
 import type { TrainableModel } from './model.js';
 import { chunks, epochOrder, shard } from './order.js';
@@ -12,6 +18,7 @@ import { precomputable, sliceAll } from './reference.js';
 import { cosineWithWarmup } from './schedule.js';
 import { backwardUnits, scoreGroups } from './scoring.js';
 import type { CheckpointRecord, Communicator, StepRecord, TrainExample } from './types.js';
+import { isShardCommunicator, ZERO_MANIFEST, ZeroOptimizer } from './zero.js';
 
 export interface TrainingParams {
   epochs: number;
@@ -28,6 +35,8 @@ export interface TrainingParams {
   seed: number;
   checkpointEvery: number;
   keepCheckpoints: number;
+  /** ZeRO: 0 (off, default), 1 (optimizer state sharded) or 2 (and gradients reduce-scattered). */
+  zeroStage?: number;
 }
 
 export type EvalMetrics = Record<string, number | Record<string, number>>;
@@ -65,6 +74,8 @@ export interface LoopInput {
   /** With several ranks: compare the ranks' weight hashes every this many steps (0 = never). */
   hashCheckEvery?: number;
   hooks?: LoopHooks;
+  /** Threads for the ZeRO optimizer's shard update (default 1). */
+  threads?: number;
 }
 
 export interface LoopResult {
@@ -91,7 +102,15 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
   const metricsFile = join(output, 'metrics.jsonl');
   mkdirSync(output, { recursive: true });
 
+  const zeroStage = t.zeroStage ?? 0;
+  if (zeroStage > 0 && comm && worldSize > 1 && !isShardCommunicator(comm))
+    throw new Error('training.zeroStage needs a communicator with reduceScatterSum and allGather');
+  const makeZero = (m: TrainableModel) =>
+    zeroStage > 0
+      ? new ZeroOptimizer(m, isShardCommunicator(comm) ? comm : undefined, zeroStage as 1 | 2, input.threads)
+      : null;
   let model = input.model;
+  let zero = makeZero(model);
   let step = 0;
   let epoch = 0;
   let cursor = 0;
@@ -104,7 +123,11 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
       );
     }
     model = await input.loadFrom(ckpt.dir);
-    await model.loadOptimizer(optimizerPath(ckpt.dir));
+    zero = makeZero(model);
+    if (zero) await zero.load(ckpt.dir);
+    else if (existsSync(join(ckpt.dir, ZERO_MANIFEST)) && !existsSync(optimizerPath(ckpt.dir)))
+      throw new Error(`${ckpt.dir} holds ZeRO optimizer shards: resume with training.zeroStage 1 or 2`);
+    else await model.loadOptimizer(optimizerPath(ckpt.dir));
     ({ step, epoch, cursor } = ckpt.state);
     resumedFrom = step;
     if (rank === 0) truncateMetrics(metricsFile, step);
@@ -122,8 +145,19 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
       seed: t.seed,
       configHash: input.configHash,
     };
+    let writeOptimizer: ((tmp: string) => Promise<unknown>) | undefined;
+    if (zero) {
+      // Every rank leaves its shard in a staging folder; once all have, rank 0 moves them in.
+      const staging = zeroStagingDir(output, step);
+      await zero.saveShard(staging);
+      if (comm && worldSize > 1) await comm.allReduceSum(new Float32Array(1));
+      const z = zero;
+      writeOptimizer = (tmp) => z.finishCheckpoint(staging, tmp);
+    }
     if (rank !== 0) return;
-    lastCheckpoint = await saveCheckpoint(model, output, state, t.keepCheckpoints);
+    lastCheckpoint = await saveCheckpoint(model, output, state, t.keepCheckpoints, {
+      ...(writeOptimizer ? { writeOptimizer } : {}),
+    });
     await input.hooks?.onCheckpoint?.(lastCheckpoint);
   };
 
@@ -206,11 +240,16 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     if (comm && worldSize > 1) {
       const grads = model.gradBuffer();
       const tg = performance.now();
-      await comm.allReduceSum(grads);
-      // nccl-tests' bus bandwidth: bytes · 2(n−1)/n per second, comparable across world sizes.
+      // nccl-tests' bus bandwidth, comparable across world sizes: bytes · 2(n−1)/n per second for
+      // an all-reduce, bytes · (n−1)/n for a reduce-scatter (ZeRO-2).
+      let busFactor = (2 * (worldSize - 1)) / worldSize;
+      if (zero?.stage === 2) {
+        await zero.reduceGradients();
+        busFactor = (worldSize - 1) / worldSize;
+      } else await comm.allReduceSum(grads);
       const sec = (performance.now() - tg) / 1000;
       // This rank's own measurement (a timing, not an average over examples).
-      busbw = (grads.byteLength * ((2 * (worldSize - 1)) / worldSize)) / sec / 1e9;
+      busbw = (grads.byteLength * busFactor) / sec / 1e9;
       // Loss and tokens summed over ranks; any rank asking to stop stops all.
       const v = new Float32Array([loss, tokens, stopFlag]);
       await comm.allReduceSum(v);
@@ -222,14 +261,15 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
 
     tm = performance.now();
     const lr = cosineWithWarmup(step, totalSteps, t.learningRate, t.warmupRatio);
-    const { gradNorm } = await model.step({
+    const hyper = {
       lr,
       beta1: t.adamBeta1,
       beta2: t.adamBeta2,
       eps: t.adamEps,
       weightDecay: t.weightDecay,
       maxGradNorm: t.maxGradNorm,
-    });
+    };
+    const { gradNorm } = zero ? await zero.stepShard(hyper) : await model.step(hyper);
     timing.optimizer += performance.now() - tm;
     step += 1;
 

@@ -26,6 +26,9 @@ export interface TrainableModel {
   release(handle: number): void;
   zeroGrad(): void;
   gradBuffer(): Float32Array;
+  /** The flat fp32 parameters (ZeRO writes the gathered shards here, then syncParams()). */
+  paramBuffer(): Float32Array;
+  syncParams(): void;
   step(opts: {
     lr: number;
     beta1?: number;

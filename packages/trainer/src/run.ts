@@ -10,6 +10,7 @@ import { resolveBuiltinModel } from './builtins.js';
 import { resumeHash, type TrainConfig } from './config.js';
 import { buildDataset } from './dataset.js';
 import { heldOutRewardGap } from './evaluate.js';
+import { type ExportableModel, exportHfFolder } from './export.js';
 import { type LoopHooks, type LoopResult, totalStepsOf, trainLoop } from './loop.js';
 import type { TrainableModel } from './model.js';
 import {
@@ -162,6 +163,7 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
     ...(klReference ? { klReference: klReference as unknown as TrainableModel } : {}),
     configHash,
     hashCheckEvery: opts.hashCheckEvery ?? 10,
+    threads: config.threads,
     ...(evalSpec && heldOut.length > 0
       ? {
           evaluate: (m: TrainableModel) => heldOutRewardGap(m, heldOut, config.training.microBatchSize),
@@ -180,7 +182,13 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
   if (!result.stopped && (opts.comm?.rank ?? 0) === 0) {
     finalDir = join(config.output, 'final');
     mkdirSync(finalDir, { recursive: true });
-    await result.model.save(finalDir);
+    await exportHfFolder(result.model as unknown as ExportableModel, finalDir, {
+      sourceDir: modelDir,
+      tokenizerDir:
+        config.tokenizer === 'byte'
+          ? null
+          : (config.tokenizer?.replace(/\/tokenizer\.json$/, '') ?? modelDir),
+    });
     writeFileSync(
       join(finalDir, 'training.json'),
       `${JSON.stringify({ method: config.method, hyperparameters: config.hyperparameters, training: config.training, steps: result.step, weightsHash: result.model.weightsHash() }, null, 2)}\n`,

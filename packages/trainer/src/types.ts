@@ -52,4 +52,7 @@ export interface Communicator {
   rank: number;
   worldSize: number;
   allReduceSum(buf: Float32Array): Promise<void>;
+  /** ZeRO (training.zeroStage > 0): the shard collectives of @mpo/allreduce's ShmCommunicator. */
+  reduceScatterSum?(buf: Float32Array, align: number): Promise<void>;
+  allGather?(buf: Float32Array, align: number): Promise<void>;
 }

@@ -4,6 +4,7 @@ import './bench.js';
 import './data.js';
 import './eval.js';
 import './launch.js';
+import './plan.js';
 import './queues.js';
 import './report.js';
 import './runs.js';
