@@ -2,6 +2,7 @@
 // line per size: the per-iteration time is the median over trials on each rank, averaged over
 // ranks (nccl-tests' default), and the bandwidths follow nccl-tests' definitions.
 import { joinGroupFromEnv, type Transport } from './group.js';
+import { memcpyGBps } from './memcpy-bench.js';
 
 const env = process.env;
 const sizes = (env.MPO_BENCH_SIZES ?? '4096').split(',').map(Number);
@@ -47,12 +48,17 @@ async function main(): Promise<void> {
     const timeUs = avg[0] as number;
     const algbwGBps = bytes / (timeUs * 1e-6) / 1e9;
     const busbwGBps = (algbwGBps * 2 * (n - 1)) / n;
+    // Rank 0 copies the same size on its own core while the others wait at the barrier.
+    const memcpy = comm.rank === 0 ? memcpyGBps(bytes, trials, Math.min(iters, 200)) : 0;
+    await comm.barrier();
     if (comm.rank === 0) {
       const rec = {
         bytes,
         timeUs: +timeUs.toFixed(2),
         algbwGBps: +algbwGBps.toFixed(3),
         busbwGBps: +busbwGBps.toFixed(3),
+        memcpyGBps: +memcpy.toFixed(3),
+        busbwOverMemcpy: +(busbwGBps / memcpy).toFixed(3),
         ranks: n,
         iters,
         trials,

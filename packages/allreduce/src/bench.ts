@@ -33,6 +33,10 @@ export interface BenchResult {
   algbwGBps: number;
   /** algbw * 2(n-1)/n, GB/s. */
   busbwGBps: number;
+  /** Single-thread memcpy of the same size on rank 0's core, measured in the same run, GB/s. */
+  memcpyGBps: number;
+  /** busbw / memcpy: the figure that is comparable across machines and loads (issue 15 item 6). */
+  busbwOverMemcpy: number;
   ranks: number;
   iters: number;
   trials: number;
@@ -78,7 +82,7 @@ export async function allreduceBench(opts: BenchOptions = {}): Promise<BenchResu
   const stderr: string[] = [];
   if (!opts.json && out)
     out.write(
-      `${'size'.padStart(10)} ${'time (us)'.padStart(12)} ${'algbw (GB/s)'.padStart(13)} ${'busbw (GB/s)'.padStart(13)}\n`,
+      `${'size'.padStart(10)} ${'time (us)'.padStart(12)} ${'algbw (GB/s)'.padStart(13)} ${'busbw (GB/s)'.padStart(13)} ${'memcpy (GB/s)'.padStart(14)} ${'busbw/memcpy'.padStart(13)}\n`,
     );
   for (const r of launched.ranks) {
     r.child.stderr?.on('data', (d: Buffer) => stderr.push(`[rank ${r.rank}] ${d.toString()}`));
@@ -92,7 +96,7 @@ export async function allreduceBench(opts: BenchOptions = {}): Promise<BenchResu
       if (opts.json) out.write(`${JSON.stringify(rec)}\n`);
       else
         out.write(
-          `${fmtBytes(rec.bytes).padStart(10)} ${rec.timeUs.toFixed(1).padStart(12)} ${rec.algbwGBps.toFixed(2).padStart(13)} ${rec.busbwGBps.toFixed(2).padStart(13)}\n`,
+          `${fmtBytes(rec.bytes).padStart(10)} ${rec.timeUs.toFixed(1).padStart(12)} ${rec.algbwGBps.toFixed(2).padStart(13)} ${rec.busbwGBps.toFixed(2).padStart(13)} ${rec.memcpyGBps.toFixed(2).padStart(14)} ${rec.busbwOverMemcpy.toFixed(2).padStart(13)}\n`,
         );
     });
   }

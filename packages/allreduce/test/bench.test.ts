@@ -21,6 +21,9 @@ describe('allreduce bench', () => {
         expect(r.algbwGBps).toBeCloseTo(r.bytes / (r.timeUs * 1e-6) / 1e9, 2);
         expect(r.busbwGBps).toBeCloseTo((r.algbwGBps * 2 * (ranks - 1)) / ranks, 2);
         expect(r.ranks).toBe(ranks);
+        // memcpy measured in the same run, and the ratio reported beside it (issue 15 item 6).
+        expect(r.memcpyGBps).toBeGreaterThan(0);
+        expect(r.busbwOverMemcpy).toBeCloseTo(r.busbwGBps / r.memcpyGBps, 2);
       }
     }
   });
