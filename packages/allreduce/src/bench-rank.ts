@@ -1,6 +1,8 @@
 // One rank of `allreduceBench` (run as dist/bench-rank.js by the launcher). Rank 0 prints one JSON
 // line per size: the per-iteration time is the median over trials on each rank, averaged over
 // ranks (nccl-tests' default), and the bandwidths follow nccl-tests' definitions.
+
+import { type BenchComm, joinGlooBench } from './bench-gloo.js';
 import { joinGroupFromEnv, type Transport } from './group.js';
 import { memcpyGBps } from './memcpy-bench.js';
 
@@ -21,7 +23,8 @@ const median = (xs: number[]): number => {
 };
 
 async function main(): Promise<void> {
-  const comm = await joinGroupFromEnv();
+  const gloo = env.MPO_BENCH_BACKEND === 'gloo';
+  const comm: BenchComm = gloo ? await joinGlooBench(env) : await joinGroupFromEnv();
   const n = comm.worldSize;
   for (const bytes of sizes) {
     const count = Math.floor(bytes / 4);
@@ -63,6 +66,7 @@ async function main(): Promise<void> {
         iters,
         trials,
         transport,
+        backend: gloo ? 'gloo' : 'shm',
       };
       process.stdout.write(`${JSON.stringify(rec)}\n`);
     }

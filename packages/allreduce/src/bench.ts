@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { freeLoopbackPort } from './bench-gloo.js';
 import type { Transport } from './group.js';
 import { parseCoreList } from './group.js';
 import { launchRanks } from './launch.js';
@@ -19,6 +20,8 @@ export interface BenchOptions {
   /** Print one JSON object per size (else a table). */
   json?: boolean;
   transport?: Transport;
+  /** shm (ours, default) or gloo (libtorch's ProcessGroupGloo over loopback, for comparison). */
+  backend?: 'shm' | 'gloo';
   cores?: number[];
   timeoutMs?: number;
   /** Where results are printed (default process.stdout); null prints nothing. */
@@ -41,6 +44,7 @@ export interface BenchResult {
   iters: number;
   trials: number;
   transport: Transport;
+  backend: 'shm' | 'gloo';
 }
 
 export function parseSize(s: string): number {
@@ -68,6 +72,10 @@ export async function allreduceBench(opts: BenchOptions = {}): Promise<BenchResu
     MPO_BENCH_TRANSPORT: opts.transport ?? 'f32',
   };
   if (opts.iters !== undefined) env.MPO_BENCH_ITERS = String(opts.iters);
+  if (opts.backend === 'gloo') {
+    env.MPO_BENCH_BACKEND = 'gloo';
+    env.MPO_C10D_STORE = `127.0.0.1:${await freeLoopbackPort()}`;
+  }
   if (opts.timeoutMs !== undefined) env.MPO_ALLREDUCE_TIMEOUT_MS = String(opts.timeoutMs);
   const launched = launchRanks({
     ranks,
@@ -105,7 +113,7 @@ export async function allreduceBench(opts: BenchOptions = {}): Promise<BenchResu
   return results;
 }
 
-const BENCH_USAGE = `usage: mpo allreduce bench [--ranks N] [--json] [--sizes 4K,64M] [--iters N] [--trials N] [--transport f32|bf16] [--cores LIST]
+const BENCH_USAGE = `usage: mpo allreduce bench [--ranks N] [--json] [--sizes 4K,64M] [--iters N] [--trials N] [--transport f32|bf16] [--backend shm|gloo] [--cores LIST]
 `;
 
 /** `mpo allreduce bench` entry; returns the exit code. */
@@ -141,6 +149,9 @@ export async function allreduceBenchMain(argv: string[]): Promise<number> {
           break;
         case '--transport':
           o.transport = value() as Transport;
+          break;
+        case '--backend':
+          o.backend = value() as 'shm' | 'gloo';
           break;
         case '--cores':
           o.cores = parseCoreList(value());
