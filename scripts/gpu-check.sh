@@ -82,7 +82,23 @@ nice -n 10 cmake --build "$build" -j "$jobs" >"$build/build.log" 2>&1 || { tail 
 build_s=$(( $(date +%s) - t0 ))
 say "harness built in ${build_s} s"
 
+# The c10d rank (packages/allreduce/harness: gloo between processes; NCCL on the GPU with a CUDA
+# libtorch). Optional: a libtorch without gloo's headers (or NCCL's, for ProcessGroupNCCL.hpp) cannot
+# build it, and the summary then says so instead of the engine checks failing with it.
+c10d_build="$build/c10d"
+nccl_inc="$("$python" -c 'import nvidia.nccl, os; print(os.path.join(os.path.dirname(nvidia.nccl.__file__), "include"))' 2>/dev/null || true)"
+c10d_args=()
+if cmake -S "$root/packages/allreduce/harness" -B "$c10d_build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+     -DLIBTORCH="$libtorch" -DTORCH_CXX11_ABI="$abi" -DNCCL_INCLUDE="$nccl_inc" >"$build/c10d-configure.log" 2>&1 \
+   && nice -n 10 cmake --build "$c10d_build" -j "$jobs" >"$build/c10d-build.log" 2>&1; then
+  c10d_args=(--c10d-bin "$c10d_build/mpo-c10d-check")
+else
+  say "c10d harness did not build (see $build/c10d-build.log); its checks are reported as not built"
+  c10d_args=(--c10d-unbuilt "$(tail -5 "$build/c10d-build.log" "$build/c10d-configure.log" 2>/dev/null | tr '\n"\\' '   ' | cut -c1-600)")
+fi
+
 args=(--bin "$build/mpo-engine-check" --fixture "$root/packages/engine/test/fixtures/golden-llama"
       --device "$device" --out "$out" --build "{\"libtorch\":\"$libtorch\",\"seconds\":$build_s}")
+args+=("${c10d_args[@]}")
 [ "$dry" = 1 ] && args+=(--dry-run)
 exec "$python" "$root/packages/engine/harness/driver.py" "${args[@]}"

@@ -8,85 +8,16 @@
 //   await g.connect();               // TCPStore + process group rendezvous, off the JS thread
 //   await g.allReduceSum(f32array);  // in place
 //   g.close();
-#include <ATen/ATen.h>
 #include <napi.h>
-#include <torch/version.h>
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#ifdef MPO_C10D_NCCL
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
-#endif
 
-#include <chrono>
+#include <functional>
 #include <memory>
-#include <mutex>
-#include <string>
+
+#include "c10d_core.h"
 
 namespace {
 
-struct Options {
-  std::string host = "127.0.0.1", prefix = "mpo", backend = "gloo";
-  int port = 0, rank = 0, worldSize = 1, device = 0;
-  std::chrono::milliseconds timeout{60000};
-};
-
-// The process group and its store; shared with running workers so close() cannot free them mid-call.
-struct State {
-  std::mutex mu;  // one collective at a time, in call order
-  c10::intrusive_ptr<c10d::Store> store;
-#if TORCH_VERSION_MAJOR >= 2
-  c10::intrusive_ptr<c10d::Backend> pg;
-#else
-  c10::intrusive_ptr<c10d::ProcessGroup> pg;
-#endif
-  Options o;
-};
-
-void connect(State& s) {
-  c10d::TCPStoreOptions so;
-  so.port = static_cast<std::uint16_t>(s.o.port);
-  so.isServer = s.o.rank == 0;
-  so.numWorkers = s.o.worldSize;
-  so.waitWorkers = false;
-  so.timeout = s.o.timeout;
-  auto tcp = c10::make_intrusive<c10d::TCPStore>(s.o.host, so);
-  s.store = c10::make_intrusive<c10d::PrefixStore>(s.o.prefix, tcp);
-  if (s.o.backend == "gloo") {
-    auto opts = c10d::ProcessGroupGloo::Options::create(s.o.timeout);
-    // Gloo's default device resolves this host's name; an explicit interface address can be given
-    // with GLOO_SOCKET_IFNAME (read by createDefaultDevice), as in PyTorch.
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-    s.pg = c10::make_intrusive<c10d::ProcessGroupGloo>(s.store, s.o.rank, s.o.worldSize, opts);
-    return;
-  }
-#ifdef MPO_C10D_NCCL
-  if (s.o.backend == "nccl") {
-    auto opts = c10d::ProcessGroupNCCL::Options::create();
-    opts->timeout = s.o.timeout;
-    s.pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(s.store, s.o.rank, s.o.worldSize, opts);
-    return;
-  }
-#endif
-  throw std::invalid_argument("c10d backend '" + s.o.backend + "' is not available in this build" +
-                              (s.o.backend == "nccl" ? " (needs a CUDA libtorch, MPO_C10D_NCCL)" : ""));
-}
-
-void allReduceSum(State& s, float* data, int64_t n) {
-  std::lock_guard<std::mutex> g(s.mu);
-  if (!s.pg) throw std::runtime_error("c10d group is not connected (or was closed)");
-  at::Tensor host = at::from_blob(data, {n}, at::kFloat);
-  std::vector<at::Tensor> ts;
-  if (s.o.backend == "nccl") {
-    ts.push_back(host.to(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(s.o.device))));
-  } else {
-    ts.push_back(host);
-  }
-  c10d::AllreduceOptions ao;
-  ao.reduceOp = c10d::ReduceOp::SUM;
-  s.pg->allreduce(ts, ao)->wait(s.o.timeout);
-  if (s.o.backend == "nccl") host.copy_(ts[0]);
-}
+using mpo_c10d::State;
 
 class Work : public Napi::AsyncWorker {
  public:
@@ -145,7 +76,7 @@ class C10dGroup : public Napi::ObjectWrap<C10dGroup> {
 
   Napi::Value Connect(const Napi::CallbackInfo& info) {
     auto s = s_;
-    auto* w = new Work(info.Env(), [s] { connect(*s); });
+    auto* w = new Work(info.Env(), [s] { mpo_c10d::connect(*s); });
     auto p = w->promise();
     w->Queue();
     return p;
@@ -158,7 +89,7 @@ class C10dGroup : public Napi::ObjectWrap<C10dGroup> {
     auto s = s_;
     float* data = a.Data();
     const int64_t n = static_cast<int64_t>(a.ElementLength());
-    auto* w = new Work(info.Env(), [s, data, n] { allReduceSum(*s, data, n); });
+    auto* w = new Work(info.Env(), [s, data, n] { mpo_c10d::allReduceSum(*s, data, n); });
     w->keep = Napi::Persistent(a.As<Napi::Object>());
     auto p = w->promise();
     w->Queue();

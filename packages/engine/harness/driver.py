@@ -17,6 +17,8 @@ Checks and their tolerances (the JSON summary lists each with its measured error
               room for accumulation while still failing a wrong kernel (cosine ~0 or sign flips).
   bf16-run    20 (dry) / 30 MPO steps in bfloat16 on --device, lr 1e-4: the mean of the last 5 losses is
               below half the first.
+  c10d        libtorch's c10d via packages/allreduce/native/c10d_core.h: gloo between 2 processes (exact
+              sum), ProcessGroupNCCL on the GPU (1 rank); "not built" when the libtorch lacks the headers.
   bench       tokens/s of one config-M step (hidden 1024, 8 layers, 1024 tokens, 8 pairs; engine and
               the same step in PyTorch), bf16 and fp32.
 """
@@ -238,6 +240,50 @@ def bench_torch(c, device, dtype, steps):
     return torch_step.bench(c, device, dtype, steps)
 
 
+def free_port():
+    import socket
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def c10d_ranks(binary, backend, world, mib, device=0):
+    """`world` mpo-c10d-check ranks on one loopback TCPStore; every rank must report a correct sum."""
+    port = free_port()
+    procs = [
+        subprocess.Popen([binary, "--backend", backend, "--rank", str(r), "--world", str(world), "--port", str(port),
+                          "--mib", str(mib), "--device", str(device)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for r in range(world)
+    ]
+    outs = [p.communicate(timeout=180) for p in procs]
+    rows = []
+    for p, (out, err) in zip(procs, outs):
+        if p.returncode != 0:
+            return {"pass": False, "error": err.strip()[-600:] or f"exit {p.returncode}"}
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    return {"pass": all(r["correct"] for r in rows), "world": world, "bytes": rows[0]["bytes"],
+            "timeUs": rows[0]["timeUs"], "busbwGBps": rows[0]["busbwGBps"]}
+
+
+def check_c10d(a, info, dry):
+    """libtorch c10d through native/c10d_core.h: gloo between 2 processes; NCCL on the GPU (1 rank)."""
+    if not a.c10d_bin:
+        return {"built": False, "reason": a.c10d_unbuilt or "not built"}
+    out = {"built": True, "gloo": c10d_ranks(a.c10d_bin, "gloo", 2, 16 if dry else 64)}
+    if not dry:
+        out["nccl"] = c10d_ranks(a.c10d_bin, "nccl", 1, 64, int(a.device.split(":")[1]))
+    return out
+
+
+def guarded(fn):
+    """fn()'s result, or {"pass": False, "error": ...} when it raises."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - every failure is reported in the summary
+        return {"pass": False, "error": f"{type(e).__name__}: {e}"}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -246,6 +292,8 @@ def main():
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--out", required=True)
     ap.add_argument("--build", default="{}", help="build facts (JSON) to copy into the summary")
+    ap.add_argument("--c10d-bin", default="", help="mpo-c10d-check, when it was built")
+    ap.add_argument("--c10d-unbuilt", default="", help="why mpo-c10d-check was not built")
     a = ap.parse_args()
     dry = a.dry_run
     device = "cpu" if dry else a.device
@@ -257,30 +305,42 @@ def main():
             raise SystemExit(f"gpu-check: the harness has no CUDA ({info}); was it built against a CUDA libtorch?")
         summary = {"dryRun": dry, "device": device, "engine": info, "build": json.loads(a.build), "checks": {}}
         checks = summary["checks"]
-        checks["golden"] = check_golden(h, a.fixture, device)
-        checks["stepFp32"], checks["stepBf16"] = check_steps(h, a.fixture, device, dry)
-        checks["bf16Run"] = check_bf16_run(h, a.fixture, device, 20 if dry else 30)
+        # Each step is guarded: on a first GPU run one failing step must not cost the others' figures.
+        checks["golden"] = guarded(lambda: check_golden(h, a.fixture, device))
+        steps = guarded(lambda: check_steps(h, a.fixture, device, dry))
+        checks["stepFp32"], checks["stepBf16"] = steps if isinstance(steps, tuple) else (steps, steps)
+        checks["bf16Run"] = guarded(lambda: check_bf16_run(h, a.fixture, device, 20 if dry else 30))
+        # Reported beside the engine's checks; a harness that could not be built is "not built", not a pass.
+        c10d = summary["c10d"] = guarded(lambda: check_c10d(a, info, dry))
+        if c10d.get("built"):
+            checks.update({f"c10d-{b}": c10d[b] for b in ("gloo", "nccl") if b in c10d})
+        elif "error" in c10d:
+            checks["c10d"] = c10d
         c = CONFIG_DRY if dry else CONFIG_M
-        steps = 2 if dry else 5
-        bench = {"config": c, "steps": steps, "tokensPerStep": 4 * c["pairs"] * c["seq"]}
+        n_steps = 2 if dry else 5
+        bench = {"config": c, "steps": n_steps, "tokensPerStep": 4 * c["pairs"] * c["seq"]}
         for dtype in ("bfloat16", "float32"):
-            eng = bench_engine(h, c, device, dtype, steps)
-            ref = bench_torch(c, device, dtype, steps)
+            eng = guarded(lambda: bench_engine(h, c, device, dtype, n_steps))
+            ref = guarded(lambda: bench_torch(c, device, dtype, n_steps))
             row = {"engine": eng, "torch": ref}
-            if "tokensPerSec" in ref:
+            if "tokensPerSec" in ref and "tokensPerSec" in eng:
                 row["engineOverTorch"] = eng["tokensPerSec"] / ref["tokensPerSec"]
             bench[dtype] = row
         summary["bench"] = bench
         summary["seconds"] = time.time() - t0
-        summary["pass"] = all(v["pass"] for v in checks.values())
+        summary["pass"] = all(v["pass"] for v in checks.values()) and all(
+            "tokensPerSec" in bench[d]["engine"] for d in ("bfloat16", "float32"))
     with open(a.out, "w") as f:
         json.dump(summary, f, indent=1)
     for name, v in checks.items():
-        log(f"{name}: {'pass' if v['pass'] else 'FAIL'}")
+        log(f"{name}: {'pass' if v['pass'] else 'FAIL'}{'' if v['pass'] else ' ' + str(v.get('error', ''))[:300]}")
+    if not summary["c10d"].get("built"):
+        log(f"c10d: not built ({str(summary['c10d'].get('reason', summary['c10d'].get('error')))[:200]})")
     for dtype in ("bfloat16", "float32"):
         row = summary["bench"][dtype]
-        peer = row["torch"].get("tokensPerSec", row["torch"].get("skipped"))
-        log(f"config {'dry' if dry else 'M'} {dtype}: engine {row['engine']['tokensPerSec']:.0f} tokens/s, torch {peer}")
+        eng = row["engine"].get("tokensPerSec", row["engine"].get("error"))
+        peer = row["torch"].get("tokensPerSec", row["torch"].get("skipped", row["torch"].get("error")))
+        log(f"config {'dry' if dry else 'M'} {dtype}: engine {eng} tokens/s, torch {peer}")
     log(f"summary: {a.out} ({summary['seconds']:.0f} s)")
     sys.exit(0 if summary["pass"] else 1)
 

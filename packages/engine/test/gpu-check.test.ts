@@ -3,7 +3,7 @@
 // GPU run does (golden fixture, CPU/device MPO step in fp32 and bf16, a bf16 run, the benchmark beside
 // PyTorch) at a small size. The build folder (build/gpu-check) is kept, so later runs only relink.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -52,6 +52,12 @@ describe.skipIf(!haveCmake)('scripts/gpu-check.sh --dry-run', () => {
     // bf16 is not fp32: a check that found no difference at all would not be exercising bf16.
     expect(c.stepBf16.lossRelError).toBeGreaterThan(0);
     expect(c.bf16Run.last5Mean).toBeLessThan(0.5 * c.bf16Run.losses[0]);
+    // libtorch c10d through packages/allreduce/native/c10d_core.h: gloo between two processes (built
+    // wherever gloo's headers are: Debian's libgloo-dev, installed by scripts/setup.mjs).
+    if (existsSync('/usr/include/gloo/algorithm.h')) {
+      expect(s.c10d.built).toBe(true);
+      expect(c['c10d-gloo']).toMatchObject({ pass: true, world: 2 });
+    } else expect(s.c10d.built).toBe(false);
     for (const dtype of ['bfloat16', 'float32']) {
       const row = s.bench[dtype];
       expect(row.engine.tokensPerSec).toBeGreaterThan(0);
