@@ -95,7 +95,7 @@ async function maxWeightDiff(a: string, b: string): Promise<number> {
 describe.skipIf(!c10dBackends().includes('gloo'))(
   'data-parallel training across hosts (shm + c10d gloo)',
   () => {
-    it('2 hosts x 2 ranks and 2 hosts x 1 rank reach the one-rank weights after 20 steps', async () => {
+    it('2 hosts x 2 ranks, 2 hosts x 1 rank and one gloo group of 2 reach the one-rank weights after 20 steps', async () => {
       const dir = tmp('multihost');
       const one = await mpo([
         'train',
@@ -132,6 +132,49 @@ describe.skipIf(!c10dBackends().includes('gloo'))(
         expect(done).toEqual(ranks.map((_, i) => (i === 0 ? 1 : 0)));
         expect(await maxWeightDiff(join(dir, 'one', 'final'), join(out, 'final'))).toBeLessThan(1e-6);
       }
+
+      // MPO_ALLREDUCE_BACKEND=gloo: all ranks in one c10d group (NCCL's path on GPUs, with gloo on the CPU).
+      const glooOut = join(dir, 'gloo');
+      const gloo = await mpo(
+        [
+          'launch',
+          '--ranks',
+          '2',
+          '--',
+          process.execPath,
+          mpoBin,
+          'train',
+          '--config',
+          writeJson(dir, 'g.json', config(glooOut)),
+          '--json',
+        ],
+        { env: { MPO_ALLREDUCE_BACKEND: 'gloo', MPO_C10D_STORE: `127.0.0.1:${await freePort()}` } },
+      );
+      expect(gloo.code, gloo.stderr.slice(-1500)).toBe(0);
+      expect(await maxWeightDiff(join(dir, 'one', 'final'), join(glooOut, 'final'))).toBeLessThan(1e-6);
     }, 600_000);
+
+    it('MPO_ALLREDUCE_BACKEND=nccl on an addon without NCCL fails at once and says why', async () => {
+      const dir = tmp('nccl');
+      const r = await mpo(
+        [
+          'launch',
+          '--ranks',
+          '2',
+          '--',
+          process.execPath,
+          mpoBin,
+          'train',
+          '--config',
+          writeJson(dir, 'n.json', config(join(dir, 'o'))),
+          '--json',
+        ],
+        { env: { MPO_ALLREDUCE_BACKEND: 'nccl', MPO_C10D_STORE: `127.0.0.1:${await freePort()}` } },
+      );
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(
+        /MPO_ALLREDUCE_BACKEND=nccl: this build of @mpo\/allreduce has c10d backends \[gloo\].*CUDA libtorch/,
+      );
+    }, 120_000);
   },
 );
