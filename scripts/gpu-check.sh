@@ -86,10 +86,12 @@ say "harness built in ${build_s} s"
 # libtorch). Optional: a libtorch without gloo's headers (or NCCL's, for ProcessGroupNCCL.hpp) cannot
 # build it, and the summary then says so instead of the engine checks failing with it.
 c10d_build="$build/c10d"
-nccl_inc="$("$python" -c 'import nvidia.nccl, os; print(os.path.join(os.path.dirname(nvidia.nccl.__file__), "include"))' 2>/dev/null || true)"
+pip_inc() { "$python" -c "import nvidia.$1 as m, os; print(os.path.join(list(m.__path__)[0], 'include'))" 2>/dev/null || true; }
+nccl_inc="$(pip_inc nccl)"
+cuda_inc="$(pip_inc cuda_runtime)"
 c10d_args=()
 if cmake -S "$root/packages/allreduce/harness" -B "$c10d_build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-     -DLIBTORCH="$libtorch" -DTORCH_CXX11_ABI="$abi" -DNCCL_INCLUDE="$nccl_inc" >"$build/c10d-configure.log" 2>&1 \
+     -DLIBTORCH="$libtorch" -DTORCH_CXX11_ABI="$abi" -DNCCL_INCLUDE="$nccl_inc" -DCUDA_INCLUDE="$cuda_inc" >"$build/c10d-configure.log" 2>&1 \
    && nice -n 10 cmake --build "$c10d_build" -j "$jobs" >"$build/c10d-build.log" 2>&1; then
   c10d_args=(--c10d-bin "$c10d_build/mpo-c10d-check")
 else
