@@ -25,7 +25,17 @@ const run = (cmd, args, opts = {}) => {
 const ok = (cmd, args) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
 
 // chromium: the dashboard's browser tests (apps/api/test/dashboard.e2e.test.ts, driven by playwright-core).
-export const DEBIAN_PACKAGES = ['libtorch-dev', 'libopenblas0-pthread', 'chromium'];
+// cmake, python3-torch: scripts/gpu-check.sh --dry-run (packages/engine/test/gpu-check.test.ts) builds the
+// engine's C++ harness with CMake and runs the PyTorch side of its benchmark. libgloo-dev: gloo's headers for
+// packages/allreduce's c10d addon (ProcessGroupGloo between hosts; Debian's libtorch has gloo built in).
+export const DEBIAN_PACKAGES = [
+  'libtorch-dev',
+  'libopenblas0-pthread',
+  'chromium',
+  'cmake',
+  'python3-torch',
+  'libgloo-dev',
+];
 export const DEFAULT_DATABASE_URL = 'postgresql://root@127.0.0.1:5432/mpo';
 process.env.DATABASE_URL ??= DEFAULT_DATABASE_URL;
 process.env.REDIS_URL ??= 'redis://127.0.0.1:6379';

@@ -28,10 +28,23 @@ describe('docker-compose.yml', () => {
     expect(major).toBeGreaterThanOrEqual(15);
   });
 
-  it('reserves GPUs for the worker and wires every app to Redis and Postgres', () => {
-    const devices = compose.services.worker.deploy.resources.reservations.devices;
+  it('runs the default worker on the CPU image and reserves GPUs only for the gpu-profile worker', () => {
+    // Issue 15: the CPU image (Debian's CPU libtorch) cannot use a GPU, so the default worker asks for none.
+    const cpu = compose.services.worker;
+    expect(cpu.build.dockerfile).toBe('infra/Dockerfile');
+    expect(cpu.deploy?.resources?.reservations?.devices).toBeUndefined();
+    expect(cpu.environment.MPO_DEVICES).toMatch(/^\$\{MPO_DEVICES:-cpu\}$/);
+    expect(cpu.profiles).toBeUndefined();
+    const gpu = compose.services['worker-gpu'];
+    expect(gpu.profiles).toEqual(['gpu']);
+    expect(gpu.build.dockerfile).toBe('infra/Dockerfile.gpu');
+    const devices = gpu.deploy.resources.reservations.devices;
     expect(devices.some((d: { capabilities: string[] }) => d.capabilities.includes('gpu'))).toBe(true);
-    for (const s of ['api', 'worker']) {
+    expect(gpu.command).toEqual(cpu.command);
+  });
+
+  it('wires every app to Redis and Postgres', () => {
+    for (const s of ['api', 'worker', 'worker-gpu']) {
       const env = compose.services[s].environment;
       expect(env.DATABASE_URL, s).toMatch(/^postgresql:\/\/.*@postgres:5432\//);
       expect(env.REDIS_URL, s).toBe('redis://redis:6379');

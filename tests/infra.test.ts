@@ -444,6 +444,29 @@ describe('infra/k8s manifests', () => {
     expect(ann['prometheus.io/path']).toBe('/metrics');
   });
 
+  it('GPU workers run the image built from infra/Dockerfile.gpu, a CUDA PyTorch 2.x base with the engine linked to it', () => {
+    // Issue 15 item 5: the CPU image (Debian's CPU libtorch) would leave the GPUs unused.
+    const gpu = read('infra/Dockerfile.gpu');
+    const from = /^FROM\s+(\S+)/m.exec(gpu)?.[1] ?? '';
+    expect(from, 'a PyTorch image with CUDA').toMatch(/^pytorch\/pytorch:2\.\d+\.\d+-cuda\d+/);
+    // LIBTORCH = the image's torch/ folder, the variable packages/engine/scripts/build-addon.mjs reads.
+    expect(gpu).toMatch(
+      /LIBTORCH="\$\(python3 -c 'import torch, os; print\(os\.path\.dirname\(torch\.__file__\)\)'\)"/,
+    );
+    expect(read('packages/engine/scripts/build-addon.mjs')).toContain('process.env.LIBTORCH');
+    expect(gpu).toContain('libtorch_cuda.so');
+    const worker = containersOf(one('DaemonSet', 'worker'))[0]!;
+    expect(worker.image).toBe('mpo-gpu');
+    // kustomization.yaml maps mpo-gpu to the registry; its comment says which recipe builds it.
+    const k = read('infra/k8s/kustomization.yaml');
+    const entry = k.indexOf('- name: mpo-gpu');
+    expect(entry).toBeGreaterThan(0);
+    expect(k.slice(k.lastIndexOf('newTag', entry), entry)).toContain('infra/Dockerfile.gpu');
+    // The CPU image stays Debian's CPU libtorch, for the API and CPU workers.
+    expect(read('infra/Dockerfile')).toContain('libtorch-dev');
+    expect(read('infra/README.md')).toMatch(/no path of this platform has yet run on a GPU/);
+  });
+
   it('worker: DaemonSet on GPU nodes, nvidia.com/gpu, a Memory /dev/shm sized for the all-reduce, a long grace, shared artifacts', () => {
     const w = one('DaemonSet', 'worker');
     const spec = podSpec(w);

@@ -42,8 +42,9 @@ import {
 import { type Job, UnrecoverableError, Worker, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { type AgentConfig, REPO_ROOT } from './config.js';
-import { type DeviceSlots, detectDevices, type SlotLease, SlotPool } from './devices.js';
+import { cpuCores, type DeviceSlots, detectDevices, type SlotLease, SlotPool } from './devices.js';
 import { EvalRun } from './eval-run.js';
+import { gateGpuSlots, probeEngineCuda } from './gpu-gate.js';
 import { jobLogger, type Logger } from './log.js';
 import type { Outcome } from './outcome.js';
 import { finalizeRun } from './sweep-run.js';
@@ -86,6 +87,16 @@ const VERSION = (() => {
   }
 })();
 
+/** Detected slots, with GPU slots kept only where the engine has CUDA and sees the device (gpu-gate.ts). */
+function agentDevices(cfg: AgentConfig, log: Logger): DeviceSlots[] {
+  const detected = detectDevices({ devices: cfg.devices, cpuCores: cfg.cpuCores });
+  if (!detected.some((d) => d.device === 'gpu')) return detected;
+  return gateGpuSlots(detected, probeEngineCuda(), log, {
+    explicit: cfg.devices !== undefined,
+    cpuFallback: cpuCores(cfg.cpuCores),
+  });
+}
+
 export class Agent {
   readonly slots: SlotPool;
   readonly log: Logger;
@@ -107,9 +118,7 @@ export class Agent {
     opts: AgentOptions,
   ) {
     this.log = opts.log;
-    this.slots = new SlotPool(
-      opts.devices ?? detectDevices({ devices: cfg.devices, cpuCores: cfg.cpuCores }),
-    );
+    this.slots = new SlotPool(opts.devices ?? agentDevices(cfg, opts.log));
   }
 
   /** Queue names this agent listens to (train and eval queues of its device kinds, and sweep). */

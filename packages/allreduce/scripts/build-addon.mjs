@@ -27,6 +27,8 @@ const stampFile = join(pkg, 'build', '.configure-stamp');
 const stamp = JSON.stringify({
   gyp: statSync(join(pkg, 'binding.gyp')).mtimeMs,
   nccl: probe.stdout.trim(),
+  c10d: spawnSync(process.execPath, [join(pkg, 'scripts', 'find-c10d.mjs'), 'json'], { encoding: 'utf8' })
+    .stdout,
   nodedir,
 });
 

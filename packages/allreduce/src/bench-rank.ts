@@ -1,7 +1,10 @@
 // One rank of `allreduceBench` (run as dist/bench-rank.js by the launcher). Rank 0 prints one JSON
 // line per size: the per-iteration time is the median over trials on each rank, averaged over
 // ranks (nccl-tests' default), and the bandwidths follow nccl-tests' definitions.
+
+import { type BenchComm, joinGlooBench } from './bench-gloo.js';
 import { joinGroupFromEnv, type Transport } from './group.js';
+import { memcpyGBps } from './memcpy-bench.js';
 
 const env = process.env;
 const sizes = (env.MPO_BENCH_SIZES ?? '4096').split(',').map(Number);
@@ -20,7 +23,8 @@ const median = (xs: number[]): number => {
 };
 
 async function main(): Promise<void> {
-  const comm = await joinGroupFromEnv();
+  const gloo = env.MPO_BENCH_BACKEND === 'gloo';
+  const comm: BenchComm = gloo ? await joinGlooBench(env) : await joinGroupFromEnv();
   const n = comm.worldSize;
   for (const bytes of sizes) {
     const count = Math.floor(bytes / 4);
@@ -36,27 +40,35 @@ async function main(): Promise<void> {
     const iters = fixedIters ?? itersFor(bytes);
     for (let i = 0; i < Math.min(iters, 20); i++) await comm.allReduce(buf, 'sum', { transport });
     const times: number[] = [];
+    const copies: number[] = [];
     for (let t = 0; t < trials; t++) {
       await comm.barrier();
       const t0 = process.hrtime.bigint();
       for (let i = 0; i < iters; i++) await comm.allReduce(buf, 'sum', { transport });
       times.push(Number(process.hrtime.bigint() - t0) / 1e3 / iters);
+      // memcpy trials interleaved with the all-reduce trials, so both see the same background load:
+      // rank 0 copies the same size on its own core while the others wait at the next barrier.
+      if (comm.rank === 0) copies.push(memcpyGBps(bytes, 1, Math.min(iters, 200)));
     }
     const avg = new Float32Array([median(times)]);
     await comm.allReduce(avg, 'avg');
     const timeUs = avg[0] as number;
     const algbwGBps = bytes / (timeUs * 1e-6) / 1e9;
     const busbwGBps = (algbwGBps * 2 * (n - 1)) / n;
+    const memcpy = comm.rank === 0 ? median(copies) : 0;
     if (comm.rank === 0) {
       const rec = {
         bytes,
         timeUs: +timeUs.toFixed(2),
         algbwGBps: +algbwGBps.toFixed(3),
         busbwGBps: +busbwGBps.toFixed(3),
+        memcpyGBps: +memcpy.toFixed(3),
+        busbwOverMemcpy: +(busbwGBps / memcpy).toFixed(3),
         ranks: n,
         iters,
         trials,
         transport,
+        backend: gloo ? 'gloo' : 'shm',
       };
       process.stdout.write(`${JSON.stringify(rec)}\n`);
     }

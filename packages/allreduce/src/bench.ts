@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { freeLoopbackPort } from './bench-gloo.js';
 import type { Transport } from './group.js';
 import { parseCoreList } from './group.js';
 import { launchRanks } from './launch.js';
@@ -19,6 +20,8 @@ export interface BenchOptions {
   /** Print one JSON object per size (else a table). */
   json?: boolean;
   transport?: Transport;
+  /** shm (ours, default) or gloo (libtorch's ProcessGroupGloo over loopback, for comparison). */
+  backend?: 'shm' | 'gloo';
   cores?: number[];
   timeoutMs?: number;
   /** Where results are printed (default process.stdout); null prints nothing. */
@@ -33,10 +36,15 @@ export interface BenchResult {
   algbwGBps: number;
   /** algbw * 2(n-1)/n, GB/s. */
   busbwGBps: number;
+  /** Single-thread memcpy of the same size on rank 0's core, measured in the same run, GB/s. */
+  memcpyGBps: number;
+  /** busbw / memcpy: the figure that is comparable across machines and loads (issue 15 item 6). */
+  busbwOverMemcpy: number;
   ranks: number;
   iters: number;
   trials: number;
   transport: Transport;
+  backend: 'shm' | 'gloo';
 }
 
 export function parseSize(s: string): number {
@@ -64,6 +72,10 @@ export async function allreduceBench(opts: BenchOptions = {}): Promise<BenchResu
     MPO_BENCH_TRANSPORT: opts.transport ?? 'f32',
   };
   if (opts.iters !== undefined) env.MPO_BENCH_ITERS = String(opts.iters);
+  if (opts.backend === 'gloo') {
+    env.MPO_BENCH_BACKEND = 'gloo';
+    env.MPO_C10D_STORE = `127.0.0.1:${await freeLoopbackPort()}`;
+  }
   if (opts.timeoutMs !== undefined) env.MPO_ALLREDUCE_TIMEOUT_MS = String(opts.timeoutMs);
   const launched = launchRanks({
     ranks,
@@ -78,7 +90,7 @@ export async function allreduceBench(opts: BenchOptions = {}): Promise<BenchResu
   const stderr: string[] = [];
   if (!opts.json && out)
     out.write(
-      `${'size'.padStart(10)} ${'time (us)'.padStart(12)} ${'algbw (GB/s)'.padStart(13)} ${'busbw (GB/s)'.padStart(13)}\n`,
+      `${'size'.padStart(10)} ${'time (us)'.padStart(12)} ${'algbw (GB/s)'.padStart(13)} ${'busbw (GB/s)'.padStart(13)} ${'memcpy (GB/s)'.padStart(14)} ${'busbw/memcpy'.padStart(13)}\n`,
     );
   for (const r of launched.ranks) {
     r.child.stderr?.on('data', (d: Buffer) => stderr.push(`[rank ${r.rank}] ${d.toString()}`));
@@ -92,7 +104,7 @@ export async function allreduceBench(opts: BenchOptions = {}): Promise<BenchResu
       if (opts.json) out.write(`${JSON.stringify(rec)}\n`);
       else
         out.write(
-          `${fmtBytes(rec.bytes).padStart(10)} ${rec.timeUs.toFixed(1).padStart(12)} ${rec.algbwGBps.toFixed(2).padStart(13)} ${rec.busbwGBps.toFixed(2).padStart(13)}\n`,
+          `${fmtBytes(rec.bytes).padStart(10)} ${rec.timeUs.toFixed(1).padStart(12)} ${rec.algbwGBps.toFixed(2).padStart(13)} ${rec.busbwGBps.toFixed(2).padStart(13)} ${rec.memcpyGBps.toFixed(2).padStart(14)} ${rec.busbwOverMemcpy.toFixed(2).padStart(13)}\n`,
         );
     });
   }
@@ -101,7 +113,7 @@ export async function allreduceBench(opts: BenchOptions = {}): Promise<BenchResu
   return results;
 }
 
-const BENCH_USAGE = `usage: mpo allreduce bench [--ranks N] [--json] [--sizes 4K,64M] [--iters N] [--trials N] [--transport f32|bf16] [--cores LIST]
+const BENCH_USAGE = `usage: mpo allreduce bench [--ranks N] [--json] [--sizes 4K,64M] [--iters N] [--trials N] [--transport f32|bf16] [--backend shm|gloo] [--cores LIST]
 `;
 
 /** `mpo allreduce bench` entry; returns the exit code. */
@@ -137,6 +149,9 @@ export async function allreduceBenchMain(argv: string[]): Promise<number> {
           break;
         case '--transport':
           o.transport = value() as Transport;
+          break;
+        case '--backend':
+          o.backend = value() as 'shm' | 'gloo';
           break;
         case '--cores':
           o.cores = parseCoreList(value());

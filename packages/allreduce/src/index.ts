@@ -6,6 +6,7 @@ export {
   DEFAULT_BENCH_SIZES,
   parseSize,
 } from './bench.js';
+export { type C10dBackend, C10dCommunicator, type C10dOptions, c10dAddonPath, c10dBackends } from './c10d.js';
 export {
   AllReduceError,
   type CommBuffer,
@@ -29,6 +30,11 @@ export {
   shmPathFor,
   type Transport,
 } from './group.js';
+export {
+  HierarchicalCommunicator,
+  type HierarchicalLayout,
+  joinHierarchicalFromEnv,
+} from './hierarchical.js';
 export {
   assignCores,
   type DeviceSpec,

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { allreduceBench, DEFAULT_BENCH_SIZES, packageRoot, parseSize } from '../src/index.js';
+import { allreduceBench, c10dBackends, DEFAULT_BENCH_SIZES, packageRoot, parseSize } from '../src/index.js';
 
 describe('allreduce bench', () => {
   it('default sizes run from 4 KiB to 256 MiB', () => {
@@ -21,9 +21,31 @@ describe('allreduce bench', () => {
         expect(r.algbwGBps).toBeCloseTo(r.bytes / (r.timeUs * 1e-6) / 1e9, 2);
         expect(r.busbwGBps).toBeCloseTo((r.algbwGBps * 2 * (ranks - 1)) / ranks, 2);
         expect(r.ranks).toBe(ranks);
+        // memcpy measured in the same run, and the ratio reported beside it (issue 15 item 6).
+        expect(r.memcpyGBps).toBeGreaterThan(0);
+        expect(r.busbwOverMemcpy).toBeCloseTo(r.busbwGBps / r.memcpyGBps, 2);
       }
     }
   });
+
+  it.skipIf(!c10dBackends().includes('gloo'))(
+    'times gloo (libtorch ProcessGroupGloo) with the same loop',
+    async () => {
+      const res = await allreduceBench({
+        ranks: 2,
+        sizes: [4096, 1 << 20],
+        iters: 5,
+        trials: 1,
+        backend: 'gloo',
+        out: null,
+      });
+      expect(res.map((r) => [r.bytes, r.backend])).toEqual([
+        [4096, 'gloo'],
+        [1 << 20, 'gloo'],
+      ]);
+      for (const r of res) expect(r.timeUs).toBeGreaterThan(0);
+    },
+  );
 
   it('the CLI prints one JSON object per size', () => {
     const r = spawnSync(

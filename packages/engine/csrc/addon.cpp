@@ -10,6 +10,7 @@
 #include <malloc.h>
 #endif
 #include <napi.h>
+#include <torch/cuda.h>
 #include <torch/version.h>
 
 #if TORCH_VERSION_MAJOR < 2
@@ -626,6 +627,9 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
                                               false
 #endif
                                               ));
+  // Visible CUDA devices at load time (0 on a CPU build, or when CUDA_VISIBLE_DEVICES hides them):
+  // the worker agent offers GPU slots only when this and cudaBuild say it can use them.
+  exports.Set("cudaDevices", Napi::Number::New(env, static_cast<double>(torch::cuda::device_count())));
   return exports;
 }
 

@@ -17,15 +17,25 @@ const require = createRequire(join(pkg, 'package.json'));
 const gyp = require.resolve('node-gyp/bin/node-gyp.js');
 const log = (m) => process.stderr.write(`[engine] ${m}\n`);
 
+// TORCH_VERSION_MAJOR/MINOR/PATCH from a libtorch's torch/version.h: the C++ code branches on these
+// at compile time (e.g. fused attention from 2.0 on); the build log says which libtorch it found.
+function torchVersion(versionHeader) {
+  const text = readFileSync(versionHeader, 'utf8');
+  const part = (name) => text.match(new RegExp(`#define TORCH_VERSION_${name} (\\d+)`))?.[1] ?? '?';
+  return `${part('MAJOR')}.${part('MINOR')}.${part('PATCH')}`;
+}
+
 function torchVariables() {
   const dir = process.env.LIBTORCH;
   if (!dir) {
-    if (!existsSync('/usr/include/torch/csrc/api/include/torch/version.h')) {
+    const header = '/usr/include/torch/csrc/api/include/torch/version.h';
+    if (!existsSync(header)) {
       throw new Error(
         'libtorch headers not found: install Debian libtorch-dev and libopenblas0-pthread ' +
           '(apt-get install libtorch-dev libopenblas0-pthread) or set LIBTORCH=<libtorch dir>',
       );
     }
+    log(`libtorch ${torchVersion(header)} (CPU) from Debian libtorch-dev, /usr/include`);
     return {};
   }
   const inc = join(dir, 'include');
@@ -33,6 +43,10 @@ function torchVariables() {
   if (!existsSync(join(inc, 'torch/csrc/api/include/torch/version.h'))) {
     throw new Error(`LIBTORCH=${dir}: no include/torch/csrc/api/include/torch/version.h there`);
   }
+  const cuda = existsSync(join(lib, 'libtorch_cuda.so'));
+  log(
+    `libtorch ${torchVersion(join(inc, 'torch/csrc/api/include/torch/version.h'))} (${cuda ? 'CUDA' : 'CPU'}) from LIBTORCH=${dir}`,
+  );
   let abi = process.env.TORCH_CXX11_ABI ?? '';
   if (!abi) {
     const r = spawnSync('python3', ['-c', 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))'], {
@@ -44,7 +58,7 @@ function torchVariables() {
     torch_includes: `${inc} ${join(inc, 'torch/csrc/api/include')}`,
     torch_libdir: lib,
     // 'yes'/'no', not '1'/'0': gyp turns numeric strings into integers, and "torch_cuda=='1'" never matched.
-    torch_cuda: existsSync(join(lib, 'libtorch_cuda.so')) ? 'yes' : 'no',
+    torch_cuda: cuda ? 'yes' : 'no',
     torch_cxx11_abi: abi,
   };
 }

@@ -131,6 +131,7 @@ export interface NativeAddon {
   NativeModel: new (config: NativeConfig, device: string, dtype: string, threads: number) => NativeModel;
   torchVersion: string;
   cudaBuild: boolean;
+  cudaDevices: number;
   features: { openblasThreadsSet: boolean; blockedAttention: boolean; mallocTuned: boolean; gemm: string };
   sumSquaresBlocks(g: Float32Array, threads: number): Float64Array;
   adamwShard(
@@ -146,15 +147,16 @@ export interface NativeAddon {
   normBlock: number;
 }
 
-/** What the loaded addon was built with / found at load time. */
+/** What the loaded addon was built with / found at load time (cudaDevices: CUDA devices it sees now). */
 export function engineInfo(): {
   torchVersion: string;
   cudaBuild: boolean;
+  cudaDevices: number;
   openblasThreadsSet: boolean;
   blockedAttention: boolean;
 } {
   const a = native();
-  return { torchVersion: a.torchVersion, cudaBuild: a.cudaBuild, ...a.features };
+  return { torchVersion: a.torchVersion, cudaBuild: a.cudaBuild, cudaDevices: a.cudaDevices, ...a.features };
 }
 
 const addonPath = fileURLToPath(new URL('../build/Release/mpo_engine.node', import.meta.url));

@@ -4,6 +4,7 @@ export * from './asha.js';
 export * from './cancel.js';
 export * from './connection.js';
 export * from './flow.js';
+export * from './gang.js';
 export * from './jobs.js';
 export * from './names.js';
 export * from './paths.js';
