@@ -148,6 +148,8 @@ mpo::Config parseConfig(const Napi::Object& o) {
     c.arch = mpo::Arch::Llama;
   else if (arch == "qwen2")
     c.arch = mpo::Arch::Qwen2;
+  else if (arch == "gemma2")
+    c.arch = mpo::Arch::Gemma2;
   else
     throw Napi::Error::New(o.Env(), "unknown architecture '" + arch + "'");
   c.vocab = static_cast<int64_t>(num(o, "vocab", 0));
@@ -162,6 +164,11 @@ mpo::Config parseConfig(const Napi::Object& o) {
   c.bias = flag(o, "bias", false);
   c.tie = flag(o, "tie", false);
   c.padId = static_cast<int64_t>(num(o, "padId", 0));
+  c.geluTanh = flag(o, "geluTanh", false);
+  c.queryScalar = num(o, "queryScalar", 0.0);
+  c.attnSoftcap = num(o, "attnSoftcap", 0.0);
+  c.finalSoftcap = num(o, "finalSoftcap", 0.0);
+  c.slidingWindow = static_cast<int64_t>(num(o, "slidingWindow", 0.0));
   Napi::Value rs = o.Get("llama3");
   if (rs.IsObject()) {
     auto r = rs.As<Napi::Object>();
@@ -208,6 +215,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                            InstanceMethod<&NativeModel::Generate>("generate"),
                            InstanceMethod<&NativeModel::Logits>("logits"),
                            InstanceMethod<&NativeModel::SetThreads>("setThreads"),
+                           InstanceMethod<&NativeModel::SetCheckpointing>("setCheckpointing"),
                            InstanceMethod<&NativeModel::Dispose>("dispose"),
                        });
   }
@@ -550,6 +558,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     const int n = info[0].As<Napi::Number>().Int32Value();
     if (n < 1) throw Napi::RangeError::New(info.Env(), "threads must be >= 1");
     m(info.Env()).threads = n;
+    return info.Env().Undefined();
+  }
+
+  // Activation checkpointing per decoder layer for later score({ grad: true }) calls.
+  Napi::Value SetCheckpointing(const Napi::CallbackInfo& info) {
+    m(info.Env()).checkpointLayers = info[0].As<Napi::Boolean>().Value();
     return info.Env().Undefined();
   }
 

@@ -125,20 +125,48 @@ struct RmsNormFn : public Function<RmsNormFn> {
   }
 };
 
-// ---------------------------------------------------------------- SwiGLU
-template <typename T>
-inline __attribute__((always_inline)) void swigluFwdImpl(const T* gu, T* h, int64_t r0, int64_t r1, int64_t I) {
+// ---------------------------------------------------------------- SwiGLU / GeGLU
+// Activation and its derivative, per element (see kernels.h).
+struct Silu {
+  template <typename T>
+  static inline __attribute__((always_inline)) T f(T g) {
+    return g / (T(1) + fastExp(-g));
+  }
+  template <typename T>  // f(g) and f'(g) from one exp
+  static inline __attribute__((always_inline)) void fdf(T g, T& f, T& df) {
+    const T s = T(1) / (T(1) + fastExp(-g));
+    f = g * s;
+    df = s * (T(1) + g * (T(1) - s));
+  }
+};
+struct GeluTanh {
+  static constexpr double kC = 0.7978845608028654;  // sqrt(2/pi)
+  static constexpr double kA = 0.044715;
+  template <typename T>
+  static inline __attribute__((always_inline)) T f(T g) {
+    return T(0.5) * g * (T(1) + fastTanh(T(kC) * (g + T(kA) * g * g * g)));
+  }
+  template <typename T>
+  static inline __attribute__((always_inline)) void fdf(T g, T& f, T& df) {
+    const T t = fastTanh(T(kC) * (g + T(kA) * g * g * g));
+    f = T(0.5) * g * (T(1) + t);
+    df = T(0.5) * (T(1) + t) + T(0.5) * g * (T(1) - t * t) * T(kC) * (T(1) + T(3 * kA) * g * g);
+  }
+};
+
+template <typename Act, typename T>
+inline __attribute__((always_inline)) void gluFwdImpl(const T* gu, T* h, int64_t r0, int64_t r1, int64_t I) {
   for (int64_t r = r0; r < r1; ++r) {
     const T* g = gu + r * 2 * I;
     const T* u = g + I;
     T* hr = h + r * I;
 #pragma omp simd
-    for (int64_t i = 0; i < I; ++i) hr[i] = g[i] / (T(1) + fastExp(-g[i])) * u[i];
+    for (int64_t i = 0; i < I; ++i) hr[i] = Act::f(g[i]) * u[i];
   }
 }
-template <typename T>
-inline __attribute__((always_inline)) void swigluBwdImpl(const T* gu, const T* dh, T* dgu, int64_t r0, int64_t r1,
-                                                          int64_t I) {
+template <typename Act, typename T>
+inline __attribute__((always_inline)) void gluBwdImpl(const T* gu, const T* dh, T* dgu, int64_t r0, int64_t r1,
+                                                       int64_t I) {
   for (int64_t r = r0; r < r1; ++r) {
     const T* g = gu + r * 2 * I;
     const T* u = g + I;
@@ -147,55 +175,68 @@ inline __attribute__((always_inline)) void swigluBwdImpl(const T* gu, const T* d
     T* du = dg + I;
 #pragma omp simd
     for (int64_t i = 0; i < I; ++i) {
-      const T s = T(1) / (T(1) + fastExp(-g[i]));
-      dg[i] = d[i] * u[i] * s * (T(1) + g[i] * (T(1) - s));
-      du[i] = d[i] * g[i] * s;
+      T f, df;
+      Act::fdf(g[i], f, df);
+      dg[i] = d[i] * u[i] * df;
+      du[i] = d[i] * f;
     }
   }
 }
-MPO_CLONES void swigluFwd(const float* gu, float* h, int64_t r0, int64_t r1, int64_t I) {
-  swigluFwdImpl(gu, h, r0, r1, I);
+MPO_CLONES void gluFwd(bool gelu, const float* gu, float* h, int64_t r0, int64_t r1, int64_t I) {
+  if (gelu)
+    gluFwdImpl<GeluTanh>(gu, h, r0, r1, I);
+  else
+    gluFwdImpl<Silu>(gu, h, r0, r1, I);
 }
-MPO_CLONES void swigluBwd(const float* gu, const float* dh, float* dgu, int64_t r0, int64_t r1, int64_t I) {
-  swigluBwdImpl(gu, dh, dgu, r0, r1, I);
+MPO_CLONES void gluBwd(bool gelu, const float* gu, const float* dh, float* dgu, int64_t r0, int64_t r1, int64_t I) {
+  if (gelu)
+    gluBwdImpl<GeluTanh>(gu, dh, dgu, r0, r1, I);
+  else
+    gluBwdImpl<Silu>(gu, dh, dgu, r0, r1, I);
 }
-void swigluFwd(const double* gu, double* h, int64_t r0, int64_t r1, int64_t I) { swigluFwdImpl(gu, h, r0, r1, I); }
-void swigluBwd(const double* gu, const double* dh, double* dgu, int64_t r0, int64_t r1, int64_t I) {
-  swigluBwdImpl(gu, dh, dgu, r0, r1, I);
+void gluFwd(bool gelu, const double* gu, double* h, int64_t r0, int64_t r1, int64_t I) {
+  if (gelu)
+    gluFwdImpl<GeluTanh>(gu, h, r0, r1, I);
+  else
+    gluFwdImpl<Silu>(gu, h, r0, r1, I);
+}
+void gluBwd(bool gelu, const double* gu, const double* dh, double* dgu, int64_t r0, int64_t r1, int64_t I) {
+  if (gelu)
+    gluBwdImpl<GeluTanh>(gu, dh, dgu, r0, r1, I);
+  else
+    gluBwdImpl<Silu>(gu, dh, dgu, r0, r1, I);
 }
 
-struct SwigluFn : public Function<SwigluFn> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& guIn, int64_t I) {
+struct GluFn : public Function<GluFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& guIn, int64_t I, bool gelu) {
     at::Tensor gu = guIn.contiguous();
     const int64_t R = gu.numel() / (2 * I);
     auto shape = gu.sizes().vec();
     shape.back() = I;
     at::Tensor h = at::empty(shape, gu.options());
-    AT_DISPATCH_FLOATING_TYPES(gu.scalar_type(), "swiglu", [&] {
+    AT_DISPATCH_FLOATING_TYPES(gu.scalar_type(), "gatedAct", [&] {
       const scalar_t* gp = gu.data_ptr<scalar_t>();
       scalar_t* hp = h.data_ptr<scalar_t>();
-      at::parallel_for(0, R, 16, [&](int64_t r0, int64_t r1) {
-        swigluFwd(gp, hp, r0, r1, I);
-      });
+      at::parallel_for(0, R, 16, [&](int64_t r0, int64_t r1) { gluFwd(gelu, gp, hp, r0, r1, I); });
     });
     ctx->save_for_backward({gu});
     ctx->saved_data["I"] = I;
+    ctx->saved_data["gelu"] = gelu;
     return h;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     at::Tensor gu = ctx->get_saved_variables()[0];
-    if (!grads[0].defined()) return {at::Tensor(), at::Tensor()};
+    if (!grads[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor()};
     const int64_t I = ctx->saved_data["I"].toInt(), R = gu.numel() / (2 * I);
+    const bool gelu = ctx->saved_data["gelu"].toBool();
     at::Tensor dh = grads[0].contiguous(), dgu = at::empty_like(gu);
-    AT_DISPATCH_FLOATING_TYPES(gu.scalar_type(), "swigluBackward", [&] {
+    AT_DISPATCH_FLOATING_TYPES(gu.scalar_type(), "gatedActBackward", [&] {
       const scalar_t* gp = gu.data_ptr<scalar_t>();
       const scalar_t* dp = dh.data_ptr<scalar_t>();
       scalar_t* op = dgu.data_ptr<scalar_t>();
-      at::parallel_for(0, R, 16, [&](int64_t r0, int64_t r1) {
-        swigluBwd(gp, dp, op, r0, r1, I);
-      });
+      at::parallel_for(0, R, 16, [&](int64_t r0, int64_t r1) { gluBwd(gelu, gp, dp, op, r0, r1, I); });
     });
-    return {dgu, at::Tensor()};
+    return {dgu, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -400,17 +441,22 @@ struct QkvRopeFn : public Function<QkvRopeFn> {
 
 // ---------------------------------------------------------------- public entry points
 
-at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& w, double eps) {
-  if (fusedCpu(x) && w.scalar_type() == x.scalar_type()) return RmsNormFn::apply(x, w, eps);
+at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& w, double eps, bool plusOne) {
+  if (fusedCpu(x) && w.scalar_type() == x.scalar_type()) return RmsNormFn::apply(x, plusOne ? w + 1.0 : w, eps);
   const bool upcast = x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf;
   at::Tensor xf = upcast ? x.to(at::kFloat) : x;
   at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps);
+  if (plusOne) {  // Gemma: (x * (1 + w)) in fp32, then cast
+    at::Tensor out = y * (w.to(xf.scalar_type()) + 1.0);
+    return upcast ? out.to(x.scalar_type()) : out;
+  }
   return w * (upcast ? y.to(x.scalar_type()) : y);
 }
 
-at::Tensor swiglu(const at::Tensor& gu, int64_t I) {
-  if (fusedCpu(gu)) return SwigluFn::apply(gu, I);
-  return at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);
+at::Tensor gatedAct(const at::Tensor& gu, int64_t I, bool geluTanh) {
+  if (fusedCpu(gu)) return GluFn::apply(gu, I, geluTanh);
+  at::Tensor g = gu.narrow(-1, 0, I);
+  return (geluTanh ? at::gelu(g, "tanh") : at::silu(g)) * gu.narrow(-1, I, I);
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& wT, const at::Tensor& b,

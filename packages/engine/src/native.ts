@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 export interface NativeConfig {
-  arch: 'llama' | 'qwen2';
+  arch: 'llama' | 'qwen2' | 'gemma2';
   vocab: number;
   hidden: number;
   inter: number;
@@ -24,6 +24,12 @@ export interface NativeConfig {
     highFreqFactor: number;
     originalMaxPositions: number;
   } | null;
+  /** Gemma-2 (0 / false elsewhere): GeGLU, query_pre_attn_scalar, soft-capping, sliding window. */
+  geluTanh: boolean;
+  queryScalar: number;
+  attnSoftcap: number;
+  finalSoftcap: number;
+  slidingWindow: number;
 }
 
 export interface NativeTensorInfo {
@@ -123,6 +129,7 @@ export interface NativeModel {
     },
   ): Promise<Int32Array[]>;
   logits(tokens: Int32Array): Promise<Float32Array>;
+  setCheckpointing(on: boolean): void;
   setThreads(n: number): void;
   dispose(): void;
 }
