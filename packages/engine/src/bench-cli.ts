@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// npm run bench -w @mpo/engine -- [--pairs 8] [--threads 2] [--steps 5] [--dtype float32] [--device cpu] [--json] [--matrix]
+// npm run bench -w @mpo/engine -- [--pairs 8] [--threads 2] [--steps 5] [--dtype float32] [--device cpu]
+//   [--checkpointing] [--json] [--matrix]
 // Prints one JSON line per configuration; the last line is {"tokensPerSec","mfu","secondsPerStep",...}.
 import { parseArgs } from 'node:util';
 import { type BenchResult, benchEngine } from './bench.js';
@@ -14,6 +15,7 @@ const { values } = parseArgs({
     device: { type: 'string', default: 'cpu' },
     seq: { type: 'string', default: '256' },
     json: { type: 'boolean', default: false },
+    checkpointing: { type: 'boolean', default: false },
     matrix: { type: 'boolean', default: false },
   },
 });
@@ -34,6 +36,9 @@ const line = (r: BenchResult) =>
     device: r.device,
     steps: r.steps,
     numParameters: r.numParameters,
+    activationCheckpointing: r.activationCheckpointing,
+    stepMemoryBytes: r.peakRssBytes - r.rssBeforeStepsBytes,
+    peakRssBytes: r.peakRssBytes,
   });
 
 const base = {
@@ -41,6 +46,7 @@ const base = {
   dtype: values.dtype as Dtype,
   device: values.device as Device,
   seqLen: int(values.seq!, 'seq'),
+  activationCheckpointing: values.checkpointing!,
 };
 // --matrix (what the npm script passes) runs the grid unless --pairs/--threads are given.
 const explicit = process.argv.some((a) => /^--(pairs|threads)(=|$)/.test(a));

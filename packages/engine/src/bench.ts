@@ -33,6 +33,8 @@ export interface BenchOptions {
   seqLen?: number;
   /** FLOP/s that MFU is relative to (default PEAK_FLOPS). */
   peakFlops?: number;
+  /** Activation checkpointing per decoder layer (Model.setActivationCheckpointing). */
+  activationCheckpointing?: boolean;
 }
 
 export interface BenchResult {
@@ -49,7 +51,14 @@ export interface BenchResult {
   seqLen: number;
   numParameters: number;
   tokensPerStep: number;
+  activationCheckpointing: boolean;
+  /** Peak resident set of this process (getrusage maxrss) after the model was built, before any step. */
+  rssBeforeStepsBytes: number;
+  /** ... and after the steps: the difference is the training step's peak working memory. */
+  peakRssBytes: number;
 }
+
+const maxRssBytes = () => process.resourceUsage().maxRSS * 1024;
 
 function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
@@ -78,7 +87,8 @@ export async function benchEngine(opts: BenchOptions = {}): Promise<BenchResult>
   const T = opts.seqLen ?? 256;
   const V = CONFIG_S.vocabSize;
   const D = CONFIG_S.hiddenSize;
-  const model = Model.init(CONFIG_S, { seed: 0, threads, dtype, device });
+  const activationCheckpointing = opts.activationCheckpointing ?? false;
+  const model = Model.init(CONFIG_S, { seed: 0, threads, dtype, device, activationCheckpointing });
   try {
     const r = rng(1);
     const batch = () =>
@@ -100,6 +110,7 @@ export async function benchEngine(opts: BenchOptions = {}): Promise<BenchResult>
       await model.backward(s.handle!, { meanHidden: gHidden });
       await model.step({ lr: 1e-5 });
     };
+    const rssBeforeStepsBytes = maxRssBytes();
     await step(); // warm-up: allocator, RoPE tables, thread pools
     const times: number[] = [];
     for (let i = 0; i < steps; i++) {
@@ -124,6 +135,9 @@ export async function benchEngine(opts: BenchOptions = {}): Promise<BenchResult>
       seqLen: T,
       numParameters: model.numParameters,
       tokensPerStep: tokens,
+      activationCheckpointing,
+      rssBeforeStepsBytes,
+      peakRssBytes: maxRssBytes(),
     };
   } finally {
     model.dispose();
