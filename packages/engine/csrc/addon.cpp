@@ -17,6 +17,7 @@
 #endif
 
 #include <atomic>
+#include <cmath>
 
 #include <memory>
 #include <mutex>
@@ -474,6 +475,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     so.eps = num(o, "eps", so.eps);
     so.weightDecay = num(o, "weightDecay", so.weightDecay);
     so.maxGradNorm = num(o, "maxGradNorm", so.maxGradNorm);
+    so.gradScale = num(o, "gradScale", so.gradScale);
+    if (!(so.gradScale > 0) || !std::isfinite(so.gradScale))
+      throw Napi::RangeError::New(env, "step: gradScale must be a positive finite number");
     auto norm = std::make_shared<double>(0.0);
     return queue(
         env,
@@ -585,6 +589,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   features.Set("blockedAttention", Napi::Boolean::New(env, mpo::blockedAttentionAvailable()));
   features.Set("mallocTuned", Napi::Boolean::New(env, mallocTuned));
   features.Set("gemm", Napi::String::New(env, mpo::gemmBackend()));
+  features.Set("bf16Gemm", Napi::Boolean::New(env, mpo::haveBf16Gemm()));
   exports.Set("features", features);
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
   exports.Set("cudaBuild", Napi::Boolean::New(env,

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 namespace mpo {
 
@@ -28,11 +29,14 @@ using CblasD = void (*)(int, int, int, int, int, int, double, const double*, int
                         int);
 using DnnlS = int (*)(char, char, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
                       float*, int64_t);
+using DnnlBf16 = int (*)(char, char, int64_t, int64_t, int64_t, float, const uint16_t*, int64_t, const uint16_t*,
+                         int64_t, float, float*, int64_t);
 
 struct Libs {
   CblasS cs = nullptr;
   CblasD cd = nullptr;
   DnnlS ds = nullptr;
+  DnnlBf16 db = nullptr;
   Libs() {
     // MPO_ENGINE_GEMM=aten turns the direct calls off (ATen's matmul everywhere), =cblas skips oneDNN.
     const char* env = std::getenv("MPO_ENGINE_GEMM");
@@ -41,6 +45,9 @@ struct Libs {
     cs = reinterpret_cast<CblasS>(findSymbol("cblas_sgemm"));
     cd = reinterpret_cast<CblasD>(findSymbol("cblas_dgemm"));
     if (pick != "cblas") ds = reinterpret_cast<DnnlS>(findSymbol("dnnl_sgemm"));
+    // MPO_ENGINE_BF16_GEMM=0: bfloat16 models take the ATen composition (the old, slow path).
+    const char* bf = std::getenv("MPO_ENGINE_BF16_GEMM");
+    if (!(bf && std::string(bf) == "0")) db = reinterpret_cast<DnnlBf16>(findSymbol("dnnl_gemm_bf16bf16f32"));
   }
 };
 const Libs& libs() {
@@ -52,6 +59,15 @@ const Libs& libs() {
 
 bool haveGemm(const float*) { return libs().ds || libs().cs; }
 bool haveGemm(const double*) { return libs().cd != nullptr; }
+bool haveBf16Gemm() { return libs().db != nullptr; }
+
+void gemmBf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* A, int64_t lda,
+              const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (!libs().db) throw std::logic_error("no bf16 gemm available");
+  if (libs().db(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb, beta, C, ldc) != 0)
+    throw std::runtime_error("dnnl_gemm_bf16bf16f32 failed");
+}
 const char* gemmBackend() { return libs().ds ? "onednn" : (libs().cs ? "cblas" : "none"); }
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B,

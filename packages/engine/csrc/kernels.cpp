@@ -244,6 +244,11 @@ struct GluFn : public Function<GluFn> {
 // y = x W^T (+ b) (+ res). With a direct GEMM (blas.h) the products are single calls on the
 // row-major buffers: y = x W^T, dx = dy W, dW = dy^T x. Otherwise ATen's mm with the model's
 // cached W^T (x W^T is OpenBLAS's slowest variant, ~25% slower here).
+// Mixed precision (wT is W in bf16, see Model::actDtype): y = bf16(x) bf16(W)^T in fp32; backward
+// dx = bf16(dy) bf16(W), dW = bf16(dy)^T bf16(x), both accumulated in fp32. Saves bf16(x) only.
+at::Tensor toBf16(const at::Tensor& t) { return t.to(at::kBFloat16).contiguous(); }
+const uint16_t* bits(const at::Tensor& t) { return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>()); }
+
 struct LinearFn : public Function<LinearFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& wT,
                             const at::Tensor& bIn, const at::Tensor& resIn) {
@@ -251,8 +256,9 @@ struct LinearFn : public Function<LinearFn> {
     const int64_t K = w.size(1), N = w.size(0);
     at::Tensor x2 = x.reshape({-1, K}).contiguous();
     const int64_t M = x2.size(0);
+    const bool bf16 = wT.numel() && wT.scalar_type() == at::kBFloat16;
     at::Tensor y;
-    if (directGemm(x.scalar_type())) {
+    if (bf16 || directGemm(x.scalar_type())) {
       if (res.defined())
         y = res.reshape({M, N}).clone(at::MemoryFormat::Contiguous);
       else if (b.defined())  // a fresh buffer: for M == 1, expand().contiguous() would alias b itself
@@ -261,10 +267,17 @@ struct LinearFn : public Function<LinearFn> {
         y = at::empty({M, N}, x.options());
       if (res.defined() && b.defined()) y.add_(b);
       const bool accumulate = res.defined() || b.defined();
-      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear", [&] {
-        gemm(false, true, M, N, K, scalar_t(1), x2.data_ptr<scalar_t>(), K, w.data_ptr<scalar_t>(), K,
-             scalar_t(accumulate ? 1 : 0), y.data_ptr<scalar_t>(), N);
-      });
+      if (bf16) {
+        at::Tensor xb = toBf16(x2);
+        gemmBf16(false, true, M, N, K, 1.0f, bits(xb), K, bits(wT), K, accumulate ? 1.0f : 0.0f,
+                 y.data_ptr<float>(), N);
+        x2 = xb;  // what backward needs
+      } else {
+        AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear", [&] {
+          gemm(false, true, M, N, K, scalar_t(1), x2.data_ptr<scalar_t>(), K, w.data_ptr<scalar_t>(), K,
+               scalar_t(accumulate ? 1 : 0), y.data_ptr<scalar_t>(), N);
+        });
+      }
     } else {
       if (res.defined())
         y = at::addmm(res.reshape({-1, N}), x2, wT);
@@ -274,7 +287,7 @@ struct LinearFn : public Function<LinearFn> {
         y = at::mm(x2, wT);
       if (res.defined() && b.defined()) y.add_(b);
     }
-    ctx->save_for_backward({x2, w});
+    ctx->save_for_backward({x2, bf16 ? wT : w});
     ctx->saved_data["bias"] = b.defined();
     ctx->saved_data["res"] = res.defined();
     auto shape = x.sizes().vec();
@@ -291,7 +304,14 @@ struct LinearFn : public Function<LinearFn> {
     auto xshape = dy.sizes().vec();
     xshape.back() = K;
     at::Tensor dx, dw;
-    if (directGemm(x2.scalar_type())) {
+    if (x2.scalar_type() == at::kBFloat16) {
+      const auto f32 = dy2.options();
+      dx = at::empty({M, K}, f32);
+      dw = at::empty({N, K}, f32);
+      at::Tensor gb = toBf16(dy2);
+      gemmBf16(false, false, M, K, N, 1.0f, bits(gb), N, bits(w), K, 0.0f, dx.data_ptr<float>(), K);   // dy W
+      gemmBf16(true, false, N, K, M, 1.0f, bits(gb), N, bits(x2), K, 0.0f, dw.data_ptr<float>(), K);  // dy^T x
+    } else if (directGemm(x2.scalar_type())) {
       dx = at::empty({M, K}, x2.options());
       dw = at::empty({N, K}, x2.options());
       AT_DISPATCH_FLOATING_TYPES(x2.scalar_type(), "linearBackward", [&] {

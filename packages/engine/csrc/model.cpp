@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "blas.h"
 #include "kernels.h"
 
 #ifdef _OPENMP
@@ -93,8 +94,14 @@ void runParallel(int workers, int64_t tasks, int intraThreads, bool gradMode,
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+at::ScalarType activationDtype(at::Device dev, at::ScalarType dt) {
+  return dt == at::kBFloat16 && dev.is_cpu() && haveBf16Gemm() ? at::kFloat : dt;
+}
+}  // namespace
+
 Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
-    : cfg(c), device(dev), dtype(dt), threads(nthreads) {
+    : cfg(c), device(dev), dtype(dt), actDtype(activationDtype(dev, dt)), threads(nthreads) {
   if (cfg.slidingWindow < 0) throw std::invalid_argument("sliding_window must be positive");
   if (cfg.heads % cfg.kvHeads != 0)
     throw std::invalid_argument("num_attention_heads must be a multiple of num_key_value_heads");
@@ -162,7 +169,7 @@ Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
       // optimizer's raw in-place updates of flatParam do not touch autograd metadata.
       prm.compute = at::from_blob(flatParam.data_ptr<float>() + prm.offset, prm.shape, f32);
     } else {
-      prm.compute = at::empty(prm.shape, f32.dtype(dtype));
+      prm.compute = at::empty(prm.shape, f32.dtype(actDtype));
     }
     prm.compute.requires_grad_(true);
     params.push_back(std::move(prm));
@@ -187,8 +194,13 @@ Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
   }
   norm = params[i++].compute;
   lmHead = cfg.tie ? embed : params[i++].compute;
-  if (fusedCpu(embed) && !directGemm(dtype)) {  // W^T copies only for ATen's mm (kernels.h)
-    auto tOf = [](const at::Tensor& w) { return at::empty({w.size(1), w.size(0)}, w.options().requires_grad(false)); };
+  if (fusedCpu(embed) && (mixedBf16() || !directGemm(dtype))) {
+    // bf16 copies of W for the mixed-precision GEMM, else W^T for ATen's mm (kernels.h)
+    const bool bf16 = mixedBf16();
+    auto tOf = [bf16](const at::Tensor& w) {
+      auto o = w.options().requires_grad(false);
+      return bf16 ? at::empty({w.size(0), w.size(1)}, o.dtype(at::kBFloat16)) : at::empty({w.size(1), w.size(0)}, o);
+    };
     for (auto& L : layers) {
       L.wqkvT = tOf(L.wqkv);
       L.woT = tOf(L.wo);
@@ -216,9 +228,10 @@ void Model::refreshTransposed() {
     pairs.emplace_back(L.wdown, L.wdownT);
   }
   pairs.emplace_back(lmHead, lmHeadT);
+  const bool bf16 = mixedBf16();
   runParallel(std::max(1, threads), static_cast<int64_t>(pairs.size()), 1, false, [&](int, int64_t i) {
     at::NoGradGuard g;
-    pairs[i].second.copy_(pairs[i].first.t());
+    pairs[i].second.copy_(bf16 ? pairs[i].first : pairs[i].first.t());
   });
 }
 
@@ -313,7 +326,7 @@ void Model::ensureRope(int64_t n) {
       ca[p][i] = ca[p][i + half] = std::cos(a);
       sa[p][i] = sa[p][i + half] = std::sin(a);
     }
-  auto opt = at::TensorOptions().dtype(dtype).device(device);
+  auto opt = at::TensorOptions().dtype(actDtype).device(device);
   ropeCos = c.to(opt);
   ropeSin = s.to(opt);
   // Causal mask of the same capacity.
@@ -327,7 +340,7 @@ at::Tensor Model::causalMask(int64_t T) const {
 
 KvCache Model::newCache(int64_t batch, int64_t capacity) const {
   KvCache c;
-  auto opt = at::TensorOptions().dtype(dtype).device(device);
+  auto opt = at::TensorOptions().dtype(actDtype).device(device);
   for (int64_t l = 0; l < cfg.layers; ++l) {
     c.k.push_back(at::zeros({batch, cfg.kvHeads, capacity, cfg.headDim}, opt));
     c.v.push_back(at::zeros({batch, cfg.kvHeads, capacity, cfg.headDim}, opt));

@@ -74,7 +74,8 @@ struct LayerWeights {
   // ln1 = input_layernorm, ln2 = post_attention_layernorm (before the MLP in Llama, after attention
   // in Gemma-2); Gemma-2 adds lnPreFf / lnPostFf around the MLP. bqkv undefined without bias.
   at::Tensor wqkv, bqkv, wo, wgu, wdown, ln1, ln2, lnPreFf, lnPostFf;
-  // W^T copies for the fused CPU linear (see kernels.h); undefined off the fused path.
+  // Auxiliary weight copies for the fused CPU linear (see kernels.h): W^T in fp32 for ATen's mm
+  // (no direct sgemm), or W in bf16 for the mixed-precision GEMM; undefined otherwise.
   at::Tensor wqkvT, woT, wguT, wdownT;
 };
 
@@ -113,6 +114,13 @@ class Model {
   const Config cfg;
   const at::Device device;
   const at::ScalarType dtype;  // compute dtype
+  // Dtype of activations and of the `compute` parameter tensors. Equal to dtype, except bfloat16 on
+  // a CPU with oneDNN's bf16 GEMM ("mixed"): activations, norms, attention and every elementwise op
+  // stay fp32 on the fused kernels, while each linear layer multiplies in bf16 (bf16 weight copies,
+  // inputs rounded to bf16, fp32 accumulation) forward and backward; what a linear layer saves for
+  // backward is its bf16 input.
+  const at::ScalarType actDtype;
+  bool mixedBf16() const { return dtype == at::kBFloat16 && actDtype == at::kFloat; }
   int threads;
 
   at::Tensor flatParam, flatGrad;  // fp32, on `device`
@@ -143,7 +151,7 @@ class Model {
   void syncGradFromHost();
 
   int64_t numParameters() const { return flatParam.numel(); }
-  bool computeIsMaster() const { return dtype == at::kFloat; }
+  bool computeIsMaster() const { return actDtype == at::kFloat; }
   // After flatParam changed (load, step, init, writes from JS): refresh the compute copies
   // (non-fp32 dtypes) and the W^T copies of the fused CPU path.
   void weightsChanged();

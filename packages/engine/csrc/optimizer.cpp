@@ -72,9 +72,10 @@ double gradNorm(Model& m) {
 
 double adamwStep(Model& m, const StepOptions& o) {
   ensureOptimizerState(m);
-  const double norm = gradNorm(m);
+  const double norm = gradNorm(m) / o.gradScale;
   if (!std::isfinite(norm)) return norm;  // skip the update; the caller sees the non-finite norm
-  const double clip = (o.maxGradNorm > 0 && norm > o.maxGradNorm) ? o.maxGradNorm / (norm + 1e-6) : 1.0;
+  // clip_grad_norm_'s coefficient on the unscaled gradients, times the unscaling 1/gradScale
+  const double clip = ((o.maxGradNorm > 0 && norm > o.maxGradNorm) ? o.maxGradNorm / (norm + 1e-6) : 1.0) / o.gradScale;
   m.optStep += 1;
   const double t = static_cast<double>(m.optStep);
   const double bc1 = 1.0 - std::pow(o.beta1, t), bc2 = 1.0 - std::pow(o.beta2, t);
@@ -98,7 +99,7 @@ double adamwStep(Model& m, const StepOptions& o) {
     });
   } else {
     at::NoGradGuard ng;
-    at::Tensor g = clip == 1.0 ? m.flatGrad : m.flatGrad * clip;
+    at::Tensor g = clip == 1.0 ? m.flatGrad : m.flatGrad * clip;  // clip includes 1/gradScale
     m.flatParam.mul_(decay);
     m.expAvg.lerp_(g, w1);
     m.expAvgSq.mul_(b2).addcmul_(g, g, w2);

@@ -87,6 +87,12 @@ export interface StepOptions {
   weightDecay?: number;
   /** Clip by global norm before the update; 0 or undefined: no clipping. */
   maxGradNorm?: number;
+  /**
+   * Loss scaling: the gradient buffer holds gradScale x the gradients (the upstream gradients given
+   * to backward() were scaled). The step divides by it; the norm returned is the unscaled one, and a
+   * non-finite norm (overflow) skips the update. Default 1.
+   */
+  gradScale?: number;
 }
 
 export interface GenerateOptions {
@@ -360,6 +366,7 @@ export class Model {
     if (opts.eps !== undefined) o.eps = opts.eps;
     if (opts.weightDecay !== undefined) o.weightDecay = opts.weightDecay;
     if (opts.maxGradNorm !== undefined) o.maxGradNorm = opts.maxGradNorm;
+    if (opts.gradScale !== undefined) o.gradScale = opts.gradScale;
     return { gradNorm: await this.n.step(o) };
   }
 

@@ -111,6 +111,7 @@ export interface NativeModel {
     eps?: number;
     weightDecay?: number;
     maxGradNorm?: number;
+    gradScale?: number;
   }): Promise<number>;
   gradNorm(): number;
   optimizerStep(): number;
@@ -138,7 +139,14 @@ export interface NativeAddon {
   NativeModel: new (config: NativeConfig, device: string, dtype: string, threads: number) => NativeModel;
   torchVersion: string;
   cudaBuild: boolean;
-  features: { openblasThreadsSet: boolean; blockedAttention: boolean; mallocTuned: boolean; gemm: string };
+  features: {
+    openblasThreadsSet: boolean;
+    blockedAttention: boolean;
+    mallocTuned: boolean;
+    gemm: string;
+    /** oneDNN's bf16 GEMM is there: bfloat16 models on the CPU run mixed precision on it. */
+    bf16Gemm: boolean;
+  };
 }
 
 /** What the loaded addon was built with / found at load time. */
