@@ -4,6 +4,7 @@ export * from './config.js';
 export * from './dataset.js';
 export * from './evaluate.js';
 export * from './loop.js';
+export * from './loss-scale.js';
 export type { EnginePooling, TrainableModel } from './model.js';
 export * from './order.js';
 export * from './reference.js';

@@ -5,6 +5,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import { join } from 'node:path';
 import type { AnyObjective, GradsByGroup, ScoreGrads, ScoresByGroup, SequenceScores } from '@mpo/objectives';
 import { latestCheckpoint, optimizerPath, saveCheckpoint, type TrainerState } from './checkpoint.js';
+import { DynamicLossScaler, type LossScaling } from './loss-scale.js';
 import { enginePooling, type TrainableModel } from './model.js';
 import { chunks, epochOrder, shard } from './order.js';
 import { precomputable, sliceAll } from './reference.js';
@@ -64,6 +65,8 @@ export interface LoopInput {
   /** With several ranks: compare the ranks' weight hashes every this many steps (0 = never). */
   hashCheckEvery?: number;
   hooks?: LoopHooks;
+  /** Dynamic loss scaling (fp16); absent: gradients unscaled. */
+  lossScaling?: LossScaling;
 }
 
 export interface LoopResult {
@@ -129,6 +132,7 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
   await input.hooks?.onStart?.({ totalSteps, resumedFrom });
   let order = epochOrder(n, t.seed, epoch);
   let stopped = false;
+  const scaler = input.lossScaling ? new DynamicLossScaler(input.lossScaling) : null;
   while (step < totalSteps) {
     const t0 = performance.now();
     const timing = {
@@ -161,6 +165,7 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     let loss = 0;
     let tokens = 0;
     const metrics: Record<string, number> = {};
+    const lossScale = scaler?.scale ?? 1;
     const rgSum: Record<string, number> = {};
     const rgCount: Record<string, number> = {};
     for (const mb of microBatches) {
@@ -199,7 +204,7 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
       tm = performance.now();
       for (const [group, handle] of handles) {
         const g = out.grads[group as keyof GradsByGroup];
-        if (g) await model.backward(handle, scaleGrads(g, scale));
+        if (g) await model.backward(handle, scaleGrads(g, scale * lossScale));
         else model.release(handle);
       }
       timing.backward += performance.now() - tm;
@@ -239,8 +244,16 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
       eps: t.adamEps,
       weightDecay: t.weightDecay,
       maxGradNorm: t.maxGradNorm,
+      ...(scaler ? { gradScale: lossScale } : {}),
     });
     timing.optimizer += performance.now() - tm;
+    // A non-finite norm means the engine skipped the update (an overflow under loss scaling).
+    metrics['optimizer/skipped'] = Number.isFinite(gradNorm) ? 0 : 1;
+    if (scaler) {
+      metrics['optimizer/loss_scale'] = lossScale;
+      scaler.update(Number.isFinite(gradNorm));
+      metrics['optimizer/skipped_total'] = scaler.skipped;
+    }
     step += 1;
 
     const seconds = (performance.now() - t0) / 1000;
