@@ -8,6 +8,7 @@ import { readJsonFile } from '../read-json.js';
 import { register } from '../registry.js';
 
 const usage = `mpo train --config FILE.json [--json] [--output DIR] [--max-steps N]
+          [--dtype fp32|bf16|fp16] [--activation-checkpointing]
 
 Trains one model with one method. A progress bar on a terminal, JSON lines otherwise:
   {"type":"start"|"step"|"eval"|"checkpoint"|"done"|"error", ...}
@@ -15,7 +16,10 @@ Trains one model with one method. A progress bar on a terminal, JSON lines other
 Writes <output>/metrics.jsonl, checkpoints under <output>/checkpoints and final
 weights in <output>/final. Re-running with the same output resumes from the
 latest checkpoint. SIGTERM/SIGINT: finish the current step, checkpoint, print
-a "done" line with "stopped": true and exit 130.`;
+a "done" line with "stopped": true and exit 130.
+--dtype and --activation-checkpointing override the config's "dtype" and
+"activationCheckpointing" (bf16: mixed precision with fp32 master weights;
+fp16: CUDA only, with dynamic loss scaling).`;
 
 register({
   name: 'train',
@@ -29,6 +33,8 @@ register({
         json: { type: 'boolean', default: false },
         output: { type: 'string' },
         'max-steps': { type: 'string' },
+        dtype: { type: 'string' },
+        'activation-checkpointing': { type: 'boolean' },
       },
     });
     if (!values.config) throw new CliError(`--config is required\n\nusage: ${usage}`, ExitCode.usage);
@@ -38,6 +44,9 @@ register({
     if (values['max-steps'] && raw && typeof raw === 'object') {
       raw.training = { ...(raw.training as object), maxSteps: Number(values['max-steps']) };
     }
+    if (values.dtype && raw && typeof raw === 'object') raw.dtype = values.dtype;
+    if (values['activation-checkpointing'] && raw && typeof raw === 'object')
+      raw.activationCheckpointing = true;
     let config: ReturnType<typeof parseTrainConfig>;
     try {
       config = parseTrainConfig(raw, dirname(path));
