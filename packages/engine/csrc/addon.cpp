@@ -580,10 +580,25 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 };
 
+// gemmRate({ bf16, threads, m, n, k, transA, transB, seconds }) -> FLOP/s (blocks the JS thread:
+// benchmarks only).
+Napi::Value GemmRate(const Napi::CallbackInfo& info) {
+  auto o = info[0].As<Napi::Object>();
+  const bool bf16 = flag(o, "bf16", false);
+  if (bf16 ? !mpo::haveBf16Gemm() : !mpo::haveGemm(static_cast<const float*>(nullptr)))
+    throw Napi::Error::New(info.Env(), bf16 ? "no bf16 GEMM in this process" : "no sgemm in this process");
+  const auto dim = [&](const char* k) { return static_cast<int64_t>(num(o, k, 0)); };
+  if (dim("m") < 1 || dim("n") < 1 || dim("k") < 1) throw Napi::RangeError::New(info.Env(), "gemmRate: m, n, k must be >= 1");
+  const double rate = mpo::gemmRate(bf16, static_cast<int>(num(o, "threads", 1)), dim("m"), dim("n"), dim("k"),
+                                    flag(o, "transA", false), flag(o, "transB", false), num(o, "seconds", 0.2));
+  return Napi::Number::New(info.Env(), rate);
+}
+
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   const bool openblas = configureBlas();
   const bool mallocTuned = tuneMalloc();
   exports.Set("NativeModel", NativeModel::Init(env));
+  exports.Set("gemmRate", Napi::Function::New(env, GemmRate));
   auto features = Napi::Object::New(env);
   features.Set("openblasThreadsSet", Napi::Boolean::New(env, openblas));
   features.Set("blockedAttention", Napi::Boolean::New(env, mpo::blockedAttentionAvailable()));

@@ -2,6 +2,14 @@
 
 #include <dlfcn.h>
 
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -91,6 +99,37 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
   libs().cd(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m), static_cast<int>(n),
             static_cast<int>(k), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
             static_cast<int>(ldc));
+}
+
+double gemmRate(bool bf16, int threads, int64_t m, int64_t n, int64_t k, bool ta, bool tb, double seconds) {
+  using clock = std::chrono::steady_clock;
+  if (threads < 1) threads = 1;
+  std::vector<double> flops(threads, 0.0);
+  const auto t0 = clock::now();
+  auto body = [&](int w) {
+#ifdef _OPENMP
+    omp_set_num_threads(1);
+#endif
+    std::vector<float> a(bf16 ? 0 : m * k, 0.5f), b(bf16 ? 0 : k * n, 0.25f), c(m * n, 0.0f);
+    std::vector<uint16_t> ab(bf16 ? m * k : 0, 0x3f00), bb(bf16 ? k * n : 0, 0x3e80);  // 0.5, 0.25
+    const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+    const auto until = t0 + std::chrono::duration<double>(seconds);
+    do {
+      if (bf16)
+        gemmBf16(ta, tb, m, n, k, 1.0f, ab.data(), lda, bb.data(), ldb, 0.0f, c.data(), n);
+      else
+        gemm(ta, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), n);
+      flops[w] += 2.0 * m * n * k;
+    } while (clock::now() < until);
+  };
+  std::vector<std::thread> pool;
+  for (int w = 1; w < threads; ++w) pool.emplace_back(body, w);
+  body(0);
+  for (auto& t : pool) t.join();
+  const double sec = std::chrono::duration<double>(clock::now() - t0).count();
+  double total = 0.0;
+  for (double f : flops) total += f;
+  return total / sec;
 }
 
 }  // namespace mpo

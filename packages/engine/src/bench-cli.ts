@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // npm run bench -w @mpo/engine -- [--pairs 8] [--threads 2] [--steps 5] [--dtype float32] [--device cpu]
-//   [--checkpointing] [--json] [--matrix]
+//   [--checkpointing] [--gemm-rate] [--json] [--matrix]
+// --gemm-rate: also measure the sgemm (and bf16 GEMM) rate of the step's own GEMM shapes in the same
+// process and report the step's FLOP/s as a fraction of it (fractionOfSgemm).
 // Prints one JSON line per configuration; the last line is {"tokensPerSec","mfu","secondsPerStep",...}.
 import { parseArgs } from 'node:util';
 import { type BenchResult, benchEngine } from './bench.js';
@@ -16,6 +18,7 @@ const { values } = parseArgs({
     seq: { type: 'string', default: '256' },
     json: { type: 'boolean', default: false },
     checkpointing: { type: 'boolean', default: false },
+    'gemm-rate': { type: 'boolean', default: false },
     matrix: { type: 'boolean', default: false },
   },
 });
@@ -39,6 +42,14 @@ const line = (r: BenchResult) =>
     activationCheckpointing: r.activationCheckpointing,
     stepMemoryBytes: r.peakRssBytes - r.rssBeforeStepsBytes,
     peakRssBytes: r.peakRssBytes,
+    ...(r.sgemmFlops !== undefined
+      ? {
+          sgemmGflops: Number((r.sgemmFlops / 1e9).toFixed(1)),
+          fractionOfSgemm: Number(r.fractionOfSgemm!.toFixed(4)),
+          fractionOfOwnGemm: Number(r.fractionOfOwnGemm!.toFixed(4)),
+        }
+      : {}),
+    ...(r.bf16GemmFlops !== undefined ? { bf16GemmGflops: Number((r.bf16GemmFlops / 1e9).toFixed(1)) } : {}),
   });
 
 const base = {
@@ -47,6 +58,7 @@ const base = {
   device: values.device as Device,
   seqLen: int(values.seq!, 'seq'),
   activationCheckpointing: values.checkpointing!,
+  gemmRate: values['gemm-rate']!,
 };
 // --matrix (what the npm script passes) runs the grid unless --pairs/--threads are given.
 const explicit = process.argv.some((a) => /^--(pairs|threads)(=|$)/.test(a));

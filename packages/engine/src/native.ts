@@ -147,15 +147,21 @@ export interface NativeAddon {
     /** oneDNN's bf16 GEMM is there: bfloat16 models on the CPU run mixed precision on it. */
     bf16Gemm: boolean;
   };
+  /** GEMM throughput in FLOP/s on this machine (blocks the calling thread; for benchmarks). */
+  gemmRate(opts: {
+    bf16: boolean;
+    threads: number;
+    m: number;
+    n: number;
+    k: number;
+    transA: boolean;
+    transB: boolean;
+    seconds: number;
+  }): number;
 }
 
 /** What the loaded addon was built with / found at load time. */
-export function engineInfo(): {
-  torchVersion: string;
-  cudaBuild: boolean;
-  openblasThreadsSet: boolean;
-  blockedAttention: boolean;
-} {
+export function engineInfo(): { torchVersion: string; cudaBuild: boolean } & NativeAddon['features'] {
   const a = native();
   return { torchVersion: a.torchVersion, cudaBuild: a.cudaBuild, ...a.features };
 }
