@@ -4,7 +4,13 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AnyObjective, GradsByGroup, ScoreGrads, ScoresByGroup, SequenceScores } from '@mpo/objectives';
-import { latestCheckpoint, optimizerPath, saveCheckpoint, type TrainerState } from './checkpoint.js';
+import {
+  type LossScalerState,
+  latestCheckpoint,
+  optimizerPath,
+  saveCheckpoint,
+  type TrainerState,
+} from './checkpoint.js';
 import { DynamicLossScaler, type LossScaling } from './loss-scale.js';
 import { enginePooling, type TrainableModel } from './model.js';
 import { chunks, epochOrder, shard } from './order.js';
@@ -98,6 +104,7 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
   let epoch = 0;
   let cursor = 0;
   let resumedFrom: number | null = null;
+  let scalerState: LossScalerState | undefined;
   const ckpt = latestCheckpoint(output);
   if (ckpt) {
     if (ckpt.state.configHash !== input.configHash) {
@@ -108,12 +115,14 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     model = await input.loadFrom(ckpt.dir);
     await model.loadOptimizer(optimizerPath(ckpt.dir));
     ({ step, epoch, cursor } = ckpt.state);
+    scalerState = ckpt.state.lossScaler;
     resumedFrom = step;
     if (rank === 0) truncateMetrics(metricsFile, step);
   } else if (rank === 0) {
     writeFileSync(metricsFile, '');
   }
 
+  const scaler = input.lossScaling ? new DynamicLossScaler(input.lossScaling, scalerState) : null;
   let lastCheckpoint: CheckpointRecord | null = null;
   const checkpoint = async () => {
     const state: Omit<TrainerState, 'version' | 'savedAt' | 'weightsHash'> = {
@@ -123,6 +132,7 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
       cursor,
       seed: t.seed,
       configHash: input.configHash,
+      ...(scaler ? { lossScaler: scaler.state() } : {}),
     };
     if (rank !== 0) return;
     lastCheckpoint = await saveCheckpoint(model, output, state, t.keepCheckpoints);
@@ -132,7 +142,6 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
   await input.hooks?.onStart?.({ totalSteps, resumedFrom });
   let order = epochOrder(n, t.seed, epoch);
   let stopped = false;
-  const scaler = input.lossScaling ? new DynamicLossScaler(input.lossScaling) : null;
   while (step < totalSteps) {
     const t0 = performance.now();
     const timing = {

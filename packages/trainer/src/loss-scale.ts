@@ -5,6 +5,7 @@
 // multiplied by backoffFactor; after growthInterval finite steps in a row it is multiplied by
 // growthFactor. Defaults are GradScaler's: init_scale 2^16, growth_factor 2, backoff_factor 0.5,
 // growth_interval 2000.
+import type { LossScalerState } from './checkpoint.js';
 
 export interface LossScaling {
   initScale: number;
@@ -24,12 +25,22 @@ export class DynamicLossScaler {
   /** The scale the next step's gradients are multiplied by. */
   scale: number;
   /** Finite steps since the last overflow or growth. */
-  private goodSteps = 0;
+  goodSteps = 0;
   /** Steps skipped for overflow so far. */
   skipped = 0;
 
-  constructor(readonly settings: LossScaling = LOSS_SCALING_DEFAULTS) {
-    this.scale = settings.initScale;
+  constructor(
+    readonly settings: LossScaling = LOSS_SCALING_DEFAULTS,
+    resumed?: LossScalerState,
+  ) {
+    this.scale = resumed?.scale ?? settings.initScale;
+    this.goodSteps = resumed?.goodSteps ?? 0;
+    this.skipped = resumed?.skipped ?? 0;
+  }
+
+  /** What a checkpoint keeps (trainer-state.json). */
+  state(): LossScalerState {
+    return { scale: this.scale, goodSteps: this.goodSteps, skipped: this.skipped };
   }
 
   /** After a step: `finite` = the gradient norm was finite (the update happened). */

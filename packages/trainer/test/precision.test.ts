@@ -114,6 +114,28 @@ describe('loss scaling in the training loop', () => {
   });
 });
 
+describe('loss scaling across a resume', () => {
+  it('continues the scaler from the checkpoint: same scales and weights as an uninterrupted run', async () => {
+    const extra = { lossScaling: { initScale: 1024, growthInterval: 2 } };
+    const whole = await train(extra);
+    const out = tmp('resume');
+    const cfg = parseTrainConfig(config(out, extra));
+    let steps = 0;
+    const first = await runTraining(cfg, {
+      encoders: byteEncoders,
+      hooks: { onStep: () => void (steps += 1), shouldStop: () => steps >= 2 },
+    });
+    expect(first.stopped).toBe(true);
+    const second = await runTraining(cfg, { encoders: byteEncoders });
+    expect(second.model.weightsHash()).toBe(whole.hash);
+    const records = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as StepRecord);
+    expect(records.map((r) => r.metrics['optimizer/loss_scale'])).toEqual([1024, 1024, 2048, 2048]);
+  });
+});
+
 describe('activation checkpointing in a run', () => {
   it('trains to the same weights as without it', async () => {
     const a = await train({});
