@@ -80,6 +80,29 @@ describe('mpo train', () => {
     expect(unknown.stderr).toMatch(/preset: must be one of llama3\.1-8b, gemma2-9b, qwen2\.5-7b/);
   });
 
+  it('--dtype bf16 --activation-checkpointing trains in mixed precision; a bad --dtype exits 3', async () => {
+    const dir = tmp('bf16');
+    const cfg = writeJson(dir, 'c.json', dpoConfig(join(dir, 'out')));
+    const r = await mpo([
+      'train',
+      '--config',
+      cfg,
+      '--json',
+      '--max-steps',
+      '2',
+      '--dtype',
+      'bf16',
+      '--activation-checkpointing',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const steps = r.lines.filter((l) => l.type === 'step');
+    expect(steps.map((s) => s.step)).toEqual([1, 2]);
+    for (const s of steps) expect(Number.isFinite(s.loss)).toBe(true);
+    const bad = await mpo(['train', '--config', cfg, '--dtype', 'fp8']);
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toMatch(/dtype: must be float32 \(fp32\), bfloat16 \(bf16\) or float16 \(fp16\)/);
+  });
+
   it('names a missing config (exit 4) and the line of a JSON syntax error (exit 3)', async () => {
     const dir = tmp('io');
     const missing = await mpo(['train', '--config', join(dir, 'none.json')]);

@@ -157,6 +157,9 @@ export function buildTrainConfig(
     // their GPU as cuda:0 (the launcher sets CUDA_VISIBLE_DEVICES).
     threads: d.slots.device === 'cpu' ? 1 : opts.gpuRankThreads,
     device: d.slots.device === 'cpu' ? 'cpu' : 'cuda:0',
+    // The trainer takes the spec's fp32/bf16/fp16 names (fp16 turns dynamic loss scaling on).
+    ...(t.dtype !== undefined ? { dtype: t.dtype } : {}),
+    ...(t.activationCheckpointing ? { activationCheckpointing: true } : {}),
     ...(wantsEval ? { eval: { at: evalAt, every: 0 } } : {}),
   };
   try {

@@ -4,6 +4,7 @@ import { appendFileSync, chmodSync, mkdirSync, readFileSync, symlinkSync, writeF
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ParsedLine, TrainerMessage } from '@mpo/queue';
+import { parseTrainConfig } from '@mpo/trainer';
 import { describe, expect, it } from 'vitest';
 import { Coalescer } from '../src/coalesce.js';
 import { parseCommand } from '../src/config.js';
@@ -126,6 +127,21 @@ describe('payload → trainer config', () => {
     expect(buildTrainConfig(d, roots)).toEqual(buildTrainConfig(d, roots));
     const gpu = buildTrainConfig({ ...d, slots: { device: 'gpu', count: 2 } }, roots, { gpuRankThreads: 3 });
     expect(gpu.config).toMatchObject({ device: 'cuda:0', threads: 3 });
+  });
+
+  it("passes the spec's dtype and activation checkpointing to the trainer, which accepts them", () => {
+    const plan = buildTrainConfig(
+      trainData(RUN, TRIAL, { training: { dtype: 'bf16', activationCheckpointing: true } }),
+      roots,
+    );
+    expect(plan.config).toMatchObject({ dtype: 'bf16', activationCheckpointing: true });
+    expect(parseTrainConfig(structuredClone(plan.config), plan.output)).toMatchObject({
+      dtype: 'bfloat16',
+      activationCheckpointing: true,
+    });
+    const plain = buildTrainConfig(trainData(RUN, TRIAL), roots);
+    expect(plain.config.dtype).toBeUndefined();
+    expect(plain.config.activationCheckpointing).toBeUndefined();
   });
 
   it('evaluates at the ASHA rungs, and whenever the objective is a held-out metric', () => {

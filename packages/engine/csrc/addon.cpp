@@ -18,6 +18,7 @@
 #endif
 
 #include <atomic>
+#include <cmath>
 
 #include <memory>
 #include <mutex>
@@ -149,6 +150,8 @@ mpo::Config parseConfig(const Napi::Object& o) {
     c.arch = mpo::Arch::Llama;
   else if (arch == "qwen2")
     c.arch = mpo::Arch::Qwen2;
+  else if (arch == "gemma2")
+    c.arch = mpo::Arch::Gemma2;
   else
     throw Napi::Error::New(o.Env(), "unknown architecture '" + arch + "'");
   c.vocab = static_cast<int64_t>(num(o, "vocab", 0));
@@ -163,6 +166,11 @@ mpo::Config parseConfig(const Napi::Object& o) {
   c.bias = flag(o, "bias", false);
   c.tie = flag(o, "tie", false);
   c.padId = static_cast<int64_t>(num(o, "padId", 0));
+  c.geluTanh = flag(o, "geluTanh", false);
+  c.queryScalar = num(o, "queryScalar", 0.0);
+  c.attnSoftcap = num(o, "attnSoftcap", 0.0);
+  c.finalSoftcap = num(o, "finalSoftcap", 0.0);
+  c.slidingWindow = static_cast<int64_t>(num(o, "slidingWindow", 0.0));
   Napi::Value rs = o.Get("llama3");
   if (rs.IsObject()) {
     auto r = rs.As<Napi::Object>();
@@ -209,6 +217,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                            InstanceMethod<&NativeModel::Generate>("generate"),
                            InstanceMethod<&NativeModel::Logits>("logits"),
                            InstanceMethod<&NativeModel::SetThreads>("setThreads"),
+                           InstanceMethod<&NativeModel::SetCheckpointing>("setCheckpointing"),
                            InstanceMethod<&NativeModel::Dispose>("dispose"),
                        });
   }
@@ -467,6 +476,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     so.eps = num(o, "eps", so.eps);
     so.weightDecay = num(o, "weightDecay", so.weightDecay);
     so.maxGradNorm = num(o, "maxGradNorm", so.maxGradNorm);
+    so.gradScale = num(o, "gradScale", so.gradScale);
+    if (!(so.gradScale > 0) || !std::isfinite(so.gradScale))
+      throw Napi::RangeError::New(env, "step: gradScale must be a positive finite number");
     auto norm = std::make_shared<double>(0.0);
     return queue(
         env,
@@ -554,6 +566,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return info.Env().Undefined();
   }
 
+  // Activation checkpointing per decoder layer for later score({ grad: true }) calls.
+  Napi::Value SetCheckpointing(const Napi::CallbackInfo& info) {
+    m(info.Env()).checkpointLayers = info[0].As<Napi::Boolean>().Value();
+    return info.Env().Undefined();
+  }
+
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     if (model_) {
       model_->releaseAll();
@@ -606,6 +624,20 @@ Napi::Value AdamwShard(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// gemmRate({ bf16, threads, m, n, k, transA, transB, seconds }) -> FLOP/s (blocks the JS thread:
+// benchmarks only).
+Napi::Value GemmRate(const Napi::CallbackInfo& info) {
+  auto o = info[0].As<Napi::Object>();
+  const bool bf16 = flag(o, "bf16", false);
+  if (bf16 ? !mpo::haveBf16Gemm() : !mpo::haveGemm(static_cast<const float*>(nullptr)))
+    throw Napi::Error::New(info.Env(), bf16 ? "no bf16 GEMM in this process" : "no sgemm in this process");
+  const auto dim = [&](const char* k) { return static_cast<int64_t>(num(o, k, 0)); };
+  if (dim("m") < 1 || dim("n") < 1 || dim("k") < 1) throw Napi::RangeError::New(info.Env(), "gemmRate: m, n, k must be >= 1");
+  const double rate = mpo::gemmRate(bf16, static_cast<int>(num(o, "threads", 1)), dim("m"), dim("n"), dim("k"),
+                                    flag(o, "transA", false), flag(o, "transB", false), num(o, "seconds", 0.2));
+  return Napi::Number::New(info.Env(), rate);
+}
+
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   const bool openblas = configureBlas();
   const bool mallocTuned = tuneMalloc();
@@ -613,11 +645,13 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("sumSquaresBlocks", Napi::Function::New(env, SumSquaresBlocks));
   exports.Set("adamwShard", Napi::Function::New(env, AdamwShard));
   exports.Set("normBlock", Napi::Number::New(env, static_cast<double>(mpo::kNormBlock)));
+  exports.Set("gemmRate", Napi::Function::New(env, GemmRate));
   auto features = Napi::Object::New(env);
   features.Set("openblasThreadsSet", Napi::Boolean::New(env, openblas));
   features.Set("blockedAttention", Napi::Boolean::New(env, mpo::blockedAttentionAvailable()));
   features.Set("mallocTuned", Napi::Boolean::New(env, mallocTuned));
   features.Set("gemm", Napi::String::New(env, mpo::gemmBackend()));
+  features.Set("bf16Gemm", Napi::Boolean::New(env, mpo::haveBf16Gemm()));
   exports.Set("features", features);
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
   exports.Set("cudaBuild", Napi::Boolean::New(env,

@@ -114,7 +114,7 @@ void runBatch(Model& m, const GenerateRequest& r, const Batch& bt, std::vector<s
   at::Tensor logits;  // [b, V] fp32 on CPU
   {
     at::Tensor h = m.forward(dev(at::tensor(ids, i64).view({b, P})), dev(at::tensor(pos, i64).view({b, P})),
-                             dev(genMask(padLeft, P, P, m.dtype)), r.kvCache ? &cache : nullptr);
+                             dev(genMask(padLeft, P, P, m.actDtype)), r.kvCache ? &cache : nullptr);
     logits = m.logitsOf(h.select(1, P - 1)).to(at::kCPU).to(at::kFloat).contiguous();
   }
   for (int64_t s = 0; s < r.maxNewTokens; ++s) {
@@ -134,7 +134,7 @@ void runBatch(Model& m, const GenerateRequest& r, const Batch& bt, std::vector<s
     at::Tensor h;
     if (r.kvCache) {
       h = m.forward(dev(at::tensor(next, i64).view({b, 1})), dev(at::tensor(nextPos, i64).view({b, 1})),
-                    dev(genMask(padLeft, 1, cur + 1, m.dtype)), &cache);
+                    dev(genMask(padLeft, 1, cur + 1, m.actDtype)), &cache);
       h = h.select(1, 0);
     } else {
       std::vector<int64_t> ni, np;
@@ -147,7 +147,7 @@ void runBatch(Model& m, const GenerateRequest& r, const Batch& bt, std::vector<s
       allIds.swap(ni);
       allPos.swap(np);
       h = m.forward(dev(at::tensor(allIds, i64).view({b, cur + 1})), dev(at::tensor(allPos, i64).view({b, cur + 1})),
-                    dev(genMask(padLeft, cur + 1, cur + 1, m.dtype)), nullptr);
+                    dev(genMask(padLeft, cur + 1, cur + 1, m.actDtype)), nullptr);
       h = h.select(1, cur);
     }
     ++cur;

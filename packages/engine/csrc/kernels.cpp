@@ -125,20 +125,48 @@ struct RmsNormFn : public Function<RmsNormFn> {
   }
 };
 
-// ---------------------------------------------------------------- SwiGLU
-template <typename T>
-inline __attribute__((always_inline)) void swigluFwdImpl(const T* gu, T* h, int64_t r0, int64_t r1, int64_t I) {
+// ---------------------------------------------------------------- SwiGLU / GeGLU
+// Activation and its derivative, per element (see kernels.h).
+struct Silu {
+  template <typename T>
+  static inline __attribute__((always_inline)) T f(T g) {
+    return g / (T(1) + fastExp(-g));
+  }
+  template <typename T>  // f(g) and f'(g) from one exp
+  static inline __attribute__((always_inline)) void fdf(T g, T& f, T& df) {
+    const T s = T(1) / (T(1) + fastExp(-g));
+    f = g * s;
+    df = s * (T(1) + g * (T(1) - s));
+  }
+};
+struct GeluTanh {
+  static constexpr double kC = 0.7978845608028654;  // sqrt(2/pi)
+  static constexpr double kA = 0.044715;
+  template <typename T>
+  static inline __attribute__((always_inline)) T f(T g) {
+    return T(0.5) * g * (T(1) + fastTanh(T(kC) * (g + T(kA) * g * g * g)));
+  }
+  template <typename T>
+  static inline __attribute__((always_inline)) void fdf(T g, T& f, T& df) {
+    const T t = fastTanh(T(kC) * (g + T(kA) * g * g * g));
+    f = T(0.5) * g * (T(1) + t);
+    df = T(0.5) * (T(1) + t) + T(0.5) * g * (T(1) - t * t) * T(kC) * (T(1) + T(3 * kA) * g * g);
+  }
+};
+
+template <typename Act, typename T>
+inline __attribute__((always_inline)) void gluFwdImpl(const T* gu, T* h, int64_t r0, int64_t r1, int64_t I) {
   for (int64_t r = r0; r < r1; ++r) {
     const T* g = gu + r * 2 * I;
     const T* u = g + I;
     T* hr = h + r * I;
 #pragma omp simd
-    for (int64_t i = 0; i < I; ++i) hr[i] = g[i] / (T(1) + fastExp(-g[i])) * u[i];
+    for (int64_t i = 0; i < I; ++i) hr[i] = Act::f(g[i]) * u[i];
   }
 }
-template <typename T>
-inline __attribute__((always_inline)) void swigluBwdImpl(const T* gu, const T* dh, T* dgu, int64_t r0, int64_t r1,
-                                                          int64_t I) {
+template <typename Act, typename T>
+inline __attribute__((always_inline)) void gluBwdImpl(const T* gu, const T* dh, T* dgu, int64_t r0, int64_t r1,
+                                                       int64_t I) {
   for (int64_t r = r0; r < r1; ++r) {
     const T* g = gu + r * 2 * I;
     const T* u = g + I;
@@ -147,55 +175,68 @@ inline __attribute__((always_inline)) void swigluBwdImpl(const T* gu, const T* d
     T* du = dg + I;
 #pragma omp simd
     for (int64_t i = 0; i < I; ++i) {
-      const T s = T(1) / (T(1) + fastExp(-g[i]));
-      dg[i] = d[i] * u[i] * s * (T(1) + g[i] * (T(1) - s));
-      du[i] = d[i] * g[i] * s;
+      T f, df;
+      Act::fdf(g[i], f, df);
+      dg[i] = d[i] * u[i] * df;
+      du[i] = d[i] * f;
     }
   }
 }
-MPO_CLONES void swigluFwd(const float* gu, float* h, int64_t r0, int64_t r1, int64_t I) {
-  swigluFwdImpl(gu, h, r0, r1, I);
+MPO_CLONES void gluFwd(bool gelu, const float* gu, float* h, int64_t r0, int64_t r1, int64_t I) {
+  if (gelu)
+    gluFwdImpl<GeluTanh>(gu, h, r0, r1, I);
+  else
+    gluFwdImpl<Silu>(gu, h, r0, r1, I);
 }
-MPO_CLONES void swigluBwd(const float* gu, const float* dh, float* dgu, int64_t r0, int64_t r1, int64_t I) {
-  swigluBwdImpl(gu, dh, dgu, r0, r1, I);
+MPO_CLONES void gluBwd(bool gelu, const float* gu, const float* dh, float* dgu, int64_t r0, int64_t r1, int64_t I) {
+  if (gelu)
+    gluBwdImpl<GeluTanh>(gu, dh, dgu, r0, r1, I);
+  else
+    gluBwdImpl<Silu>(gu, dh, dgu, r0, r1, I);
 }
-void swigluFwd(const double* gu, double* h, int64_t r0, int64_t r1, int64_t I) { swigluFwdImpl(gu, h, r0, r1, I); }
-void swigluBwd(const double* gu, const double* dh, double* dgu, int64_t r0, int64_t r1, int64_t I) {
-  swigluBwdImpl(gu, dh, dgu, r0, r1, I);
+void gluFwd(bool gelu, const double* gu, double* h, int64_t r0, int64_t r1, int64_t I) {
+  if (gelu)
+    gluFwdImpl<GeluTanh>(gu, h, r0, r1, I);
+  else
+    gluFwdImpl<Silu>(gu, h, r0, r1, I);
+}
+void gluBwd(bool gelu, const double* gu, const double* dh, double* dgu, int64_t r0, int64_t r1, int64_t I) {
+  if (gelu)
+    gluBwdImpl<GeluTanh>(gu, dh, dgu, r0, r1, I);
+  else
+    gluBwdImpl<Silu>(gu, dh, dgu, r0, r1, I);
 }
 
-struct SwigluFn : public Function<SwigluFn> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& guIn, int64_t I) {
+struct GluFn : public Function<GluFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& guIn, int64_t I, bool gelu) {
     at::Tensor gu = guIn.contiguous();
     const int64_t R = gu.numel() / (2 * I);
     auto shape = gu.sizes().vec();
     shape.back() = I;
     at::Tensor h = at::empty(shape, gu.options());
-    AT_DISPATCH_FLOATING_TYPES(gu.scalar_type(), "swiglu", [&] {
+    AT_DISPATCH_FLOATING_TYPES(gu.scalar_type(), "gatedAct", [&] {
       const scalar_t* gp = gu.data_ptr<scalar_t>();
       scalar_t* hp = h.data_ptr<scalar_t>();
-      at::parallel_for(0, R, 16, [&](int64_t r0, int64_t r1) {
-        swigluFwd(gp, hp, r0, r1, I);
-      });
+      at::parallel_for(0, R, 16, [&](int64_t r0, int64_t r1) { gluFwd(gelu, gp, hp, r0, r1, I); });
     });
     ctx->save_for_backward({gu});
     ctx->saved_data["I"] = I;
+    ctx->saved_data["gelu"] = gelu;
     return h;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     at::Tensor gu = ctx->get_saved_variables()[0];
-    if (!grads[0].defined()) return {at::Tensor(), at::Tensor()};
+    if (!grads[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor()};
     const int64_t I = ctx->saved_data["I"].toInt(), R = gu.numel() / (2 * I);
+    const bool gelu = ctx->saved_data["gelu"].toBool();
     at::Tensor dh = grads[0].contiguous(), dgu = at::empty_like(gu);
-    AT_DISPATCH_FLOATING_TYPES(gu.scalar_type(), "swigluBackward", [&] {
+    AT_DISPATCH_FLOATING_TYPES(gu.scalar_type(), "gatedActBackward", [&] {
       const scalar_t* gp = gu.data_ptr<scalar_t>();
       const scalar_t* dp = dh.data_ptr<scalar_t>();
       scalar_t* op = dgu.data_ptr<scalar_t>();
-      at::parallel_for(0, R, 16, [&](int64_t r0, int64_t r1) {
-        swigluBwd(gp, dp, op, r0, r1, I);
-      });
+      at::parallel_for(0, R, 16, [&](int64_t r0, int64_t r1) { gluBwd(gelu, gp, dp, op, r0, r1, I); });
     });
-    return {dgu, at::Tensor()};
+    return {dgu, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -203,6 +244,11 @@ struct SwigluFn : public Function<SwigluFn> {
 // y = x W^T (+ b) (+ res). With a direct GEMM (blas.h) the products are single calls on the
 // row-major buffers: y = x W^T, dx = dy W, dW = dy^T x. Otherwise ATen's mm with the model's
 // cached W^T (x W^T is OpenBLAS's slowest variant, ~25% slower here).
+// Mixed precision (wT is W in bf16, see Model::actDtype): y = bf16(x) bf16(W)^T in fp32; backward
+// dx = bf16(dy) bf16(W), dW = bf16(dy)^T bf16(x), both accumulated in fp32. Saves bf16(x) only.
+at::Tensor toBf16(const at::Tensor& t) { return t.to(at::kBFloat16).contiguous(); }
+const uint16_t* bits(const at::Tensor& t) { return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>()); }
+
 struct LinearFn : public Function<LinearFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& wT,
                             const at::Tensor& bIn, const at::Tensor& resIn) {
@@ -210,8 +256,9 @@ struct LinearFn : public Function<LinearFn> {
     const int64_t K = w.size(1), N = w.size(0);
     at::Tensor x2 = x.reshape({-1, K}).contiguous();
     const int64_t M = x2.size(0);
+    const bool bf16 = wT.numel() && wT.scalar_type() == at::kBFloat16;
     at::Tensor y;
-    if (directGemm(x.scalar_type())) {
+    if (bf16 || directGemm(x.scalar_type())) {
       if (res.defined())
         y = res.reshape({M, N}).clone(at::MemoryFormat::Contiguous);
       else if (b.defined())  // a fresh buffer: for M == 1, expand().contiguous() would alias b itself
@@ -220,10 +267,17 @@ struct LinearFn : public Function<LinearFn> {
         y = at::empty({M, N}, x.options());
       if (res.defined() && b.defined()) y.add_(b);
       const bool accumulate = res.defined() || b.defined();
-      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear", [&] {
-        gemm(false, true, M, N, K, scalar_t(1), x2.data_ptr<scalar_t>(), K, w.data_ptr<scalar_t>(), K,
-             scalar_t(accumulate ? 1 : 0), y.data_ptr<scalar_t>(), N);
-      });
+      if (bf16) {
+        at::Tensor xb = toBf16(x2);
+        gemmBf16(false, true, M, N, K, 1.0f, bits(xb), K, bits(wT), K, accumulate ? 1.0f : 0.0f,
+                 y.data_ptr<float>(), N);
+        x2 = xb;  // what backward needs
+      } else {
+        AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear", [&] {
+          gemm(false, true, M, N, K, scalar_t(1), x2.data_ptr<scalar_t>(), K, w.data_ptr<scalar_t>(), K,
+               scalar_t(accumulate ? 1 : 0), y.data_ptr<scalar_t>(), N);
+        });
+      }
     } else {
       if (res.defined())
         y = at::addmm(res.reshape({-1, N}), x2, wT);
@@ -233,7 +287,7 @@ struct LinearFn : public Function<LinearFn> {
         y = at::mm(x2, wT);
       if (res.defined() && b.defined()) y.add_(b);
     }
-    ctx->save_for_backward({x2, w});
+    ctx->save_for_backward({x2, bf16 ? wT : w});
     ctx->saved_data["bias"] = b.defined();
     ctx->saved_data["res"] = res.defined();
     auto shape = x.sizes().vec();
@@ -250,7 +304,14 @@ struct LinearFn : public Function<LinearFn> {
     auto xshape = dy.sizes().vec();
     xshape.back() = K;
     at::Tensor dx, dw;
-    if (directGemm(x2.scalar_type())) {
+    if (x2.scalar_type() == at::kBFloat16) {
+      const auto f32 = dy2.options();
+      dx = at::empty({M, K}, f32);
+      dw = at::empty({N, K}, f32);
+      at::Tensor gb = toBf16(dy2);
+      gemmBf16(false, false, M, K, N, 1.0f, bits(gb), N, bits(w), K, 0.0f, dx.data_ptr<float>(), K);   // dy W
+      gemmBf16(true, false, N, K, M, 1.0f, bits(gb), N, bits(x2), K, 0.0f, dw.data_ptr<float>(), K);  // dy^T x
+    } else if (directGemm(x2.scalar_type())) {
       dx = at::empty({M, K}, x2.options());
       dw = at::empty({N, K}, x2.options());
       AT_DISPATCH_FLOATING_TYPES(x2.scalar_type(), "linearBackward", [&] {
@@ -400,17 +461,22 @@ struct QkvRopeFn : public Function<QkvRopeFn> {
 
 // ---------------------------------------------------------------- public entry points
 
-at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& w, double eps) {
-  if (fusedCpu(x) && w.scalar_type() == x.scalar_type()) return RmsNormFn::apply(x, w, eps);
+at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& w, double eps, bool plusOne) {
+  if (fusedCpu(x) && w.scalar_type() == x.scalar_type()) return RmsNormFn::apply(x, plusOne ? w + 1.0 : w, eps);
   const bool upcast = x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf;
   at::Tensor xf = upcast ? x.to(at::kFloat) : x;
   at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps);
+  if (plusOne) {  // Gemma: (x * (1 + w)) in fp32, then cast
+    at::Tensor out = y * (w.to(xf.scalar_type()) + 1.0);
+    return upcast ? out.to(x.scalar_type()) : out;
+  }
   return w * (upcast ? y.to(x.scalar_type()) : y);
 }
 
-at::Tensor swiglu(const at::Tensor& gu, int64_t I) {
-  if (fusedCpu(gu)) return SwigluFn::apply(gu, I);
-  return at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);
+at::Tensor gatedAct(const at::Tensor& gu, int64_t I, bool geluTanh) {
+  if (fusedCpu(gu)) return GluFn::apply(gu, I, geluTanh);
+  at::Tensor g = gu.narrow(-1, 0, I);
+  return (geluTanh ? at::gelu(g, "tanh") : at::silu(g)) * gu.narrow(-1, I, I);
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& wT, const at::Tensor& b,

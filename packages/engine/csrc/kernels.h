@@ -15,10 +15,14 @@ bool fusedCpu(const at::Tensor& t);
 bool directGemm(at::ScalarType t);
 
 // transformers' LlamaRMSNorm: normalise in fp32, cast back, multiply by the weight.
-at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& w, double eps);
+// plusOne: Gemma2RMSNorm, which multiplies by (1 + weight) in fp32 and casts after.
+at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& w, double eps, bool plusOne = false);
 
-// SwiGLU on the fused [gate | up] projection: silu(gu[..., :I]) * gu[..., I:].
-at::Tensor swiglu(const at::Tensor& gu, int64_t I);
+// Gated MLP activation on the fused [gate | up] projection: act(gu[..., :I]) * gu[..., I:] with
+// act = silu (SwiGLU, Llama/Qwen2) or, with geluTanh, transformers' gelu_pytorch_tanh (GeGLU, Gemma-2):
+//   gelu(g) = g/2 (1 + tanh(u)),  u = sqrt(2/pi) (g + 0.044715 g^3)
+//   gelu'(g) = (1 + tanh(u))/2 + g/2 (1 - tanh(u)^2) sqrt(2/pi) (1 + 3 * 0.044715 g^2)
+at::Tensor gatedAct(const at::Tensor& gu, int64_t I, bool geluTanh = false);
 
 // y = x W^T (+ b) (+ residual), with the backward dx = dy W, dW = dy^T x done as direct GEMMs
 // (blas.h). Without a direct GEMM, wT ([in, out] contiguous W^T kept by the model) makes ATen's

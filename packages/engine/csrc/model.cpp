@@ -3,6 +3,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/version.h>
 
@@ -12,6 +14,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "blas.h"
 #include "kernels.h"
 
 #ifdef _OPENMP
@@ -91,8 +94,15 @@ void runParallel(int workers, int64_t tasks, int intraThreads, bool gradMode,
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+at::ScalarType activationDtype(at::Device dev, at::ScalarType dt) {
+  return dt == at::kBFloat16 && dev.is_cpu() && haveBf16Gemm() ? at::kFloat : dt;
+}
+}  // namespace
+
 Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
-    : cfg(c), device(dev), dtype(dt), threads(nthreads) {
+    : cfg(c), device(dev), dtype(dt), actDtype(activationDtype(dev, dt)), threads(nthreads) {
+  if (cfg.slidingWindow < 0) throw std::invalid_argument("sliding_window must be positive");
   if (cfg.heads % cfg.kvHeads != 0)
     throw std::invalid_argument("num_attention_heads must be a multiple of num_key_value_heads");
   if (cfg.headDim % 2 != 0) throw std::invalid_argument("head_dim must be even for rotary embeddings");
@@ -134,6 +144,10 @@ Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
     pend.push_back({p + "down", {D, I}, hf(p + "mlp.down_proj.weight", {D, I})});
     pend.push_back({p + "ln1", {D}, hf(p + "input_layernorm.weight", {D})});
     pend.push_back({p + "ln2", {D}, hf(p + "post_attention_layernorm.weight", {D})});
+    if (cfg.gemma()) {
+      pend.push_back({p + "ln_pre_ff", {D}, hf(p + "pre_feedforward_layernorm.weight", {D})});
+      pend.push_back({p + "ln_post_ff", {D}, hf(p + "post_feedforward_layernorm.weight", {D})});
+    }
   }
   pend.push_back({"norm", {D}, hf("model.norm.weight", {D})});
   if (!cfg.tie) pend.push_back({"lm_head", {V, D}, hf("lm_head.weight", {V, D})});
@@ -155,7 +169,7 @@ Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
       // optimizer's raw in-place updates of flatParam do not touch autograd metadata.
       prm.compute = at::from_blob(flatParam.data_ptr<float>() + prm.offset, prm.shape, f32);
     } else {
-      prm.compute = at::empty(prm.shape, f32.dtype(dtype));
+      prm.compute = at::empty(prm.shape, f32.dtype(actDtype));
     }
     prm.compute.requires_grad_(true);
     params.push_back(std::move(prm));
@@ -173,11 +187,20 @@ Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
     L.wdown = params[i++].compute;
     L.ln1 = params[i++].compute;
     L.ln2 = params[i++].compute;
+    if (cfg.gemma()) {
+      L.lnPreFf = params[i++].compute;
+      L.lnPostFf = params[i++].compute;
+    }
   }
   norm = params[i++].compute;
   lmHead = cfg.tie ? embed : params[i++].compute;
-  if (fusedCpu(embed) && !directGemm(dtype)) {  // W^T copies only for ATen's mm (kernels.h)
-    auto tOf = [](const at::Tensor& w) { return at::empty({w.size(1), w.size(0)}, w.options().requires_grad(false)); };
+  if (fusedCpu(embed) && (mixedBf16() || !directGemm(dtype))) {
+    // bf16 copies of W for the mixed-precision GEMM, else W^T for ATen's mm (kernels.h)
+    const bool bf16 = mixedBf16();
+    auto tOf = [bf16](const at::Tensor& w) {
+      auto o = w.options().requires_grad(false);
+      return bf16 ? at::empty({w.size(0), w.size(1)}, o.dtype(at::kBFloat16)) : at::empty({w.size(1), w.size(0)}, o);
+    };
     for (auto& L : layers) {
       L.wqkvT = tOf(L.wqkv);
       L.woT = tOf(L.wo);
@@ -205,9 +228,10 @@ void Model::refreshTransposed() {
     pairs.emplace_back(L.wdown, L.wdownT);
   }
   pairs.emplace_back(lmHead, lmHeadT);
+  const bool bf16 = mixedBf16();
   runParallel(std::max(1, threads), static_cast<int64_t>(pairs.size()), 1, false, [&](int, int64_t i) {
     at::NoGradGuard g;
-    pairs[i].second.copy_(pairs[i].first.t());
+    pairs[i].second.copy_(bf16 ? pairs[i].first : pairs[i].first.t());
   });
 }
 
@@ -225,7 +249,7 @@ void Model::syncGradFromHost() {
 
 void Model::initRandom(uint64_t seed, double stdev) {
   // Hugging Face's _init_weights: Linear and Embedding ~ N(0, initializer_range), biases 0,
-  // RMSNorm weights 1. Drawn on the CPU in flat-buffer order so every device gets the same weights.
+  // RMSNorm weights 1 (0 for Gemma2RMSNorm, which multiplies by 1 + weight). Drawn on the CPU in flat-buffer order so every device gets the same weights.
   auto gen = at::detail::createCPUGenerator(seed);
   at::Tensor host = at::empty({flatParam.numel()}, at::kFloat);
   for (auto& t : hfTensors) {
@@ -233,7 +257,7 @@ void Model::initRandom(uint64_t seed, double stdev) {
     const bool isNorm = t.name.size() >= 11 && t.name.compare(t.name.size() - 11, 11, "norm.weight") == 0;
     const bool isBias = t.name.size() >= 5 && t.name.compare(t.name.size() - 5, 5, ".bias") == 0;
     if (isNorm)
-      v.fill_(1.0);
+      v.fill_(cfg.gemma() ? 0.0 : 1.0);
     else if (isBias)
       v.zero_();
     else
@@ -302,7 +326,7 @@ void Model::ensureRope(int64_t n) {
       ca[p][i] = ca[p][i + half] = std::cos(a);
       sa[p][i] = sa[p][i + half] = std::sin(a);
     }
-  auto opt = at::TensorOptions().dtype(dtype).device(device);
+  auto opt = at::TensorOptions().dtype(actDtype).device(device);
   ropeCos = c.to(opt);
   ropeSin = s.to(opt);
   // Causal mask of the same capacity.
@@ -316,7 +340,7 @@ at::Tensor Model::causalMask(int64_t T) const {
 
 KvCache Model::newCache(int64_t batch, int64_t capacity) const {
   KvCache c;
-  auto opt = at::TensorOptions().dtype(dtype).device(device);
+  auto opt = at::TensorOptions().dtype(actDtype).device(device);
   for (int64_t l = 0; l < cfg.layers; ++l) {
     c.k.push_back(at::zeros({batch, cfg.kvHeads, capacity, cfg.headDim}, opt));
     c.v.push_back(at::zeros({batch, cfg.kvHeads, capacity, cfg.headDim}, opt));
@@ -331,110 +355,236 @@ namespace {
 // Scaled dot-product attention with grouped KV heads. q [B,Hq,T,hd], k/v [B,Hkv,Tk,hd].
 // mask: undefined (no mask), [T,Tk] or [B,T,Tk], additive. Returns [B,T,Hq*hd].
 // causal: `mask` is the plain causal mask (lets torch 2.x pick its fused causal kernels).
+// scale multiplies q.k; softcap > 0 caps the scaled scores to softcap * tanh(s / softcap) before
+// the mask is added (Gemma-2's attn_logit_softcapping).
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
-                     bool causal) {
+                     bool causal, double scale, double softcap) {
   const int64_t B = q.size(0), Hq = q.size(1), T = q.size(2), hd = q.size(3);
   const int64_t Hkv = k.size(1), Tk = k.size(2), G = Hq / Hkv;
 #if TORCH_VERSION_MAJOR >= 2
-  // torch 2.x: fused attention kernels (flash/memory-efficient on CUDA, flash on CPU).
-  at::Tensor kx = G > 1 ? k.repeat_interleave(G, 1) : k;
-  at::Tensor vx = G > 1 ? v.repeat_interleave(G, 1) : v;
-  c10::optional<at::Tensor> am;
-  if (mask.defined() && !causal) am = mask.dim() == 2 ? mask : mask.unsqueeze(1);
-  at::Tensor o = at::scaled_dot_product_attention(q, kx, vx, am, 0.0, causal);
-  return o.transpose(1, 2).reshape({B, T, Hq * hd});
-#else
+  if (softcap <= 0.0) {
+    // torch 2.x: fused attention kernels (flash/memory-efficient on CUDA, flash on CPU).
+    at::Tensor kx = G > 1 ? k.repeat_interleave(G, 1) : k;
+    at::Tensor vx = G > 1 ? v.repeat_interleave(G, 1) : v;
+    c10::optional<at::Tensor> am;
+    if (mask.defined() && !causal) am = mask.dim() == 2 ? mask : mask.unsqueeze(1);
+    const double sdpaScale = 1.0 / std::sqrt(static_cast<double>(hd));  // SDPA's own scale
+    at::Tensor qs = scale == sdpaScale ? q : q * (scale / sdpaScale);
+    at::Tensor o = at::scaled_dot_product_attention(qs, kx, vx, am, 0.0, causal);
+    return o.transpose(1, 2).reshape({B, T, Hq * hd});
+  }
+#endif
   (void)causal;
   // Query heads that share a KV head are stacked along the row dimension, so one batched GEMM
   // per KV head covers the whole group without copying K and V G times (head h uses KV head h/G,
   // as transformers' repeat_kv).
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   at::Tensor qg = q.reshape({B * Hkv, G * T, hd});
   at::Tensor kt = k.reshape({B * Hkv, Tk, hd}).transpose(1, 2);
   at::Tensor vg = v.reshape({B * Hkv, Tk, hd});
-  at::Tensor s;
-  if (!mask.defined()) {
-    s = at::bmm(qg, kt).mul_(scale);
-  } else {
-    at::Tensor gm;
+  at::Tensor gm;  // the mask in the [B*Hkv, G*T, Tk] layout of the scores
+  if (mask.defined()) {
     if (mask.dim() == 2)
       gm = G > 1 ? mask.repeat({G, 1}) : mask;  // [G*T, Tk], broadcast over B*Hkv
     else
       gm = mask.view({B, 1, 1, T, Tk}).expand({B, Hkv, G, T, Tk}).reshape({B * Hkv, G * T, Tk});
+  }
+  at::Tensor s;
+  if (softcap > 0.0) {
+    s = at::tanh(at::bmm(qg, kt).mul_(scale / softcap)).mul(softcap);
+    if (gm.defined()) s = s + gm;
+  } else if (!gm.defined()) {
+    s = at::bmm(qg, kt).mul_(scale);
+  } else {
     s = at::baddbmm(gm, qg, kt, 1.0, scale);  // mask + scale fused into the GEMM
   }
   at::Tensor p = at::softmax(s, -1);
   at::Tensor o = at::bmm(p, vg);                 // [B*Hkv, G*T, hd]
   return o.view({B, Hq, T, hd}).transpose(1, 2).reshape({B, T, Hq * hd});
-#endif
 }
+
+// Additive mask [T, Tk] for queries at positions past..past+T-1 over keys 0..Tk-1 that hides the
+// keys a sliding window of `window` leaves out: key j hidden iff (past + i) - j >= window (as
+// transformers' Gemma-2 sliding mask). Causality is the other mask's business.
+at::Tensor windowMask(int64_t T, int64_t Tk, int64_t past, int64_t window, const at::TensorOptions& opt) {
+  auto i64 = at::TensorOptions().dtype(at::kLong);
+  at::Tensor qi = at::arange(past, past + T, i64).unsqueeze(1), kj = at::arange(Tk, i64).unsqueeze(0);
+  at::Tensor hide = (qi - kj) >= window;
+  return at::zeros({T, Tk}, opt.device(at::kCPU))
+      .masked_fill_(hide, -std::numeric_limits<double>::infinity())
+      .to(opt.device());
+}
+
+// Activation checkpointing of one decoder layer: the forward runs without a graph and keeps only
+// the layer input (and the attention mask); backward recomputes the layer with a graph and
+// back-propagates through it. Weights are inputs so their gradients flow out of backward().
+// libtorch 1.13's apply() cannot take undefined tensors: an absent mask is a 0-element placeholder.
+struct LayerCheckpointFn : public torch::autograd::Function<LayerCheckpointFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, at::TensorList weights,
+                            const at::Tensor& maskOrEmpty, int64_t model, int64_t l) {
+    const Model* m = reinterpret_cast<const Model*>(model);
+    const at::Tensor mask = maskOrEmpty.numel() ? maskOrEmpty : at::Tensor();
+    at::Tensor y = m->layer(l, x, m->layerInputs(x.size(0), x.size(1), at::Tensor(), mask, nullptr));
+    ctx->save_for_backward({x, maskOrEmpty});
+    ctx->saved_data["model"] = model;
+    ctx->saved_data["layer"] = l;
+    ctx->saved_data["weights"] = static_cast<int64_t>(weights.size());
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const Model* m = reinterpret_cast<const Model*>(ctx->saved_data["model"].toInt());
+    const int64_t l = ctx->saved_data["layer"].toInt(), nw = ctx->saved_data["weights"].toInt();
+    torch::autograd::variable_list out(1 + nw + 3);
+    if (!grads[0].defined()) return out;
+    const at::Tensor mask = saved[1].numel() ? saved[1] : at::Tensor();
+    at::Tensor x = saved[0].detach().requires_grad_(true);
+    at::Tensor y;
+    {
+      at::AutoGradMode g(true);
+      y = m->layer(l, x, m->layerInputs(x.size(0), x.size(1), at::Tensor(), mask, nullptr));
+    }
+    std::vector<at::Tensor> inputs{x};
+    for (const auto& w : layerWeights(*m, l)) inputs.push_back(w);
+    auto g = torch::autograd::grad({y}, inputs, {grads[0]}, /*retain_graph=*/false, /*create_graph=*/false,
+                                   /*allow_unused=*/true);
+    for (size_t i = 0; i < g.size(); ++i) out[i] = g[i];
+    return out;
+  }
+  // The trainable tensors layer l reads, in a fixed order.
+  static std::vector<at::Tensor> layerWeights(const Model& m, int64_t l) {
+    const auto& L = m.layers[l];
+    std::vector<at::Tensor> w;
+    for (const at::Tensor* t : {&L.wqkv, &L.bqkv, &L.wo, &L.wgu, &L.wdown, &L.ln1, &L.ln2, &L.lnPreFf, &L.lnPostFf})
+      if (t->defined()) w.push_back(*t);
+    return w;
+  }
+};
 
 }  // namespace
 
-at::Tensor Model::forward(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& maskIn,
-                          KvCache* cache) const {
-  const int64_t B = ids.size(0), T = ids.size(1);
-  const int64_t hd = cfg.headDim, Hq = cfg.heads, Hkv = cfg.kvHeads, I = cfg.inter;
-  const int64_t past = cache ? cache->len : 0, Tk = past + T;
+LayerInputs Model::layerInputs(int64_t B, int64_t T, const at::Tensor& positions, const at::Tensor& maskIn,
+                               KvCache* cache) const {
+  LayerInputs in;
+  const int64_t hd = cfg.headDim;
+  in.B = B;
+  in.T = T;
+  in.past = cache ? cache->len : 0;
+  in.Tk = in.past + T;
+  in.cache = cache;
   if (!ropeCos.defined()) throw std::logic_error("internal: ensureRope not called");
-  const int64_t maxPos = positions.defined() ? positions.max().item<int64_t>() + 1 : Tk;
-  if (ropeCos.size(0) < maxPos || ropeCos.size(0) < Tk) throw std::logic_error("internal: RoPE table too short");
-
-  at::Tensor cos, sin;
+  const int64_t maxPos = positions.defined() ? positions.max().item<int64_t>() + 1 : in.Tk;
+  if (ropeCos.size(0) < maxPos || ropeCos.size(0) < in.Tk) throw std::logic_error("internal: RoPE table too short");
   if (positions.defined()) {
     auto flat = positions.reshape({-1});
-    cos = ropeCos.index_select(0, flat).view({B, T, 1, hd});
-    sin = ropeSin.index_select(0, flat).view({B, T, 1, hd});
+    in.cos = ropeCos.index_select(0, flat).view({B, T, 1, hd});
+    in.sin = ropeSin.index_select(0, flat).view({B, T, 1, hd});
   } else {
-    cos = ropeCos.narrow(0, past, T).view({1, T, 1, hd});
-    sin = ropeSin.narrow(0, past, T).view({1, T, 1, hd});
+    in.cos = ropeCos.narrow(0, in.past, T).view({1, T, 1, hd});
+    in.sin = ropeSin.narrow(0, in.past, T).view({1, T, 1, hd});
   }
-  at::Tensor mask = maskIn;
-  const bool causal = !maskIn.defined() && past == 0 && T > 1;
-  if (!mask.defined() && T > 1) {
+  in.mask = maskIn;
+  in.causal = !maskIn.defined() && in.past == 0 && T > 1;
+  if (!in.mask.defined() && T > 1) {
     // causal over [past, past+T): key j visible to query i iff j <= past + i
-    mask = past == 0 ? causalMask(T) : causal_.narrow(0, past, T).narrow(1, 0, Tk);
+    in.mask = in.past == 0 ? causalMask(T) : causal_.narrow(0, in.past, T).narrow(1, 0, in.Tk);
   }
-
   // Training/scoring path (positions 0..T-1, causal mask only, no cache) on the CPU in fp32/fp64:
   // fused RoPE and attention kernels (kernels.h).
-  const bool fused = causal && !positions.defined() && !cache && fusedCpu(embed);
-  const double qScale = 1.0 / std::sqrt(static_cast<double>(hd));
-
-  at::Tensor x = at::embedding(embed, ids);  // [B,T,D]
-  for (int64_t l = 0; l < cfg.layers; ++l) {
-    const auto& L = layers[l];
-    at::Tensor h = rmsNorm(x, L.ln1, cfg.eps);
-    at::Tensor qkv = linear(h, L.wqkv, L.wqkvT, L.bqkv, at::Tensor());  // [B,T,(Hq+2Hkv)*hd]
-    at::Tensor a;
-    if (fused) {
-      auto qkvr = qkvRope(qkv, ropeCos, ropeSin, Hq, Hkv, hd, qScale);
-      a = causalAttention(qkvr[0], qkvr[1], qkvr[2]);
-    } else {
-      auto parts = qkv.split_with_sizes({Hq * hd, Hkv * hd, Hkv * hd}, -1);
-      at::Tensor q = rope(parts[0].view({B, T, Hq, hd}), cos, sin).transpose(1, 2);  // [B,Hq,T,hd]
-      at::Tensor k = rope(parts[1].view({B, T, Hkv, hd}), cos, sin).transpose(1, 2);
-      at::Tensor v = parts[2].view({B, T, Hkv, hd}).transpose(1, 2);
-      if (cache) {
-        cache->k[l].narrow(2, past, T).copy_(k);
-        cache->v[l].narrow(2, past, T).copy_(v);
-        k = cache->k[l].narrow(2, 0, Tk);
-        v = cache->v[l].narrow(2, 0, Tk);
-      }
-      a = attention(q, k, v, mask, causal);
+  in.fused = in.causal && !positions.defined() && !cache && fusedCpu(embed);
+  if (cfg.slidingWindow > 0 && in.Tk > cfg.slidingWindow) {
+    at::Tensor w = windowMask(T, in.Tk, in.past, cfg.slidingWindow, ropeCos.options());
+    in.slidingMask = in.mask.defined() ? in.mask + w : w;
+    if (in.slidingMask.dim() == 3) {
+      // A padded query row (meanUnmasked pooling) whose window holds no real key would be all -inf
+      // (NaN). Such rows attend to every key instead, as transformers' SDPA path does for fully
+      // masked rows (AttentionMaskConverter._unmask_unattended). Only padded positions are affected.
+      at::Tensor dead = at::isinf(in.slidingMask).all(-1, true);
+      in.slidingMask = in.slidingMask.masked_fill(dead, 0.0);
     }
-    x = linear(a, L.wo, L.woT, at::Tensor(), x);  // x + a Wo^T
-    h = rmsNorm(x, L.ln2, cfg.eps);
-    at::Tensor gu = linear(h, L.wgu, L.wguT, at::Tensor(), at::Tensor());  // [B,T,2I] = [gate | up]
-    x = linear(swiglu(gu, I), L.wdown, L.wdownT, at::Tensor(), x);
   }
-  if (cache) cache->len += T;
-  return rmsNorm(x, norm, cfg.eps);
+  return in;
+}
+
+at::Tensor Model::applyNorm(const at::Tensor& x, const at::Tensor& w) const {
+  return rmsNorm(x, w, cfg.eps, cfg.gemma());
+}
+
+at::Tensor Model::layer(int64_t l, const at::Tensor& xIn, const LayerInputs& in) const {
+  const int64_t B = in.B, T = in.T, hd = cfg.headDim, Hq = cfg.heads, Hkv = cfg.kvHeads, I = cfg.inter;
+  const auto& L = layers[l];
+  const bool gemma = cfg.gemma();
+  const bool windowed = cfg.slidingLayer(l) && in.slidingMask.defined();
+  const at::Tensor& mask = windowed ? in.slidingMask : in.mask;
+  // The fused attention kernel is plain causal softmax attention; soft-capping or a window that
+  // hides keys takes the ATen composition (on the fused RoPE output where possible).
+  const bool fusedAttention = in.fused && !windowed && cfg.attnSoftcap <= 0.0;
+  const double qScale = 1.0 / std::sqrt(cfg.queryScalar > 0 ? cfg.queryScalar : static_cast<double>(hd));
+
+  at::Tensor x = xIn;
+  at::Tensor h = applyNorm(x, L.ln1);
+  at::Tensor qkv = linear(h, L.wqkv, L.wqkvT, L.bqkv, at::Tensor());  // [B,T,(Hq+2Hkv)*hd]
+  at::Tensor a;
+  if (in.fused) {
+    auto qkvr = qkvRope(qkv, ropeCos, ropeSin, Hq, Hkv, hd, qScale);
+    a = fusedAttention ? causalAttention(qkvr[0], qkvr[1], qkvr[2])
+                       : attention(qkvr[0], qkvr[1], qkvr[2], mask, in.causal && !windowed, 1.0, cfg.attnSoftcap);
+  } else {
+    auto parts = qkv.split_with_sizes({Hq * hd, Hkv * hd, Hkv * hd}, -1);
+    at::Tensor q = rope(parts[0].view({B, T, Hq, hd}), in.cos, in.sin).transpose(1, 2);  // [B,Hq,T,hd]
+    at::Tensor k = rope(parts[1].view({B, T, Hkv, hd}), in.cos, in.sin).transpose(1, 2);
+    at::Tensor v = parts[2].view({B, T, Hkv, hd}).transpose(1, 2);
+    if (in.cache) {
+      in.cache->k[l].narrow(2, in.past, T).copy_(k);
+      in.cache->v[l].narrow(2, in.past, T).copy_(v);
+      k = in.cache->k[l].narrow(2, 0, in.Tk);
+      v = in.cache->v[l].narrow(2, 0, in.Tk);
+    }
+    a = attention(q, k, v, mask, in.causal && !windowed, qScale, cfg.attnSoftcap);
+  }
+  if (gemma) {  // x + norm(attn), x + norm(mlp(norm(x)))
+    x = x + applyNorm(linear(a, L.wo, L.woT, at::Tensor(), at::Tensor()), L.ln2);
+    h = applyNorm(x, L.lnPreFf);
+    at::Tensor gu = linear(h, L.wgu, L.wguT, at::Tensor(), at::Tensor());  // [B,T,2I] = [gate | up]
+    at::Tensor mlp = linear(gatedAct(gu, I, cfg.geluTanh), L.wdown, L.wdownT, at::Tensor(), at::Tensor());
+    return x + applyNorm(mlp, L.lnPostFf);
+  }
+  x = linear(a, L.wo, L.woT, at::Tensor(), x);  // x + a Wo^T
+  h = applyNorm(x, L.ln2);
+  at::Tensor gu = linear(h, L.wgu, L.wguT, at::Tensor(), at::Tensor());  // [B,T,2I] = [gate | up]
+  return linear(gatedAct(gu, I, cfg.geluTanh), L.wdown, L.wdownT, at::Tensor(), x);
+}
+
+at::Tensor Model::forward(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& maskIn,
+                          KvCache* cache) const {
+  const LayerInputs in = layerInputs(ids.size(0), ids.size(1), positions, maskIn, cache);
+  at::Tensor x = at::embedding(embed, ids);  // [B,T,D]
+  if (cfg.gemma()) {
+    // Gemma: embeddings times sqrt(hidden), the factor rounded to the compute dtype as transformers does.
+    const double s = at::scalar_tensor(std::sqrt(static_cast<double>(cfg.hidden)), at::TensorOptions().dtype(dtype))
+                         .item<double>();
+    x = x * s;
+  }
+  const bool checkpoint = checkpointLayers && at::GradMode::is_enabled() && !cache;
+  for (int64_t l = 0; l < cfg.layers; ++l) {
+    if (checkpoint) {
+      const auto w = LayerCheckpointFn::layerWeights(*this, l);
+      const at::Tensor maskArg = maskIn.defined() ? maskIn : at::empty({0}, x.options());
+      x = LayerCheckpointFn::apply(x, at::TensorList(w), maskArg, reinterpret_cast<int64_t>(this), l);
+    } else {
+      x = layer(l, x, in);
+    }
+  }
+  if (cache) cache->len += in.T;
+  return applyNorm(x, norm);
 }
 
 at::Tensor Model::logitsOf(const at::Tensor& hidden) const {
   at::Tensor lg = linear(hidden, lmHead, lmHeadT, at::Tensor(), at::Tensor());
-  return lg.scalar_type() == at::kFloat || lg.scalar_type() == at::kDouble ? lg : lg.to(at::kFloat);
+  if (lg.scalar_type() != at::kFloat && lg.scalar_type() != at::kDouble) lg = lg.to(at::kFloat);
+  // Gemma-2's final_logit_softcapping: cap * tanh(logits / cap), here in fp32.
+  if (cfg.finalSoftcap > 0.0) lg = at::tanh(lg / cfg.finalSoftcap) * cfg.finalSoftcap;
+  return lg;
 }
 
 }  // namespace mpo

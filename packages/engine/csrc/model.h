@@ -1,4 +1,4 @@
-// The decoder-only Llama family (LlamaForCausalLM, Qwen2ForCausalLM) over libtorch.
+// The decoder-only Llama family (LlamaForCausalLM, Qwen2ForCausalLM, Gemma2ForCausalLM) over libtorch.
 //
 // Parameters live in ONE flat fp32 buffer (`flatParam`), in the order of `hfTensors` below; every
 // parameter tensor the forward pass uses is a view of it (fp32 on CPU), so the flat buffer can be
@@ -25,7 +25,7 @@
 
 namespace mpo {
 
-enum class Arch { Llama, Qwen2 };
+enum class Arch { Llama, Qwen2, Gemma2 };
 
 struct RopeScaling {
   bool llama3 = false;  // rope_scaling.rope_type == "llama3"
@@ -40,6 +40,17 @@ struct Config {
   bool bias = false;  // q/k/v projections have a bias (Qwen2)
   bool tie = false;   // lm_head shares the embedding matrix
   int64_t padId = 0;  // token fed at padded positions (only visible through 'meanUnmasked' pooling)
+  // Gemma-2 (transformers' Gemma2ForCausalLM). The architecture itself implies RMSNorm with
+  // (1 + weight), the embedding scaled by sqrt(hidden) and norms after attention and after the MLP
+  // as well as before them; the rest are its config fields.
+  bool geluTanh = false;       // hidden_activation gelu_pytorch_tanh: GeGLU instead of SwiGLU
+  double queryScalar = 0.0;    // query_pre_attn_scalar: scores scaled by its -1/2 power (0: head_dim)
+  double attnSoftcap = 0.0;    // attn_logit_softcapping: s -> cap * tanh(s / cap) (0: none)
+  double finalSoftcap = 0.0;   // final_logit_softcapping, same on the LM head's logits (0: none)
+  int64_t slidingWindow = 0;   // sliding_window on the even layers (0: none): key j visible to query
+                               // i iff i - window < j <= i
+  bool gemma() const { return arch == Arch::Gemma2; }
+  bool slidingLayer(int64_t l) const { return slidingWindow > 0 && l % 2 == 0; }
 };
 
 // One tensor of the Hugging Face checkpoint layout, as a slice of the flat buffer.
@@ -60,8 +71,11 @@ struct Param {
 };
 
 struct LayerWeights {
-  at::Tensor wqkv, bqkv, wo, wgu, wdown, ln1, ln2;  // bqkv undefined without bias
-  // W^T copies for the fused CPU linear (see kernels.h); undefined off the fused path.
+  // ln1 = input_layernorm, ln2 = post_attention_layernorm (before the MLP in Llama, after attention
+  // in Gemma-2); Gemma-2 adds lnPreFf / lnPostFf around the MLP. bqkv undefined without bias.
+  at::Tensor wqkv, bqkv, wo, wgu, wdown, ln1, ln2, lnPreFf, lnPostFf;
+  // Auxiliary weight copies for the fused CPU linear (see kernels.h): W^T in fp32 for ATen's mm
+  // (no direct sgemm), or W in bf16 for the mixed-precision GEMM; undefined otherwise.
   at::Tensor wqkvT, woT, wguT, wdownT;
 };
 
@@ -77,6 +91,17 @@ struct ChunkGraph {
   at::Tensor sumLogp, kl;      // [b]
   at::Tensor last, mean, meanUnmasked;  // [b, hidden]
 };
+// What every decoder layer of one forward call shares (see Model::layerInputs).
+struct LayerInputs {
+  int64_t B = 0, T = 0, past = 0, Tk = 0;
+  at::Tensor cos, sin;  // RoPE rows for the non-fused path
+  at::Tensor mask;      // additive attention mask (undefined: none)
+  at::Tensor slidingMask;  // mask of the sliding-window layers when the window cuts anything
+  bool causal = false;  // `mask` is the plain causal mask
+  bool fused = false;   // training path: fused RoPE (and attention where the layer allows it)
+  KvCache* cache = nullptr;
+};
+
 struct GraphHandle {
   std::vector<ChunkGraph> chunks;
   int64_t n = 0;
@@ -89,6 +114,13 @@ class Model {
   const Config cfg;
   const at::Device device;
   const at::ScalarType dtype;  // compute dtype
+  // Dtype of activations and of the `compute` parameter tensors. Equal to dtype, except bfloat16 on
+  // a CPU with oneDNN's bf16 GEMM ("mixed"): activations, norms, attention and every elementwise op
+  // stay fp32 on the fused kernels, while each linear layer multiplies in bf16 (bf16 weight copies,
+  // inputs rounded to bf16, fp32 accumulation) forward and backward; what a linear layer saves for
+  // backward is its bf16 input.
+  const at::ScalarType actDtype;
+  bool mixedBf16() const { return dtype == at::kBFloat16 && actDtype == at::kFloat; }
   int threads;
 
   at::Tensor flatParam, flatGrad;  // fp32, on `device`
@@ -119,7 +151,7 @@ class Model {
   void syncGradFromHost();
 
   int64_t numParameters() const { return flatParam.numel(); }
-  bool computeIsMaster() const { return dtype == at::kFloat; }
+  bool computeIsMaster() const { return actDtype == at::kFloat; }
   // After flatParam changed (load, step, init, writes from JS): refresh the compute copies
   // (non-fp32 dtypes) and the W^T copies of the fused CPU path.
   void weightsChanged();
@@ -140,6 +172,15 @@ class Model {
   at::Tensor logitsOf(const at::Tensor& hidden) const;  // hidden [..., D] -> fp32 logits [..., V]
 
   KvCache newCache(int64_t batch, int64_t capacity) const;
+
+  // Activation checkpointing: with grad mode on, each decoder layer keeps only its input and
+  // recomputes its activations during backward (memory ~ one layer's activations plus the layer
+  // inputs, for ~1/3 more compute).
+  std::atomic<bool> checkpointLayers{false};
+  LayerInputs layerInputs(int64_t B, int64_t T, const at::Tensor& positions, const at::Tensor& mask,
+                          KvCache* cache) const;
+  at::Tensor layer(int64_t l, const at::Tensor& x, const LayerInputs& in) const;  // one decoder layer
+  at::Tensor applyNorm(const at::Tensor& x, const at::Tensor& w) const;  // the architecture's RMSNorm
 
   // Causal additive mask [T, T] (0 on and below the diagonal, -inf above), compute dtype.
   at::Tensor causalMask(int64_t T) const;

@@ -48,8 +48,12 @@ void backward(Model& m, GraphHandle& h, const GradRequest& g);
 // --- optimizer.cpp -----------------------------------------------------------------------------
 struct StepOptions {
   double lr = 1e-5, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0.01, maxGradNorm = 0.0;
+  // Loss scaling: the gradient buffer holds gradScale x the true gradients; the step divides by it
+  // (after the finiteness check, before clipping) and leaves the buffer as it is.
+  double gradScale = 1.0;
 };
-double adamwStep(Model& m, const StepOptions& o);  // returns the pre-clip global gradient norm
+// Returns the pre-clip global norm of the (unscaled) gradients; non-finite: the update was skipped.
+double adamwStep(Model& m, const StepOptions& o);
 void ensureOptimizerState(Model& m);
 double gradNorm(Model& m);
 // The pieces ZeRO drives over a shard of the flat buffers (same arithmetic as adamwStep):

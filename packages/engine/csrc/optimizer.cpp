@@ -99,9 +99,10 @@ void adamwBuffers(float* p, const float* g, float* ma, float* va, int64_t n, con
 
 double adamwStep(Model& m, const StepOptions& o) {
   ensureOptimizerState(m);
-  const double norm = gradNorm(m);
+  const double norm = gradNorm(m) / o.gradScale;
   if (!std::isfinite(norm)) return norm;  // skip the update; the caller sees the non-finite norm
-  const double clip = (o.maxGradNorm > 0 && norm > o.maxGradNorm) ? o.maxGradNorm / (norm + 1e-6) : 1.0;
+  // clip_grad_norm_'s coefficient on the unscaled gradients, times the unscaling 1/gradScale
+  const double clip = ((o.maxGradNorm > 0 && norm > o.maxGradNorm) ? o.maxGradNorm / (norm + 1e-6) : 1.0) / o.gradScale;
   m.optStep += 1;
 
   if (m.device.is_cpu()) {
@@ -110,7 +111,7 @@ double adamwStep(Model& m, const StepOptions& o) {
   } else {
     const AdamConsts k = adamConsts(o, m.optStep, clip);
     at::NoGradGuard ng;
-    at::Tensor g = clip == 1.0 ? m.flatGrad : m.flatGrad * clip;
+    at::Tensor g = clip == 1.0 ? m.flatGrad : m.flatGrad * clip;  // clip includes 1/gradScale
     m.flatParam.mul_(k.decay);
     m.expAvg.lerp_(g, k.w1);
     m.expAvgSq.mul_(k.b2).addcmul_(g, g, k.w2);

@@ -111,7 +111,7 @@ ChunkOut runChunk(Model& m, const ScoreRequest& r, const Chunk& c) {
     at::Tensor keyValid = at::arange(T, i64).unsqueeze(0) < at::tensor(lens, i64).unsqueeze(1);  // [b,T]
     at::Tensor causalOk = at::ones({T, T}, at::kBool).tril();
     at::Tensor ok = causalOk.unsqueeze(0) & keyValid.unsqueeze(1);  // [b,T,T]
-    mask = at::zeros({b, T, T}, at::TensorOptions().dtype(m.dtype))
+    mask = at::zeros({b, T, T}, at::TensorOptions().dtype(m.actDtype))
                .masked_fill_(ok.logical_not(), -std::numeric_limits<double>::infinity())
                .to(m.device);
   }

@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-// npm run bench -w @mpo/engine -- [--pairs 8] [--threads 2] [--steps 5] [--dtype float32] [--device cpu] [--json] [--matrix]
+// npm run bench -w @mpo/engine -- [--pairs 8] [--threads 2] [--steps 5] [--dtype float32] [--device cpu]
+//   [--checkpointing] [--gemm-rate] [--json] [--matrix]
+// --gemm-rate: also measure the sgemm (and bf16 GEMM) rate of the step's own GEMM shapes in the same
+// process and report the step's FLOP/s as a fraction of it (fractionOfSgemm).
 // Prints one JSON line per configuration; the last line is {"tokensPerSec","mfu","secondsPerStep",...}.
 import { parseArgs } from 'node:util';
 import { type BenchResult, benchEngine } from './bench.js';
@@ -14,6 +17,8 @@ const { values } = parseArgs({
     device: { type: 'string', default: 'cpu' },
     seq: { type: 'string', default: '256' },
     json: { type: 'boolean', default: false },
+    checkpointing: { type: 'boolean', default: false },
+    'gemm-rate': { type: 'boolean', default: false },
     matrix: { type: 'boolean', default: false },
   },
 });
@@ -34,6 +39,17 @@ const line = (r: BenchResult) =>
     device: r.device,
     steps: r.steps,
     numParameters: r.numParameters,
+    activationCheckpointing: r.activationCheckpointing,
+    stepMemoryBytes: r.peakRssBytes - r.rssBeforeStepsBytes,
+    peakRssBytes: r.peakRssBytes,
+    ...(r.sgemmFlops !== undefined
+      ? {
+          sgemmGflops: Number((r.sgemmFlops / 1e9).toFixed(1)),
+          fractionOfSgemm: Number(r.fractionOfSgemm!.toFixed(4)),
+          fractionOfOwnGemm: Number(r.fractionOfOwnGemm!.toFixed(4)),
+        }
+      : {}),
+    ...(r.bf16GemmFlops !== undefined ? { bf16GemmGflops: Number((r.bf16GemmFlops / 1e9).toFixed(1)) } : {}),
   });
 
 const base = {
@@ -41,6 +57,8 @@ const base = {
   dtype: values.dtype as Dtype,
   device: values.device as Device,
   seqLen: int(values.seq!, 'seq'),
+  activationCheckpointing: values.checkpointing!,
+  gemmRate: values['gemm-rate']!,
 };
 // --matrix (what the npm script passes) runs the grid unless --pairs/--threads are given.
 const explicit = process.argv.some((a) => /^--(pairs|threads)(=|$)/.test(a));

@@ -167,5 +167,6 @@ export function guessTemplate(architecture: string, tok: Tokenizer): ChatTemplat
   if (tok.tokenToId('<|im_start|>') !== undefined) return 'qwen2';
   if (tok.tokenToId('<|start_header_id|>') !== undefined) return 'llama3';
   if (tok.tokenToId('<start_of_turn>') !== undefined) return 'gemma';
+  if (architecture === 'Gemma2ForCausalLM') return 'gemma';
   return architecture === 'Qwen2ForCausalLM' ? 'qwen2' : 'plain';
 }

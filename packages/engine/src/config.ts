@@ -1,8 +1,29 @@
 // Model configuration: the Hugging Face config.json fields the engine uses, in camelCase.
 import type { NativeConfig } from './native.js';
 
-export type Architecture = 'LlamaForCausalLM' | 'Qwen2ForCausalLM';
-export const ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'Qwen2ForCausalLM'];
+export type Architecture = 'LlamaForCausalLM' | 'Qwen2ForCausalLM' | 'Gemma2ForCausalLM';
+export const ARCHITECTURES: readonly Architecture[] = [
+  'LlamaForCausalLM',
+  'Qwen2ForCausalLM',
+  'Gemma2ForCausalLM',
+];
+
+/**
+ * Gemma-2's config fields (transformers' Gemma2Config). The architecture itself also means: RMSNorm
+ * with (1 + weight), embeddings scaled by sqrt(hidden_size), norms before and after attention and MLP.
+ */
+export interface Gemma2Fields {
+  /** hidden_activation: gelu_pytorch_tanh (GeGLU with tanh GELU). */
+  hiddenActivation: 'gelu_pytorch_tanh';
+  /** Attention scores are scaled by queryPreAttnScalar^-1/2 (not head_dim^-1/2). */
+  queryPreAttnScalar: number;
+  /** Keys further back than this are hidden from queries of the even layers (0, 2, ...); null: none. */
+  slidingWindow: number | null;
+  /** Scores s -> cap * tanh(s / cap) before the mask; null: off. */
+  attnLogitSoftcapping: number | null;
+  /** Logits z -> cap * tanh(z / cap); null: off. */
+  finalLogitSoftcapping: number | null;
+}
 
 /** rope_scaling with rope_type "llama3" (Llama 3.1 / 3.2). */
 export interface Llama3RopeScaling {
@@ -33,6 +54,8 @@ export interface LlamaConfig {
   bosTokenId?: number;
   eosTokenId?: number | number[];
   padTokenId?: number;
+  /** Present exactly for Gemma2ForCausalLM. */
+  gemma2?: Gemma2Fields;
 }
 
 type Json = Record<string, unknown>;
@@ -58,9 +81,12 @@ export function fromHfConfig(hf: Json): LlamaConfig {
     );
   }
   const architecture = arch as Architecture;
-  const act = hf.hidden_act ?? 'silu';
-  if (act !== 'silu')
-    throw new Error(`config.json: hidden_act "${String(act)}" is not supported (only silu)`);
+  const gemma = architecture === 'Gemma2ForCausalLM';
+  if (!gemma) {
+    const act = hf.hidden_act ?? 'silu';
+    if (act !== 'silu')
+      throw new Error(`config.json: hidden_act "${String(act)}" is not supported (only silu)`);
+  }
   if (architecture === 'LlamaForCausalLM' && hf.attention_bias === true) {
     throw new Error('config.json: attention_bias=true for LlamaForCausalLM (biased o_proj) is not supported');
   }
@@ -119,8 +145,32 @@ export function fromHfConfig(hf: Json): LlamaConfig {
   }
   const pad = opt(hf, 'pad_token_id');
   if (pad !== undefined) cfg.padTokenId = pad;
+  if (gemma) gemma2FromHf(hf, cfg);
   validateConfig(cfg);
   return cfg;
+}
+
+// Gemma2Config's defaults (transformers configuration_gemma2.py) where a field is absent.
+function gemma2FromHf(hf: Json, cfg: LlamaConfig): void {
+  // Gemma2 uses hidden_activation; an old hidden_act key is what transformers falls back to.
+  const act = hf.hidden_activation ?? hf.hidden_act ?? 'gelu_pytorch_tanh';
+  if (act !== 'gelu_pytorch_tanh')
+    throw new Error(
+      `config.json: hidden_activation "${String(act)}" is not supported for Gemma2 (only gelu_pytorch_tanh)`,
+    );
+  const nullable = (key: string, dflt: number): number | null =>
+    hf[key] === null ? null : (opt(hf, key) ?? dflt);
+  cfg.gemma2 = {
+    hiddenActivation: 'gelu_pytorch_tanh',
+    queryPreAttnScalar: opt(hf, 'query_pre_attn_scalar') ?? 256,
+    slidingWindow: nullable('sliding_window', 4096),
+    attnLogitSoftcapping: nullable('attn_logit_softcapping', 50),
+    finalLogitSoftcapping: nullable('final_logit_softcapping', 30),
+  };
+  cfg.headDim ??= 256;
+  cfg.tieWordEmbeddings = hf.tie_word_embeddings !== false;
+  cfg.attentionBias = hf.attention_bias === true;
+  cfg.rmsNormEps = opt(hf, 'rms_norm_eps') ?? 1e-6;
 }
 
 /** The config.json object for a config (transformers field names). */
@@ -129,16 +179,17 @@ export function toHfConfig(
   torchDtype: 'float32' | 'bfloat16' | 'float16' = 'float32',
 ): Json {
   const qwen = cfg.architecture === 'Qwen2ForCausalLM';
+  const g2 = cfg.gemma2;
   const out: Json = {
     architectures: [cfg.architecture],
-    model_type: qwen ? 'qwen2' : 'llama',
+    model_type: qwen ? 'qwen2' : g2 ? 'gemma2' : 'llama',
     vocab_size: cfg.vocabSize,
     hidden_size: cfg.hiddenSize,
     intermediate_size: cfg.intermediateSize,
     num_hidden_layers: cfg.numHiddenLayers,
     num_attention_heads: cfg.numAttentionHeads,
     num_key_value_heads: cfg.numKeyValueHeads,
-    hidden_act: 'silu',
+    hidden_act: g2 ? g2.hiddenActivation : 'silu',
     max_position_embeddings: cfg.maxPositionEmbeddings,
     rms_norm_eps: cfg.rmsNormEps,
     rope_theta: cfg.ropeTheta,
@@ -157,6 +208,14 @@ export function toHfConfig(
   if (cfg.headDim !== undefined) out.head_dim = cfg.headDim;
   if (!qwen) out.attention_bias = cfg.attentionBias;
   if (qwen) out.use_sliding_window = false;
+  if (g2) {
+    out.hidden_activation = g2.hiddenActivation;
+    out.query_pre_attn_scalar = g2.queryPreAttnScalar;
+    out.sliding_window = g2.slidingWindow;
+    out.attn_logit_softcapping = g2.attnLogitSoftcapping;
+    out.final_logit_softcapping = g2.finalLogitSoftcapping;
+    out.head_dim = headDimOf(cfg);
+  }
   if (cfg.bosTokenId !== undefined) out.bos_token_id = cfg.bosTokenId;
   if (cfg.eosTokenId !== undefined) out.eos_token_id = cfg.eosTokenId;
   if (cfg.padTokenId !== undefined) out.pad_token_id = cfg.padTokenId;
@@ -206,6 +265,25 @@ export function validateConfig(cfg: LlamaConfig): void {
   if (cfg.architecture === 'Qwen2ForCausalLM' && !cfg.attentionBias) {
     throw new Error('config: Qwen2ForCausalLM always has q/k/v biases (attentionBias must be true)');
   }
+  validateGemma2(cfg);
+}
+
+function validateGemma2(cfg: LlamaConfig): void {
+  const g2 = cfg.gemma2;
+  const gemma = cfg.architecture === 'Gemma2ForCausalLM';
+  if (gemma !== (g2 !== undefined))
+    throw new Error('config: gemma2 fields must be given exactly for Gemma2ForCausalLM');
+  if (!g2) return;
+  if (cfg.attentionBias) throw new Error('config: attentionBias for Gemma2ForCausalLM is not supported');
+  if (g2.hiddenActivation !== 'gelu_pytorch_tanh')
+    throw new Error(`config: gemma2.hiddenActivation must be gelu_pytorch_tanh`);
+  const positive = (v: number | null) => v === null || (Number.isFinite(v) && v > 0);
+  if (!positive(g2.queryPreAttnScalar) || g2.queryPreAttnScalar === null)
+    throw new Error('config: gemma2.queryPreAttnScalar must be a positive number');
+  if (!positive(g2.attnLogitSoftcapping) || !positive(g2.finalLogitSoftcapping))
+    throw new Error('config: gemma2 soft-capping values must be positive numbers or null');
+  if (g2.slidingWindow !== null && !(Number.isInteger(g2.slidingWindow) && g2.slidingWindow > 0))
+    throw new Error('config: gemma2.slidingWindow must be a positive integer or null');
 }
 
 /** The token fed at padded positions (visible only through 'meanUnmasked' pooling). */
@@ -216,8 +294,9 @@ export function padIdOf(cfg: LlamaConfig): number {
 export function toNativeConfig(cfg: LlamaConfig): NativeConfig {
   validateConfig(cfg);
   const rs = cfg.ropeScaling;
+  const g2 = cfg.gemma2;
   return {
-    arch: cfg.architecture === 'Qwen2ForCausalLM' ? 'qwen2' : 'llama',
+    arch: cfg.architecture === 'Qwen2ForCausalLM' ? 'qwen2' : g2 ? 'gemma2' : 'llama',
     vocab: cfg.vocabSize,
     hidden: cfg.hiddenSize,
     inter: cfg.intermediateSize,
@@ -238,5 +317,10 @@ export function toNativeConfig(cfg: LlamaConfig): NativeConfig {
           originalMaxPositions: rs.originalMaxPositionEmbeddings,
         }
       : null,
+    geluTanh: g2 !== undefined,
+    queryScalar: g2?.queryPreAttnScalar ?? 0,
+    attnSoftcap: g2?.attnLogitSoftcapping ?? 0,
+    finalSoftcap: g2?.finalLogitSoftcapping ?? 0,
+    slidingWindow: g2?.slidingWindow ?? 0,
   };
 }

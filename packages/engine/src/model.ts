@@ -28,6 +28,8 @@ export interface LoadOptions {
   /** Compute dtype (default float32). Parameters are kept as fp32 master weights in any case. */
   dtype?: Dtype;
   threads?: number;
+  /** Activation checkpointing per decoder layer (see setActivationCheckpointing). Default false. */
+  activationCheckpointing?: boolean;
 }
 
 export interface InitOptions {
@@ -35,6 +37,7 @@ export interface InitOptions {
   device?: Device;
   dtype?: AnyDtype;
   threads?: number;
+  activationCheckpointing?: boolean;
   /** Standard deviation of the normal init of matrices (default 0.02, as initializer_range). */
   std?: number;
 }
@@ -87,6 +90,12 @@ export interface StepOptions {
   weightDecay?: number;
   /** Clip by global norm before the update; 0 or undefined: no clipping. */
   maxGradNorm?: number;
+  /**
+   * Loss scaling: the gradient buffer holds gradScale x the gradients (the upstream gradients given
+   * to backward() were scaled). The step divides by it; the norm returned is the unscaled one, and a
+   * non-finite norm (overflow) skips the update. Default 1.
+   */
+  gradScale?: number;
 }
 
 export interface GenerateOptions {
@@ -156,6 +165,7 @@ export class Model {
   static init(config: LlamaConfig, opts: InitOptions): Model {
     const m = new Model(config, opts.device ?? 'cpu', opts.dtype ?? 'float32', defaultThreads(opts.threads));
     m.n.initRandom(opts.seed, opts.std ?? 0.02);
+    if (opts.activationCheckpointing) m.setActivationCheckpointing(true);
     return m;
   }
 
@@ -190,6 +200,7 @@ export class Model {
       await m.n.readTensors(entries);
       const embedDtype = tensors.get('model.embed_tokens.weight')?.dtype ?? 'F32';
       m.saveDtype = FROM_FILE_DTYPE[embedDtype] ?? 'float32';
+      if (opts.activationCheckpointing) m.setActivationCheckpointing(true);
     } catch (e) {
       m.dispose();
       throw e;
@@ -376,6 +387,7 @@ export class Model {
     if (opts.eps !== undefined) o.eps = opts.eps;
     if (opts.weightDecay !== undefined) o.weightDecay = opts.weightDecay;
     if (opts.maxGradNorm !== undefined) o.maxGradNorm = opts.maxGradNorm;
+    if (opts.gradScale !== undefined) o.gradScale = opts.gradScale;
     return { gradNorm: await this.n.step(o) };
   }
 
@@ -410,6 +422,15 @@ export class Model {
   async logits(sequence: ArrayLike<number>): Promise<Float32Array> {
     const { tokens } = this.flatten([sequence], null);
     return this.n.logits(tokens);
+  }
+
+  /**
+   * Activation checkpointing: score({ grad: true }) keeps only each decoder layer's input and
+   * backward() recomputes the layer's activations (less memory, about one more forward of compute).
+   * Gradients are those of the plain graph.
+   */
+  setActivationCheckpointing(on: boolean): void {
+    this.n.setCheckpointing(on);
   }
 
   setThreads(n: number): void {

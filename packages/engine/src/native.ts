@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 export interface NativeConfig {
-  arch: 'llama' | 'qwen2';
+  arch: 'llama' | 'qwen2' | 'gemma2';
   vocab: number;
   hidden: number;
   inter: number;
@@ -24,6 +24,12 @@ export interface NativeConfig {
     highFreqFactor: number;
     originalMaxPositions: number;
   } | null;
+  /** Gemma-2 (0 / false elsewhere): GeGLU, query_pre_attn_scalar, soft-capping, sliding window. */
+  geluTanh: boolean;
+  queryScalar: number;
+  attnSoftcap: number;
+  finalSoftcap: number;
+  slidingWindow: number;
 }
 
 export interface NativeTensorInfo {
@@ -105,6 +111,7 @@ export interface NativeModel {
     eps?: number;
     weightDecay?: number;
     maxGradNorm?: number;
+    gradScale?: number;
   }): Promise<number>;
   gradNorm(): number;
   optimizerStep(): number;
@@ -123,6 +130,7 @@ export interface NativeModel {
     },
   ): Promise<Int32Array[]>;
   logits(tokens: Int32Array): Promise<Float32Array>;
+  setCheckpointing(on: boolean): void;
   setThreads(n: number): void;
   dispose(): void;
 }
@@ -132,7 +140,25 @@ export interface NativeAddon {
   torchVersion: string;
   cudaBuild: boolean;
   cudaDevices: number;
-  features: { openblasThreadsSet: boolean; blockedAttention: boolean; mallocTuned: boolean; gemm: string };
+  features: {
+    openblasThreadsSet: boolean;
+    blockedAttention: boolean;
+    mallocTuned: boolean;
+    gemm: string;
+    /** oneDNN's bf16 GEMM is there: bfloat16 models on the CPU run mixed precision on it. */
+    bf16Gemm: boolean;
+  };
+  /** GEMM throughput in FLOP/s on this machine (blocks the calling thread; for benchmarks). */
+  gemmRate(opts: {
+    bf16: boolean;
+    threads: number;
+    m: number;
+    n: number;
+    k: number;
+    transA: boolean;
+    transB: boolean;
+    seconds: number;
+  }): number;
   sumSquaresBlocks(g: Float32Array, threads: number): Float64Array;
   adamwShard(
     p: Float32Array,
@@ -152,9 +178,7 @@ export function engineInfo(): {
   torchVersion: string;
   cudaBuild: boolean;
   cudaDevices: number;
-  openblasThreadsSet: boolean;
-  blockedAttention: boolean;
-} {
+} & NativeAddon['features'] {
   const a = native();
   return { torchVersion: a.torchVersion, cudaBuild: a.cudaBuild, cudaDevices: a.cudaDevices, ...a.features };
 }

@@ -75,6 +75,22 @@ describe.each([
       },
     }),
   ],
+  [
+    // Caps small enough that tanh bends the scores and logits (tanh(s/2) for scores ~1: 8% off
+    // linear), large enough to keep the curvature in range of the pooled step; window 3 < most lengths.
+    'Gemma-2 (GeGLU, 1 + weight norms, post-norms, soft-capping, sliding window)',
+    small({
+      architecture: 'Gemma2ForCausalLM',
+      tieWordEmbeddings: true,
+      gemma2: {
+        hiddenActivation: 'gelu_pytorch_tanh',
+        queryPreAttnScalar: 6,
+        slidingWindow: 3,
+        attnLogitSoftcapping: 2,
+        finalLogitSoftcapping: 4,
+      },
+    }),
+  ],
 ])('finite differences: %s', (_name, cfg) => {
   // Two checks: the float64 outputs (sumLogp, kl) with a small step and a tight tolerance, and the
   // pooled hidden states, which come back as float32: their loss carries ~5e-8 absolute rounding,

@@ -1,6 +1,11 @@
-// An independent float64 forward pass of transformers' LlamaForCausalLM / Qwen2ForCausalLM written
-// from the Hugging Face modelling code, straight loops, no batching: the yardstick for the engine's
-// Qwen2 (q/k/v bias, tied embeddings), GQA and llama3 rope_scaling paths.
+// An independent float64 forward pass of transformers' LlamaForCausalLM / Qwen2ForCausalLM /
+// Gemma2ForCausalLM written from the Hugging Face modelling code, straight loops, no batching: the
+// yardstick for the engine's Qwen2 (q/k/v bias, tied embeddings), GQA, llama3 rope_scaling and Gemma-2
+// paths. Gemma-2 (modeling_gemma2.py): Gemma2RMSNorm multiplies by (1 + weight); embeddings times
+// sqrt(hidden_size); h = x + post_attention_layernorm(attn(input_layernorm(x))), then
+// x' = h + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h))); MLP act gelu_pytorch_tanh;
+// scores scaled by query_pre_attn_scalar^-1/2, soft-capped cap * tanh(s / cap) before the mask;
+// layers with even index see only keys j > i - sliding_window; logits soft-capped the same way.
 import type { LlamaConfig } from '../src/config.js';
 
 export type Weights = Map<string, Float64Array>;
@@ -34,11 +39,18 @@ function invFreq(cfg: LlamaConfig, hd: number): number[] {
   });
 }
 
-function rmsNorm(x: Float64Array, w: Float64Array, eps: number): Float64Array {
+function rmsNorm(x: Float64Array, w: Float64Array, eps: number, plusOne = false): Float64Array {
   let ss = 0;
   for (const v of x) ss += v * v;
   const r = 1 / Math.sqrt(ss / x.length + eps);
-  return x.map((v, i) => v * r * w[i]!);
+  return x.map((v, i) => v * r * (plusOne ? 1 + w[i]! : w[i]!));
+}
+
+const softcap = (v: number, cap: number | null) => (cap === null ? v : cap * Math.tanh(v / cap));
+
+// transformers' gelu_pytorch_tanh
+function geluTanh(a: number): number {
+  return 0.5 * a * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (a + 0.044715 * a ** 3)));
 }
 
 // y = W x (+ b), W [out, in] row-major
@@ -56,7 +68,8 @@ function linear(W: Float64Array, x: Float64Array, out: number, b?: Float64Array)
 /** Logits [T][V] for one sequence. */
 export function referenceLogits(cfg: LlamaConfig, w: Weights, ids: number[]): Float64Array[] {
   const head = cfg.tieWordEmbeddings ? w.get('model.embed_tokens.weight')! : w.get('lm_head.weight')!;
-  return referenceHidden(cfg, w, ids).map((h) => linear(head, h, cfg.vocabSize));
+  const cap = cfg.gemma2?.finalLogitSoftcapping ?? null;
+  return referenceHidden(cfg, w, ids).map((h) => linear(head, h, cfg.vocabSize).map((z) => softcap(z, cap)));
 }
 
 /**
@@ -80,6 +93,9 @@ export function referenceHidden(
     if (!t) throw new Error(`reference: no ${name}`);
     return t;
   };
+  const g2 = cfg.gemma2;
+  const norm = (v: Float64Array, name: string) => rmsNorm(v, g(name), cfg.rmsNormEps, g2 !== undefined);
+  const scale = 1 / Math.sqrt(g2 ? g2.queryPreAttnScalar : hd);
   const inv = invFreq(cfg, hd);
   const rope = (v: Float64Array, pos: number) => {
     const half = hd / 2;
@@ -92,11 +108,12 @@ export function referenceHidden(
     return out;
   };
   const emb = g('model.embed_tokens.weight');
-  let x = ids.map((id) => emb.slice(id * D, (id + 1) * D));
+  let x = ids.map((id) => emb.slice(id * D, (id + 1) * D).map((v) => (g2 ? v * Math.sqrt(D) : v)));
   for (let l = 0; l < cfg.numHiddenLayers; l++) {
     const p = `model.layers.${l}.`;
     const bias = (n: string) => (cfg.attentionBias ? g(`${p}self_attn.${n}_proj.bias`) : undefined);
-    const h = x.map((v) => rmsNorm(v, g(`${p}input_layernorm.weight`), cfg.rmsNormEps));
+    const h = x.map((v) => norm(v, `${p}input_layernorm.weight`));
+    const window = g2?.slidingWindow && l % 2 === 0 ? g2.slidingWindow : Number.POSITIVE_INFINITY;
     const q = h.map((v) => linear(g(`${p}self_attn.q_proj.weight`), v, H * hd, bias('q')));
     const k = h.map((v) => linear(g(`${p}self_attn.k_proj.weight`), v, KV * hd, bias('k')));
     const vv = h.map((v) => linear(g(`${p}self_attn.v_proj.weight`), v, KV * hd, bias('v')));
@@ -110,32 +127,39 @@ export function referenceHidden(
     for (let hh = 0; hh < H; hh++) {
       const kvh = Math.floor(hh / (H / KV)); // repeat_kv: head hh uses KV head hh / n_rep
       for (let t = 0; t < T; t++) {
-        const s: number[] = [];
-        for (let j = 0; j <= t && j < validLen; j++) {
+        const visible = (j: number) => j <= t && j < validLen && t - j < window;
+        let keys = Array.from({ length: T }, (_, j) => j).filter(visible);
+        // No visible key (a padded query outside the window): the row attends to every key, as
+        // transformers' SDPA path unmasks fully masked rows (AttentionMaskConverter._unmask_unattended).
+        if (keys.length === 0) keys = Array.from({ length: T }, (_, j) => j);
+        const s = keys.map((j) => {
           let d = 0;
           for (let i = 0; i < hd; i++) d += qr[t]![hh]![i]! * kr[j]![kvh]![i]!;
-          s.push(d / Math.sqrt(hd));
-        }
+          return softcap(d * scale, g2?.attnLogitSoftcapping ?? null);
+        });
         const mx = Math.max(...s);
         const e = s.map((z) => Math.exp(z - mx));
         const z = e.reduce((a, b) => a + b, 0);
-        for (let j = 0; j < s.length; j++) {
-          for (let i = 0; i < hd; i++) attn[t]![hh * hd + i]! += (e[j]! / z) * vv[j]![kvh * hd + i]!;
+        for (let n = 0; n < s.length; n++) {
+          const j = keys[n]!;
+          for (let i = 0; i < hd; i++) attn[t]![hh * hd + i]! += (e[n]! / z) * vv[j]![kvh * hd + i]!;
         }
       }
     }
     x = x.map((v, t) => {
-      const o = linear(g(`${p}self_attn.o_proj.weight`), attn[t]!, D);
+      let o = linear(g(`${p}self_attn.o_proj.weight`), attn[t]!, D);
+      if (g2) o = norm(o, `${p}post_attention_layernorm.weight`);
       return v.map((a, i) => a + o[i]!);
     });
     x = x.map((v) => {
-      const hn = rmsNorm(v, g(`${p}post_attention_layernorm.weight`), cfg.rmsNormEps);
+      const hn = norm(v, g2 ? `${p}pre_feedforward_layernorm.weight` : `${p}post_attention_layernorm.weight`);
       const gate = linear(g(`${p}mlp.gate_proj.weight`), hn, I);
       const up = linear(g(`${p}mlp.up_proj.weight`), hn, I);
-      const act = gate.map((a, i) => (a / (1 + Math.exp(-a))) * up[i]!);
-      const dn = linear(g(`${p}mlp.down_proj.weight`), act, D);
+      const act = gate.map((a, i) => (g2 ? geluTanh(a) : a / (1 + Math.exp(-a))) * up[i]!);
+      let dn = linear(g(`${p}mlp.down_proj.weight`), act, D);
+      if (g2) dn = norm(dn, `${p}post_feedforward_layernorm.weight`);
       return v.map((a, i) => a + dn[i]!);
     });
   }
-  return x.map((v) => rmsNorm(v, g('model.norm.weight'), cfg.rmsNormEps));
+  return x.map((v) => norm(v, 'model.norm.weight'));
 }

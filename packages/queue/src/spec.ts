@@ -15,6 +15,9 @@ export const EVAL_BENCHMARKS = ['reward-gap', 'multijail', 'csrt', 'utility'] as
 export const JUDGES = ['builtin', 'llm'] as const;
 export const BUILTIN_PREFIX = 'builtin:';
 export const MAX_TRIALS = 1000;
+/** Training precision: fp32; bf16 mixed (fp32 master weights and optimizer state); fp16 with dynamic loss scaling (GPU). */
+export const DTYPES = ['fp32', 'bf16', 'fp16'] as const;
+export type TrainDtype = (typeof DTYPES)[number];
 
 const literals = <const T extends readonly string[]>(values: T, description?: string) =>
   Type.Union(values.map((v) => Type.Literal(v)) as TLiteral<T[number]>[], {
@@ -142,6 +145,17 @@ export const TrainingSpec = Type.Object(
     seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1, default: 42 })),
     learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1e-5 })),
     warmupRatio: Type.Optional(Type.Number({ minimum: 0, maximum: 1, default: 0.1 })),
+    dtype: Type.Optional(
+      literals(
+        DTYPES,
+        'precision: "fp32" (default); "bf16" mixed (bf16 weights/activations in forward and backward, fp32 master weights, optimizer state and losses); "fp16" with dynamic loss scaling (needs resources.device "gpu")',
+      ),
+    ),
+    activationCheckpointing: Type.Optional(
+      Type.Boolean({
+        description: 'recompute each decoder layer in backward instead of keeping its activations',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -201,6 +215,9 @@ export interface TrainingParams {
   seed: number;
   learningRate: number;
   warmupRatio: number;
+  /** Present when the spec gave it (absent: fp32, no checkpointing). */
+  dtype?: TrainDtype;
+  activationCheckpointing?: boolean;
 }
 
 export interface AshaParams {

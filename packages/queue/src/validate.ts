@@ -172,6 +172,8 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
         bad('training.epochs', 'give "steps" or "epochs", not both');
     }
     checkBatch(training, ranks, 'training', bad);
+    if (training.dtype === 'fp16' && device !== 'gpu')
+      bad('training.dtype', 'fp16 needs resources.device "gpu" (the CPU has no fp16 GEMM; use bf16 or fp32)');
     const total = strategy === 'asha' ? asha?.maxSteps : training.steps;
     if (total !== undefined && training.checkpointEvery > total)
       bad('training.checkpointEvery', `must not exceed the trial's ${total} steps`);
@@ -358,6 +360,10 @@ function normalizeTraining(t: NonNullable<RunSpecInput['training']>): TrainingPa
     seed: t.seed ?? TRAINING_DEFAULTS.seed,
     learningRate: t.learningRate ?? TRAINING_DEFAULTS.learningRate,
     warmupRatio: t.warmupRatio ?? TRAINING_DEFAULTS.warmupRatio,
+    ...(t.dtype !== undefined ? { dtype: t.dtype } : {}),
+    ...(t.activationCheckpointing !== undefined
+      ? { activationCheckpointing: t.activationCheckpointing }
+      : {}),
   };
 }
 

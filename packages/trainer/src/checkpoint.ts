@@ -30,6 +30,14 @@ export interface TrainerState {
   configHash: string;
   weightsHash: string;
   savedAt: string;
+  /** Dynamic loss scaler state, when the run scales its loss (so a resume continues it exactly). */
+  lossScaler?: LossScalerState;
+}
+
+export interface LossScalerState {
+  scale: number;
+  goodSteps: number;
+  skipped: number;
 }
 
 const STATE_FILE = 'trainer-state.json';

@@ -14,6 +14,7 @@ import {
 } from '@mpo/objectives';
 import { resolveBuiltinData } from './builtins.js';
 import type { TrainingParams } from './loop.js';
+import { LOSS_SCALING_DEFAULTS, type LossScaling } from './loss-scale.js';
 
 export const DATA_FORMATS = ['mpo', 'pairwise', 'pretokenized', 'alpaca'] as const;
 export type DataFormat = (typeof DATA_FORMATS)[number];
@@ -62,6 +63,10 @@ export interface TrainConfig {
   threads: number;
   device: string;
   dtype: 'float32' | 'bfloat16' | 'float16';
+  /** Recompute each decoder layer's activations in backward instead of keeping them. */
+  activationCheckpointing?: boolean;
+  /** Dynamic loss scaling; on by default for float16 (GradScaler's defaults), off otherwise. */
+  lossScaling?: LossScaling;
   eval?: EvalSpec;
   /** Backbone preset (paper Table 8 / Appendix G) whose values filled what the config left out. */
   preset?: PresetName;
@@ -121,6 +126,8 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     'threads',
     'device',
     'dtype',
+    'activationCheckpointing',
+    'lossScaling',
     'eval',
     '$schema',
     'name',
@@ -257,9 +264,12 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
   const device = raw.device ?? 'cpu';
   if (typeof device !== 'string' || !/^(cpu|cuda:\d+)$/.test(device))
     bad('device', 'must be "cpu" or "cuda:N"');
-  const dtype = raw.dtype ?? 'float32';
+  const dtype = DTYPE_ALIASES[raw.dtype as string] ?? raw.dtype ?? 'float32';
   if (!['float32', 'bfloat16', 'float16'].includes(dtype as string))
-    bad('dtype', 'must be float32, bfloat16 or float16');
+    bad('dtype', 'must be float32 (fp32), bfloat16 (bf16) or float16 (fp16)');
+  if (raw.activationCheckpointing !== undefined && typeof raw.activationCheckpointing !== 'boolean')
+    bad('activationCheckpointing', 'must be true or false');
+  const lossScaling = parseLossScaling(raw.lossScaling, dtype === 'float16', bad);
   if (raw.referenceCache !== undefined && typeof raw.referenceCache !== 'string')
     bad('referenceCache', 'must be a path');
 
@@ -307,9 +317,54 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     threads: threads as number,
     device: device as string,
     dtype: dtype as TrainConfig['dtype'],
+    ...(raw.activationCheckpointing === true ? { activationCheckpointing: true } : {}),
+    ...(lossScaling ? { lossScaling } : {}),
     ...(evalSpec ? { eval: evalSpec } : {}),
     ...(preset ? { preset } : {}),
   };
+}
+
+/** The run spec's short dtype names. */
+const DTYPE_ALIASES: Record<string, TrainConfig['dtype']> = {
+  fp32: 'float32',
+  bf16: 'bfloat16',
+  fp16: 'float16',
+};
+
+/**
+ * lossScaling: true / an object of LossScaling fields (the rest defaulted) turns it on, false off;
+ * absent: on for float16 only.
+ */
+function parseLossScaling(
+  v: unknown,
+  fp16: boolean,
+  bad: (path: string, reason: string) => void,
+): LossScaling | undefined {
+  if (v === undefined) return fp16 ? { ...LOSS_SCALING_DEFAULTS } : undefined;
+  if (v === false) return undefined;
+  if (v === true) return { ...LOSS_SCALING_DEFAULTS };
+  if (!isObj(v)) {
+    bad(
+      'lossScaling',
+      'must be true, false or {"initScale", "growthFactor", "backoffFactor", "growthInterval"}',
+    );
+    return undefined;
+  }
+  const out = { ...LOSS_SCALING_DEFAULTS };
+  const rules: Record<keyof LossScaling, (x: number) => boolean> = {
+    initScale: (x) => x > 0,
+    growthFactor: (x) => x >= 1,
+    backoffFactor: (x) => x > 0 && x < 1,
+    growthInterval: (x) => Number.isInteger(x) && x >= 1,
+  };
+  for (const [k, x] of Object.entries(v)) {
+    const ok = rules[k as keyof LossScaling];
+    if (!ok) bad(`lossScaling.${k}`, 'unknown field');
+    else if (typeof x !== 'number' || !Number.isFinite(x) || !ok(x))
+      bad(`lossScaling.${k}`, k === 'growthInterval' ? 'must be a positive integer' : 'out of range');
+    else out[k as keyof LossScaling] = x;
+  }
+  return out;
 }
 
 /**
@@ -317,7 +372,8 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
  * computation; not the output folder, the evaluation or checkpoint cadence).
  */
 export function resumeHash(c: TrainConfig): string {
-  const { output: _o, referenceCache: _r, eval: _e, ...rest } = c;
+  // Activation checkpointing changes memory, not the arithmetic: a resume may switch it.
+  const { output: _o, referenceCache: _r, eval: _e, activationCheckpointing: _a, ...rest } = c;
   const { checkpointEvery: _c, keepCheckpoints: _k, ...training } = rest.training;
   return createHash('sha256')
     .update(JSON.stringify({ ...rest, training }))

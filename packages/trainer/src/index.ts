@@ -5,6 +5,7 @@ export * from './dataset.js';
 export * from './evaluate.js';
 export * from './export.js';
 export * from './loop.js';
+export * from './loss-scale.js';
 export type { EnginePooling, TrainableModel } from './model.js';
 export * from './order.js';
 export * from './plan.js';

@@ -5,12 +5,14 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import { join } from 'node:path';
 import type { AnyObjective, ScoresByGroup, SequenceScores } from '@mpo/objectives';
 import {
+  type LossScalerState,
   latestCheckpoint,
   optimizerPath,
   saveCheckpoint,
   type TrainerState,
   zeroStagingDir,
 } from './checkpoint.js';
+import { DynamicLossScaler, type LossScaling } from './loss-scale.js';
 import { MetricSums } from './metrics.js';
 import type { TrainableModel } from './model.js';
 import { chunks, epochOrder, shard } from './order.js';
@@ -76,6 +78,8 @@ export interface LoopInput {
   hooks?: LoopHooks;
   /** Threads for the ZeRO optimizer's shard update (default 1). */
   threads?: number;
+  /** Dynamic loss scaling (fp16); absent: gradients unscaled. */
+  lossScaling?: LossScaling;
 }
 
 export interface LoopResult {
@@ -103,6 +107,9 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
   mkdirSync(output, { recursive: true });
 
   const zeroStage = t.zeroStage ?? 0;
+  // The sharded AdamW takes its clipping factor from ZeRO's own norm, which does not unscale fp16 gradients.
+  if (zeroStage > 0 && input.lossScaling)
+    throw new Error('training.zeroStage cannot be combined with fp16 loss scaling yet (use bf16 or fp32)');
   if (zeroStage > 0 && comm && worldSize > 1 && !isShardCommunicator(comm))
     throw new Error('training.zeroStage needs a communicator with reduceScatterSum and allGather');
   const makeZero = (m: TrainableModel) =>
@@ -115,6 +122,7 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
   let epoch = 0;
   let cursor = 0;
   let resumedFrom: number | null = null;
+  let scalerState: LossScalerState | undefined;
   const ckpt = latestCheckpoint(output);
   if (ckpt) {
     if (ckpt.state.configHash !== input.configHash) {
@@ -129,12 +137,14 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
       throw new Error(`${ckpt.dir} holds ZeRO optimizer shards: resume with training.zeroStage 1 or 2`);
     else await model.loadOptimizer(optimizerPath(ckpt.dir));
     ({ step, epoch, cursor } = ckpt.state);
+    scalerState = ckpt.state.lossScaler;
     resumedFrom = step;
     if (rank === 0) truncateMetrics(metricsFile, step);
   } else if (rank === 0) {
     writeFileSync(metricsFile, '');
   }
 
+  const scaler = input.lossScaling ? new DynamicLossScaler(input.lossScaling, scalerState) : null;
   let lastCheckpoint: CheckpointRecord | null = null;
   const checkpoint = async () => {
     const state: Omit<TrainerState, 'version' | 'savedAt' | 'weightsHash'> = {
@@ -144,6 +154,7 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
       cursor,
       seed: t.seed,
       configHash: input.configHash,
+      ...(scaler ? { lossScaler: scaler.state() } : {}),
     };
     let writeOptimizer: ((tmp: string) => Promise<unknown>) | undefined;
     if (zero) {
@@ -197,6 +208,7 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     let tokens = 0;
     // Objective metrics and the per-language reward gaps (under RG_PREFIX), as sums and counts.
     const sums = new MetricSums();
+    const lossScale = scaler?.scale ?? 1;
     for (const mb of microBatches) {
       // Each micro-batch's loss is its own mean; weighting by its share of the
       // global batch makes the accumulated gradient that of the global mean.
@@ -221,7 +233,7 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
       timing.objective += performance.now() - tm;
 
       tm = performance.now();
-      await backwardUnits(model, scored, out.grads, scale);
+      await backwardUnits(model, scored, out.grads, scale * lossScale);
       timing.backward += performance.now() - tm;
       tm = performance.now();
       if (microBatches.length > 1) {
@@ -268,14 +280,23 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
       eps: t.adamEps,
       weightDecay: t.weightDecay,
       maxGradNorm: t.maxGradNorm,
+      ...(scaler ? { gradScale: lossScale } : {}),
     };
     const { gradNorm } = zero ? await zero.stepShard(hyper) : await model.step(hyper);
     timing.optimizer += performance.now() - tm;
+    // A non-finite norm means the engine skipped the update (an overflow under loss scaling).
+    const skipped = !Number.isFinite(gradNorm);
+    scaler?.update(!skipped);
     step += 1;
 
     const seconds = (performance.now() - t0) / 1000;
     const { metrics, rgByLanguage, rgTarget } = splitRewardGaps(sums.means());
     if (busbw !== undefined) metrics['allreduce/busbw_gbps'] = busbw;
+    metrics['optimizer/skipped'] = skipped ? 1 : 0;
+    if (scaler) {
+      metrics['optimizer/loss_scale'] = lossScale;
+      metrics['optimizer/skipped_total'] = scaler.skipped;
+    }
     const record: StepRecord = {
       step,
       totalSteps,

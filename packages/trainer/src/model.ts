@@ -36,6 +36,7 @@ export interface TrainableModel {
     eps?: number;
     weightDecay?: number;
     maxGradNorm?: number;
+    gradScale?: number;
   }): Promise<{ gradNorm: number }>;
   weightsHash(): string;
   save(dir: string): Promise<void>;

@@ -60,12 +60,22 @@ export function resolveModelDir(
   return spec.startsWith('builtin:') ? resolveBuiltin(spec) : spec;
 }
 
+/** Engine options of every model a run loads (the initial one and checkpoints on resume). */
+function modelOptionsOf(config: TrainConfig) {
+  return {
+    threads: config.threads,
+    device: config.device as 'cpu',
+    dtype: config.dtype,
+    activationCheckpointing: config.activationCheckpointing === true,
+  };
+}
+
 /** Loads the config's initial model: a Hugging Face folder, a builtin, or a seeded random init. */
 export async function loadInitialModel(
   config: TrainConfig,
   resolveBuiltin: (id: string) => string = resolveBuiltinModel,
 ): Promise<Model> {
-  const opts = { threads: config.threads, device: config.device as 'cpu', dtype: config.dtype };
+  const opts = modelOptionsOf(config);
   const spec = config.model;
   if (typeof spec === 'string') {
     if (spec.startsWith('builtin:')) {
@@ -81,7 +91,7 @@ export async function loadInitialModel(
 export async function runTraining(config: TrainConfig, options: RunOptions = {}): Promise<RunResult> {
   const opts = { resolveBuiltin: resolveBuiltinModel, ...options };
   const log = opts.log ?? (() => {});
-  const modelOpts = { threads: config.threads, device: config.device as 'cpu', dtype: config.dtype };
+  const modelOpts = modelOptionsOf(config);
   const initial = await loadInitialModel(config, opts.resolveBuiltin);
   const objective = getObjective(config.method);
   const req = objective.requirements(config.hyperparameters);
@@ -164,6 +174,7 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
     configHash,
     hashCheckEvery: opts.hashCheckEvery ?? 10,
     threads: config.threads,
+    ...(config.lossScaling ? { lossScaling: config.lossScaling } : {}),
     ...(evalSpec && heldOut.length > 0
       ? {
           evaluate: (m: TrainableModel) => heldOutRewardGap(m, heldOut, config.training.microBatchSize),

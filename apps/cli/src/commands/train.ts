@@ -9,6 +9,7 @@ import { readJsonFile } from '../read-json.js';
 import { register } from '../registry.js';
 
 const usage = `mpo train --config FILE.json [--json] [--output DIR] [--max-steps N] [--preset NAME]
+          [--dtype fp32|bf16|fp16] [--activation-checkpointing]
 
 Trains one model with one method. A progress bar on a terminal, JSON lines otherwise:
   {"type":"start"|"step"|"eval"|"checkpoint"|"done"|"error", ...}
@@ -19,7 +20,11 @@ latest checkpoint. SIGTERM/SIGINT: finish the current step, checkpoint, print
 a "done" line with "stopped": true and exit 130.
 
 --preset NAME (or "preset" in the config): MPO's values for a backbone from the
-paper (Table 8, Appendix G): ${presetNames.join(', ')}. Fields the config states win.`;
+paper (Table 8, Appendix G): ${presetNames.join(', ')}. Fields the config states win.
+
+--dtype and --activation-checkpointing override the config's "dtype" and
+"activationCheckpointing" (bf16: mixed precision with fp32 master weights;
+fp16: CUDA only, with dynamic loss scaling).`;
 
 register({
   name: 'train',
@@ -34,6 +39,8 @@ register({
         output: { type: 'string' },
         'max-steps': { type: 'string' },
         preset: { type: 'string' },
+        dtype: { type: 'string' },
+        'activation-checkpointing': { type: 'boolean' },
       },
     });
     if (!values.config) throw new CliError(`--config is required\n\nusage: ${usage}`, ExitCode.usage);
@@ -44,6 +51,9 @@ register({
     if (values['max-steps'] && raw && typeof raw === 'object') {
       raw.training = { ...(raw.training as object), maxSteps: Number(values['max-steps']) };
     }
+    if (values.dtype && raw && typeof raw === 'object') raw.dtype = values.dtype;
+    if (values['activation-checkpointing'] && raw && typeof raw === 'object')
+      raw.activationCheckpointing = true;
     let config: ReturnType<typeof parseTrainConfig>;
     try {
       config = parseTrainConfig(raw, dirname(path));
