@@ -91,6 +91,14 @@ describe('POST /runs', () => {
       }),
     );
     expect(res.statusCode).toBe(400);
+    // RFC 9457: a problem document, with every problem as the `problems` extension member.
+    expect(res.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+    expect(res.json()).toMatchObject({
+      type: 'urn:mpo:problem:invalid-input',
+      title: 'Invalid input',
+      status: 400,
+      detail: expect.stringMatching(/run spec/),
+    });
     const paths = res
       .json()
       .problems.map((p: { path: string }) => p.path)
@@ -120,7 +128,10 @@ describe('POST /runs', () => {
       payload: JSON.stringify({ ...spec(), pad: 'x'.repeat(1024 * 1024) }),
     });
     expect(big.statusCode).toBe(413);
-    expect(big.json()).toMatchObject({ statusCode: 413, error: 'Payload Too Large' });
+    expect(big.headers['content-type']).toMatch(/^application\/problem\+json/);
+    // about:blank: the title is the status phrase (RFC 9457 §4.2.1; RFC 9110 §15.5.14 names 413).
+    expect(big.json()).toMatchObject({ type: 'about:blank', status: 413, title: 'Content Too Large' });
+    expect(big.json().detail).toEqual(expect.any(String));
     const text = await t.app.inject({
       method: 'POST',
       url: '/runs',
@@ -211,13 +222,16 @@ describe('GET /runs and /runs/:id', () => {
     for (const url of [`/runs/${randomUUID()}`, '/runs/not-a-uuid', `/runs/${randomUUID()}/metrics`]) {
       const res = await get(url);
       expect(res.statusCode, url).toBe(404);
-      expect(res.json().error).toBe('Not Found');
+      expect(res.headers['content-type'], url).toMatch(/^application\/problem\+json/);
+      expect(res.json(), url).toMatchObject({ type: 'about:blank', title: 'Not Found', status: 404 });
     }
     expect(
       (await t.app.inject({ method: 'POST', url: `/runs/${randomUUID()}/cancel`, headers: t.admin }))
         .statusCode,
     ).toBe(404);
-    expect((await get('/nope')).statusCode).toBe(404);
+    const noRoute = await get('/nope');
+    expect(noRoute.statusCode).toBe(404);
+    expect(noRoute.json()).toMatchObject({ status: 404, detail: 'no route GET /nope' });
   });
 });
 

@@ -135,7 +135,8 @@ describe('mpo runs / queues / report against the API', () => {
 
     const denied = await mpo(['runs', 'list'], { env: { ...env, MPO_TOKEN: 'wrong' } });
     expect(denied.code).toBe(5);
-    expect(denied.stderr).toMatch(/401/);
+    // The problem document's `detail` reaches the user.
+    expect(denied.stderr).toMatch(/401: invalid or revoked token/);
 
     const down = await mpo(['queues'], { env: { ...env, MPO_API_URL: 'http://127.0.0.1:9' } });
     expect(down.code).toBe(6);

@@ -166,7 +166,8 @@ async function call<T>(token: string, method: string, path: string): Promise<T> 
     body = text;
   }
   if (!res.ok) {
-    const message = (body as { message?: string } | null)?.message ?? `${res.status} ${res.statusText}`;
+    // An RFC 9457 problem document: `detail` says what went wrong with this request.
+    const message = (body as { detail?: string } | null)?.detail ?? `${res.status} ${res.statusText}`;
     throw new ApiError(res.status, message);
   }
   return body as T;

@@ -1,7 +1,7 @@
 import { MAX_POINTS } from '@mpo/db';
 import { RunSpecSchema } from '@mpo/queue';
 import { Type } from '@sinclair/typebox';
-import { DateTime, ErrorSchema, errorResponses, literals, NullableDateTime, Uuid } from '../common.js';
+import { DateTime, errorResponses, literals, NullableDateTime, ProblemResponse, Uuid } from '../common.js';
 
 const RunStatus = literals(['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED']);
 const TrialStatus = literals(['PENDING', 'QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED']);
@@ -38,8 +38,8 @@ export const createRunSchema = {
   response: {
     201: CreatedRun,
     200: CreatedRun,
-    413: ErrorSchema,
-    422: ErrorSchema,
+    413: ProblemResponse,
+    422: ProblemResponse,
     ...errorResponses,
   },
 };
@@ -175,7 +175,7 @@ export const cancelRunSchema = {
       cancelled: Type.Integer({ description: 'trials cancelled before they started' }),
       stopping: Type.Integer({ description: 'running trials asked to stop' }),
     }),
-    409: ErrorSchema,
+    409: ProblemResponse,
     ...errorResponses,
   },
 };
