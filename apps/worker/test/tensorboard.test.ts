@@ -29,7 +29,7 @@ describe('EventWriter', () => {
     const dir = tmp();
     const w = new EventWriter(dir, { now: () => 1_700_000_000_500 });
     w.hparams({ method: 'mpo', beta: 0.1, 'training.steps': 12, bf16: true }, 'run-1');
-    w.scalars(1, { loss: 0.6931471805599453, 'rg/zh': -0.125 });
+    w.scalars(1, { loss: Math.LN2, 'rg/zh': -0.125 });
     w.scalars(2, { loss: 0.5, bad: Number.NaN });
     w.sessionEnd('SUCCESS', 2);
     w.close();
@@ -42,7 +42,7 @@ describe('EventWriter', () => {
     // float64 end to end: the exact double comes back.
     expect(scalarsOf(events)).toEqual(
       new Map([
-        ['loss@1', 0.6931471805599453],
+        ['loss@1', Math.LN2],
         ['rg/zh@1', -0.125],
         ['loss@2', 0.5],
       ]),
@@ -139,7 +139,7 @@ describe('TrialEvents', () => {
     writeFileSync(join(dir, 'tensorboard'), 'a file where the folder should be');
     const warnings: string[] = [];
     const log = createLogger('warn');
-    log.warn = ((o: unknown, msg: string) => warnings.push(msg)) as typeof log.warn;
+    log.warn = ((_o: unknown, msg: string) => warnings.push(msg)) as typeof log.warn;
     const events = new TrialEvents(dir, log);
     events.rows([{ step: 1, name: 'loss', language: null, value: 1 }]);
     events.close();
