@@ -144,6 +144,7 @@ describe('GET /docs', () => {
         '/runs/{id}/cancel',
         '/runs/{id}/evaluations',
         '/runs/{id}/metrics',
+        '/runs/{id}/metrics/rows',
         '/session',
         '/tokens',
         '/tokens/{id}',

@@ -363,4 +363,27 @@ describe('GET /runs/:id/metrics', () => {
     expect((await get(`/runs/${id}/metrics?trial=${randomUUID()}`)).statusCode).toBe(404);
     expect((await get(`/runs/${id}/metrics?points=${SKETCH_CAP + 1}`)).statusCode).toBe(400);
   });
+
+  it('pages every stored row of a series through /metrics/rows (for exports)', async () => {
+    const pages: { step: number; value: number }[][] = [];
+    for (let since: number | null = -1; since !== null; ) {
+      const res = await get(`/runs/${id}/metrics/rows?trial=0&name=loss&since=${since}&limit=1000`);
+      expect(res.statusCode).toBe(200);
+      const body = res.json();
+      pages.push(body.rows);
+      since = body.next;
+    }
+    // 3000 rows in pages of 1000; the fourth page is empty (the third was full, so `next` was set).
+    expect(pages.map((p) => p.length)).toEqual([1000, 1000, 1000, 0]);
+    const all = pages.flat();
+    const loss = stored.get(`${trialIds[0]}/loss/null`)!;
+    expect(all.map((r) => [r.step, r.value])).toEqual(loss.map((p) => [p.step, p.value]));
+    const zh = (await get(`/runs/${id}/metrics/rows?trial=${trialIds[1]}&name=rg&lang=zh`)).json();
+    expect(zh.rows).toHaveLength(400);
+    expect(zh.next).toBeNull();
+    // Without lang: the series without a language (rg has none).
+    expect((await get(`/runs/${id}/metrics/rows?trial=1&name=rg`)).json().rows).toEqual([]);
+    expect((await get(`/runs/${id}/metrics/rows?trial=9&name=rg`)).statusCode).toBe(404);
+    expect((await get(`/runs/${id}/metrics/rows?trial=0&name=loss&limit=10001`)).statusCode).toBe(400);
+  });
 });

@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createDb, type Db } from '@mpo/db';
+import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mpo, repoRoot, tmp, writeJson } from './helpers.js';
 
@@ -78,15 +79,41 @@ describe('mpo runs / queues / report against the API', () => {
       { trialId: t0, step: 2, name: 'loss', value: 0.25 },
       { trialId: t1, step: 1, name: 'rg', language: 'zh', value: 0.125 },
     ]);
+    // Every stored row, in three formats with the same columns.
     const csv = await mpo(['runs', 'metrics', id, '--csv'], { env });
     expect(csv.code).toBe(0);
-    expect(csv.stdout.trim().split('\n')).toEqual(
-      expect.arrayContaining([
-        'trial,name,language,step,value',
-        '0,loss,,1,0.5',
-        '0,loss,,2,0.25',
-        '1,rg,zh,1,0.125',
-      ]),
+    const [header, ...lines] = csv.stdout.trim().split('\n');
+    expect(header).toBe('trial,trial_id,name,language,step,value,time');
+    expect(lines.map((l) => l.split(',').slice(0, 6).join(','))).toEqual([
+      `0,${t0},loss,,1,0.5`,
+      `0,${t0},loss,,2,0.25`,
+      `1,${t1},rg,zh,1,0.125`,
+    ]);
+    for (const l of lines) expect(Date.parse(l.split(',')[6]!)).toBeGreaterThan(0);
+    const jsonl = await mpo(['runs', 'metrics', id, '--format', 'jsonl', '--trial', '1'], { env });
+    expect(jsonl.code).toBe(0);
+    expect(
+      jsonl.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+    ).toEqual([
+      { trial: 1, trial_id: t1, name: 'rg', language: 'zh', step: 1, value: 0.125, time: expect.any(String) },
+    ]);
+    // Parquet, read back by hyparquet (a reader, not the writer we use).
+    const pq = join(dir, 'metrics.parquet');
+    const parquet = await mpo(['runs', 'metrics', id, '--format', 'parquet', '--out', pq], { env });
+    expect(parquet.code).toBe(0);
+    expect(parquet.stderr).toMatch(/3 rows written/);
+    const rows = await parquetReadObjects({ file: await asyncBufferFromFile(pq) });
+    expect(rows.map((r) => [r.trial, r.trial_id, r.name, r.language, r.step, r.value])).toEqual([
+      [0, t0, 'loss', null, 1, 0.5],
+      [0, t0, 'loss', null, 2, 0.25],
+      [1, t1, 'rg', 'zh', 1, 0.125],
+    ]);
+    expect(rows[0]!.time).toBeInstanceOf(Date);
+    expect((await mpo(['runs', 'metrics', id, '--format', 'xlsx'], { env })).stderr).toMatch(
+      /--format must be one of csv, jsonl, parquet, got "xlsx"/,
     );
 
     for (const [t, v] of [
@@ -136,7 +163,7 @@ describe('mpo runs / queues / report against the API', () => {
     const denied = await mpo(['runs', 'list'], { env: { ...env, MPO_TOKEN: 'wrong' } });
     expect(denied.code).toBe(5);
     // The problem document's `detail` reaches the user.
-    expect(denied.stderr).toMatch(/401: invalid or revoked token/);
+    expect(denied.stderr).toMatch(/401: malformed Authorization header/);
 
     const down = await mpo(['queues'], { env: { ...env, MPO_API_URL: 'http://127.0.0.1:9' } });
     expect(down.code).toBe(6);

@@ -2,6 +2,7 @@
 export * from './agents.js';
 export * from './asha.js';
 export * from './cancel.js';
+export * from './config-text.js';
 export * from './connection.js';
 export * from './flow.js';
 export * from './jobs.js';

@@ -1,7 +1,7 @@
 // Runs: launch a sweep, list and read runs, read their curves, cancel them.
 
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { isUuid, type Json, OUTBOX_KINDS } from '@mpo/db';
+import { type Json, OUTBOX_KINDS } from '@mpo/db';
 import {
   buildRunFlow,
   ProblemsError,
@@ -14,6 +14,7 @@ import {
 import { HttpError, UnavailableError } from '../../errors.js';
 import { ownerFilter } from '../../plugins/auth.js';
 import type { CancelPayload, FlowPayload } from '../../plugins/outbox.js';
+import rowsRoutes, { findTrial } from './rows.js';
 import {
   cancelRunSchema,
   createRunSchema,
@@ -183,13 +184,7 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
     const trials = await app.db.runs.trialIds(req.params.id, { ownerTokenId: ownerFilter(req) });
     let trialId: string | undefined;
     if (trial !== undefined) {
-      const t = /^\d+$/.test(trial)
-        ? trials.find((x) => x.index === Number(trial))
-        : isUuid(trial)
-          ? trials.find((x) => x.id === trial.toLowerCase())
-          : undefined;
-      if (!t) throw new HttpError(404, `trial ${trial} not found in run ${req.params.id}`);
-      trialId = t.id;
+      trialId = findTrial(trials, trial, req.params.id).id;
       req.log = req.log.child({ runId: req.params.id, trialId });
     }
     const series = await app.db.series.downsample({
@@ -247,6 +242,8 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
       stopping: r.stopping,
     });
   });
+
+  await app.register(rowsRoutes);
 };
 
 export default runsRoutes;
