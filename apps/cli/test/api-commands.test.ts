@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { createDb, type Db } from '@mpo/db';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
 import { mpo, repoRoot, tmp, writeJson } from './helpers.js';
 
 const token = `cli-test-${randomUUID()}`;
@@ -72,6 +73,25 @@ describe('mpo runs / queues / report against the API', () => {
     expect(sub.stderr).toMatch(/2 trials queued/);
     expect(sub.code).toBe(0);
     const id = sub.stdout.trim();
+    // The same spec as YAML, with --json: the API's answer.
+    const yamlSpec = join(dir, 'spec.yaml');
+    writeFileSync(yamlSpec, YAML.stringify(spec()));
+    const subYaml = await mpo(['runs', 'submit', yamlSpec, '--json'], { env });
+    expect(subYaml.code).toBe(0);
+    expect(JSON.parse(subYaml.stdout)).toMatchObject({ id: expect.any(String), trialCount: 2 });
+    // A YAML mistake names the file, line and column.
+    writeFileSync(join(dir, 'broken.yaml'), 'name: x\ntraining:\n  steps: [1,\n');
+    const broken = await mpo(['runs', 'submit', join(dir, 'broken.yaml')], { env });
+    expect(broken.code).toBe(3);
+    expect(broken.stderr).toMatch(/broken\.yaml:\d+:\d+: invalid YAML/);
+    // Pages: newest first, --limit/--offset, the next offset in JSON and on stderr.
+    const page1 = await mpo(['runs', 'list', '--limit', '1', '--json'], { env });
+    const p1 = JSON.parse(page1.stdout);
+    expect(p1).toMatchObject({ limit: 1, offset: 0, nextOffset: 1 });
+    expect(p1.items.map((r: { id: string }) => r.id)).toEqual([JSON.parse(subYaml.stdout).id]);
+    const page2 = await mpo(['runs', 'list', '--limit', '1', '--offset', '1'], { env });
+    expect(page2.stdout).toContain(id);
+    expect(page2.stderr).toMatch(new RegExp(`runs 2-2 of ${p1.total}`));
     const run = await db.runs.get(id);
     const [t0, t1] = run.trials.map((t) => t.id) as [string, string];
     await db.metrics.append([

@@ -1,8 +1,9 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CliError, ExitCode } from '../exit-codes.js';
-import { createReporter } from '../progress.js';
-import { readJsonFile } from '../read-json.js';
+import { numberFlag } from '../flags.js';
+import { createProgress, createReporter } from '../progress.js';
+import { readConfigFile } from '../read-json.js';
 import { register } from '../registry.js';
 
 const usage = `mpo eval (--config FILE.json | --model DIR|builtin:ID) [--benchmarks reward-gap,multijail,csrt,utility]
@@ -36,7 +37,7 @@ register({
     let base = process.cwd();
     if (values.config) {
       const path = resolve(values.config);
-      raw = readJsonFile(path, 'config') as Record<string, unknown>;
+      raw = readConfigFile(path, 'config') as Record<string, unknown>;
       base = dirname(path);
     } else if (!values.model) {
       throw new CliError(`--config or --model is required\n\nusage: ${usage}`, ExitCode.usage);
@@ -47,10 +48,13 @@ register({
     }
     if (values.benchmarks) raw.benchmarks = values.benchmarks.split(',');
     if (values.languages) raw.languages = values.languages.split(',');
-    if (values['max-prompts']) raw.maxPrompts = Number(values['max-prompts']);
-    if (values['max-new-tokens']) raw.maxNewTokens = Number(values['max-new-tokens']);
+    // A number is checked here; its range by parseEvalConfig, with every other problem.
+    const positive = { integer: true };
+    if (values['max-prompts']) raw.maxPrompts = numberFlag('max-prompts', values['max-prompts'], positive);
+    if (values['max-new-tokens'])
+      raw.maxNewTokens = numberFlag('max-new-tokens', values['max-new-tokens'], positive);
     if (values.judge) raw.judge = values.judge;
-    if (values.threads) raw.threads = Number(values.threads);
+    if (values.threads) raw.threads = numberFlag('threads', values.threads, positive);
     const { EvalConfigError, parseEvalConfig, runEvaluation } = await import('@mpo/eval');
     let cfg: ReturnType<typeof parseEvalConfig>;
     try {
@@ -60,6 +64,8 @@ register({
       throw err;
     }
     const rep = createReporter(values.json);
+    const progress = createProgress({ label: 'eval', total: 0, json: values.json });
+    let phase = '';
     const rows: string[] = [];
     let n = 0;
     try {
@@ -71,16 +77,22 @@ register({
           rows.push(
             `${r.benchmark.padEnd(11)} ${r.language.padEnd(5)} ${r.metric.padEnd(4)} ${r.value.toFixed(4).padStart(9)}  n=${r.n}`,
           );
-          rep.line(`evaluated ${n} figure${n === 1 ? '' : 's'} (last: ${r.benchmark} ${r.language})`);
         },
-        values.responses
-          ? { onResponse: (r) => process.stderr.write(`${JSON.stringify({ type: 'response', ...r })}\n`) }
-          : {},
+        {
+          ...(values.responses
+            ? { onResponse: (r) => process.stderr.write(`${JSON.stringify({ type: 'response', ...r })}\n`) }
+            : {}),
+          onProgress: (p) => {
+            if (p.benchmark !== phase) progress.phase((phase = p.benchmark), p.total);
+            progress.update(p.done);
+          },
+        },
       );
     } catch (err) {
       rep.event({ type: 'error', message: (err as Error).message });
       throw err;
     }
+    progress.finish();
     rep.done();
     rep.event({ type: 'done', results: n });
     if (rep.tty) process.stdout.write(`${rows.join('\n')}\n`);
