@@ -83,7 +83,10 @@ register({
             ? { onResponse: (r) => process.stderr.write(`${JSON.stringify({ type: 'response', ...r })}\n`) }
             : {}),
           onProgress: (p) => {
-            if (p.benchmark !== phase) progress.phase((phase = p.benchmark), p.total);
+            if (p.benchmark !== phase) {
+              phase = p.benchmark;
+              progress.phase(phase, p.total);
+            }
             progress.update(p.done);
           },
         },
