@@ -206,8 +206,13 @@ export class Api {
 
   run = (id: string) => this.get<Run>(`/runs/${encodeURIComponent(id)}`);
 
-  metrics = (id: string, q: { name: string; lang?: string; since?: number; points: number }) => {
-    const p = new URLSearchParams({ name: q.name, points: String(q.points) });
+  metrics = (
+    id: string,
+    q: { name?: string; lang?: string; since?: number; points: number; trial?: number },
+  ) => {
+    const p = new URLSearchParams({ points: String(q.points) });
+    if (q.name) p.set('name', q.name);
+    if (q.trial !== undefined) p.set('trial', String(q.trial));
     if (q.lang) p.set('lang', q.lang);
     if (q.since !== undefined && q.since >= 0) p.set('since', String(q.since));
     return this.get<{ series: Series[] }>(`/runs/${encodeURIComponent(id)}/metrics?${p}`);
