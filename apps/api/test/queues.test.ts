@@ -152,6 +152,10 @@ describe('GET /docs', () => {
     );
     const post = doc.paths['/runs'].post;
     const body = post.requestBody.content['application/json'].schema;
+    // YAML run specs and LLaMA-Factory YAMLs are accepted as they are.
+    expect(Object.keys(post.requestBody.content)).toEqual(
+      expect.arrayContaining(['application/json', 'application/yaml', 'text/yaml']),
+    );
     expect(Object.keys(body.properties)).toEqual(
       expect.arrayContaining([
         'name',

@@ -12,6 +12,7 @@ import {
 import { FlowProducer, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
 import { DATABASE_URL, REDIS_URL, spec, testApp } from './helpers.js';
 
 let t: Awaited<ReturnType<typeof testApp>>;
@@ -118,6 +119,107 @@ describe('POST /runs', () => {
     expect(
       (await db.runs.list({ ownerTokenId: undefined, limit: 200 })).items.some((r) => r.name === name),
     ).toBe(false);
+  });
+
+  it('accepts a run spec in YAML, and names the line of each problem', async () => {
+    const post = (body: string, url = '/runs') =>
+      t.app.inject({
+        method: 'POST',
+        url,
+        headers: { ...t.admin, 'content-type': 'application/yaml' },
+        payload: body,
+      });
+    const ok = await post(YAML.stringify(spec()));
+    expect(ok.statusCode).toBe(201);
+    expect(ok.json().warnings).toBeUndefined();
+    const bad = await post(YAML.stringify(spec({ training: { steps: 0 } })));
+    expect(bad.statusCode).toBe(400);
+    const steps = bad.json().problems.find((p: { path: string }) => p.path === 'training.steps');
+    const line =
+      YAML.stringify(spec())
+        .split('\n')
+        .findIndex((l) => l.startsWith('training:')) + 2;
+    expect(steps).toMatchObject({ line, column: expect.any(Number) });
+    const broken = await post('name: x\nmodel: [a,\n');
+    expect(broken.statusCode).toBe(400);
+    expect(broken.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(broken.json().problems[0]).toMatchObject({
+      line: expect.any(Number),
+      reason: expect.stringMatching(/invalid YAML/),
+    });
+  });
+
+  it('accepts the official MPO LLaMA-Factory YAML as it is: one MPO trial, ignored fields as warnings', async () => {
+    // examples/train_mpo/llama3.1_mpo.yaml of github.com/circle-hit/MPO, with the model under our model root.
+    const official = `model_name_or_path: llama-1b
+stage: dpo
+do_train: true
+do_eval: false
+finetuning_type: full
+deepspeed: examples/deepspeed/ds_z2_config.json
+pref_beta: 1.0
+pref_loss: sigmoid
+dataset: llama_mpo_data
+template: llama3.1
+cutoff_len: 1024
+max_samples: 100000
+overwrite_cache: true
+preprocessing_num_workers: 16
+output_dir: saves/llama3.1-8b/your_path
+logging_steps: 1
+save_steps: 500
+plot_loss: true
+overwrite_output_dir: true
+per_device_train_batch_size: 1
+gradient_accumulation_steps: 1
+learning_rate: 6.0e-07
+num_train_epochs: 2
+lr_scheduler_type: cosine
+warmup_ratio: 0.1
+bf16: true
+ddp_timeout: 180000000
+save_only_model: true
+save_strategy: 'no'
+`;
+    const post = (body: string, query = '') =>
+      t.app.inject({
+        method: 'POST',
+        url: `/runs${query}`,
+        headers: { ...t.admin, 'content-type': 'text/yaml' },
+        payload: body,
+      });
+    const res = await post(official, '?targetLanguages=zh,sw&name=lf-official');
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json()).toMatchObject({ name: 'lf-official', trialCount: 1 });
+    expect(res.json().warnings).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^deepspeed: /), expect.stringMatching(/^bf16: /)]),
+    );
+    const run = await db.runs.get(res.json().id);
+    expect(run.spec).toMatchObject({
+      method: 'mpo',
+      hyperparameters: { beta: 1 },
+      targetLanguages: ['zh', 'sw'],
+      dominantLanguage: 'en',
+      training: {
+        learningRate: 6e-7,
+        epochs: 2,
+        batchSize: 1,
+        microBatch: 1,
+        cutoff: 1024,
+        warmupRatio: 0.1,
+      },
+    });
+    // What we cannot honour is a 400 naming the field and its line.
+    const lora = await post(official.replace('finetuning_type: full', 'finetuning_type: lora'));
+    expect(lora.statusCode).toBe(400);
+    expect(lora.json().problems).toEqual([
+      {
+        path: 'finetuning_type',
+        reason: expect.stringMatching(/only full fine-tuning/),
+        line: 5,
+        column: 18,
+      },
+    ]);
   });
 
   it('rejects bodies over 1 MiB (413), non-objects and broken JSON (400)', async () => {

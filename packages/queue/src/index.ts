@@ -6,6 +6,7 @@ export * from './config-text.js';
 export * from './connection.js';
 export * from './flow.js';
 export * from './jobs.js';
+export * from './llamafactory.js';
 export * from './names.js';
 export * from './paths.js';
 export * from './problems.js';

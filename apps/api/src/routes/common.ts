@@ -11,9 +11,17 @@ export const ErrorSchema = Type.Object(
     detail: Type.String({ description: 'what went wrong with this request' }),
     instance: Type.Optional(Type.String()),
     problems: Type.Optional(
-      Type.Array(Type.Object({ path: Type.String(), reason: Type.String() }), {
-        description: 'every problem found, with its path in the request',
-      }),
+      Type.Array(
+        Type.Object({
+          path: Type.String(),
+          reason: Type.String(),
+          line: Type.Optional(Type.Integer({ description: 'YAML bodies: 1-based line of the field' })),
+          column: Type.Optional(Type.Integer()),
+        }),
+        {
+          description: 'every problem found, with its path in the request',
+        },
+      ),
     ),
   },
   { title: 'Problem' },

@@ -23,6 +23,7 @@ import {
   getRunSchema,
   listRunsSchema,
 } from './schemas.js';
+import { ignoredFields, llamaFactoryHook, registerYamlBodies, withPositions } from './spec-text.js';
 
 export interface RunsRoutesOptions {
   spec: SpecContext;
@@ -53,15 +54,17 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
   const parsed = new WeakMap<object, { spec: RunSpec; trials: TrialPlan[] }>();
   const specValidator = (data: unknown) => {
     const r = validateRunSpec(data, opts.spec);
-    if (!r.ok) return { error: new ProblemsError(r.problems, 'run spec') };
+    if (!r.ok) return { error: new ProblemsError(withPositions(data, r.problems), 'run spec') };
     parsed.set(data as object, r);
     return { value: data };
   };
 
+  registerYamlBodies(app);
   app.post(
     '/runs',
     {
       schema: createRunSchema,
+      preValidation: llamaFactoryHook(opts.spec),
       validatorCompiler: ({ httpPart }) => (httpPart === 'body' ? specValidator : () => true),
     },
     async (req, reply) => {
@@ -106,6 +109,7 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
         trialCount: run.trials.length,
         createdAt: run.createdAt,
         queued: true,
+        ...(ignoredFields(req) ? { warnings: ignoredFields(req) } : {}),
       };
       if (!created) {
         if (stableStringify(run.spec) !== stableStringify(spec)) {

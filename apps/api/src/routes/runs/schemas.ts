@@ -22,6 +22,11 @@ export const CreatedRun = Type.Object(
         'true when the run’s jobs are in Redis; false when Redis failed right after the commit (the outbox publishes them as soon as it is back)',
     }),
     createdAt: DateTime,
+    warnings: Type.Optional(
+      Type.Array(Type.String(), {
+        description: 'LLaMA-Factory bodies: every field ignored, with why ("deepspeed: ...")',
+      }),
+    ),
   },
   { title: 'CreatedRun' },
 );
@@ -35,6 +40,8 @@ export const createRunSchema = {
     'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   }),
   body: RunSpecSchema,
+  // YAML bodies too (routes/runs/spec-text.ts), including LLaMA-Factory training YAMLs as they are.
+  consumes: ['application/json', 'application/yaml', 'application/x-yaml', 'text/yaml'],
   response: {
     201: CreatedRun,
     200: CreatedRun,
