@@ -20,8 +20,9 @@
 //                        double start_time_secs = 5; }
 //     SessionEndInfo { Status status = 1; double end_time_secs = 2; }  (UNKNOWN 0, SUCCESS 1, FAILURE 2, RUNNING 3)
 //     google.protobuf.Value { double number_value = 2; string string_value = 3; bool bool_value = 4; }
-//   SessionLog (event.proto): SessionStatus status = 1 (START = 1): TensorBoard drops the
-//     events of earlier files at steps >= a START's step, which is what a resumed trial needs.
+//   SessionLog (event.proto): SessionStatus status = 1 (START = 1): after a run's first START,
+//     each later one makes TensorBoard drop what was recorded at steps >= its step (a restart),
+//     which is what a resumed trial needs.
 //
 // Scalars are written as tf.summary.scalar (v2) writes them: a scalar tensor
 // with the "scalars" plugin metadata, here float64 so no precision is lost.
@@ -195,7 +196,7 @@ export class EventWriter {
     if (fields.length) this.add(step, message(5, ...fields));
   }
 
-  /** A (re)start at `step`: TensorBoard discards what earlier files recorded at steps >= step. */
+  /** A (re)start at `step`: TensorBoard discards what was recorded before it at steps >= step. */
   sessionStart(step: number): void {
     this.add(step, message(7, int(1, 1)));
   }

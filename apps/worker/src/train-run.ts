@@ -392,10 +392,10 @@ export class TrainRun {
     switch (msg.type) {
       case 'start': {
         this.ctx.log.info({ totalSteps: msg.totalSteps, resumedFrom: msg.resumedFrom }, 'trainer started');
-        if (msg.resumedFrom !== null) {
-          this.events?.resumed(msg.resumedFrom);
+        // Replayed rows first (a killed attempt may not have flushed its last ones), then the (re)start mark.
+        if (msg.resumedFrom !== null)
           await this.resume(msg.resumedFrom, d, output, protocolFile, state, writer);
-        }
+        this.events?.started(msg.resumedFrom);
         if (msg.totalSteps !== null) writer.setProgress({ totalSteps: msg.totalSteps });
         progress.push({ step: state.step, totalSteps: msg.totalSteps, loss: null, at: Date.now() });
         break;
@@ -449,6 +449,7 @@ export class TrainRun {
         continue;
       }
       writer.addRows(metricRows(m as Parameters<typeof metricRows>[0]));
+      this.events?.rows(metricRows(m as Parameters<typeof metricRows>[0]));
       for (const due of state.observe(m)) replayedRungs.set(due.rung, due.value);
     }
     for (const due of state.flushRungs()) replayedRungs.set(due.rung, due.value);

@@ -55,8 +55,15 @@ export class TrialEvents {
     this.guard((w) => w.hparams(flattenHParams(params), group));
   }
 
-  resumed(step: number): void {
-    this.guard((w) => w.sessionStart(step));
+  /**
+   * The trainer started: `from` null for a fresh start, else the checkpoint
+   * step it resumed from. TensorBoard (plugin_event_accumulator) takes a run's
+   * first SessionLog START as its start and every later one as a restart that
+   * drops what was recorded at steps >= its step; the steps after `from` are
+   * trained again, hence a START at from + 1.
+   */
+  started(from: number | null): void {
+    this.guard((w) => w.sessionStart(from === null ? 0 : from + 1));
   }
 
   rows(rows: readonly MetricRow[]): void {

@@ -108,13 +108,14 @@ describe('TrialEvents', () => {
     const log = createLogger('silent');
     const first = new TrialEvents(trial, log);
     first.hparams({ method: 'dpo', training: { steps: 4 } }, 'run');
+    first.started(null);
     first.rows([
       { step: 1, name: 'loss', language: null, value: 0.7 },
       { step: 1, name: 'heldout/reward_gap', language: 'zh', value: 0.01 },
     ]);
     first.close();
     const second = new TrialEvents(trial, log, 'resume');
-    second.resumed(1);
+    second.started(1);
     second.rows([{ step: 2, name: 'loss', language: null, value: 0.6 }]);
     second.end('STOPPED', 2);
     second.close();
@@ -129,7 +130,11 @@ describe('TrialEvents', () => {
         ['loss@2', 0.6],
       ]),
     );
-    expect(events.find((e) => e.session_log)).toMatchObject({ step: 1, session_log: { status: 'START' } });
+    // The start, then the resume from the checkpoint of step 1: steps from 2 on are trained again.
+    expect(events.filter((e) => e.session_log)).toMatchObject([
+      { step: 0, session_log: { status: 'START' } },
+      { step: 2, session_log: { status: 'START' } },
+    ]);
     // ASHA's stop is a normal end of a trial: SUCCESS (1).
     expect(hparamsOf(events).get('_hparams_/session_end_info')?.session_end_info?.status).toBe(1);
   });
