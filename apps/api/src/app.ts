@@ -7,7 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Db } from '@mpo/db';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { type AppConfig, loadConfig } from './config.js';
-import { errorBody, errorHandler } from './errors.js';
+import { errorBody, errorHandler, problemContentType } from './errors.js';
 import authPlugin, { SESSION_COOKIE_PATH } from './plugins/auth.js';
 import bullBoardPlugin from './plugins/bull-board.js';
 import dashboardPlugin from './plugins/dashboard.js';
@@ -42,6 +42,7 @@ export async function buildApp(opts: BuildAppOptions = {}): Promise<FastifyInsta
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setErrorHandler(errorHandler);
+  app.addHook('preSerialization', problemContentType);
   app.setNotFoundHandler((req, reply) =>
     reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url.split('?')[0]}`)),
   );

@@ -1,4 +1,6 @@
-// One error shape for every failure: {statusCode, error, message, problems?}.
+// One error shape for every failure: an RFC 9457 problem document
+// (application/problem+json) with `type`, `title`, `status`, `detail` and, as
+// an extension member, `problems[]` (every problem found, each with its path).
 // Validation → 400 with every problem; unknown ids → 404; Redis or Postgres
 // unreachable → 503 with Retry-After (the client may retry, with the same
 // Idempotency-Key, and nothing was half-written).
@@ -95,21 +97,73 @@ const STATUS_TEXT: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
+  405: 'Method Not Allowed',
   409: 'Conflict',
-  413: 'Payload Too Large',
+  413: 'Content Too Large',
   415: 'Unsupported Media Type',
-  422: 'Unprocessable Entity',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
 
-export function errorBody(statusCode: number, message: string, problems?: Problem[]) {
-  return {
-    statusCode,
-    error: STATUS_TEXT[statusCode] ?? 'Error',
-    message,
-    ...(problems ? { problems } : {}),
-  };
+/**
+ * Problem types (RFC 9457 §3.1.1). `about:blank` means "no more than the HTTP
+ * status says" (its title is the status phrase); the others are ours, URNs
+ * because they name a kind of failure, not a page to fetch (listed in
+ * apps/api/README.md).
+ */
+export const PROBLEM_TYPES = {
+  blank: 'about:blank',
+  invalidInput: 'urn:mpo:problem:invalid-input',
+  unavailable: 'urn:mpo:problem:dependency-unavailable',
+} as const;
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+export interface ProblemDocument {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  problems?: Problem[];
+}
+
+/** The problem document for a status: `detail` says what happened to this request. */
+export function errorBody(
+  status: number,
+  detail: string,
+  problems?: Problem[],
+  type: string = problems ? PROBLEM_TYPES.invalidInput : PROBLEM_TYPES.blank,
+): ProblemDocument {
+  const title =
+    type === PROBLEM_TYPES.invalidInput
+      ? 'Invalid input'
+      : type === PROBLEM_TYPES.unavailable
+        ? 'A dependency is unavailable'
+        : (STATUS_TEXT[status] ?? 'Error');
+  return { type, title, status, detail, ...(problems ? { problems } : {}) };
+}
+
+function isProblemDocument(payload: unknown): payload is ProblemDocument {
+  const p = payload as Partial<ProblemDocument> | null;
+  return (
+    typeof p === 'object' &&
+    p !== null &&
+    typeof p.type === 'string' &&
+    typeof p.status === 'number' &&
+    typeof p.title === 'string'
+  );
+}
+
+/**
+ * preSerialization hook: a problem document leaves as application/problem+json
+ * (RFC 9457 §3), whoever sent it (error handler, auth hook, a route).
+ */
+export async function problemContentType(_req: FastifyRequest, reply: FastifyReply, payload: unknown) {
+  if (reply.statusCode >= 400 && isProblemDocument(payload))
+    reply.type(`${PROBLEM_CONTENT_TYPE}; charset=utf-8`);
+  return payload;
 }
 
 export function errorHandler(err: FastifyError, req: FastifyRequest, reply: FastifyReply) {
@@ -134,7 +188,7 @@ export function errorHandler(err: FastifyError, req: FastifyRequest, reply: Fast
     return reply
       .code(503)
       .header('retry-after', '5')
-      .send(errorBody(503, new UnavailableError(dependency).message));
+      .send(errorBody(503, new UnavailableError(dependency).message, undefined, PROBLEM_TYPES.unavailable));
   }
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
   if (status === 500) req.log.error({ err }, 'request failed');

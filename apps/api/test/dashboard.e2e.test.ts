@@ -313,6 +313,121 @@ describe.skipIf(skip)('the dashboard in headless Chromium', () => {
     await expect.poll(() => page.locator('#cancel-note').count(), soon).toBe(1);
   });
 
+  it('compares runs and trials: overlaid curves and per-language RG/ASR side by side, at a shareable URL', async () => {
+    // Two finished runs of three trials; run A's best trial is 1 (max), run B has no best yet (trial 0).
+    const submit = async (name: string) => {
+      const res = await fetch(`${base}/runs`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify(spec({ name })),
+      });
+      expect(res.status).toBe(201);
+      const id = ((await res.json()) as { id: string }).id;
+      return { id, name, trials: (await db.runs.get(id)).trials.sort((a, b) => a.index - b.index) };
+    };
+    const tag = randomUUID().slice(0, 6);
+    const a = await submit(`cmp A ${tag}`);
+    const b = await submit(`cmp B ${tag}`);
+    const curve = (trialId: string, steps: number, k: number): MetricInput[] =>
+      Array.from({ length: steps }, (_, i) => [
+        { trialId, step: i + 1, name: 'loss', value: k / (i + 1) },
+        { trialId, step: i + 1, name: 'rg', language: 'zh', value: 0.1 * k * (i + 1) },
+        { trialId, step: i + 1, name: 'rg', language: 'ko', value: 0.3 * k * (i + 1) },
+      ]).flat();
+    await db.metrics.append([
+      ...curve(a.trials[0]!.id, 5, 1),
+      ...curve(a.trials[1]!.id, 6, 2),
+      ...curve(a.trials[2]!.id, 3, 3),
+      ...curve(b.trials[0]!.id, 4, 4),
+    ]);
+    await db.runs.updateTrial(a.trials[0]!.id, { status: 'SUCCEEDED', currentStep: 5, bestMetric: 0.2 });
+    await db.runs.updateTrial(a.trials[1]!.id, { status: 'SUCCEEDED', currentStep: 6, bestMetric: 0.5 });
+    const evals = (trialId: string, rg: number[], asr: number[]) =>
+      ['en', 'zh', 'ko'].flatMap((language, i) => [
+        { trialId, benchmark: 'reward-gap', language, metric: 'rg', value: rg[i]!, n: 10 },
+        { trialId, benchmark: 'multijail', language, metric: 'asr', value: asr[i]!, n: 10 },
+      ]);
+    await db.artifacts.recordEvaluations([
+      ...evals(a.trials[1]!.id, [1.5, 0.75, 0.5], [0.125, 0.25, 0.375]),
+      ...evals(b.trials[0]!.id, [1.25, 0.25, -0.5], [0.25, 0.5, 0.875]),
+      {
+        trialId: b.trials[0]!.id,
+        benchmark: 'multijail',
+        language: 'avg',
+        metric: 'asr',
+        value: 0.625,
+        n: 30,
+      },
+    ]);
+
+    // Tick both runs on the Runs page and compare.
+    await page.goto(`${base}/#/runs`);
+    await page.getByLabel(`Compare ${a.name}`).check();
+    await page.getByLabel(`Compare ${b.name}`).check();
+    // The selection survives the page's polling redraw.
+    await page.waitForTimeout(5_500);
+    expect(await page.getByLabel(`Compare ${a.name}`).isChecked()).toBe(true);
+    await page.getByRole('button', { name: 'Compare 2 selected' }).click();
+    await expect.poll(() => page.locator('#compare-items li').count(), soon).toBe(2);
+    const url = new URL(page.url());
+    expect(decodeURIComponent(url.hash)).toMatch(
+      new RegExp(`^#/compare\\?items=(${a.id},${b.id}|${b.id},${a.id})$`),
+    );
+    expect(await page.locator('#compare-items').textContent()).toContain(`${a.name} (best: trial 1)`);
+    expect(await page.locator('#compare-items').textContent()).toContain(`${b.name} (best: trial 0)`);
+    // Loss of A's trial 1 (6 steps) and B's trial 0 (4 steps), overlaid.
+    await expect.poll(() => page.locator('#compare-chart').getAttribute('data-points'), soon).toBe('10');
+    const rowsOf = () =>
+      page
+        .locator('#compare-table tbody tr')
+        .evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+    const header = await page.locator('#compare-table thead').textContent();
+    const aFirst = header!.indexOf(a.name) < header!.indexOf(b.name);
+    const cols = (x: string[], y: string[]) => (aFirst ? [...x, ...y] : [...y, ...x]);
+    // Dominant language first, the ASR average last; RG and ASR of each run side by side.
+    expect(await rowsOf()).toEqual([
+      ['en', ...cols(['1.5', '0.125'], ['1.25', '0.25'])],
+      ['ko', ...cols(['0.5', '0.375'], ['-0.5', '0.875'])],
+      ['zh', ...cols(['0.75', '0.25'], ['0.25', '0.5'])],
+      ['avg', ...cols(['—', '—'], ['—', '0.625'])],
+    ]);
+    await shot(page, 'compare-runs');
+
+    // The URL is the comparison: a colleague opens a link to trials 0 and 2 of A on another metric,
+    // signs in (a new tab has no token), and lands on it.
+    const shared = await newPage(admin);
+    await shared.goto(`${base}/#/compare?items=${a.id}:0,${a.id}:2&metric=rg`);
+    await shared.getByLabel('API token').fill(ADMIN_TOKEN);
+    await shared.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => shared.locator('#compare-items li').count(), soon).toBe(2);
+    expect(await shared.locator('#compare-metric').inputValue()).toBe('rg');
+    // rg per language averaged per step: 5 + 3 points.
+    await expect.poll(() => shared.locator('#compare-chart').getAttribute('data-points'), soon).toBe('8');
+    // Trial 2's last point: step 3, mean of zh 0.9 and ko 2.7.
+    expect(await shared.locator('#compare-chart canvas').getAttribute('aria-label')).toContain(
+      `${a.name} · trial 2 1.8 at step 3`,
+    );
+    expect(await shared.locator('#compare-table').textContent()).toContain('No evaluations yet');
+    // Switching the metric rewrites the URL (loss is the default, so it leaves the URL).
+    await shared.locator('#compare-metric').selectOption('loss');
+    await expect
+      .poll(() => decodeURIComponent(new URL(shared.url()).hash), soon)
+      .toBe(`#/compare?items=${a.id}:0,${a.id}:2`);
+    await expect.poll(() => shared.locator('#compare-chart').getAttribute('data-points'), soon).toBe('8');
+    await shared.close();
+
+    // From a run page: tick trials of the sweep.
+    await page.goto(`${base}/#/runs/${a.id}`);
+    await expect.poll(() => page.locator('#sweep tbody tr').count(), soon).toBe(3);
+    await page.getByLabel('Compare trial 0').check();
+    await page.getByLabel('Compare trial 1').check();
+    await page.getByRole('button', { name: 'Compare selected trials' }).click();
+    await expect
+      .poll(() => decodeURIComponent(new URL(page.url()).hash), soon)
+      .toBe(`#/compare?items=${a.id}:0,${a.id}:1`);
+    await expect.poll(() => page.locator('#compare-chart').getAttribute('data-points'), soon).toBe('11');
+  });
+
   it('opens bull-board at /admin/queues only for a signed-in admin', async () => {
     // Not signed in: refused, with a pointer to the sign-in.
     const anonymous = await browser.newContext();

@@ -1,4 +1,5 @@
 import { evalQueue, trainQueue, WORKER_DEFAULTS, writeHeartbeat } from '@mpo/queue';
+import { Validator } from '@seriousme/openapi-schema-validator';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -110,13 +111,21 @@ describe('GET /metrics', () => {
     expect(res.body).toMatch(/mpo_dependency_up\{dependency="postgres"\} 1/);
     expect(res.body).toMatch(/mpo_outbox_pending 0/);
     expect(res.body).toMatch(/mpo_runs_created_total \d+/);
-    for (const gauge of [
-      'mpo_job_duration_seconds',
-      'mpo_trainer_tokens_per_second',
-      'mpo_allreduce_bus_bandwidth_gbps',
-    ]) {
+    for (const gauge of ['mpo_trainer_tokens_per_second', 'mpo_allreduce_bus_bandwidth_bytes_per_second']) {
       expect(res.body).toContain(`# TYPE ${gauge} gauge`);
     }
+  });
+
+  it('counts each completed job once in the job-duration histogram, however often it is scraped', async () => {
+    // The test above completed four train-cpu jobs (and failed two, which are not run times).
+    const count = /mpo_job_duration_seconds_count\{queue="train-cpu"\} (\d+)/;
+    const first = (await get('/metrics')).body;
+    expect(first).toContain('# TYPE mpo_job_duration_seconds histogram');
+    expect(first).toMatch(/mpo_job_duration_seconds_bucket\{le="\+Inf",queue="train-cpu"\} 4/);
+    expect(count.exec(first)?.[1]).toBe('4');
+    expect(count.exec((await get('/metrics')).body)?.[1]).toBe('4');
+    // No quantile-labelled gauge (Prometheus naming: durations are histograms).
+    expect(first).not.toMatch(/mpo_job_duration_seconds\{[^}]*quantile=/);
   });
 });
 
@@ -135,6 +144,7 @@ describe('GET /docs', () => {
         '/runs/{id}/cancel',
         '/runs/{id}/evaluations',
         '/runs/{id}/metrics',
+        '/runs/{id}/metrics/rows',
         '/session',
         '/tokens',
         '/tokens/{id}',
@@ -142,6 +152,10 @@ describe('GET /docs', () => {
     );
     const post = doc.paths['/runs'].post;
     const body = post.requestBody.content['application/json'].schema;
+    // YAML run specs and LLaMA-Factory YAMLs are accepted as they are.
+    expect(Object.keys(post.requestBody.content)).toEqual(
+      expect.arrayContaining(['application/json', 'application/yaml', 'text/yaml']),
+    );
     expect(Object.keys(body.properties)).toEqual(
       expect.arrayContaining([
         'name',
@@ -164,6 +178,21 @@ describe('GET /docs', () => {
       expect.arrayContaining(['trial', 'name', 'lang', 'since', 'points', 'id']),
     );
     expect(doc.components.securitySchemes.bearer).toEqual({ type: 'http', scheme: 'bearer' });
+    // Errors are declared as RFC 9457 problem documents.
+    expect(Object.keys(post.responses['400'].content)).toEqual(['application/problem+json']);
+    expect(post.responses['400'].content['application/problem+json'].schema.required).toEqual(
+      expect.arrayContaining(['type', 'title', 'status', 'detail']),
+    );
     expect((await get('/docs')).statusCode).toBeLessThan(400);
+  });
+
+  it('is a valid OpenAPI document for an independent validator', async () => {
+    // @seriousme/openapi-schema-validator checks the document against the OpenAPI 3.x JSON Schemas
+    // published by the OpenAPI Initiative (not against anything of ours).
+    const validator = new Validator();
+    const res = await validator.validate((await get('/docs/json')).json());
+    expect(res.errors ?? []).toEqual([]);
+    expect(res.valid).toBe(true);
+    expect(validator.version).toBe('3.1');
   });
 });

@@ -60,7 +60,8 @@ describe('Redis away', () => {
       });
       expect(res.statusCode).toBe(503);
       expect(res.headers['retry-after']).toBe('5');
-      expect(res.json().message).toMatch(/Redis/);
+      expect(res.json()).toMatchObject({ type: 'urn:mpo:problem:dependency-unavailable', status: 503 });
+      expect(res.json().detail).toMatch(/Redis/);
       expect(await runsNamed(name)).toEqual([]);
       expect((await t.app.inject({ method: 'GET', url: '/readyz', headers: t.admin })).statusCode).toBe(503);
       expect((await t.app.inject({ method: 'GET', url: '/queues', headers: t.admin })).statusCode).toBe(503);
@@ -175,7 +176,7 @@ describe('Postgres away', () => {
           ...(method === 'POST' ? { payload: spec() } : {}),
         });
         expect(res.statusCode, `${method} ${path}`).toBe(503);
-        expect(res.json().message).toMatch(/Postgres/);
+        expect(res.json().detail).toMatch(/Postgres/);
       }
       expect((await t.app.inject({ method: 'GET', url: '/readyz', headers: t.admin })).statusCode).toBe(503);
       expect((await t.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);

@@ -12,6 +12,7 @@ import {
 import { FlowProducer, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
 import { DATABASE_URL, REDIS_URL, spec, testApp } from './helpers.js';
 
 let t: Awaited<ReturnType<typeof testApp>>;
@@ -91,6 +92,14 @@ describe('POST /runs', () => {
       }),
     );
     expect(res.statusCode).toBe(400);
+    // RFC 9457: a problem document, with every problem as the `problems` extension member.
+    expect(res.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+    expect(res.json()).toMatchObject({
+      type: 'urn:mpo:problem:invalid-input',
+      title: 'Invalid input',
+      status: 400,
+      detail: expect.stringMatching(/run spec/),
+    });
     const paths = res
       .json()
       .problems.map((p: { path: string }) => p.path)
@@ -112,6 +121,107 @@ describe('POST /runs', () => {
     ).toBe(false);
   });
 
+  it('accepts a run spec in YAML, and names the line of each problem', async () => {
+    const post = (body: string, url = '/runs') =>
+      t.app.inject({
+        method: 'POST',
+        url,
+        headers: { ...t.admin, 'content-type': 'application/yaml' },
+        payload: body,
+      });
+    const ok = await post(YAML.stringify(spec()));
+    expect(ok.statusCode).toBe(201);
+    expect(ok.json().warnings).toBeUndefined();
+    const bad = await post(YAML.stringify(spec({ training: { steps: 0 } })));
+    expect(bad.statusCode).toBe(400);
+    const steps = bad.json().problems.find((p: { path: string }) => p.path === 'training.steps');
+    const line =
+      YAML.stringify(spec())
+        .split('\n')
+        .findIndex((l) => l.startsWith('training:')) + 2;
+    expect(steps).toMatchObject({ line, column: expect.any(Number) });
+    const broken = await post('name: x\nmodel: [a,\n');
+    expect(broken.statusCode).toBe(400);
+    expect(broken.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(broken.json().problems[0]).toMatchObject({
+      line: expect.any(Number),
+      reason: expect.stringMatching(/invalid YAML/),
+    });
+  });
+
+  it('accepts the official MPO LLaMA-Factory YAML as it is: one MPO trial, ignored fields as warnings', async () => {
+    // examples/train_mpo/llama3.1_mpo.yaml of github.com/circle-hit/MPO, with the model under our model root.
+    const official = `model_name_or_path: llama-1b
+stage: dpo
+do_train: true
+do_eval: false
+finetuning_type: full
+deepspeed: examples/deepspeed/ds_z2_config.json
+pref_beta: 1.0
+pref_loss: sigmoid
+dataset: llama_mpo_data
+template: llama3.1
+cutoff_len: 1024
+max_samples: 100000
+overwrite_cache: true
+preprocessing_num_workers: 16
+output_dir: saves/llama3.1-8b/your_path
+logging_steps: 1
+save_steps: 500
+plot_loss: true
+overwrite_output_dir: true
+per_device_train_batch_size: 1
+gradient_accumulation_steps: 1
+learning_rate: 6.0e-07
+num_train_epochs: 2
+lr_scheduler_type: cosine
+warmup_ratio: 0.1
+bf16: true
+ddp_timeout: 180000000
+save_only_model: true
+save_strategy: 'no'
+`;
+    const post = (body: string, query = '') =>
+      t.app.inject({
+        method: 'POST',
+        url: `/runs${query}`,
+        headers: { ...t.admin, 'content-type': 'text/yaml' },
+        payload: body,
+      });
+    const res = await post(official, '?targetLanguages=zh,sw&name=lf-official');
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json()).toMatchObject({ name: 'lf-official', trialCount: 1 });
+    expect(res.json().warnings).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^deepspeed: /), expect.stringMatching(/^bf16: /)]),
+    );
+    const run = await db.runs.get(res.json().id);
+    expect(run.spec).toMatchObject({
+      method: 'mpo',
+      hyperparameters: { beta: 1 },
+      targetLanguages: ['zh', 'sw'],
+      dominantLanguage: 'en',
+      training: {
+        learningRate: 6e-7,
+        epochs: 2,
+        batchSize: 1,
+        microBatch: 1,
+        cutoff: 1024,
+        warmupRatio: 0.1,
+      },
+    });
+    // What we cannot honour is a 400 naming the field and its line.
+    const lora = await post(official.replace('finetuning_type: full', 'finetuning_type: lora'));
+    expect(lora.statusCode).toBe(400);
+    expect(lora.json().problems).toEqual([
+      {
+        path: 'finetuning_type',
+        reason: expect.stringMatching(/only full fine-tuning/),
+        line: 5,
+        column: 18,
+      },
+    ]);
+  });
+
   it('rejects bodies over 1 MiB (413), non-objects and broken JSON (400)', async () => {
     const big = await t.app.inject({
       method: 'POST',
@@ -120,7 +230,10 @@ describe('POST /runs', () => {
       payload: JSON.stringify({ ...spec(), pad: 'x'.repeat(1024 * 1024) }),
     });
     expect(big.statusCode).toBe(413);
-    expect(big.json()).toMatchObject({ statusCode: 413, error: 'Payload Too Large' });
+    expect(big.headers['content-type']).toMatch(/^application\/problem\+json/);
+    // about:blank: the title is the status phrase (RFC 9457 §4.2.1; RFC 9110 §15.5.14 names 413).
+    expect(big.json()).toMatchObject({ type: 'about:blank', status: 413, title: 'Content Too Large' });
+    expect(big.json().detail).toEqual(expect.any(String));
     const text = await t.app.inject({
       method: 'POST',
       url: '/runs',
@@ -211,13 +324,16 @@ describe('GET /runs and /runs/:id', () => {
     for (const url of [`/runs/${randomUUID()}`, '/runs/not-a-uuid', `/runs/${randomUUID()}/metrics`]) {
       const res = await get(url);
       expect(res.statusCode, url).toBe(404);
-      expect(res.json().error).toBe('Not Found');
+      expect(res.headers['content-type'], url).toMatch(/^application\/problem\+json/);
+      expect(res.json(), url).toMatchObject({ type: 'about:blank', title: 'Not Found', status: 404 });
     }
     expect(
       (await t.app.inject({ method: 'POST', url: `/runs/${randomUUID()}/cancel`, headers: t.admin }))
         .statusCode,
     ).toBe(404);
-    expect((await get('/nope')).statusCode).toBe(404);
+    const noRoute = await get('/nope');
+    expect(noRoute.statusCode).toBe(404);
+    expect(noRoute.json()).toMatchObject({ status: 404, detail: 'no route GET /nope' });
   });
 });
 
@@ -348,5 +464,28 @@ describe('GET /runs/:id/metrics', () => {
     expect((await get(`/runs/${id}/metrics?trial=7`)).statusCode).toBe(404);
     expect((await get(`/runs/${id}/metrics?trial=${randomUUID()}`)).statusCode).toBe(404);
     expect((await get(`/runs/${id}/metrics?points=${SKETCH_CAP + 1}`)).statusCode).toBe(400);
+  });
+
+  it('pages every stored row of a series through /metrics/rows (for exports)', async () => {
+    const pages: { step: number; value: number }[][] = [];
+    for (let since: number | null = -1; since !== null; ) {
+      const res = await get(`/runs/${id}/metrics/rows?trial=0&name=loss&since=${since}&limit=1000`);
+      expect(res.statusCode).toBe(200);
+      const body = res.json();
+      pages.push(body.rows);
+      since = body.next;
+    }
+    // 3000 rows in pages of 1000; the fourth page is empty (the third was full, so `next` was set).
+    expect(pages.map((p) => p.length)).toEqual([1000, 1000, 1000, 0]);
+    const all = pages.flat();
+    const loss = stored.get(`${trialIds[0]}/loss/null`)!;
+    expect(all.map((r) => [r.step, r.value])).toEqual(loss.map((p) => [p.step, p.value]));
+    const zh = (await get(`/runs/${id}/metrics/rows?trial=${trialIds[1]}&name=rg&lang=zh`)).json();
+    expect(zh.rows).toHaveLength(400);
+    expect(zh.next).toBeNull();
+    // Without lang: the series without a language (rg has none).
+    expect((await get(`/runs/${id}/metrics/rows?trial=1&name=rg`)).json().rows).toEqual([]);
+    expect((await get(`/runs/${id}/metrics/rows?trial=9&name=rg`)).statusCode).toBe(404);
+    expect((await get(`/runs/${id}/metrics/rows?trial=0&name=loss&limit=10001`)).statusCode).toBe(400);
   });
 });

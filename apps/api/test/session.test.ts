@@ -64,7 +64,11 @@ describe('POST /session', () => {
       headers: { authorization: 'Bearer not-a-real-token-123' },
     });
     expect(bad.statusCode).toBe(401);
-    expect(bad.json().message).toBe('invalid or revoked token');
+    expect(bad.json()).toMatchObject({
+      status: 401,
+      title: 'Unauthorized',
+      detail: 'invalid or revoked token',
+    });
     expect(bad.headers['set-cookie']).toBeUndefined();
   });
 

@@ -73,11 +73,16 @@ export function exitCodeFor(status: number): ExitCode {
   return ExitCode.failure;
 }
 
+/** An RFC 9457 problem document (the API's error shape): its detail, then every problem on its own line. */
 function describeError(status: number, data: unknown, what: string): string {
-  const d = (data ?? {}) as { message?: string; problems?: { path: string; reason: string }[] };
+  const d = (data ?? {}) as {
+    detail?: string;
+    title?: string;
+    problems?: { path: string; reason: string }[];
+  };
   const problems = Array.isArray(d.problems)
     ? d.problems.map((p) => `\n  ${p.path || '(root)'}: ${p.reason}`).join('')
     : '';
-  const msg = d.message ?? (typeof data === 'string' ? data : '');
+  const msg = d.detail ?? d.title ?? (typeof data === 'string' ? data : '');
   return `${what} → ${status}${msg ? `: ${msg}` : ''}${problems}`;
 }

@@ -21,6 +21,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${help()}\n`);
     return name ? ExitCode.ok : ExitCode.usage;
   }
+  if (name === '--version' || name === '-V') return lookup('version')!.run(rest);
   const cmd = lookup(name);
   if (!cmd) {
     process.stderr.write(`mpo: unknown command '${name}'\n\n${help()}\n`);

@@ -62,3 +62,97 @@ export function createReporter(json: boolean, stream: NodeJS.WriteStream = proce
     },
   };
 }
+
+export interface ProgressOptions {
+  /** What is being counted, shown before the bar and sent as `phase`. */
+  label: string;
+  total: number;
+  /** Unit of the rate ("it/s" by default: items per second). */
+  unit?: string;
+  /** JSON lines even on a terminal (the command's --json). */
+  json?: boolean;
+  stream?: NodeJS.WriteStream;
+  /** JSON lines at most this often (the first and the last always go out); default 1 s. */
+  everyMs?: number;
+  now?: () => number;
+}
+
+export interface Progress {
+  /** `done` of `total` finished (absolute, not an increment); `note` follows the bar on a terminal. */
+  update(done: number, note?: string): void;
+  /** A new stage with its own total; rate and ETA start again. */
+  phase(label: string, total: number): void;
+  /** Ends the bar line (a terminal) or sends the last JSON line. */
+  finish(): void;
+}
+
+/**
+ * Progress of a long command on stderr, so stdout keeps only results: on a
+ * terminal a redrawn bar with rate and ETA, otherwise (or with --json) JSON
+ * lines `{"type":"progress","phase","done","total","rate","etaSeconds"}`.
+ * Reused by eval, score, testbed build and reproduce.
+ */
+export function createProgress(opts: ProgressOptions): Progress {
+  const stream = opts.stream ?? process.stderr;
+  const tty = !opts.json && stream.isTTY === true;
+  const now = opts.now ?? (() => performance.now());
+  const every = opts.everyMs ?? 1_000;
+  const unit = opts.unit ?? 'it/s';
+  let label = opts.label;
+  let total = opts.total;
+  let start = now();
+  let done = 0;
+  let lastSent = Number.NEGATIVE_INFINITY;
+  let drawn = false;
+
+  const state = () => {
+    const secs = (now() - start) / 1000;
+    const rate = secs > 0 ? done / secs : 0;
+    const eta = rate > 0 ? (total - done) / rate : Number.NaN;
+    return { rate, eta };
+  };
+  const emit = (force: boolean, note = '') => {
+    const { rate, eta } = state();
+    if (tty) {
+      const frac = total > 0 ? done / total : 1;
+      stream.write(
+        `\r\x1b[2K${label} ${bar(frac)} ${done}/${total} ${rate.toFixed(rate < 10 ? 2 : 0)} ${unit} ETA ${formatDuration(eta)}${note ? `  ${note}` : ''}`,
+      );
+      drawn = true;
+      return;
+    }
+    const t = now();
+    if (!force && t - lastSent < every) return;
+    lastSent = t;
+    stream.write(
+      `${JSON.stringify({
+        type: 'progress',
+        phase: label,
+        done,
+        total,
+        rate: Number(rate.toPrecision(4)),
+        etaSeconds: Number.isFinite(eta) ? Math.round(eta) : null,
+      })}\n`,
+    );
+  };
+  return {
+    update(n, note) {
+      done = n;
+      emit(n === 0 || n >= total, note);
+    },
+    phase(next, nextTotal) {
+      if (drawn) stream.write('\n');
+      drawn = false;
+      label = next;
+      total = nextTotal;
+      start = now();
+      done = 0;
+      lastSent = Number.NEGATIVE_INFINITY;
+      emit(true);
+    },
+    finish() {
+      if (tty && drawn) stream.write('\n');
+      drawn = false;
+    },
+  };
+}

@@ -1,11 +1,15 @@
 import { readFileSync } from 'node:fs';
+import {
+  ConfigSyntaxError,
+  type ParsedConfig,
+  parseConfigText,
+  jsonSyntaxErrorOffset as syntaxErrorOffset,
+} from '@mpo/queue';
 import { CliError, ExitCode } from './exit-codes.js';
 
-/** Reads a JSON file; a missing file or a syntax error becomes a clear CLI error with its location. */
-export function readJsonFile(path: string, what: string): unknown {
-  let text: string;
+function readText(path: string, what: string): string {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new CliError(
@@ -13,6 +17,31 @@ export function readJsonFile(path: string, what: string): unknown {
       code === 'ENOENT' ? ExitCode.notFound : ExitCode.invalidInput,
     );
   }
+}
+
+/**
+ * Reads a config or spec file, JSON or YAML (by extension: .yaml/.yml), keeping
+ * positions so later problems can name the line (`locateProblems`). A syntax
+ * error names file, line and column.
+ */
+export function readConfigDocument(path: string, what: string): ParsedConfig {
+  const text = readText(path, what);
+  try {
+    return parseConfigText(text, path);
+  } catch (err) {
+    if (err instanceof ConfigSyntaxError) throw new CliError(`${what} ${err.message}`, ExitCode.invalidInput);
+    throw err;
+  }
+}
+
+/** The value of a JSON or YAML config file (see readConfigDocument). */
+export function readConfigFile(path: string, what: string): unknown {
+  return readConfigDocument(path, what).value;
+}
+
+/** Reads a JSON file; a missing file or a syntax error becomes a clear CLI error with its location. */
+export function readJsonFile(path: string, what: string): unknown {
+  const text = readText(path, what);
   try {
     return JSON.parse(text);
   } catch (err) {
@@ -24,33 +53,4 @@ export function readJsonFile(path: string, what: string): unknown {
       ExitCode.invalidInput,
     );
   }
-}
-
-/**
- * Offset of the first character that makes `text` invalid JSON. Node 20's
- * JSON.parse does not always report a position, but a prefix that is merely
- * cut short fails at its own end, so the longest such prefix is found by
- * binary search.
- */
-export function syntaxErrorOffset(text: string): number {
-  const truncatedOnly = (n: number) => {
-    try {
-      JSON.parse(text.slice(0, n));
-      return true;
-    } catch (e) {
-      const msg = (e as Error).message;
-      // Cut-short prefixes fail at their very end: either this message, or an
-      // "... at position N" with N the prefix length.
-      const at = /at position (\d+)/.exec(msg);
-      return /end of JSON input/.test(msg) || (at !== null && Number(at[1]) >= n);
-    }
-  };
-  let lo = 0;
-  let hi = text.length;
-  while (lo < hi) {
-    const mid = Math.ceil((lo + hi) / 2);
-    if (truncatedOnly(mid)) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
 }

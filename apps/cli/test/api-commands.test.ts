@@ -6,7 +6,9 @@ import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createDb, type Db } from '@mpo/db';
+import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
 import { mpo, repoRoot, tmp, writeJson } from './helpers.js';
 
 const token = `cli-test-${randomUUID()}`;
@@ -71,6 +73,25 @@ describe('mpo runs / queues / report against the API', () => {
     expect(sub.stderr).toMatch(/2 trials queued/);
     expect(sub.code).toBe(0);
     const id = sub.stdout.trim();
+    // The same spec as YAML, with --json: the API's answer.
+    const yamlSpec = join(dir, 'spec.yaml');
+    writeFileSync(yamlSpec, YAML.stringify(spec()));
+    const subYaml = await mpo(['runs', 'submit', yamlSpec, '--json'], { env });
+    expect(subYaml.code).toBe(0);
+    expect(JSON.parse(subYaml.stdout)).toMatchObject({ id: expect.any(String), trialCount: 2 });
+    // A YAML mistake names the file, line and column.
+    writeFileSync(join(dir, 'broken.yaml'), 'name: x\ntraining:\n  steps: [1,\n');
+    const broken = await mpo(['runs', 'submit', join(dir, 'broken.yaml')], { env });
+    expect(broken.code).toBe(3);
+    expect(broken.stderr).toMatch(/broken\.yaml:\d+:\d+: invalid YAML/);
+    // Pages: newest first, --limit/--offset, the next offset in JSON and on stderr.
+    const page1 = await mpo(['runs', 'list', '--limit', '1', '--json'], { env });
+    const p1 = JSON.parse(page1.stdout);
+    expect(p1).toMatchObject({ limit: 1, offset: 0, nextOffset: 1 });
+    expect(p1.items.map((r: { id: string }) => r.id)).toEqual([JSON.parse(subYaml.stdout).id]);
+    const page2 = await mpo(['runs', 'list', '--limit', '1', '--offset', '1'], { env });
+    expect(page2.stdout).toContain(id);
+    expect(page2.stderr).toMatch(new RegExp(`runs 2-2 of ${p1.total}`));
     const run = await db.runs.get(id);
     const [t0, t1] = run.trials.map((t) => t.id) as [string, string];
     await db.metrics.append([
@@ -78,15 +99,41 @@ describe('mpo runs / queues / report against the API', () => {
       { trialId: t0, step: 2, name: 'loss', value: 0.25 },
       { trialId: t1, step: 1, name: 'rg', language: 'zh', value: 0.125 },
     ]);
+    // Every stored row, in three formats with the same columns.
     const csv = await mpo(['runs', 'metrics', id, '--csv'], { env });
     expect(csv.code).toBe(0);
-    expect(csv.stdout.trim().split('\n')).toEqual(
-      expect.arrayContaining([
-        'trial,name,language,step,value',
-        '0,loss,,1,0.5',
-        '0,loss,,2,0.25',
-        '1,rg,zh,1,0.125',
-      ]),
+    const [header, ...lines] = csv.stdout.trim().split('\n');
+    expect(header).toBe('trial,trial_id,name,language,step,value,time');
+    expect(lines.map((l) => l.split(',').slice(0, 6).join(','))).toEqual([
+      `0,${t0},loss,,1,0.5`,
+      `0,${t0},loss,,2,0.25`,
+      `1,${t1},rg,zh,1,0.125`,
+    ]);
+    for (const l of lines) expect(Date.parse(l.split(',')[6]!)).toBeGreaterThan(0);
+    const jsonl = await mpo(['runs', 'metrics', id, '--format', 'jsonl', '--trial', '1'], { env });
+    expect(jsonl.code).toBe(0);
+    expect(
+      jsonl.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+    ).toEqual([
+      { trial: 1, trial_id: t1, name: 'rg', language: 'zh', step: 1, value: 0.125, time: expect.any(String) },
+    ]);
+    // Parquet, read back by hyparquet (a reader, not the writer we use).
+    const pq = join(dir, 'metrics.parquet');
+    const parquet = await mpo(['runs', 'metrics', id, '--format', 'parquet', '--out', pq], { env });
+    expect(parquet.code).toBe(0);
+    expect(parquet.stderr).toMatch(/3 rows written/);
+    const rows = await parquetReadObjects({ file: await asyncBufferFromFile(pq) });
+    expect(rows.map((r) => [r.trial, r.trial_id, r.name, r.language, r.step, r.value])).toEqual([
+      [0, t0, 'loss', null, 1, 0.5],
+      [0, t0, 'loss', null, 2, 0.25],
+      [1, t1, 'rg', 'zh', 1, 0.125],
+    ]);
+    expect(rows[0]!.time).toBeInstanceOf(Date);
+    expect((await mpo(['runs', 'metrics', id, '--format', 'xlsx'], { env })).stderr).toMatch(
+      /--format must be one of csv, jsonl, parquet, got "xlsx"/,
     );
 
     for (const [t, v] of [
@@ -158,7 +205,8 @@ describe('mpo runs / queues / report against the API', () => {
 
     const denied = await mpo(['runs', 'list'], { env: { ...env, MPO_TOKEN: 'wrong' } });
     expect(denied.code).toBe(5);
-    expect(denied.stderr).toMatch(/401/);
+    // The problem document's `detail` reaches the user.
+    expect(denied.stderr).toMatch(/401: malformed Authorization header/);
 
     const down = await mpo(['queues'], { env: { ...env, MPO_API_URL: 'http://127.0.0.1:9' } });
     expect(down.code).toBe(6);

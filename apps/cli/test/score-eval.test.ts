@@ -12,6 +12,14 @@ describe('mpo score', () => {
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.examples).toHaveLength(expected.examples.length);
+    // Progress on stderr (JSON lines off a terminal), ending at every pair scored.
+    const last = JSON.parse(r.stderr.trim().split('\n').at(-1)!);
+    expect(last).toMatchObject({
+      type: 'progress',
+      phase: 'score',
+      done: expected.examples.length,
+      total: expected.examples.length,
+    });
     type Side = { avgLogp: number; tokens: number };
     out.examples.forEach((e: { id: string; chosen: Side; rejected: Side; rg: number }, i: number) => {
       const want = expected.examples[i];
@@ -88,8 +96,21 @@ describe('mpo eval', () => {
       'en,sw',
       '--json',
     ]);
-    expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
+    // Not on a terminal: progress as JSON lines on stderr, each benchmark from 0 to its total.
+    const progress = r.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(progress.every((p) => p.type === 'progress')).toBe(true);
+    for (const phase of ['reward-gap', 'multijail', 'utility']) {
+      const ps = progress.filter((p) => p.phase === phase);
+      expect(ps[0], phase).toMatchObject({ done: 0 });
+      expect(ps.at(-1).done, phase).toBe(ps.at(-1).total);
+      expect(ps.at(-1).total, phase).toBeGreaterThan(0);
+    }
+    // MultiJail: 2 prompts in each of 2 languages.
+    expect(progress.filter((p) => p.phase === 'multijail').at(-1).total).toBe(4);
     const results = r.lines.filter((l) => l.type === 'result');
     const key = (l: Record<string, unknown>) => `${l.benchmark}/${l.language}/${l.metric}`;
     expect(results.map(key)).toEqual(

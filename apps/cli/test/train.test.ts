@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Model } from '@mpo/engine';
 import { describe, expect, it } from 'vitest';
@@ -59,14 +60,80 @@ describe('mpo train', () => {
       expect(parseTrainerLine(line), line).toMatchObject({ ok: true });
   });
 
+  it('trains from a LLaMA-Factory YAML as it is, listing ignored fields and refusing what it cannot honour', async () => {
+    const dir = tmp('llamafactory');
+    // The official MPO repository's layout (examples/train_mpo/*.yaml), on the golden model and pairs.
+    const yaml = (over = '') => `### model
+model_name_or_path: ${goldenDir}
+### method
+stage: dpo
+do_train: true
+finetuning_type: full
+deepspeed: examples/deepspeed/ds_z2_config.json
+pref_beta: 0.1
+pref_loss: sigmoid
+### dataset
+dataset: ${join(goldenDir, 'pairs.jsonl')}
+cutoff_len: 1024
+overwrite_cache: true
+preprocessing_num_workers: 16
+### output
+output_dir: out
+logging_steps: 1
+plot_loss: true
+save_strategy: 'no'
+### train
+per_device_train_batch_size: 2
+gradient_accumulation_steps: 2
+learning_rate: 5.0e-3
+num_train_epochs: 1
+lr_scheduler_type: cosine
+warmup_ratio: 0.0
+seed: 1
+${over}`;
+    writeFileSync(join(dir, 'dpo.yaml'), yaml());
+    const r = await mpo(['train', '--config', join(dir, 'dpo.yaml'), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/LLaMA-Factory fields ignored \(5\)/);
+    for (const f of [
+      'deepspeed',
+      'overwrite_cache',
+      'preprocessing_num_workers',
+      'logging_steps',
+      'plot_loss',
+    ])
+      expect(r.stderr).toContain(`  ${f}: `);
+    // 12 pairs, 2 × 2 per step, one epoch: 3 steps at the YAML's learning rate, into output_dir next to the YAML.
+    const steps = r.lines.filter((l) => l.type === 'step');
+    expect(steps.map((s) => s.step)).toEqual([1, 2, 3]);
+    expect(steps[0]).toMatchObject({ metrics: expect.objectContaining({ lr: 0.005 }) });
+    expect(r.lines.at(-1)).toMatchObject({ type: 'done', finalDir: join(dir, 'out', 'final') });
+    // The same training from our JSON config reaches the same weights.
+    const ours = writeJson(dir, 'c.json', {
+      ...dpoConfig(join(dir, 'ours'), { epochs: 1 }),
+      data: { format: 'pretokenized', path: join(goldenDir, 'pairs.jsonl') },
+    });
+    expect((await mpo(['train', '--config', ours, '--json'])).code).toBe(0);
+    expect(await maxWeightDiff(join(dir, 'out', 'final'), join(dir, 'ours', 'final'))).toBe(0);
+
+    writeFileSync(join(dir, 'lora.yaml'), yaml().replace('finetuning_type: full', 'finetuning_type: lora'));
+    const lora = await mpo(['train', '--config', join(dir, 'lora.yaml')]);
+    expect(lora.code).toBe(3);
+    expect(lora.stderr).toMatch(
+      /lora\.yaml:6:18: finetuning_type: "lora": only full fine-tuning is supported/,
+    );
+  });
+
   it('lists every config problem and exits 3', async () => {
     const dir = tmp('bad');
     const cfg = writeJson(dir, 'c.json', { model: 1, method: 'nope', training: { batchSize: 0 }, data: {} });
     const r = await mpo(['train', '--config', cfg]);
     expect(r.code).toBe(3);
+    // Each problem with the file, line and column of its field (or of the object that lacks it).
     for (const path of ['model', 'method', 'training.batchSize', 'data.format', 'data.path', 'output']) {
-      expect(r.stderr).toContain(`  ${path}: `);
+      expect(r.stderr).toMatch(new RegExp(`c\\.json:\\d+:\\d+: ${path.replace('.', '\\.')}: `));
     }
+    expect(r.stderr).toMatch(/c\.json:5:\d+: training\.batchSize: /); // {, model, method, training: {, batchSize
   });
 
   it("--preset NAME fills MPO's per-backbone values and says which preset does not fit", async () => {
@@ -112,7 +179,7 @@ describe('mpo train', () => {
     (await import('node:fs')).writeFileSync(broken, '{\n  "model": "x",\n  "method": dpo\n}\n');
     const bad = await mpo(['train', '--config', broken]);
     expect(bad.code).toBe(3);
-    expect(bad.stderr).toMatch(/invalid JSON at line 3/);
+    expect(bad.stderr).toMatch(/broken\.json:3:\d+: invalid JSON/);
     expect((await mpo(['train'])).code).toBe(2);
   });
 

@@ -35,6 +35,7 @@ export interface ChildHandle {
 }
 
 const STDERR_TAIL = 40;
+const PROGRESS_LINE = '{"type":"progress"';
 
 export function startChild(opts: ChildOptions): ChildHandle {
   const [file, ...args] = opts.command;
@@ -63,6 +64,8 @@ export function startChild(opts: ChildOptions): ChildHandle {
     const err = r.child.stderr;
     if (err) {
       createInterface({ input: err, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) => {
+        // The CLI's progress lines (apps/cli/src/progress.ts) would crowd the error message.
+        if (line.startsWith(PROGRESS_LINE)) return;
         tail.push(r.rank === 0 ? line : `[rank ${r.rank}] ${line}`);
         if (tail.length > STDERR_TAIL) tail.shift();
         opts.log.debug({ rank: r.rank, stderr: line }, 'child stderr');

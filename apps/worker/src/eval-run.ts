@@ -21,6 +21,7 @@ import { isUnrecoverable, type Outcome, willRetry } from './outcome.js';
 import { AbortedError, retrying, withTimeout } from './retry.js';
 import type { RunContext } from './train-run.js';
 import { confined, guessDataFormat, trialDir } from './trainer-config.js';
+import { TrialEvents } from './trial-events.js';
 
 export interface EvalResultLine {
   benchmark: string;
@@ -198,6 +199,17 @@ export class EvalRun {
       db.generations.replace({ trialId: d.trialId, checkpointId }, generations),
     );
     log.info({ results: results.length, written, generations: stored }, 'evaluation recorded');
+    // The final RG/ASR beside the training curves, where the hparams dashboard finds them.
+    const events = new TrialEvents(dir, log, 'eval');
+    events.rows(
+      results.map((r) => ({
+        step: trial.currentStep,
+        name: `eval/${r.benchmark}/${r.metric}`,
+        language: r.language,
+        value: r.value,
+      })),
+    );
+    events.close();
     const result: EvalJobResult = { status: 'EVALUATED', evaluations: results.length };
     return { kind: 'complete', result };
   }

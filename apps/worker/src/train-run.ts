@@ -37,6 +37,7 @@ import { isUnrecoverable, type Outcome, willRetry } from './outcome.js';
 import { newProtocolFile, ProtocolFollower, replayProtocol } from './protocol.js';
 import { AbortedError, retrying, withTimeout } from './retry.js';
 import { buildTrainConfig } from './trainer-config.js';
+import { TrialEvents } from './trial-events.js';
 import { acquireTrialLock } from './trial-lock.js';
 import { type RungDue, TrialState } from './trial-state.js';
 import { TrialWriter } from './trial-writer.js';
@@ -71,6 +72,8 @@ export class TrainRun {
   private done: TrainerDone | null = null;
   private errorLine: string | null = null;
   private lastCheckpoint: TrainerCheckpoint | null = null;
+  /** The trial's TensorBoard log (trial-events.ts), open while the child runs. */
+  private events: TrialEvents | null = null;
 
   constructor(
     private readonly ctx: RunContext,
@@ -238,6 +241,11 @@ export class TrainRun {
       maxBackoffMs: cfg.dbRetryMaxMs,
       log,
     });
+    this.events = new TrialEvents(plan.output, log);
+    this.events.hparams(
+      { method: d.method, trialIndex: d.trialIndex, ...d.hyperparameters, training: d.training },
+      d.runId,
+    );
     const progress = new Coalescer<TrainProgress>(
       (p) => this.job.updateProgress(p),
       (err) => log.warn({ err: (err as Error).message }, 'progress update failed'),
@@ -262,6 +270,7 @@ export class TrainRun {
         protocolFile,
       });
     } catch (err) {
+      this.events.close();
       await writer.close(this.lostAbort.signal);
       throw err;
     }
@@ -283,7 +292,9 @@ export class TrainRun {
     const completed = this.done !== null && !this.done.stopped && exit.exitCode === 0;
     log.info({ exitCode: exit.exitCode, stop, step: state.step, completed }, 'trainer exited');
 
+    const events = this.events;
     if (stop?.kind === 'lost') {
+      events.close();
       const { unwritten } = await writer.close(this.lostAbort.signal);
       if (unwritten)
         log.warn({ unwritten }, 'lock lost: leaving unwritten rows to the replay of the next attempt');
@@ -309,8 +320,10 @@ export class TrainRun {
       bestMetric: state.bestMetric,
       ...extra,
     });
-    const finish = async (status: TrialStatus, extra: Record<string, unknown> = {}) =>
-      this.dbRetry(
+    const finish = async (status: TrialStatus, extra: Record<string, unknown> = {}) => {
+      events.end(status, state.step);
+      events.close();
+      return this.dbRetry(
         `mark trial ${status}`,
         () =>
           db.runs.updateTrial(d.trialId, {
@@ -323,6 +336,7 @@ export class TrainRun {
           }),
         this.lostAbort.signal,
       );
+    };
 
     if (stop?.kind === 'cancel') {
       await finish('CANCELLED', { error: null });
@@ -378,20 +392,24 @@ export class TrainRun {
     switch (msg.type) {
       case 'start': {
         this.ctx.log.info({ totalSteps: msg.totalSteps, resumedFrom: msg.resumedFrom }, 'trainer started');
+        // Replayed rows first (a killed attempt may not have flushed its last ones), then the (re)start mark.
         if (msg.resumedFrom !== null)
           await this.resume(msg.resumedFrom, d, output, protocolFile, state, writer);
+        this.events?.started(msg.resumedFrom);
         if (msg.totalSteps !== null) writer.setProgress({ totalSteps: msg.totalSteps });
         progress.push({ step: state.step, totalSteps: msg.totalSteps, loss: null, at: Date.now() });
         break;
       }
       case 'step':
         writer.addRows(metricRows(msg));
+        this.events?.rows(metricRows(msg));
         writer.setProgress({ currentStep: msg.step, bestMetric: state.bestMetric });
         progress.push({ step: msg.step, totalSteps: msg.totalSteps, loss: msg.loss, at: Date.now() });
         this.checkCancel(d.runId);
         break;
       case 'eval':
         writer.addRows(metricRows(msg));
+        this.events?.rows(metricRows(msg));
         writer.setProgress({ bestMetric: state.bestMetric });
         break;
       case 'checkpoint':
@@ -431,6 +449,7 @@ export class TrainRun {
         continue;
       }
       writer.addRows(metricRows(m as Parameters<typeof metricRows>[0]));
+      this.events?.rows(metricRows(m as Parameters<typeof metricRows>[0]));
       for (const due of state.observe(m)) replayedRungs.set(due.rung, due.value);
     }
     for (const due of state.flushRungs()) replayedRungs.set(due.rung, due.value);

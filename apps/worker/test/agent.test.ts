@@ -1,6 +1,7 @@
 // The agent as a real process against real Redis and Postgres, with the fake
 // `mpo` (fixtures/fake-mpo.mjs) as its child: heartbeats, the train and eval
 // processors, cancellation, ASHA, retries, a whole flow, and slot fitting.
+import { join } from 'node:path';
 import { createDb, type Db } from '@mpo/db';
 import {
   buildRunFlow,
@@ -32,6 +33,7 @@ import {
   trainData,
   waitUntil,
 } from './helpers.js';
+import { eventFiles, hparamsOf, readEvents, scalarsOf } from './tfevents-reader.js';
 
 let db: Db;
 let redis: Redis;
@@ -141,6 +143,22 @@ describe('agent with a fake trainer', () => {
     expect(trial.bestMetric).toBeCloseTo(1 / 12);
     // loss, lr, rg/en, rg/zh per step, plus the held-out eval at the last step (2 rows).
     expect(await db.metrics.count(trialIds[0]!)).toBe(12 * 4 + 2);
+    // The same rows as TensorBoard scalars (name/lang tags), with the hyperparameters and the end status.
+    const stored = new Map<string, number>();
+    for (const { name, language } of await db.metrics.seriesNames(trialIds[0]!))
+      for (const p of await db.metrics.series(trialIds[0]!, name, { language }))
+        stored.set(`${language ? `${name}/${language}` : name}@${p.step}`, p.value);
+    const tb = eventFiles(join(s.artifactRoot, runId, trialIds[0]!, 'tensorboard')).flatMap(readEvents);
+    const scalars = scalarsOf(tb);
+    expect([...scalars.keys()].sort()).toEqual([...stored.keys()].sort());
+    // TensorBoard keeps the trainer's float64; Postgres hands back 15 significant digits.
+    for (const [k, v] of stored) expect(scalars.get(k), k).toBeCloseTo(v, 12);
+    const hp = hparamsOf(tb);
+    expect(hp.get('_hparams_/session_start_info')?.session_start_info).toMatchObject({
+      group_name: runId,
+      hparams: { method: { string_value: 'dpo' }, 'training.steps': { number_value: 12 } },
+    });
+    expect(hp.get('_hparams_/session_end_info')?.session_end_info?.status).toBe(1); // SUCCESS
     expect((await db.artifacts.checkpoints(trialIds[0]!)).map((c) => c.step)).toEqual([5, 10, 12]);
     expect((await db.runs.get(runId)).status).toBe('RUNNING');
     // BullMQ records per-minute throughput for the API (`metrics` worker option).
@@ -267,6 +285,9 @@ describe('agent with a fake trainer', () => {
     const asrId = new Map(rows.map((r) => [r.language, r.id]));
     for (const g of gens.items) expect(g.evaluationId).toBe(asrId.get(g.language));
     expect(gens.items[0]!.checkpointId).toBe(rows[0]!.checkpointId);
+    // ... and as TensorBoard scalars at the trial's last step, beside its training curves.
+    const tb = eventFiles(join(s.artifactRoot, runId, trialIds[0]!, 'tensorboard')).flatMap(readEvents);
+    expect(scalarsOf(tb).get('eval/multijail/asr/ko@3')).toBe(0.2);
 
     await db.runs.updateTrial(trialIds[1]!, { status: 'STOPPED', stoppedAtRung: 0 });
     const skip = await evals.add('eval', evalData(runId, trialIds[1]!), { jobId: jobIds.eval(trialIds[1]!) });

@@ -37,6 +37,7 @@ import {
   trainData,
   waitUntil,
 } from './helpers.js';
+import { eventFiles, readEvents, scalarsOf } from './tfevents-reader.js';
 
 const STEPS = 600;
 /** Wall-clock metrics differ between runs of the same computation. */
@@ -185,6 +186,17 @@ describe('fault tolerance (real trainer)', () => {
     });
     expect((await db.runs.trial(trialId)).attempt).toBe(2);
     await expectSameAsUninterrupted(runId, trialId);
+    // TensorBoard: the second attempt's file replays the steps up to the checkpoint (the killed attempt may
+    // not have flushed them), then marks SessionLog START at the next step, so TensorBoard drops what the killed
+    // attempt wrote beyond the checkpoint; together the files hold every step's loss.
+    const tb = eventFiles(join(s.artifactRoot, runId, trialId, 'tensorboard')).map(readEvents);
+    expect(tb.length).toBeGreaterThanOrEqual(2);
+    expect(tb.flat().filter((e) => e.session_log)).toMatchObject([
+      { step: 0, session_log: { status: 'START' } },
+      { step: from + 1, session_log: { status: 'START' } },
+    ]);
+    const losses = new Set([...scalarsOf(tb.flat()).keys()].filter((k) => k.startsWith('loss@')));
+    expect(losses.size).toBe(STEPS);
     await b.dispose();
   });
 

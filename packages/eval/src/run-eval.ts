@@ -198,8 +198,20 @@ async function load(cfg: EvalConfig): Promise<Loaded> {
   return { model, tok };
 }
 
+export interface EvalProgress {
+  benchmark: string;
+  done: number;
+  total: number;
+}
+type ProgressFn = (done: number, total: number) => void;
+
 /** Mean RG per language over held-out pairs; the dominant language's from the source side, once per prompt. */
-async function rewardGap(cfg: EvalConfig, { model, tok }: Loaded, emit: (r: EvalResult) => void) {
+async function rewardGap(
+  cfg: EvalConfig,
+  { model, tok }: Loaded,
+  emit: (r: EvalResult) => void,
+  progress?: ProgressFn,
+) {
   const spec = {
     format: 'mpo' as const,
     path: cfg.data.path,
@@ -224,6 +236,9 @@ async function rewardGap(cfg: EvalConfig, { model, tok }: Loaded, emit: (r: Eval
       byLang.set(ds.dominantLanguage, d);
     }
   }
+  const total = [...byLang.values()].reduce((a, exs) => a + exs.length, 0);
+  let done = 0;
+  progress?.(0, total);
   for (const [lang, exs] of [...byLang].sort(([a], [b]) => a.localeCompare(b))) {
     let sum = 0;
     for (let i = 0; i < exs.length; i += cfg.batchSize) {
@@ -236,6 +251,8 @@ async function rewardGap(cfg: EvalConfig, { model, tok }: Loaded, emit: (r: Eval
       const r = await model.score(seqs('rejected'));
       for (let k = 0; k < chunk.length; k++)
         sum += c.sumLogp[k]! / c.tokens[k]! - r.sumLogp[k]! / r.tokens[k]!;
+      done += chunk.length;
+      progress?.(done, total);
     }
     emit({ benchmark: 'reward-gap', language: lang, metric: 'rg', value: sum / exs.length, n: exs.length });
   }
@@ -261,6 +278,7 @@ export async function generateResponses(
   loaded: Loaded,
   prompts: readonly string[],
   cfg: Pick<EvalConfig, 'maxNewTokens' | 'benchmarkCutoff' | 'batchSize'>,
+  progress?: ProgressFn,
 ): Promise<string[]> {
   const { model, tok } = loaded;
   const { stopTokenIds } = await import('@mpo/engine');
@@ -278,6 +296,7 @@ export async function generateResponses(
       temperature: 0,
     });
     for (const g of gen) out.push(tok.tokenizer.decode(g, { skipSpecialTokens: true }));
+    progress?.(out.length, prompts.length);
   }
   return out;
 }
@@ -292,6 +311,7 @@ async function attackSuccess(
   benchmark: 'multijail' | 'csrt',
   emit: (r: EvalResult) => void,
   onGeneration?: (g: GenerationRecord) => void,
+  progress?: ProgressFn,
 ) {
   let items: { id: string; lang: string; prompt: string }[];
   if (benchmark === 'multijail') {
@@ -303,10 +323,12 @@ async function attackSuccess(
   } else {
     items = loadCsrt(cfg.csrtPath ?? '').slice(0, cfg.maxPrompts);
   }
+  progress?.(0, items.length);
   const responses = await generateResponses(
     loaded,
     items.map((i) => i.prompt),
     cfg,
+    progress,
   );
   const judged = items.map((it, k) => ({ lang: it.lang, prompt: it.prompt, response: responses[k]! }));
   const judge = judgeFor(cfg);
@@ -332,8 +354,15 @@ async function attackSuccess(
   }
 }
 
-async function utility(cfg: EvalConfig, { model, tok }: Loaded, emit: (r: EvalResult) => void) {
-  for (const lang of ['en', 'zh']) {
+async function utility(
+  cfg: EvalConfig,
+  { model, tok }: Loaded,
+  emit: (r: EvalResult) => void,
+  progress?: ProgressFn,
+) {
+  const langs = ['en', 'zh'];
+  let done = 0;
+  for (const lang of langs) {
     const path = resolveBuiltinData(`builtin:alpaca-${lang}`).path;
     const items = alpacaHeldOut(path, ALPACA_HELDOUT).heldOut.slice(0, cfg.utilityItems);
     const parts: { sumNll: number; tokens: number }[] = [];
@@ -352,6 +381,8 @@ async function utility(cfg: EvalConfig, { model, tok }: Loaded, emit: (r: EvalRe
         promptLengths: chunk.map((c) => c.promptLength),
       });
       for (let k = 0; k < chunk.length; k++) parts.push({ sumNll: -s.sumLogp[k]!, tokens: s.tokens[k]! });
+      done += chunk.length;
+      progress?.(done, langs.length * items.length);
     }
     emit({ benchmark: 'utility', language: lang, metric: 'ppl', value: perplexity(parts), n: items.length });
   }
@@ -363,14 +394,17 @@ export async function runEvaluation(
   opts: {
     /** Each judged response of MultiJail/CSRT, after its benchmark is judged. */
     onGeneration?: (g: GenerationRecord) => void;
+    /** Items of the current benchmark done so far, of `total` (pairs scored, prompts answered). */
+    onProgress?: (p: EvalProgress) => void;
   } = {},
 ): Promise<void> {
   const loaded = await load(cfg);
   try {
     for (const b of cfg.benchmarks) {
-      if (b === 'reward-gap') await rewardGap(cfg, loaded, emit);
-      else if (b === 'utility') await utility(cfg, loaded, emit);
-      else await attackSuccess(cfg, loaded, b, emit, opts.onGeneration);
+      const progress: ProgressFn = (done, total) => opts.onProgress?.({ benchmark: b, done, total });
+      if (b === 'reward-gap') await rewardGap(cfg, loaded, emit, progress);
+      else if (b === 'utility') await utility(cfg, loaded, emit, progress);
+      else await attackSuccess(cfg, loaded, b, emit, opts.onGeneration, progress);
     }
   } finally {
     loaded.model.dispose();

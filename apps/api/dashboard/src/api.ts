@@ -166,7 +166,8 @@ async function call<T>(token: string, method: string, path: string): Promise<T> 
     body = text;
   }
   if (!res.ok) {
-    const message = (body as { message?: string } | null)?.message ?? `${res.status} ${res.statusText}`;
+    // An RFC 9457 problem document: `detail` says what went wrong with this request.
+    const message = (body as { detail?: string } | null)?.detail ?? `${res.status} ${res.statusText}`;
     throw new ApiError(res.status, message);
   }
   return body as T;
@@ -205,8 +206,13 @@ export class Api {
 
   run = (id: string) => this.get<Run>(`/runs/${encodeURIComponent(id)}`);
 
-  metrics = (id: string, q: { name: string; lang?: string; since?: number; points: number }) => {
-    const p = new URLSearchParams({ name: q.name, points: String(q.points) });
+  metrics = (
+    id: string,
+    q: { name?: string; lang?: string; since?: number; points: number; trial?: number },
+  ) => {
+    const p = new URLSearchParams({ points: String(q.points) });
+    if (q.name) p.set('name', q.name);
+    if (q.trial !== undefined) p.set('trial', String(q.trial));
     if (q.lang) p.set('lang', q.lang);
     if (q.since !== undefined && q.since >= 0) p.set('since', String(q.since));
     return this.get<{ series: Series[] }>(`/runs/${encodeURIComponent(id)}/metrics?${p}`);

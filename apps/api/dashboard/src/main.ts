@@ -5,6 +5,7 @@
 import { Api, ApiError, type Identity, signIn, signOut } from './api.js';
 import { h, replace } from './dom.js';
 import type { Dispose, View, ViewContext } from './view.js';
+import { compareView } from './views/compare.js';
 import { queuesView } from './views/queues.js';
 import { runView } from './views/run.js';
 import { runsView } from './views/runs.js';
@@ -157,6 +158,9 @@ function renderShell(token: string, identity: Identity): void {
       section = 'queues';
     } else if (path === '/runs') {
       view = runsView(new URLSearchParams(query));
+      section = 'runs';
+    } else if (path === '/compare') {
+      view = compareView(new URLSearchParams(query));
       section = 'runs';
     } else if (runMatch) {
       view = runView(decodeURIComponent(runMatch[1]!));

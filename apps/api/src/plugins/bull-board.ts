@@ -63,7 +63,7 @@ const bullBoardPlugin: FastifyPluginAsync<BullBoardPluginOptions> = async (app, 
     if ((code !== 401 && code !== 403) || !req.headers.accept?.includes('text/html')) return payload;
     let message = code === 403 ? 'This token is not an admin token' : 'You are not signed in';
     try {
-      message = (JSON.parse(String(payload)) as { message?: string }).message ?? message;
+      message = (JSON.parse(String(payload)) as { detail?: string }).detail ?? message;
     } catch {}
     reply.type('text/html; charset=utf-8');
     return refusedPage(code, message);

@@ -218,27 +218,35 @@ export default fp(
         }
       },
     });
-    new Gauge({
+    // Job run times (processedOn → finishedOn) as a histogram: at each scrape the
+    // jobs completed since the last one are observed once (BullMQ keeps the finished
+    // jobs; the watermark is the newest finishedOn seen, per queue).
+    const watermark = new Map<string, { at: number; ids: Set<string> }>();
+    new Histogram({
       name: 'mpo_job_duration_seconds',
-      help: 'Run time (processedOn → finishedOn) of the last 100 completed jobs per queue, as quantiles',
-      labelNames: ['queue', 'quantile'] as const,
+      help: 'Run time (processedOn → finishedOn) of completed jobs per queue',
+      labelNames: ['queue'] as const,
+      // Evaluation jobs take seconds to minutes, training trials minutes to hours.
+      buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200],
       registers: [register],
       async collect() {
         try {
           await Promise.all(
             ALL_QUEUES.map(async (queue) => {
-              const jobs = await app.queues.byName.get(queue)!.getJobs(['completed'], 0, 99);
-              const secs = jobs
-                .filter((j) => j.finishedOn && j.processedOn)
-                .map((j) => (j.finishedOn! - j.processedOn!) / 1000)
-                .sort((a, b) => a - b);
-              if (secs.length === 0) return;
-              for (const q of [0.5, 0.9, 0.99]) {
-                this.set(
-                  { queue, quantile: String(q) },
-                  secs[Math.min(secs.length - 1, Math.floor(q * secs.length))]!,
-                );
+              const jobs = await app.queues.byName.get(queue)!.getJobs(['completed'], 0, 999);
+              const seen = watermark.get(queue) ?? { at: 0, ids: new Set<string>() };
+              const next = { at: seen.at, ids: new Set(seen.ids) };
+              for (const j of jobs) {
+                if (!j.finishedOn || !j.processedOn || !j.id) continue;
+                if (j.finishedOn < seen.at || (j.finishedOn === seen.at && seen.ids.has(j.id))) continue;
+                this.observe({ queue }, (j.finishedOn - j.processedOn) / 1000);
+                if (j.finishedOn > next.at) next.ids.clear();
+                if (j.finishedOn >= next.at) {
+                  next.at = j.finishedOn;
+                  next.ids.add(j.id);
+                }
               }
+              watermark.set(queue, next);
             }),
           );
         } catch {
@@ -247,7 +255,7 @@ export default fp(
       },
     });
     // What running trainers report each step (metric rows the workers write).
-    const running = (name: string, metric: string, help: string, reduce: 'sum' | 'mean') =>
+    const running = (name: string, metric: string, help: string, reduce: 'sum' | 'mean', scale = 1) =>
       new Gauge({
         name,
         help,
@@ -256,7 +264,7 @@ export default fp(
           try {
             const rows = await app.db.metrics.latestOfRunningTrials(metric);
             const total = rows.reduce((a, r) => a + r.value, 0);
-            this.set(reduce === 'sum' ? total : rows.length ? total / rows.length : 0);
+            this.set(scale * (reduce === 'sum' ? total : rows.length ? total / rows.length : 0));
           } catch {
             // Postgres away: mpo_dependency_up says so.
           }
@@ -269,10 +277,11 @@ export default fp(
       'sum',
     );
     running(
-      'mpo_allreduce_bus_bandwidth_gbps',
+      'mpo_allreduce_bus_bandwidth_bytes_per_second',
       'allreduce/busbw_gbps',
-      'Gradient all-reduce bus bandwidth (nccl-tests definition), mean over running multi-rank trials',
+      'Gradient all-reduce bus bandwidth in bytes/s (nccl-tests definition), mean over running multi-rank trials',
       'mean',
+      1e9, // the trainer reports GB/s (packages/trainer/src/loop.ts); Prometheus wants base units
     );
     new Gauge({
       name: 'mpo_outbox_pending',

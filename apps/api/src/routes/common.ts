@@ -1,17 +1,30 @@
 import { type TLiteral, Type } from '@sinclair/typebox';
 
+/** An RFC 9457 problem document (application/problem+json); `problems` is our extension member. */
 export const ErrorSchema = Type.Object(
   {
-    statusCode: Type.Integer(),
-    error: Type.String(),
-    message: Type.String(),
+    type: Type.String({
+      description: 'URI naming the kind of problem: about:blank (see status) or urn:mpo:problem:*',
+    }),
+    title: Type.String({ description: 'short summary of the kind of problem' }),
+    status: Type.Integer({ description: 'the HTTP status code' }),
+    detail: Type.String({ description: 'what went wrong with this request' }),
+    instance: Type.Optional(Type.String()),
     problems: Type.Optional(
-      Type.Array(Type.Object({ path: Type.String(), reason: Type.String() }), {
-        description: 'every problem found, with its path in the request',
-      }),
+      Type.Array(
+        Type.Object({
+          path: Type.String(),
+          reason: Type.String(),
+          line: Type.Optional(Type.Integer({ description: 'YAML bodies: 1-based line of the field' })),
+          column: Type.Optional(Type.Integer()),
+        }),
+        {
+          description: 'every problem found, with its path in the request',
+        },
+      ),
     ),
   },
-  { title: 'Error' },
+  { title: 'Problem' },
 );
 
 /** Dates leave as ISO strings (fast-json-stringify formats Date objects for format date-time). */
@@ -19,12 +32,18 @@ export const DateTime = Type.Unsafe<Date | string>(Type.String({ format: 'date-t
 export const NullableDateTime = Type.Union([DateTime, Type.Null()]);
 export const Uuid = Type.String({ format: 'uuid' });
 
+/** A problem response, declared as application/problem+json (the media type errors.ts sends it as). */
+export const ProblemResponse = {
+  description: 'an RFC 9457 problem document',
+  content: { 'application/problem+json': { schema: ErrorSchema } },
+};
+
 /** The error responses most routes share, for the OpenAPI document. */
 export const errorResponses = {
-  400: ErrorSchema,
-  401: ErrorSchema,
-  404: ErrorSchema,
-  503: ErrorSchema,
+  400: ProblemResponse,
+  401: ProblemResponse,
+  404: ProblemResponse,
+  503: ProblemResponse,
 };
 
 /** A union of string literals, typed as their union. */

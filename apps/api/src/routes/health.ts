@@ -50,7 +50,16 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['ops'],
         summary: 'Readiness: Redis and Postgres reachable',
-        response: { 200: Ready, 503: Type.Union([Ready, ErrorSchema]) },
+        response: {
+          200: Ready,
+          503: {
+            description: 'not ready (which check failed), or a problem document',
+            content: {
+              'application/json': { schema: Ready },
+              'application/problem+json': { schema: ErrorSchema },
+            },
+          },
+        },
       },
     },
     async (_req, reply) => {

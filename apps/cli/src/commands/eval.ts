@@ -2,8 +2,9 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { GenerationRecord } from '@mpo/eval';
 import { CliError, ExitCode } from '../exit-codes.js';
-import { createReporter } from '../progress.js';
-import { readJsonFile } from '../read-json.js';
+import { numberFlag } from '../flags.js';
+import { createProgress, createReporter } from '../progress.js';
+import { readConfigFile } from '../read-json.js';
 import { register } from '../registry.js';
 
 const usage = `mpo eval (--config FILE.json | --model DIR|builtin:ID) [--benchmarks reward-gap,multijail,csrt,utility]
@@ -49,7 +50,7 @@ register({
     let base = process.cwd();
     if (values.config) {
       const path = resolve(values.config);
-      raw = readJsonFile(path, 'config') as Record<string, unknown>;
+      raw = readConfigFile(path, 'config') as Record<string, unknown>;
       base = dirname(path);
     } else if (!values.model) {
       throw new CliError(`--config or --model is required\n\nusage: ${usage}`, ExitCode.usage);
@@ -64,10 +65,13 @@ register({
     }
     if (values.benchmarks) raw.benchmarks = values.benchmarks.split(',');
     if (values.languages) raw.languages = values.languages.split(',');
-    if (values['max-prompts']) raw.maxPrompts = Number(values['max-prompts']);
-    if (values['max-new-tokens']) raw.maxNewTokens = Number(values['max-new-tokens']);
+    // A number is checked here; its range by parseEvalConfig, with every other problem.
+    const positive = { integer: true };
+    if (values['max-prompts']) raw.maxPrompts = numberFlag('max-prompts', values['max-prompts'], positive);
+    if (values['max-new-tokens'])
+      raw.maxNewTokens = numberFlag('max-new-tokens', values['max-new-tokens'], positive);
     if (values.judge) raw.judge = values.judge;
-    if (values.threads) raw.threads = Number(values.threads);
+    if (values.threads) raw.threads = numberFlag('threads', values.threads, positive);
     const { EvalConfigError, parseEvalConfig, runEvaluation, writeGenerations } = await import('@mpo/eval');
     const saveTo = values['save-responses'] ? resolve(values['save-responses']) : undefined;
     let cfg: ReturnType<typeof parseEvalConfig>;
@@ -78,6 +82,8 @@ register({
       throw err;
     }
     const rep = createReporter(values.json);
+    const progress = createProgress({ label: 'eval', total: 0, json: values.json });
+    let phase = '';
     const rows: string[] = [];
     const generations: GenerationRecord[] = [];
     let n = 0;
@@ -90,12 +96,18 @@ register({
           rows.push(
             `${r.benchmark.padEnd(11)} ${r.language.padEnd(5)} ${r.metric.padEnd(4)} ${r.value.toFixed(4).padStart(9)}  n=${r.n}`,
           );
-          rep.line(`evaluated ${n} figure${n === 1 ? '' : 's'} (last: ${r.benchmark} ${r.language})`);
         },
         {
           onGeneration: (g) => {
             if (saveTo) generations.push(g);
             if (values.responses) process.stderr.write(`${JSON.stringify({ type: 'generation', ...g })}\n`);
+          },
+          onProgress: (p) => {
+            if (p.benchmark !== phase) {
+              phase = p.benchmark;
+              progress.phase(phase, p.total);
+            }
+            progress.update(p.done);
           },
         },
       );
@@ -104,6 +116,7 @@ register({
       rep.event({ type: 'error', message: (err as Error).message });
       throw err;
     }
+    progress.finish();
     rep.done();
     rep.event({ type: 'done', results: n });
     if (rep.tty) process.stdout.write(`${rows.join('\n')}\n`);

@@ -1,6 +1,7 @@
 // Each command registers itself on import.
 import './allreduce.js';
 import './bench.js';
+import './completion.js';
 import './data.js';
 import './eval.js';
 import './launch.js';

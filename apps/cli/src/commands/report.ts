@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { API_FLAGS, ApiClient } from '../api-client.js';
 import { CliError, ExitCode } from '../exit-codes.js';
+import { JSON_FLAG } from '../flags.js';
 import { readJsonFile } from '../read-json.js';
 import { register } from '../registry.js';
 import {
@@ -47,7 +48,7 @@ async function generationSamples(api: ApiClient, runId: string, t: ReportTrial):
   return out;
 }
 
-const usage = `mpo report RUN_ID [RUN_ID...] [--baseline FILE.json] [--label RUN_ID=LABEL ...] [--out FILE.md]
+const usage = `mpo report RUN_ID [RUN_ID...] [--baseline FILE.json] [--label RUN_ID=LABEL ...] [--out FILE.md] [--json]
 
 Markdown tables in the shape of the MPO paper's Table 2 (ASR per language and average, one row per run's best
 trial) and Table 1 (reward gap and ASR per language before and after, for the first run), utility, an ablation
@@ -109,6 +110,7 @@ register({
         baseline: { type: 'string' },
         out: { type: 'string' },
         label: { type: 'string', multiple: true },
+        ...JSON_FLAG,
       },
     });
     if (positionals.length === 0) throw new CliError(`RUN_ID is required\n\nusage: ${usage}`, ExitCode.usage);
@@ -147,6 +149,11 @@ register({
           ExitCode.invalidInput,
         );
       baseline = raw as EvalRow[];
+    }
+    if (values.json) {
+      // The data behind the tables: runs with their trials and evaluations, and the baseline.
+      process.stdout.write(`${JSON.stringify({ runs, baseline: baseline ?? null })}\n`);
+      return ExitCode.ok;
     }
     const md = renderReport({
       runs,

@@ -1,9 +1,18 @@
+import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { API_FLAGS, ApiClient } from '../api-client.js';
 import { CliError, ExitCode } from '../exit-codes.js';
+import {
+  EXPORT_FORMATS,
+  type ExportFilter,
+  type ExportFormat,
+  encodeRows,
+  fetchRunRows,
+} from '../export-metrics.js';
+import { choiceFlag, JSON_FLAG, numberFlag, optionalNumberFlag } from '../flags.js';
 import { bar, formatDuration } from '../progress.js';
-import { readJsonFile } from '../read-json.js';
+import { readConfigFile } from '../read-json.js';
 import { register } from '../registry.js';
 
 interface Trial {
@@ -26,11 +35,13 @@ interface Run {
   trials: Trial[];
 }
 
-const usage = `mpo runs submit FILE.json [--idempotency-key KEY]   prints the new run's id
-mpo runs watch RUN_ID [--interval SECONDS]          a progress bar per trial with ETA, until the run ends
-mpo runs metrics RUN_ID [--csv] [--name N] [--lang L] [--trial T] [--points P]
-mpo runs list [--status S]
-mpo runs cancel RUN_ID
+const usage = `mpo runs submit FILE.json|FILE.yaml [--idempotency-key KEY] [--json]   prints the new run's id
+mpo runs watch RUN_ID [--interval SECONDS] [--json]   a progress bar per trial with ETA, until the run ends
+mpo runs metrics RUN_ID [--name N] [--lang L] [--trial T] [--points P]   the downsampled curves (JSON)
+mpo runs metrics RUN_ID --format csv|jsonl|parquet [--out FILE] [--name N] [--lang L] [--trial T]
+                                                      every stored row (--csv: --format csv)
+mpo runs list [--status S] [--limit N] [--offset N] [--json]
+mpo runs cancel RUN_ID [--json]
 Common: --api URL (or MPO_API_URL), --token T (or MPO_TOKEN)`;
 
 const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
@@ -58,18 +69,18 @@ async function submit(api: ApiClient, args: string[]) {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { ...API_FLAGS, 'idempotency-key': { type: 'string' } },
+    options: { ...API_FLAGS, ...JSON_FLAG, 'idempotency-key': { type: 'string' } },
   });
   const file = positionals[0];
   if (!file) throw new CliError(`runs submit: FILE is required\n\n${usage}`, ExitCode.usage);
-  const spec = readJsonFile(resolve(file), 'spec');
+  const spec = readConfigFile(resolve(file), 'spec');
   const res = await api.request<{ id: string; trialCount: number }>(
     'POST',
     '/runs',
     spec,
     values['idempotency-key'] ? { 'idempotency-key': values['idempotency-key'] } : {},
   );
-  process.stdout.write(`${res.id}\n`);
+  process.stdout.write(values.json ? `${JSON.stringify(res)}\n` : `${res.id}\n`);
   process.stderr.write(`run ${res.id}: ${res.trialCount} trial${res.trialCount === 1 ? '' : 's'} queued\n`);
   return ExitCode.ok;
 }
@@ -78,12 +89,13 @@ async function watch(api: ApiClient, args: string[]) {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { ...API_FLAGS, interval: { type: 'string', default: '2' } },
+    options: { ...API_FLAGS, ...JSON_FLAG, interval: { type: 'string', default: '2' } },
   });
   const id = positionals[0];
   if (!id) throw new CliError(`runs watch: RUN_ID is required\n\n${usage}`, ExitCode.usage);
-  const interval = Number(values.interval) * 1000;
-  const tty = process.stdout.isTTY === true;
+  const interval =
+    numberFlag('interval', values.interval, { min: 0.05, max: 3600, exclusiveMin: false }) * 1000;
+  const tty = !values.json && process.stdout.isTTY === true;
   let drawn = 0;
   let last = '';
   for (;;) {
@@ -126,7 +138,10 @@ async function metrics(api: ApiClient, args: string[]) {
     allowPositionals: true,
     options: {
       ...API_FLAGS,
+      ...JSON_FLAG,
       csv: { type: 'boolean', default: false },
+      format: { type: 'string' },
+      out: { type: 'string' },
       name: { type: 'string' },
       lang: { type: 'string' },
       trial: { type: 'string' },
@@ -135,41 +150,89 @@ async function metrics(api: ApiClient, args: string[]) {
   });
   const id = positionals[0];
   if (!id) throw new CliError(`runs metrics: RUN_ID is required\n\n${usage}`, ExitCode.usage);
+  const format = values.format
+    ? choiceFlag('format', values.format, EXPORT_FORMATS)
+    : values.csv
+      ? 'csv'
+      : undefined;
+  if (format) return exportMetrics(api, id, format, values);
+  const points = optionalNumberFlag('points', values.points, { integer: true, min: 1, max: 1024 });
   const q = new URLSearchParams();
-  for (const k of ['name', 'lang', 'trial', 'points'] as const) if (values[k]) q.set(k, values[k]!);
+  for (const k of ['name', 'lang', 'trial'] as const) if (values[k]) q.set(k, values[k]!);
+  if (points !== undefined) q.set('points', String(points));
   const res = await api.get<{ series: Series[] }>(
     `/runs/${encodeURIComponent(id)}/metrics${q.size ? `?${q}` : ''}`,
   );
-  if (values.csv) {
-    const quote = (s: string) => (/[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
-    const rows = ['trial,name,language,step,value'];
-    for (const s of res.series) {
-      s.steps.forEach((step, i) => {
-        rows.push(`${s.trialIndex},${quote(s.name)},${quote(s.language ?? '')},${step},${s.values[i]}`);
-      });
-    }
-    process.stdout.write(`${rows.join('\n')}\n`);
-  } else process.stdout.write(`${JSON.stringify(res)}\n`);
+  process.stdout.write(`${JSON.stringify(res)}\n`);
   return ExitCode.ok;
 }
 
+async function exportMetrics(
+  api: ApiClient,
+  id: string,
+  format: ExportFormat,
+  opts: ExportFilter & { out?: string | undefined },
+) {
+  if (format === 'parquet' && !opts.out && process.stdout.isTTY)
+    throw new CliError('runs metrics: parquet is binary; pass --out FILE or redirect stdout', ExitCode.usage);
+  const rows = await fetchRunRows(api, id, opts);
+  const data = encodeRows(rows, format);
+  if (opts.out) {
+    writeFileSync(opts.out, data);
+    process.stderr.write(`${rows.length} rows written to ${opts.out} (${format})\n`);
+  } else process.stdout.write(data);
+  return ExitCode.ok;
+}
+
+/** The API's page bound for GET /runs (apps/api/src/routes/runs/schemas.ts). */
+const MAX_LIST_LIMIT = 200;
+
 async function list(api: ApiClient, args: string[]) {
-  const { values } = parseArgs({ args, options: { ...API_FLAGS, status: { type: 'string' } } });
+  const { values } = parseArgs({
+    args,
+    options: {
+      ...API_FLAGS,
+      ...JSON_FLAG,
+      status: { type: 'string' },
+      limit: { type: 'string', default: '50' },
+      offset: { type: 'string', default: '0' },
+    },
+  });
+  const limit = numberFlag('limit', values.limit, { integer: true, min: 1, max: MAX_LIST_LIMIT });
+  const offset = numberFlag('offset', values.offset, { integer: true, min: 0 });
+  const q = new URLSearchParams({ limit: String(limit), offset: String(offset) });
+  if (values.status) q.set('status', values.status);
   const res = await api.get<{
+    total: number;
     items: { id: string; name: string; status: string; trialCount: number; createdAt: string }[];
-  }>(`/runs${values.status ? `?status=${encodeURIComponent(values.status)}` : ''}`);
+  }>(`/runs?${q}`);
+  const next = offset + res.items.length < res.total ? offset + res.items.length : null;
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ ...res, limit, offset, nextOffset: next })}\n`);
+    return ExitCode.ok;
+  }
   for (const r of res.items)
     process.stdout.write(
       `${r.id}  ${r.status.padEnd(9)} ${String(r.trialCount).padStart(3)} trials  ${r.createdAt}  ${r.name}\n`,
     );
+  const shown = res.items.length ? `${offset + 1}-${offset + res.items.length}` : 'none';
+  process.stderr.write(
+    `runs ${shown} of ${res.total}${next !== null ? `; next page: --offset ${next} --limit ${limit}` : ''}\n`,
+  );
   return ExitCode.ok;
 }
 
 async function cancel(api: ApiClient, args: string[]) {
-  const { positionals } = parseArgs({ args, allowPositionals: true, options: API_FLAGS });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...API_FLAGS, ...JSON_FLAG },
+  });
   if (!positionals[0]) throw new CliError(`runs cancel: RUN_ID is required\n\n${usage}`, ExitCode.usage);
-  await api.request('POST', `/runs/${encodeURIComponent(positionals[0])}/cancel`);
-  process.stdout.write(`cancel requested for run ${positionals[0]}\n`);
+  const res = await api.request('POST', `/runs/${encodeURIComponent(positionals[0])}/cancel`);
+  process.stdout.write(
+    values.json ? `${JSON.stringify(res)}\n` : `cancel requested for run ${positionals[0]}\n`,
+  );
   return ExitCode.ok;
 }
 

@@ -2,6 +2,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CliError, ExitCode } from '../exit-codes.js';
+import { numberFlag, optionalNumberFlag } from '../flags.js';
+import { createProgress } from '../progress.js';
 import { register } from '../registry.js';
 
 const usage = `mpo score --model DIR|builtin:ID --data FILE [--format pretokenized|mpo|pairwise] [--template T]
@@ -36,6 +38,11 @@ register({
     });
     if (!values.model || !values.data)
       throw new CliError(`--model and --data are required\n\nusage: ${usage}`, ExitCode.usage);
+    const positive = { integer: true, min: 1 };
+    const cutoff = numberFlag('cutoff', values.cutoff, { integer: true, min: 2 });
+    const batch = numberFlag('batch', values.batch, positive);
+    const threads = numberFlag('threads', values.threads, positive);
+    const limit = optionalNumberFlag('limit', values.limit, positive);
     const data = values.data.startsWith('builtin:') ? values.data : resolve(values.data);
     if (!data.startsWith('builtin:') && !existsSync(data))
       throw new CliError(`--data ${data}: no such file`, ExitCode.notFound);
@@ -59,15 +66,15 @@ register({
           path: data,
           heldOut: 0,
           split: 'all',
-          ...(values.limit ? { limit: Number(values.limit) } : {}),
+          ...(limit !== undefined ? { limit } : {}),
           ...(values.format || !data.startsWith('builtin:')
             ? { format: values.format ?? guessFormat(data) }
             : {}),
         },
         method: 'sft',
         output: '/tmp/unused',
-        cutoff: Number(values.cutoff),
-        threads: Number(values.threads),
+        cutoff,
+        threads,
         ...(values.template ? { template: values.template } : {}),
       });
     } catch (err) {
@@ -108,7 +115,13 @@ register({
         }
       }
     }
-    const batch = Number(values.batch);
+    const progress = createProgress({
+      label: 'score',
+      total: pairs.length,
+      unit: 'pairs/s',
+      json: values.json,
+    });
+    progress.update(0);
     const examples: unknown[] = [];
     const per: Record<string, { sum: number; n: number }> = {};
     for (let i = 0; i < pairs.length; i += batch) {
@@ -126,7 +139,9 @@ register({
         examples.push({ id: p.id, lang: p.lang, chosen: cs, rejected: rs, rg });
         per[p.lang] = { sum: (per[p.lang]?.sum ?? 0) + rg, n: (per[p.lang]?.n ?? 0) + 1 };
       });
+      progress.update(examples.length);
     }
+    progress.finish();
     const perLanguage = Object.fromEntries(
       Object.keys(per)
         .sort()

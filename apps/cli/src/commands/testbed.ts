@@ -2,7 +2,8 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BUILTIN_MODELS } from '@mpo/trainer';
 import { CliError, ExitCode } from '../exit-codes.js';
-import { bar, createReporter, Eta, formatDuration } from '../progress.js';
+import { numberFlag } from '../flags.js';
+import { createProgress, createReporter, type Progress } from '../progress.js';
 import { register } from '../registry.js';
 
 const usage = `mpo testbed build [--seed N] [--out DIR] [--threads N] [--epochs N] [--max-steps N] [--json]
@@ -31,18 +32,14 @@ register({
         json: { type: 'boolean', default: false },
       },
     });
-    const seed = Number(values.seed);
-    const threads = Number(values.threads);
-    const epochs = Number(values.epochs);
-    const maxSteps = values['max-steps'] === undefined ? undefined : Number(values['max-steps']);
-    for (const [k, v] of Object.entries({ seed, threads, epochs, 'max-steps': maxSteps ?? 1 })) {
-      if (!Number.isInteger(v) || v < (k === 'seed' ? 0 : 1))
-        throw new CliError(`--${k} must be an integer`, ExitCode.usage);
-    }
+    const seed = numberFlag('seed', values.seed, { integer: true, min: 0 });
+    const threads = numberFlag('threads', values.threads, { integer: true, min: 1 });
+    const epochs = numberFlag('epochs', values.epochs, { integer: true, min: 1 });
+    const maxSteps = values['max-steps'] === undefined ? undefined : numberFlag('max-steps', values['max-steps'], { integer: true, min: 1 });
     const out = values.out ? resolve(values.out) : BUILTIN_MODELS['builtin:tiny-multilingual']!();
     const { buildTestbed } = await import('@mpo/eval');
     const rep = createReporter(values.json);
-    let eta: Eta | null = null;
+    let progress: Progress | null = null;
     const r = await buildTestbed({
       seed,
       out,
@@ -50,7 +47,12 @@ register({
       epochs,
       ...(maxSteps ? { training: { maxSteps } } : {}),
       onStep: (s) => {
-        eta ??= new Eta(s.step - 1);
+        progress ??= createProgress({
+          label: 'testbed',
+          total: s.totalSteps,
+          unit: 'steps/s',
+          json: values.json,
+        });
         rep.event({
           type: 'step',
           step: s.step,
@@ -58,11 +60,10 @@ register({
           loss: s.loss,
           metrics: { lr: s.lr, tokensPerSec: s.tokensPerSec },
         });
-        rep.line(
-          `${bar(s.step / s.totalSteps)} step ${s.step}/${s.totalSteps}  loss ${s.loss.toFixed(4)}  ${Math.round(s.tokensPerSec)} tok/s  ETA ${formatDuration(eta.seconds(s.step, s.totalSteps))}`,
-        );
+        progress.update(s.step, `loss ${s.loss.toFixed(4)}  ${Math.round(s.tokensPerSec)} tok/s`);
       },
     });
+    (progress as Progress | null)?.finish();
     rep.done();
     rep.event({ type: 'done', dir: r.dir, steps: r.steps, examples: r.examples, weightsHash: r.weightsHash });
     if (rep.tty)

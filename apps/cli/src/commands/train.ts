@@ -1,15 +1,22 @@
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { presetNames } from '@mpo/objectives';
+import { isLlamaFactoryConfig, locateProblems } from '@mpo/queue';
 import { ConfigError, parseTrainConfig, runTraining } from '@mpo/trainer';
 import { communicatorFromEnv } from '../comm.js';
 import { CliError, ExitCode } from '../exit-codes.js';
+import { optionalNumberFlag } from '../flags.js';
+import { fromLlamaFactoryFile } from '../llamafactory-file.js';
 import { bar, createReporter, Eta, formatDuration } from '../progress.js';
-import { readJsonFile } from '../read-json.js';
+import { readConfigDocument } from '../read-json.js';
 import { register } from '../registry.js';
 
-const usage = `mpo train --config FILE.json [--json] [--output DIR] [--max-steps N] [--preset NAME]
+const usage = `mpo train --config FILE.json|FILE.yaml [--json] [--output DIR] [--max-steps N] [--preset NAME]
           [--dtype fp32|bf16|fp16] [--activation-checkpointing]
+
+The config is ours (JSON or YAML), or a LLaMA-Factory training YAML as it is (the official MPO
+repository's examples/train_mpo/*.yaml): its fields are mapped, every ignored one is listed on stderr,
+and any we cannot honour is an error naming its line.
 
 Trains one model with one method. A progress bar on a terminal, JSON lines otherwise:
   {"type":"start"|"step"|"eval"|"checkpoint"|"done"|"error", ...}
@@ -45,11 +52,13 @@ register({
     });
     if (!values.config) throw new CliError(`--config is required\n\nusage: ${usage}`, ExitCode.usage);
     const path = resolve(values.config);
-    const raw = readJsonFile(path, 'config') as Record<string, unknown>;
+    const maxSteps = optionalNumberFlag('max-steps', values['max-steps'], { integer: true, min: 1 });
+    const doc = readConfigDocument(path, 'config');
+    const raw = fromLlamaFactoryFile(doc, path) ?? (doc.value as Record<string, unknown>);
     if (values.output && raw && typeof raw === 'object') raw.output = resolve(values.output);
     if (values.preset && raw && typeof raw === 'object') raw.preset = values.preset;
-    if (values['max-steps'] && raw && typeof raw === 'object') {
-      raw.training = { ...(raw.training as object), maxSteps: Number(values['max-steps']) };
+    if (maxSteps !== undefined && raw && typeof raw === 'object') {
+      raw.training = { ...(raw.training as object), maxSteps };
     }
     if (values.dtype && raw && typeof raw === 'object') raw.dtype = values.dtype;
     if (values['activation-checkpointing'] && raw && typeof raw === 'object')
@@ -58,7 +67,13 @@ register({
     try {
       config = parseTrainConfig(raw, dirname(path));
     } catch (err) {
-      if (err instanceof ConfigError) throw new CliError(`${path}: ${err.message}`, ExitCode.invalidInput);
+      if (err instanceof ConfigError) {
+        // Our own configs: each problem with its line; a mapped LLaMA-Factory config has no lines for our names.
+        const lines = isLlamaFactoryConfig(doc.value)
+          ? err.problems.map((p) => `${path}: after mapping from LLaMA-Factory: ${p.path}: ${p.reason}`)
+          : locateProblems(doc, err.problems);
+        throw new CliError(`invalid training config:\n  ${lines.join('\n  ')}`, ExitCode.invalidInput);
+      }
       throw err;
     }
 

@@ -8,6 +8,8 @@ import { barChart, type LineChart, lineChart } from '../charts.js';
 import { badge, h, replace, table } from '../dom.js';
 import { ago, dateTime, num, params, ref } from '../format.js';
 import { POLL_MS, poll, type View } from '../view.js';
+import { compareHref } from './compare.js';
+import { pickBox } from './runs.js';
 
 const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED']);
 const RUN_DONE = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
@@ -80,34 +82,36 @@ const lastStep = (def: ChartDef, trialIndex: number) => {
   return last;
 };
 
-/** One line per trial; a per-language metric is averaged over the languages present at each step. */
+/** One curve from a metric's series: a per-language metric is averaged over the languages present at each step. */
+export function meanCurve(byLang: { steps: number[]; values: number[] }[]): { x: number; y: number }[] {
+  if (byLang.length === 1) return byLang[0]!.steps.map((x, i) => ({ x, y: byLang[0]!.values[i]! }));
+  const acc = new Map<number, { sum: number; n: number }>();
+  for (const s of byLang)
+    s.steps.forEach((x, i) => {
+      const a = acc.get(x) ?? { sum: 0, n: 0 };
+      a.sum += s.values[i]!;
+      a.n += 1;
+      acc.set(x, a);
+    });
+  return [...acc.entries()]
+    .filter(([, a]) => a.n === byLang.length)
+    .sort((a, b) => a[0] - b[0])
+    .map(([x, a]) => ({ x, y: a.sum / a.n }));
+}
+
+/** One line per trial. */
 function lines(def: ChartDef, trials: Trial[]) {
   return trials
     .filter((t) => def.data.has(t.index))
-    .map((t) => {
-      const byLang = [...def.data.get(t.index)!.values()];
-      let points: { x: number; y: number }[];
-      if (byLang.length === 1) points = byLang[0]!.steps.map((x, i) => ({ x, y: byLang[0]!.values[i]! }));
-      else {
-        const acc = new Map<number, { sum: number; n: number }>();
-        for (const s of byLang)
-          s.steps.forEach((x, i) => {
-            const a = acc.get(x) ?? { sum: 0, n: 0 };
-            a.sum += s.values[i]!;
-            a.n += 1;
-            acc.set(x, a);
-          });
-        points = [...acc.entries()]
-          .filter(([, a]) => a.n === byLang.length)
-          .sort((a, b) => a[0] - b[0])
-          .map(([x, a]) => ({ x, y: a.sum / a.n }));
-      }
-      return { label: `trial ${t.index}`, points, colorIndex: t.index };
-    });
+    .map((t) => ({
+      label: `trial ${t.index}`,
+      points: meanCurve([...def.data.get(t.index)!.values()]),
+      colorIndex: t.index,
+    }));
 }
 
 /** The latest value per (trial, benchmark, language, metric). */
-function latestEvaluations(rows: Evaluation[]): Evaluation[] {
+export function latestEvaluations(rows: Evaluation[]): Evaluation[] {
   const out = new Map<string, Evaluation>();
   for (const e of rows) {
     const k = `${e.trialIndex}|${e.benchmark}|${e.language}|${e.metric}`;
@@ -128,6 +132,24 @@ export const runView =
     const overall = h('div', { class: 'overall', id: 'run-progress' });
     const sweep = h('div', { id: 'sweep' });
     const sweepTitle = h('h2', { id: 'sweep-title' }, 'Sweep');
+    // Trials ticked in the sweep table open side by side in the comparison page (kept across polls).
+    const picked = new Set<string>();
+    const compareTrials = h(
+      'button',
+      { type: 'button', id: 'compare-trials', disabled: true },
+      'Compare selected trials',
+    );
+    const syncCompare = () => {
+      compareTrials.disabled = picked.size === 0;
+    };
+    compareTrials.addEventListener('click', () => {
+      location.hash = compareHref(
+        [...picked]
+          .map(Number)
+          .sort((a, b) => a - b)
+          .map((trial) => ({ runId: id, trial })),
+      );
+    });
     const chartsBox = h('div', { class: 'grid charts', id: 'curves' });
     const evalSelect = h('select', { id: 'eval-trial' });
     const evalToolbar = h(
@@ -152,7 +174,13 @@ export const runView =
       h('div', { class: 'title-row' }, heading, statusEl, cancelBox),
       meta,
       overall,
-      h('section', { class: 'card', 'aria-labelledby': 'sweep-title' }, sweepTitle, sweep),
+      h(
+        'section',
+        { class: 'card', 'aria-labelledby': 'sweep-title' },
+        sweepTitle,
+        h('div', { class: 'toolbar' }, compareTrials),
+        sweep,
+      ),
       h(
         'section',
         { class: 'card', 'aria-labelledby': 'curves-title' },
@@ -311,6 +339,7 @@ export const runView =
             'data-status': t.status,
             class: t.status === 'STOPPED' ? 'stopped' : undefined,
           },
+          h('td', {}, pickBox(String(t.index), `trial ${t.index}`, picked, syncCompare)),
           h('td', {}, t.bestMetric === null ? '—' : String(rank + 1)),
           h('th', { scope: 'row' }, `trial ${t.index}`),
           h('td', {}, badge(t.status), t.attempt > 1 ? ` (attempt ${t.attempt})` : ''),
@@ -352,7 +381,15 @@ export const runView =
               h(
                 'tr',
                 {},
-                ['rank', 'trial', 'status', 'hyperparameters', 'progress', `best ${r.objective.metric}`]
+                [
+                  'compare',
+                  'rank',
+                  'trial',
+                  'status',
+                  'hyperparameters',
+                  'progress',
+                  `best ${r.objective.metric}`,
+                ]
                   .concat(rungs.map((s, k) => `rung ${k} (step ${s})`))
                   .concat(['stop reason / error'])
                   .map((x) => h('th', { scope: 'col' }, x)),

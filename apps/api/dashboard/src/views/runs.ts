@@ -1,10 +1,29 @@
-// Runs, newest first: status, trials, when; a status filter and pages of 25.
+// Runs, newest first: status, trials, when; a status filter and pages of 25;
+// runs ticked here open side by side in the comparison page.
 import { badge, h, replace, table } from '../dom.js';
 import { ago, dateTime, duration } from '../format.js';
 import { POLL_MS, poll, type View } from '../view.js';
+import { compareHref } from './compare.js';
 
 const STATUSES = ['', 'PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'];
 const PAGE = 25;
+
+/** A checkbox that adds `key` to (or removes it from) `selected`. */
+export function pickBox(key: string, name: string, selected: Set<string>, changed: () => void) {
+  const box = h('input', {
+    type: 'checkbox',
+    class: 'pick',
+    value: key,
+    checked: selected.has(key),
+    'aria-label': `Compare ${name}`,
+  });
+  box.addEventListener('change', () => {
+    if (box.checked) selected.add(key);
+    else selected.delete(key);
+    changed();
+  });
+  return box;
+}
 
 const when = (t: string | null, now: number) =>
   t ? h('time', { datetime: t, title: dateTime(t) }, ago(t, now)) : '—';
@@ -33,11 +52,21 @@ export const runsView =
       location.hash = href(select.value, 0);
     });
     const list = h('div', { id: 'runs' });
+    // Kept across polls (the table is redrawn each time).
+    const selected = new Set<string>();
+    const compareButton = h('button', { type: 'button', id: 'compare-runs', disabled: true }, 'Compare');
+    const syncCompare = () => {
+      compareButton.disabled = selected.size === 0;
+      compareButton.textContent = selected.size ? `Compare ${selected.size} selected` : 'Compare';
+    };
+    compareButton.addEventListener('click', () => {
+      location.hash = compareHref([...selected].map((runId) => ({ runId, trial: null })));
+    });
     const pager = h('nav', { class: 'pager', 'aria-label': 'Pages of runs' });
     replace(
       ctx.main,
       heading,
-      h('div', { class: 'toolbar' }, h('label', { for: 'status-filter' }, 'Status '), select),
+      h('div', { class: 'toolbar' }, h('label', { for: 'status-filter' }, 'Status '), select, compareButton),
       list,
       pager,
     );
@@ -51,8 +80,9 @@ export const runsView =
           list,
           table(
             `Runs${status ? ` with status ${status.toLowerCase()}` : ''}: ${page.total} in all`,
-            ['run', 'status', 'trials', 'created', 'started', 'finished', 'duration'],
+            ['compare', 'run', 'status', 'trials', 'created', 'started', 'finished', 'duration'],
             page.items.map((r) => [
+              pickBox(r.id, r.name, selected, syncCompare),
               h('a', { href: `#/runs/${r.id}`, class: 'run-link' }, r.name),
               h('span', {}, badge(r.status), r.cancelRequestedAt && !r.finishedAt ? ' cancelling' : ''),
               String(r.trialCount),

@@ -1,7 +1,7 @@
 // Runs: launch a sweep, list and read runs, read their curves, cancel them.
 
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { isUuid, type Json, OUTBOX_KINDS } from '@mpo/db';
+import { type Json, OUTBOX_KINDS } from '@mpo/db';
 import {
   buildRunFlow,
   ProblemsError,
@@ -14,6 +14,7 @@ import {
 import { HttpError, UnavailableError } from '../../errors.js';
 import { ownerFilter } from '../../plugins/auth.js';
 import type { CancelPayload, FlowPayload } from '../../plugins/outbox.js';
+import rowsRoutes, { findTrial } from './rows.js';
 import {
   cancelRunSchema,
   createRunSchema,
@@ -23,6 +24,7 @@ import {
   getRunSchema,
   listRunsSchema,
 } from './schemas.js';
+import { ignoredFields, llamaFactoryHook, registerYamlBodies, withPositions } from './spec-text.js';
 
 export interface RunsRoutesOptions {
   spec: SpecContext;
@@ -53,15 +55,17 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
   const parsed = new WeakMap<object, { spec: RunSpec; trials: TrialPlan[] }>();
   const specValidator = (data: unknown) => {
     const r = validateRunSpec(data, opts.spec);
-    if (!r.ok) return { error: new ProblemsError(r.problems, 'run spec') };
+    if (!r.ok) return { error: new ProblemsError(withPositions(data, r.problems), 'run spec') };
     parsed.set(data as object, r);
     return { value: data };
   };
 
+  registerYamlBodies(app);
   app.post(
     '/runs',
     {
       schema: createRunSchema,
+      preValidation: llamaFactoryHook(opts.spec),
       validatorCompiler: ({ httpPart }) => (httpPart === 'body' ? specValidator : () => true),
     },
     async (req, reply) => {
@@ -106,6 +110,7 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
         trialCount: run.trials.length,
         createdAt: run.createdAt,
         queued: true,
+        ...(ignoredFields(req) ? { warnings: ignoredFields(req) } : {}),
       };
       if (!created) {
         if (stableStringify(run.spec) !== stableStringify(spec)) {
@@ -184,13 +189,7 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
     const trials = await app.db.runs.trialIds(req.params.id, { ownerTokenId: ownerFilter(req) });
     let trialId: string | undefined;
     if (trial !== undefined) {
-      const t = /^\d+$/.test(trial)
-        ? trials.find((x) => x.index === Number(trial))
-        : isUuid(trial)
-          ? trials.find((x) => x.id === trial.toLowerCase())
-          : undefined;
-      if (!t) throw new HttpError(404, `trial ${trial} not found in run ${req.params.id}`);
-      trialId = t.id;
+      trialId = findTrial(trials, trial, req.params.id).id;
       req.log = req.log.child({ runId: req.params.id, trialId });
     }
     const series = await app.db.series.downsample({
@@ -277,6 +276,8 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
       stopping: r.stopping,
     });
   });
+
+  await app.register(rowsRoutes);
 };
 
 export default runsRoutes;

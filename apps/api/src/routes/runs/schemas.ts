@@ -1,7 +1,7 @@
 import { MAX_POINTS } from '@mpo/db';
 import { RunSpecSchema } from '@mpo/queue';
 import { Type } from '@sinclair/typebox';
-import { DateTime, ErrorSchema, errorResponses, literals, NullableDateTime, Uuid } from '../common.js';
+import { DateTime, errorResponses, literals, NullableDateTime, ProblemResponse, Uuid } from '../common.js';
 
 const RunStatus = literals(['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED']);
 const TrialStatus = literals(['PENDING', 'QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED']);
@@ -22,6 +22,11 @@ export const CreatedRun = Type.Object(
         'true when the run’s jobs are in Redis; false when Redis failed right after the commit (the outbox publishes them as soon as it is back)',
     }),
     createdAt: DateTime,
+    warnings: Type.Optional(
+      Type.Array(Type.String(), {
+        description: 'LLaMA-Factory bodies: every field ignored, with why ("deepspeed: ...")',
+      }),
+    ),
   },
   { title: 'CreatedRun' },
 );
@@ -35,11 +40,13 @@ export const createRunSchema = {
     'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   }),
   body: RunSpecSchema,
+  // YAML bodies too (routes/runs/spec-text.ts), including LLaMA-Factory training YAMLs as they are.
+  consumes: ['application/json', 'application/yaml', 'application/x-yaml', 'text/yaml'],
   response: {
     201: CreatedRun,
     200: CreatedRun,
-    413: ErrorSchema,
-    422: ErrorSchema,
+    413: ProblemResponse,
+    422: ProblemResponse,
     ...errorResponses,
   },
 };
@@ -175,7 +182,7 @@ export const cancelRunSchema = {
       cancelled: Type.Integer({ description: 'trials cancelled before they started' }),
       stopping: Type.Integer({ description: 'running trials asked to stop' }),
     }),
-    409: ErrorSchema,
+    409: ProblemResponse,
     ...errorResponses,
   },
 };

@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { HttpError } from '../../errors.js';
-import { DateTime, ErrorSchema, errorResponses, Uuid } from '../common.js';
+import { DateTime, errorResponses, ProblemResponse, Uuid } from '../common.js';
 
 const tokensRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
@@ -27,7 +27,7 @@ const tokensRoutes: FastifyPluginAsyncTypebox = async (app) => {
             token: Type.String({ description: 'the secret; shown once, stored only as its sha256' }),
             createdAt: DateTime,
           }),
-          403: ErrorSchema,
+          403: ProblemResponse,
           ...errorResponses,
         },
       },
@@ -47,7 +47,7 @@ const tokensRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['tokens'],
         summary: 'Revoke a token (admin)',
         params: Type.Object({ id: Uuid }),
-        response: { 204: Type.Null(), 403: ErrorSchema, ...errorResponses },
+        response: { 204: Type.Null(), 403: ProblemResponse, ...errorResponses },
       },
     },
     async (req, reply) => {
