@@ -123,7 +123,12 @@ describe('loss scaling across a resume', () => {
     let steps = 0;
     const first = await runTraining(cfg, {
       encoders: byteEncoders,
-      hooks: { onStep: () => void (steps += 1), shouldStop: () => steps >= 2 },
+      hooks: {
+        onStep: () => {
+          steps += 1;
+        },
+        shouldStop: () => steps >= 2,
+      },
     });
     expect(first.stopped).toBe(true);
     const second = await runTraining(cfg, { encoders: byteEncoders });

@@ -35,7 +35,10 @@ register({
     const seed = numberFlag('seed', values.seed, { integer: true, min: 0 });
     const threads = numberFlag('threads', values.threads, { integer: true, min: 1 });
     const epochs = numberFlag('epochs', values.epochs, { integer: true, min: 1 });
-    const maxSteps = values['max-steps'] === undefined ? undefined : numberFlag('max-steps', values['max-steps'], { integer: true, min: 1 });
+    const maxSteps =
+      values['max-steps'] === undefined
+        ? undefined
+        : numberFlag('max-steps', values['max-steps'], { integer: true, min: 1 });
     const out = values.out ? resolve(values.out) : BUILTIN_MODELS['builtin:tiny-multilingual']!();
     const { buildTestbed } = await import('@mpo/eval');
     const rep = createReporter(values.json);
