@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "kernels.h"
+#include "lora.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -401,11 +402,13 @@ at::Tensor Model::forward(const at::Tensor& ids, const at::Tensor& positions, co
   const bool fused = causal && !positions.defined() && !cache && fusedCpu(embed);
   const double qScale = 1.0 / std::sqrt(static_cast<double>(hd));
 
+  const LoraPass adapters(*this, ids);  // [LoRA] adapter outputs added at the four projection sites below
   at::Tensor x = at::embedding(embed, ids);  // [B,T,D]
   for (int64_t l = 0; l < cfg.layers; ++l) {
     const auto& L = layers[l];
     at::Tensor h = rmsNorm(x, L.ln1, cfg.eps);
     at::Tensor qkv = linear(h, L.wqkv, L.wqkvT, L.bqkv, at::Tensor());  // [B,T,(Hq+2Hkv)*hd]
+    qkv = adapters.add(l, LoraSite::Q, 3, h, qkv);  // [LoRA]
     at::Tensor a;
     if (fused) {
       auto qkvr = qkvRope(qkv, ropeCos, ropeSin, Hq, Hkv, hd, qScale);
@@ -423,10 +426,12 @@ at::Tensor Model::forward(const at::Tensor& ids, const at::Tensor& positions, co
       }
       a = attention(q, k, v, mask, causal);
     }
-    x = linear(a, L.wo, L.woT, at::Tensor(), x);  // x + a Wo^T
+    x = adapters.add(l, LoraSite::O, 1, a, linear(a, L.wo, L.woT, at::Tensor(), x));  // x + a Wo^T [+ LoRA]
     h = rmsNorm(x, L.ln2, cfg.eps);
     at::Tensor gu = linear(h, L.wgu, L.wguT, at::Tensor(), at::Tensor());  // [B,T,2I] = [gate | up]
-    x = linear(swiglu(gu, I), L.wdown, L.wdownT, at::Tensor(), x);
+    gu = adapters.add(l, LoraSite::Gate, 2, h, gu);  // [LoRA]
+    at::Tensor act = swiglu(gu, I);
+    x = adapters.add(l, LoraSite::Down, 1, act, linear(act, L.wdown, L.wdownT, at::Tensor(), x));  // [LoRA]
   }
   if (cache) cache->len += T;
   return rmsNorm(x, norm, cfg.eps);

@@ -27,6 +27,8 @@ namespace mpo {
 
 enum class Arch { Llama, Qwen2 };
 
+struct LoraState;  // [LoRA] lora.h
+
 struct RopeScaling {
   bool llama3 = false;  // rope_scaling.rope_type == "llama3"
   double factor = 1.0, lowFreqFactor = 1.0, highFreqFactor = 4.0, originalMaxPositions = 8192.0;
@@ -98,6 +100,9 @@ class Model {
   at::Tensor embed, norm, lmHead;  // lmHead aliases embed when tied
   at::Tensor lmHeadT;
   std::vector<LayerWeights> layers;
+  // [LoRA] adapters (lora.h); null without. When set, flatParam/flatGrad/params/hfTensors are the
+  // adapters' and the frozen base lives in *lora.
+  std::shared_ptr<LoraState> lora;
 
   // AdamW state (same layout as flatParam), allocated at the first step or load.
   at::Tensor expAvg, expAvgSq;

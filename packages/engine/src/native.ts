@@ -81,6 +81,7 @@ export interface NativeModel {
       mean: boolean;
       meanUnmasked: boolean;
       reference?: NativeModel;
+      adapters?: boolean;
     },
   ): Promise<NativeScoreResult>;
   backward(
@@ -125,6 +126,9 @@ export interface NativeModel {
   logits(tokens: Int32Array): Promise<Float32Array>;
   setThreads(n: number): void;
   dispose(): void;
+  enableLora(opts: { rank: number; alpha: number; dropout: number; targets: string[]; seed: number }): void;
+  loraMergeInto(target: NativeModel): void;
+  setAdapterStep(step: number): void;
 }
 
 export interface NativeAddon {
