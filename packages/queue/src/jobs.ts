@@ -6,7 +6,7 @@ import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { ProblemsError } from './problems.js';
 import { schemaProblems } from './schema-problems.js';
-import { DATA_FORMATS, DEVICES } from './spec.js';
+import { DATA_FORMATS, DEVICES, LoraSpec } from './spec.js';
 
 export const CONTRACT_VERSION = 1;
 
@@ -60,6 +60,7 @@ const TrainingSchema = Type.Object(
     seed: Type.Integer({ minimum: 0 }),
     learningRate: Type.Number({ exclusiveMinimum: 0 }),
     warmupRatio: Type.Number({ minimum: 0, maximum: 1 }),
+    lora: Type.Optional(LoraSpec),
   },
   { additionalProperties: false },
 );

@@ -358,6 +358,7 @@ function normalizeTraining(t: NonNullable<RunSpecInput['training']>): TrainingPa
     seed: t.seed ?? TRAINING_DEFAULTS.seed,
     learningRate: t.learningRate ?? TRAINING_DEFAULTS.learningRate,
     warmupRatio: t.warmupRatio ?? TRAINING_DEFAULTS.warmupRatio,
+    ...(t.lora !== undefined ? { lora: t.lora } : {}),
   };
 }
 

@@ -14,6 +14,7 @@ import {
 } from '@mpo/objectives';
 import { resolveBuiltinData } from './builtins.js';
 import type { TrainingParams } from './loop.js';
+import { type LoraSpec, parseLoraSpec } from './lora.js';
 
 export const DATA_FORMATS = ['mpo', 'pairwise', 'pretokenized', 'alpaca'] as const;
 export type DataFormat = (typeof DATA_FORMATS)[number];
@@ -65,6 +66,8 @@ export interface TrainConfig {
   eval?: EvalSpec;
   /** Backbone preset (paper Table 8 / Appendix G) whose values filled what the config left out. */
   preset?: PresetName;
+  /** Train LoRA adapters on the frozen model instead of every weight (lora.ts). */
+  lora?: LoraSpec;
 }
 
 export const TRAINING_DEFAULTS: TrainingParams = {
@@ -125,6 +128,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     '$schema',
     'name',
     'preset',
+    'lora',
   ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) bad(k, 'unknown field');
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
@@ -287,6 +291,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     if (isObj(raw.data) && raw.data.heldOut === 0)
       bad('eval', 'needs a held-out split: data.heldOut must be > 0');
   }
+  const lora = parseLoraSpec(raw.lora, bad);
   if (problems.length) throw new ConfigError(problems);
   const output = abs(raw.output as string);
   return {
@@ -309,6 +314,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     dtype: dtype as TrainConfig['dtype'],
     ...(evalSpec ? { eval: evalSpec } : {}),
     ...(preset ? { preset } : {}),
+    ...(lora ? { lora } : {}),
   };
 }
 
