@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Model } from '@mpo/engine';
 import { describe, expect, it } from 'vitest';
-import { goldenDir, mpo, tmp, writeJson } from './helpers.js';
+import { goldenDir, mpo, repoRoot, tmp, writeJson } from './helpers.js';
 
 describe('mpo train with lora', () => {
   it('trains adapters and exports merged weights plus PEFT adapter files', async () => {
@@ -55,5 +55,37 @@ describe('mpo train with lora', () => {
     const base = await Model.load(goldenDir, { threads: 1 });
     expect(Math.abs((await base.score(batch)).sumLogp[0]! - a.sumLogp[0]!)).toBeGreaterThan(1e-4);
     for (const m of [withAdapter, merged, base]) m.dispose();
+  });
+});
+
+describe('mpo plan --lora-targets', () => {
+  const llama8b = join(repoRoot, 'examples/plan/llama-3.1-8b.config.json');
+  const plan = (...extra: string[]) =>
+    mpo([
+      'plan',
+      '--model',
+      llama8b,
+      '--dtype',
+      'bf16',
+      '--batch',
+      '1',
+      '--cutoff',
+      '1024',
+      '--lora',
+      '16',
+      '--json',
+      ...extra,
+    ]);
+
+  it('counts adapters on the named projections only; an unknown name is an input error', async () => {
+    const all = JSON.parse((await plan()).stdout);
+    const qv = JSON.parse((await plan('--lora-targets', 'q_proj,v_proj')).stdout);
+    // Llama-3.1-8B, 32 layers, hidden 4096, 8 KV heads of 128: r·(4096+4096) + r·(4096+1024) per layer =
+    // 6,815,744 (PEFT's print_trainable_parameters for r=16 on q_proj, v_proj).
+    expect(qv.model.trainableParameters).toBe(32 * 16 * (4096 + 4096 + 4096 + 1024));
+    expect(all.model.trainableParameters).toBe(41_943_040); // the default: all seven (test/plan.test.ts)
+    const bad = await plan('--lora-targets', 'q_proj,qkv');
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/unknown LoRA target 'qkv'/);
   });
 });

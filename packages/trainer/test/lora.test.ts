@@ -2,10 +2,17 @@
 // checkpoints, bit-identical resume with seeded dropout, merged and PEFT exports.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { LORA_TARGET_MODULES, Model } from '@mpo/engine';
+import { LORA_TARGET_MODULES, Model, toHfConfig } from '@mpo/engine';
 import { LORA_TARGET_MODULES as SPEC_TARGETS } from '@mpo/queue';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, latestCheckpoint, parseTrainConfig, runTraining } from '../src/index.js';
+import {
+  ConfigError,
+  latestCheckpoint,
+  loraParameterCount,
+  modelShape,
+  parseTrainConfig,
+  runTraining,
+} from '../src/index.js';
 import { byteEncoders, mpoData, tinyModel, tmp } from './helpers.js';
 
 const LORA = {
@@ -51,6 +58,21 @@ describe('lora config', () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect(err!.problems.map((p) => p.path).sort()).toEqual(
       ['lora.alpha', 'lora.dropout', 'lora.r', 'lora.rank', 'lora.targetModules[1]'].sort(),
+    );
+  });
+
+  it("mpo plan's LoRA parameter count is the engine's adapter count", () => {
+    const init = parseTrainConfig(config('/tmp/x')).model as { init: Record<string, unknown> };
+    const engineCfg = init.init as never;
+    for (const targets of [['q_proj', 'v_proj'], [...LORA_TARGET_MODULES], ['o_proj', 'down_proj']]) {
+      const m = Model.init(engineCfg, { seed: 1, threads: 1 });
+      m.enableLora({ rank: 3, alpha: 3, targetModules: targets });
+      const shape = modelShape(toHfConfig(engineCfg));
+      expect(loraParameterCount(shape, 3, targets), targets.join()).toBe(m.numParameters);
+      m.dispose();
+    }
+    expect(() => loraParameterCount(modelShape(toHfConfig(engineCfg)), 3, ['qkv'])).toThrow(
+      /unknown LoRA target/,
     );
   });
 
