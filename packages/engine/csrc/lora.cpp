@@ -200,10 +200,33 @@ LoraPass::LoraPass(const Model& m, const at::Tensor& ids) : m_(m) {
   key_ = h;
 }
 
+// Without dropout every site of a fused projection sees the same x, so all adapters run as two
+// GEMMs: u = x [A_1; ..; A_n]^T, then y + s * u blockdiag(B_1^T, .., B_n^T) in one addmm (a site
+// without an adapter is a 0-row block: zero columns). Same sums as the per-site form, fewer ops.
+at::Tensor LoraPass::addShared(int64_t layer, LoraSite first, int n, const at::Tensor& x, const at::Tensor& y) const {
+  std::vector<at::Tensor> as, bts;
+  for (int k = 0; k < n; ++k) {
+    const int s = static_cast<int>(first) + k;
+    const int i = s_->index[layer][s];
+    if (i < 0) {
+      bts.push_back(at::zeros({0, width(static_cast<LoraSite>(s))}, y.options().requires_grad(false)));
+      continue;
+    }
+    as.push_back(m_.params[2 * i].compute);
+    bts.push_back(m_.params[2 * i + 1].compute.t());
+  }
+  if (as.empty()) return y;
+  const at::Tensor a = as.size() == 1 ? as[0] : at::cat(as, 0);      // [R, in]
+  const at::Tensor bd = bts.size() == 1 ? bts[0] : at::block_diag(bts);  // [R, out]
+  const at::Tensor u = at::mm(x.reshape({-1, x.size(-1)}), a.t());   // [M, R]
+  return at::addmm(y.reshape({-1, y.size(-1)}), u, bd, 1.0, s_->scale).view(y.sizes());
+}
+
 int64_t LoraPass::width(LoraSite s) const { return siteDims(m_.cfg, static_cast<int>(s))[1]; }
 
 at::Tensor LoraPass::add(int64_t layer, LoraSite first, int n, const at::Tensor& x, const at::Tensor& y) const {
   if (!s_) return y;
+  if (!dropout_) return addShared(layer, first, n, x, y);
   std::vector<at::Tensor> parts;
   bool any = false;
   for (int k = 0; k < n; ++k) {

@@ -94,6 +94,7 @@ class LoraPass {
   bool dropout_ = false;
   uint64_t key_ = 0;
   int64_t width(LoraSite s) const;
+  at::Tensor addShared(int64_t layer, LoraSite first, int n, const at::Tensor& x, const at::Tensor& y) const;
 };
 
 }  // namespace mpo
