@@ -22,6 +22,7 @@
         "csrc/optimizer.cpp",
         "csrc/generation.cpp",
         "csrc/tensor_io.cpp",
+        "csrc/lora.cpp",
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")", "<@(torch_includes)"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

@@ -152,6 +152,7 @@ export function buildTrainConfig(
       checkpointEvery: t.checkpointEvery,
     },
     cutoff: t.cutoff,
+    ...(t.lora !== undefined ? { lora: t.lora } : {}),
     output,
     // One CPU slot is one core, so a CPU rank runs one thread; GPU ranks see
     // their GPU as cuda:0 (the launcher sets CUDA_VISIBLE_DEVICES).

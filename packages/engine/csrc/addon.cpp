@@ -25,6 +25,7 @@
 
 #include "blas.h"
 #include "kernels.h"
+#include "lora.h"
 #include "ops.h"
 
 namespace {
@@ -219,6 +220,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                            InstanceMethod<&NativeModel::SetThreads>("setThreads"),
                            InstanceMethod<&NativeModel::SetCheckpointing>("setCheckpointing"),
                            InstanceMethod<&NativeModel::Dispose>("dispose"),
+                           // [LoRA]
+                           InstanceMethod<&NativeModel::EnableLora>("enableLora"),
+                           InstanceMethod<&NativeModel::LoraMergeInto>("loraMergeInto"),
+                           InstanceMethod<&NativeModel::SetAdapterStep>("setAdapterStep"),
                        });
   }
 
@@ -339,6 +344,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     req->poolLast = flag(o, "last", false);
     req->poolMean = flag(o, "mean", false);
     req->poolMeanUnmasked = flag(o, "meanUnmasked", false);
+    req->adapters = flag(o, "adapters", true);  // [LoRA]
     std::shared_ptr<Model> ref;
     Napi::Value rv = o.Get("reference");
     if (rv.IsObject()) {
@@ -569,6 +575,55 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // Activation checkpointing per decoder layer for later score({ grad: true }) calls.
   Napi::Value SetCheckpointing(const Napi::CallbackInfo& info) {
     m(info.Env()).checkpointLayers = info[0].As<Napi::Boolean>().Value();
+    return info.Env().Undefined();
+  }
+
+  // --- [LoRA] (lora.h) ---------------------------------------------------------------------------
+  // enableLora({rank, alpha, dropout, targets: string[], seed}): swaps the trainable buffers to the
+  // adapters; the JS side re-reads tensorTable() and the buffers afterwards.
+  Napi::Value EnableLora(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& mm = m(env);
+    auto o = info[0].As<Napi::Object>();
+    mpo::LoraOptions lo;
+    lo.rank = static_cast<int64_t>(num(o, "rank", 0));
+    lo.alpha = num(o, "alpha", 0);
+    lo.dropout = num(o, "dropout", 0);
+    lo.seed = static_cast<uint64_t>(num(o, "seed", 0));
+    auto ts = o.Get("targets").As<Napi::Array>();
+    for (uint32_t i = 0; i < ts.Length(); ++i) lo.targets.push_back(ts.Get(i).As<Napi::String>().Utf8Value());
+    std::lock_guard<std::mutex> g(mm.mu);
+    mm.releaseAll();
+    try {
+      mpo::enableLora(mm, lo);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    gradRef_.Reset();
+    paramRef_.Reset();
+    return env.Undefined();
+  }
+
+  // loraMergeInto(target: NativeModel): target <- base + adapters merged.
+  Napi::Value LoraMergeInto(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& src = m(env);
+    auto dst = NativeModel::Unwrap(info[0].As<Napi::Object>())->model_;
+    if (!dst || dst.get() == &src) throw Napi::Error::New(env, "loraMergeInto: bad target model");
+    std::scoped_lock g(src.mu, dst->mu);
+    try {
+      mpo::loraMergeInto(src, *dst);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    return env.Undefined();
+  }
+
+  // setAdapterStep(n): the step that keys the dropout masks (lora.h).
+  Napi::Value SetAdapterStep(const Napi::CallbackInfo& info) {
+    Model& mm = m(info.Env());
+    std::lock_guard<std::mutex> g(mm.mu);
+    if (mm.lora) mm.lora->step = info[0].As<Napi::Number>().Int64Value();
     return info.Env().Undefined();
   }
 

@@ -304,24 +304,28 @@ struct LinearFn : public Function<LinearFn> {
     auto xshape = dy.sizes().vec();
     xshape.back() = K;
     at::Tensor dx, dw;
+    const bool needW = ctx->needs_input_grad(1);  // [LoRA] a frozen base weight needs no dW = dy^T x
     if (x2.scalar_type() == at::kBFloat16) {
       const auto f32 = dy2.options();
       dx = at::empty({M, K}, f32);
-      dw = at::empty({N, K}, f32);
       at::Tensor gb = toBf16(dy2);
-      gemmBf16(false, false, M, K, N, 1.0f, bits(gb), N, bits(w), K, 0.0f, dx.data_ptr<float>(), K);   // dy W
-      gemmBf16(true, false, N, K, M, 1.0f, bits(gb), N, bits(x2), K, 0.0f, dw.data_ptr<float>(), K);  // dy^T x
+      gemmBf16(false, false, M, K, N, 1.0f, bits(gb), N, bits(w), K, 0.0f, dx.data_ptr<float>(), K);  // dy W
+      if (needW) {
+        dw = at::empty({N, K}, f32);
+        gemmBf16(true, false, N, K, M, 1.0f, bits(gb), N, bits(x2), K, 0.0f, dw.data_ptr<float>(), K);  // dy^T x
+      }
     } else if (directGemm(x2.scalar_type())) {
       dx = at::empty({M, K}, x2.options());
-      dw = at::empty({N, K}, x2.options());
+      if (needW) dw = at::empty({N, K}, x2.options());
       AT_DISPATCH_FLOATING_TYPES(x2.scalar_type(), "linearBackward", [&] {
         const scalar_t *g = dy2.data_ptr<scalar_t>(), *wp = w.data_ptr<scalar_t>(), *xp = x2.data_ptr<scalar_t>();
         gemm(false, false, M, K, N, scalar_t(1), g, N, wp, K, scalar_t(0), dx.data_ptr<scalar_t>(), K);  // dy W
-        gemm(true, false, N, K, M, scalar_t(1), g, N, xp, K, scalar_t(0), dw.data_ptr<scalar_t>(), K);   // dy^T x
+        if (needW)
+          gemm(true, false, N, K, M, scalar_t(1), g, N, xp, K, scalar_t(0), dw.data_ptr<scalar_t>(), K);  // dy^T x
       });
     } else {
       dx = at::mm(dy2, w);
-      dw = at::mm(dy2.t(), x2);
+      if (needW) dw = at::mm(dy2.t(), x2);
     }
     at::Tensor db = ctx->saved_data["bias"].toBool() ? dy2.sum(0) : at::Tensor();
     at::Tensor dres = ctx->saved_data["res"].toBool() ? dy : at::Tensor();

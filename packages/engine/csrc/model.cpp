@@ -16,6 +16,7 @@
 
 #include "blas.h"
 #include "kernels.h"
+#include "lora.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -521,9 +522,13 @@ at::Tensor Model::layer(int64_t l, const at::Tensor& xIn, const LayerInputs& in)
   const bool fusedAttention = in.fused && !windowed && cfg.attnSoftcap <= 0.0;
   const double qScale = 1.0 / std::sqrt(cfg.queryScalar > 0 ? cfg.queryScalar : static_cast<double>(hd));
 
+  // [LoRA] y + the adapters' outputs at a projection site (lora.h); y itself without adapters.
+  const auto adapt = [&](LoraSite site, int n, const at::Tensor& input, const at::Tensor& y) {
+    return in.adapters ? in.adapters->add(l, site, n, input, y) : y;
+  };
   at::Tensor x = xIn;
   at::Tensor h = applyNorm(x, L.ln1);
-  at::Tensor qkv = linear(h, L.wqkv, L.wqkvT, L.bqkv, at::Tensor());  // [B,T,(Hq+2Hkv)*hd]
+  at::Tensor qkv = adapt(LoraSite::Q, 3, h, linear(h, L.wqkv, L.wqkvT, L.bqkv, at::Tensor()));  // [B,T,(Hq+2Hkv)*hd]
   at::Tensor a;
   if (in.fused) {
     auto qkvr = qkvRope(qkv, ropeCos, ropeSin, Hq, Hkv, hd, qScale);
@@ -542,22 +547,26 @@ at::Tensor Model::layer(int64_t l, const at::Tensor& xIn, const LayerInputs& in)
     }
     a = attention(q, k, v, mask, in.causal && !windowed, qScale, cfg.attnSoftcap);
   }
-  if (gemma) {  // x + norm(attn), x + norm(mlp(norm(x)))
-    x = x + applyNorm(linear(a, L.wo, L.woT, at::Tensor(), at::Tensor()), L.ln2);
+  if (gemma) {  // x + norm(attn), x + norm(mlp(norm(x))); adapters add to the projections, before the post-norms
+    x = x + applyNorm(adapt(LoraSite::O, 1, a, linear(a, L.wo, L.woT, at::Tensor(), at::Tensor())), L.ln2);
     h = applyNorm(x, L.lnPreFf);
-    at::Tensor gu = linear(h, L.wgu, L.wguT, at::Tensor(), at::Tensor());  // [B,T,2I] = [gate | up]
-    at::Tensor mlp = linear(gatedAct(gu, I, cfg.geluTanh), L.wdown, L.wdownT, at::Tensor(), at::Tensor());
+    at::Tensor gu = adapt(LoraSite::Gate, 2, h, linear(h, L.wgu, L.wguT, at::Tensor(), at::Tensor()));  // [gate | up]
+    at::Tensor act = gatedAct(gu, I, cfg.geluTanh);
+    at::Tensor mlp = adapt(LoraSite::Down, 1, act, linear(act, L.wdown, L.wdownT, at::Tensor(), at::Tensor()));
     return x + applyNorm(mlp, L.lnPostFf);
   }
-  x = linear(a, L.wo, L.woT, at::Tensor(), x);  // x + a Wo^T
+  x = adapt(LoraSite::O, 1, a, linear(a, L.wo, L.woT, at::Tensor(), x));  // x + a Wo^T [+ LoRA]
   h = applyNorm(x, L.ln2);
-  at::Tensor gu = linear(h, L.wgu, L.wguT, at::Tensor(), at::Tensor());  // [B,T,2I] = [gate | up]
-  return linear(gatedAct(gu, I, cfg.geluTanh), L.wdown, L.wdownT, at::Tensor(), x);
+  at::Tensor gu = adapt(LoraSite::Gate, 2, h, linear(h, L.wgu, L.wguT, at::Tensor(), at::Tensor()));  // [gate | up]
+  at::Tensor act = gatedAct(gu, I, cfg.geluTanh);
+  return adapt(LoraSite::Down, 1, act, linear(act, L.wdown, L.wdownT, at::Tensor(), x));
 }
 
 at::Tensor Model::forward(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& maskIn,
                           KvCache* cache) const {
-  const LayerInputs in = layerInputs(ids.size(0), ids.size(1), positions, maskIn, cache);
+  LayerInputs in = layerInputs(ids.size(0), ids.size(1), positions, maskIn, cache);
+  const LoraPass adapters(*this, ids);  // [LoRA] adapter outputs added at the projection sites (layer())
+  in.adapters = &adapters;
   at::Tensor x = at::embedding(embed, ids);  // [B,T,D]
   if (cfg.gemma()) {
     // Gemma: embeddings times sqrt(hidden), the factor rounded to the compute dtype as transformers does.
@@ -566,6 +575,8 @@ at::Tensor Model::forward(const at::Tensor& ids, const at::Tensor& positions, co
     x = x * s;
   }
   const bool checkpoint = checkpointLayers && at::GradMode::is_enabled() && !cache;
+  // [LoRA] the recomputing backward (LayerCheckpointFn) neither sees the adapters nor returns their gradients.
+  if (checkpoint && lora) throw std::runtime_error("activation checkpointing cannot be combined with LoRA yet");
   for (int64_t l = 0; l < cfg.layers; ++l) {
     if (checkpoint) {
       const auto w = LayerCheckpointFn::layerWeights(*this, l);

@@ -27,6 +27,9 @@ namespace mpo {
 
 enum class Arch { Llama, Qwen2, Gemma2 };
 
+struct LoraState;  // [LoRA] lora.h
+class LoraPass;   // [LoRA] lora.h
+
 struct RopeScaling {
   bool llama3 = false;  // rope_scaling.rope_type == "llama3"
   double factor = 1.0, lowFreqFactor = 1.0, highFreqFactor = 4.0, originalMaxPositions = 8192.0;
@@ -100,6 +103,7 @@ struct LayerInputs {
   bool causal = false;  // `mask` is the plain causal mask
   bool fused = false;   // training path: fused RoPE (and attention where the layer allows it)
   KvCache* cache = nullptr;
+  const LoraPass* adapters = nullptr;  // [LoRA] this forward's adapters (lora.h); null: none
 };
 
 struct GraphHandle {
@@ -130,6 +134,9 @@ class Model {
   at::Tensor embed, norm, lmHead;  // lmHead aliases embed when tied
   at::Tensor lmHeadT;
   std::vector<LayerWeights> layers;
+  // [LoRA] adapters (lora.h); null without. When set, flatParam/flatGrad/params/hfTensors are the
+  // adapters' and the frozen base lives in *lora.
+  std::shared_ptr<LoraState> lora;
 
   // AdamW state (same layout as flatParam), allocated at the first step or load.
   at::Tensor expAvg, expAvgSq;

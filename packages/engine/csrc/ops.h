@@ -19,6 +19,7 @@ struct ScoreRequest {
   bool lmHead = true;               // compute sumLogp (false: hidden states only)
   bool poolLast = false, poolMean = false, poolMeanUnmasked = false;
   Model* ref = nullptr;  // reference model for KL(ref || policy) over response positions
+  bool adapters = true;  // [LoRA] false: score the base model (adapters off, lora.h)
 };
 struct ScoreResult {
   int64_t n = 0, hidden = 0, handle = 0;

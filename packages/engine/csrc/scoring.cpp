@@ -16,8 +16,10 @@
 #include <limits>
 #include <cstdlib>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 
+#include "lora.h"  // [LoRA]
 #include "ops.h"
 
 namespace mpo {
@@ -132,6 +134,7 @@ ChunkOut runChunk(Model& m, const ScoreRequest& r, const Chunk& c) {
       at::Tensor refLp;
       {
         at::NoGradGuard ng;
+        const AdaptersOff refIsBase;  // [LoRA] the reference is the base model
         at::Tensor rh = r.ref->forward(ids, at::Tensor(), mask, nullptr).reshape({b * T, D});
         refLp = at::log_softmax(r.ref->logitsOf(rh.index_select(0, rowT)), -1).to(logits.scalar_type());
       }
@@ -218,6 +221,8 @@ ScoreResult score(Model& m, const ScoreRequest& r) {
   }
   runParallel(workers, static_cast<int64_t>(chunks.size()), m.threads, r.grad, [&](int, int64_t ci) {
     const Chunk& c = chunks[ci];
+    std::optional<AdaptersOff> base;  // [LoRA] adapters: false
+    if (!r.adapters) base.emplace();
     ChunkOut o;
     if (r.grad) {
       o = runChunk(m, r, c);

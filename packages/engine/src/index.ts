@@ -24,6 +24,16 @@ export {
   validateConfig,
 } from './config.js';
 export {
+  ADAPTER_CONFIG_FILE,
+  ADAPTER_WEIGHTS_FILE,
+  fromPeftAdapterConfig,
+  LORA_TARGET_MODULES,
+  type LoraOptions,
+  type LoraTargetModule,
+  peftAdapterConfig,
+  validateLora,
+} from './lora.js';
+export {
   type Device,
   type Dtype,
   type GenerateOptions,

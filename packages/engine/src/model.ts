@@ -5,6 +5,14 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fromHfConfig, type LlamaConfig, toHfConfig, toNativeConfig, validateConfig } from './config.js';
+import {
+  ADAPTER_CONFIG_FILE,
+  ADAPTER_WEIGHTS_FILE,
+  fromPeftAdapterConfig,
+  type LoraOptions,
+  peftAdapterConfig,
+  validateLora,
+} from './lora.js';
 import { type NativeModel, type NativeTensorInfo, native } from './native.js';
 import {
   buildHeader,
@@ -57,6 +65,8 @@ export interface ScoreOptions {
   pooling?: Pooling[];
   /** Reference model: adds kl = sum over response positions of KL(ref || policy). */
   reference?: Model;
+  /** false: score the base model (LoRA adapters off). Reference forwards always run adapters off. */
+  adapters?: boolean;
 }
 
 export interface ScoreResult {
@@ -130,13 +140,16 @@ function checkDevice(device: string): void {
 
 export class Model {
   readonly config: LlamaConfig;
-  readonly numParameters: number;
   readonly device: Device;
   readonly dtype: AnyDtype;
   /** dtype save() writes by default: the checkpoint's own dtype when loaded, else the compute dtype. */
   saveDtype: Dtype;
   private nm: NativeModel | null;
-  private readonly table: NativeTensorInfo[];
+  /** The trainable tensors (the adapters once enableLora() ran). */
+  private table: NativeTensorInfo[];
+  private nParams: number;
+  private loraOpts: Required<LoraOptions> | null = null;
+  private readonly threads: number;
 
   private constructor(config: LlamaConfig, device: Device, dtype: AnyDtype, threads: number) {
     validateConfig(config);
@@ -153,7 +166,130 @@ export class Model {
     this.saveDtype = dtype === 'float64' ? 'float32' : dtype;
     this.nm = new (native().NativeModel)(toNativeConfig(config), device, dtype, threads);
     this.table = this.nm.tensorTable();
-    this.numParameters = this.nm.numParameters();
+    this.nParams = this.nm.numParameters();
+    this.threads = threads;
+  }
+
+  /** Trainable parameters: every weight, or only the adapters after enableLora(). */
+  get numParameters(): number {
+    return this.nParams;
+  }
+
+  /** The LoRA options in effect, or null (full fine-tuning). */
+  get lora(): Readonly<Required<LoraOptions>> | null {
+    return this.loraOpts;
+  }
+
+  /**
+   * Freeze the current weights as the base and train LoRA adapters on `opts.targetModules`
+   * (csrc/lora.h): from here on paramBuffer/gradBuffer/step/optimizer state/weightsHash/save cover
+   * the adapters only (PEFT tensor names in tensorLayout()). With dtype bfloat16 the frozen base is
+   * kept in bf16 only (its fp32 master copy is freed). Graphs kept for backward are released.
+   */
+  enableLora(opts: LoraOptions): void {
+    const o = validateLora(opts);
+    this.n.enableLora({
+      rank: o.rank,
+      alpha: o.alpha,
+      dropout: o.dropout,
+      targets: [...o.targetModules],
+      seed: o.seed,
+    });
+    this.loraOpts = o;
+    this.table = this.n.tensorTable();
+    this.nParams = this.n.numParameters();
+  }
+
+  /** The training step that keys LoRA dropout masks (set by the trainer; makes resumes identical). */
+  setAdapterStep(step: number): void {
+    if (!Number.isSafeInteger(step) || step < 0)
+      throw new Error('setAdapterStep: step must be a non-negative integer');
+    this.n.setAdapterStep(step);
+  }
+
+  /**
+   * A plain model holding base + (alpha/r)·B·A for every adapter (PEFT's merge_and_unload()),
+   * in float32 on the same device; its save() writes the merged Hugging Face folder.
+   */
+  mergedModel(): Model {
+    if (!this.loraOpts) throw new Error('mergedModel: the model has no LoRA adapters');
+    const dtype = this.dtype === 'float64' ? 'float32' : this.dtype;
+    const merged = new Model(this.config, this.device, dtype, this.threads);
+    try {
+      this.n.loraMergeInto(merged.n);
+    } catch (e) {
+      merged.dispose();
+      throw e;
+    }
+    merged.saveDtype = this.saveDtype;
+    return merged;
+  }
+
+  /**
+   * PEFT's adapter folder: adapter_config.json + adapter_model.safetensors (tensor names
+   * base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight, ...), loadable with
+   * `PeftModel.from_pretrained(base, dir)`.
+   */
+  async saveAdapter(dir: string, opts: { dtype?: Dtype; baseModel?: string | null } = {}): Promise<void> {
+    const o = this.loraOpts;
+    if (!o) throw new Error('saveAdapter: the model has no LoRA adapters');
+    const st = FILE_DTYPE[opts.dtype ?? 'float32'];
+    await mkdir(dir, { recursive: true });
+    const header = buildHeader(
+      this.table.map((t) => ({ name: t.name, dtype: st, shape: t.shape })),
+      { format: 'pt' },
+    );
+    await this.n.writeSafetensors(
+      join(dir, ADAPTER_WEIGHTS_FILE),
+      header,
+      this.table.map((t) => ({ source: 'param' as const, offset: t.offset, numel: t.numel, dtype: st })),
+    );
+    const cfg = peftAdapterConfig(o, opts.baseModel ?? null);
+    await writeFile(join(dir, ADAPTER_CONFIG_FILE), `${JSON.stringify(cfg, null, 2)}\n`);
+  }
+
+  /**
+   * Load a PEFT adapter folder into this model's adapters (enabling them from its
+   * adapter_config.json when not enabled yet; an enabled model must have the same rank, alpha and
+   * targets).
+   */
+  async loadAdapter(dir: string, opts: { seed?: number } = {}): Promise<void> {
+    const cfgPath = join(dir, ADAPTER_CONFIG_FILE);
+    let raw: Record<string, unknown>;
+    try {
+      raw = JSON.parse(await readFile(cfgPath, 'utf8')) as Record<string, unknown>;
+    } catch (e) {
+      throw new Error(`${cfgPath}: ${(e as Error).message}`);
+    }
+    const found = fromPeftAdapterConfig(raw, cfgPath);
+    if (!this.loraOpts) this.enableLora({ ...found, seed: opts.seed ?? 0 });
+    const have = this.loraOpts!;
+    const same =
+      have.rank === found.rank &&
+      have.alpha === found.alpha &&
+      [...have.targetModules].sort().join() === [...found.targetModules].sort().join();
+    if (!same)
+      throw new Error(
+        `${cfgPath}: adapter (r=${found.rank}, alpha=${found.alpha}, ${found.targetModules}) differs from the model's (r=${have.rank}, alpha=${have.alpha}, ${have.targetModules})`,
+      );
+    const file = join(dir, ADAPTER_WEIGHTS_FILE);
+    const st = await readSafetensorsHeader(file);
+    const entries = this.table.map((t) => {
+      const e = st.tensors.get(t.name);
+      if (!e) throw new Error(`${file}: missing tensor ${t.name}`);
+      checkTensor(file, t, e);
+      const entry = {
+        file,
+        dtype: e.dtype,
+        fileOffset: e.fileOffset,
+        nbytes: e.nbytes,
+        target: 'param' as const,
+        offset: t.offset,
+        numel: t.numel,
+      };
+      return entry;
+    });
+    await this.n.readTensors(entries);
   }
 
   private get n(): NativeModel {
@@ -215,6 +351,8 @@ export class Model {
    * reader never mixes the two.
    */
   async save(dir: string, opts: { dtype?: Dtype; maxShardBytes?: number } = {}): Promise<void> {
+    // With adapters the trainable state is the adapter folder (mergedModel().save() for weights).
+    if (this.loraOpts) return this.saveAdapter(dir, opts.dtype ? { dtype: opts.dtype } : {});
     const dtype = opts.dtype ?? this.saveDtype;
     const st = FILE_DTYPE[dtype];
     await mkdir(dir, { recursive: true });
@@ -311,6 +449,7 @@ export class Model {
       mean: pooling.has('mean'),
       meanUnmasked: pooling.has('meanUnmasked'),
       ...(ref ? { reference: ref.n } : {}),
+      adapters: opts.adapters ?? true,
     });
     const out: ScoreResult = {
       n: r.n,

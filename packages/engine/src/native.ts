@@ -87,6 +87,7 @@ export interface NativeModel {
       mean: boolean;
       meanUnmasked: boolean;
       reference?: NativeModel;
+      adapters?: boolean;
     },
   ): Promise<NativeScoreResult>;
   backward(
@@ -133,6 +134,9 @@ export interface NativeModel {
   setCheckpointing(on: boolean): void;
   setThreads(n: number): void;
   dispose(): void;
+  enableLora(opts: { rank: number; alpha: number; dropout: number; targets: string[]; seed: number }): void;
+  loraMergeInto(target: NativeModel): void;
+  setAdapterStep(step: number): void;
 }
 
 export interface NativeAddon {

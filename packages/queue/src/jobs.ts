@@ -6,7 +6,7 @@ import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { ProblemsError } from './problems.js';
 import { schemaProblems } from './schema-problems.js';
-import { DATA_FORMATS, DEVICES, DTYPES } from './spec.js';
+import { DATA_FORMATS, DEVICES, DTYPES, LoraSpec } from './spec.js';
 
 export const CONTRACT_VERSION = 1;
 
@@ -62,6 +62,7 @@ const TrainingSchema = Type.Object(
     warmupRatio: Type.Number({ minimum: 0, maximum: 1 }),
     dtype: Type.Optional(Type.Union(DTYPES.map((d) => Type.Literal(d)))),
     activationCheckpointing: Type.Optional(Type.Boolean()),
+    lora: Type.Optional(LoraSpec),
   },
   { additionalProperties: false },
 );

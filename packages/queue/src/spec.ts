@@ -134,6 +134,38 @@ export const EvalSpec = Type.Object(
   { additionalProperties: false },
 );
 
+/** The projections LoRA adapters can sit on (the engine's LORA_TARGET_MODULES; a trainer test keeps them equal). */
+export const LORA_TARGET_MODULES = [
+  'q_proj',
+  'k_proj',
+  'v_proj',
+  'o_proj',
+  'gate_proj',
+  'up_proj',
+  'down_proj',
+] as const;
+
+/** LoRA on a frozen base (defaults: PEFT's LoraConfig, filled by the trainer's config). */
+export const LoraSpec = Type.Object(
+  {
+    rank: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536, description: 'r (default 8)' })),
+    alpha: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, description: 'lora_alpha; updates scale by alpha/r (default 8)' }),
+    ),
+    dropout: Type.Optional(
+      Type.Number({ minimum: 0, exclusiveMaximum: 1, description: 'lora_dropout (default 0)' }),
+    ),
+    targetModules: Type.Optional(
+      Type.Array(literals(LORA_TARGET_MODULES), {
+        minItems: 1,
+        uniqueItems: true,
+        description: 'projections to adapt (default q_proj, v_proj)',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const TrainingSpec = Type.Object(
   {
     steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
@@ -156,6 +188,7 @@ export const TrainingSpec = Type.Object(
         description: 'recompute each decoder layer in backward instead of keeping its activations',
       }),
     ),
+    lora: Type.Optional(LoraSpec),
   },
   { additionalProperties: false },
 );
@@ -218,6 +251,8 @@ export interface TrainingParams {
   /** Present when the spec gave it (absent: fp32, no checkpointing). */
   dtype?: TrainDtype;
   activationCheckpointing?: boolean;
+  /** LoRA adapters instead of full fine-tuning (as given; the trainer fills PEFT's defaults). */
+  lora?: Static<typeof LoraSpec>;
 }
 
 export interface AshaParams {

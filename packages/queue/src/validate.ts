@@ -364,6 +364,7 @@ function normalizeTraining(t: NonNullable<RunSpecInput['training']>): TrainingPa
     ...(t.activationCheckpointing !== undefined
       ? { activationCheckpointing: t.activationCheckpointing }
       : {}),
+    ...(t.lora !== undefined ? { lora: t.lora } : {}),
   };
 }
 

@@ -15,6 +15,7 @@ import {
 import { resolveBuiltinData } from './builtins.js';
 import type { TrainingParams } from './loop.js';
 import { LOSS_SCALING_DEFAULTS, type LossScaling } from './loss-scale.js';
+import { type LoraSpec, parseLoraSpec } from './lora.js';
 
 export const DATA_FORMATS = ['mpo', 'pairwise', 'pretokenized', 'alpaca'] as const;
 export type DataFormat = (typeof DATA_FORMATS)[number];
@@ -70,6 +71,8 @@ export interface TrainConfig {
   eval?: EvalSpec;
   /** Backbone preset (paper Table 8 / Appendix G) whose values filled what the config left out. */
   preset?: PresetName;
+  /** Train LoRA adapters on the frozen model instead of every weight (lora.ts). */
+  lora?: LoraSpec;
 }
 
 export const TRAINING_DEFAULTS: TrainingParams = {
@@ -132,6 +135,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     '$schema',
     'name',
     'preset',
+    'lora',
   ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) bad(k, 'unknown field');
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
@@ -297,6 +301,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     if (isObj(raw.data) && raw.data.heldOut === 0)
       bad('eval', 'needs a held-out split: data.heldOut must be > 0');
   }
+  const lora = parseLoraSpec(raw.lora, bad);
   if (problems.length) throw new ConfigError(problems);
   const output = abs(raw.output as string);
   return {
@@ -321,6 +326,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
     ...(lossScaling ? { lossScaling } : {}),
     ...(evalSpec ? { eval: evalSpec } : {}),
     ...(preset ? { preset } : {}),
+    ...(lora ? { lora } : {}),
   };
 }
 

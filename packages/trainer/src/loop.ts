@@ -195,6 +195,7 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     cursor += globalBatch.length;
     const local = shard(globalBatch, rank, worldSize);
 
+    model.setAdapterStep?.(step); // LoRA dropout masks are keyed by the step: a resume draws the same ones
     const tz = performance.now();
     model.zeroGrad();
     timing.optimizer += performance.now() - tz;

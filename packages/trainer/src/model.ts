@@ -42,6 +42,8 @@ export interface TrainableModel {
   save(dir: string): Promise<void>;
   saveOptimizer(path: string): Promise<void>;
   loadOptimizer(path: string): Promise<void>;
+  /** LoRA models: the step that keys the dropout masks (engine Model.setAdapterStep). */
+  setAdapterStep?(step: number): void;
 }
 
 /** The objectives package names poolings after the paper; the engine after its outputs. */

@@ -1,5 +1,5 @@
 // Validates `mpo plan` against the peak resident memory of real training steps on this CPU:
-//   node packages/trainer/dist/plan-bench.js [--json]
+//   node packages/trainer/dist/plan-bench.js [--json] [--only A,E]
 // Each configuration runs in fresh processes (peak RSS is per process): the process loads the
 // engine, runs a tiny warm-up step, records its RSS, builds the model, and runs three optimizer steps of one forward/backward
 // over `batch` random sequences of `cutoff` tokens (every position scored, as the plan assumes);
@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { joinGroupFromEnv, launchRanks } from '@mpo/allreduce';
 import { type LlamaConfig, Model, toHfConfig } from '@mpo/engine';
-import { planMemory } from './plan.js';
+import { LORA_TARGETS, planMemory } from './plan.js';
 import { ZeroOptimizer } from './zero.js';
 
 interface BenchConfig {
@@ -20,6 +20,8 @@ interface BenchConfig {
   cutoff: number;
   zero: 0 | 1 | 2;
   ranks: number;
+  /** LoRA rank (adapters on all seven projections, base frozen in fp32). */
+  lora?: number;
 }
 
 const base: LlamaConfig = {
@@ -72,6 +74,15 @@ export const BENCH_CONFIGS: BenchConfig[] = [
     zero: 2,
     ranks: 2,
   },
+  {
+    name: 'E: 56M, LoRA r=16 on all seven projections, batch 4 x 512, 1 rank',
+    model: base,
+    batch: 4,
+    cutoff: 512,
+    zero: 0,
+    ranks: 1,
+    lora: 16,
+  },
 ];
 
 function rssBytes(field: 'VmRSS' | 'VmHWM'): number {
@@ -102,6 +113,7 @@ async function child(c: BenchConfig): Promise<void> {
   warm.dispose();
   const before = rssBytes('VmRSS');
   const model = Model.init(c.model, { seed: 1, threads: 1 });
+  if (c.lora) model.enableLora({ rank: c.lora, alpha: 2 * c.lora, targetModules: [...LORA_TARGETS] });
   const zero =
     c.zero > 0
       ? new ZeroOptimizer(
@@ -167,12 +179,15 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === '--child') return child(JSON.parse(argv[1]!) as BenchConfig);
   const rows = [];
-  for (const c of BENCH_CONFIGS) {
+  // --only A,E: run just the configurations whose names start with these letters.
+  const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1]!.split(',') : null;
+  for (const c of BENCH_CONFIGS.filter((b) => !only || only.some((o) => b.name.startsWith(`${o}:`)))) {
     const plan = planMemory({
       config: toHfConfig(c.model),
       ranks: c.ranks,
       dtype: 'fp32',
       zero: c.zero,
+      ...(c.lora ? { lora: c.lora } : {}),
       checkpointing: false,
       batch: c.batch,
       cutoff: c.cutoff,

@@ -21,22 +21,15 @@
 // logits' gradient and the softmax and log-sum-exp temporaries, 4·V fp32 values per token.
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { LORA_TARGET_MODULES } from '@mpo/engine';
 
 export const PLAN_DTYPES = ['fp32', 'bf16', 'fp16'] as const;
 export type PlanDtype = (typeof PLAN_DTYPES)[number];
 export const PLAN_LAYOUTS = ['engine', 'deepspeed'] as const;
 export type PlanLayout = (typeof PLAN_LAYOUTS)[number];
 const DTYPE_BYTES: Record<PlanDtype, number> = { fp32: 4, bf16: 2, fp16: 2 };
-/** LoRA adapts these projections (the attention and MLP ones, PEFT's usual "all-linear" set). */
-export const LORA_TARGETS = [
-  'q_proj',
-  'k_proj',
-  'v_proj',
-  'o_proj',
-  'gate_proj',
-  'up_proj',
-  'down_proj',
-] as const;
+/** LoRA adapts these projections by default (all of the engine's: PEFT's "all-linear" set). */
+export const LORA_TARGETS = LORA_TARGET_MODULES;
 
 export interface PlanInput {
   /** A Hugging Face config.json object. */
@@ -44,8 +37,10 @@ export interface PlanInput {
   ranks: number;
   dtype: PlanDtype;
   zero: 0 | 1 | 2;
-  /** LoRA rank (adapters on LORA_TARGETS; the base frozen in `dtype`). */
+  /** LoRA rank (adapters on `loraTargets`; the base frozen in `dtype`). */
   lora?: number;
+  /** Projections with adapters (default LORA_TARGETS, all of them). */
+  loraTargets?: readonly string[];
   checkpointing: boolean;
   /** Sequences in one forward/backward on a rank (micro-batch × sequences per example). */
   batch: number;
@@ -130,14 +125,32 @@ export function parameterCount(s: ModelShape): number {
   return s.vocab * s.hidden + s.layers * (attn + mlp + norms) + s.hidden + head;
 }
 
-/** LoRA adapter parameters: r·(in + out) per adapted projection per layer. */
-export function loraParameterCount(s: ModelShape, rank: number): number {
+/** LoRA adapter parameters: r·(in + out) per adapted projection per layer (engine csrc/lora.cpp). */
+export function loraParameterCount(
+  s: ModelShape,
+  rank: number,
+  targets: readonly string[] = LORA_TARGETS,
+): number {
   const q = s.heads * s.headDim;
   const kv = s.kvHeads * s.headDim;
   const D = s.hidden;
   const I = s.intermediate;
-  const inOut = [D + q, D + kv, D + kv, q + D, D + I, D + I, I + D];
-  return s.layers * rank * inOut.reduce((a, b) => a + b, 0);
+  const inOut: Record<string, number> = {
+    q_proj: D + q,
+    k_proj: D + kv,
+    v_proj: D + kv,
+    o_proj: q + D,
+    gate_proj: D + I,
+    up_proj: D + I,
+    down_proj: I + D,
+  };
+  let sum = 0;
+  for (const t of targets) {
+    const n = inOut[t];
+    if (n === undefined) throw new Error(`unknown LoRA target '${t}' (expected ${LORA_TARGETS.join(', ')})`);
+    sum += n;
+  }
+  return s.layers * rank * sum;
 }
 
 /** Activation elements autograd keeps per token in one decoder layer (see the file comment). */
@@ -164,7 +177,7 @@ export function planMemory(input: PlanInput): MemoryPlan {
   const s = modelShape(input.config);
   const P = parameterCount(s);
   const lora = input.lora !== undefined;
-  const T = lora ? loraParameterCount(s, input.lora!) : P; // trainable
+  const T = lora ? loraParameterCount(s, input.lora!, input.loraTargets) : P; // trainable
   const b = DTYPE_BYTES[dtype];
   const mixed = dtype !== 'fp32';
   const shardOpt = zero >= 1 ? ranks : 1;

@@ -139,9 +139,20 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
   );
   log({ type: 'reference', cacheHit: ref.hit, path: ref.path });
 
-  // KL on logits needs the frozen initial model's distributions at train time.
+  // LoRA: the reference above was scored by the base weights; from here on they are frozen and
+  // only the adapters train (their dropout seeded by the run's seed).
+  if (config.lora) {
+    initial.enableLora({ ...config.lora, seed: config.training.seed });
+    log({ type: 'lora', ...config.lora, trainableParameters: initial.numParameters });
+  }
+  // KL on logits needs the frozen initial model's distributions at train time. With LoRA that is
+  // the model itself: reference forwards run with the adapters off, so no second copy is loaded.
   const needsKl = req.policy.some((r) => r.kl);
-  const klReference = needsKl ? await loadInitialModel(config, opts.resolveBuiltin) : undefined;
+  const klReference = !needsKl
+    ? undefined
+    : config.lora
+      ? initial
+      : await loadInitialModel(config, opts.resolveBuiltin);
 
   const evalSpec = config.eval;
   const heldOut = evalSpec
@@ -166,6 +177,11 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
     output: config.output,
     model: initial as unknown as TrainableModel,
     loadFrom: async (dir) => {
+      if (config.lora) {
+        // The base never changes: only the adapters come from the checkpoint.
+        await initial.loadAdapter(dir);
+        return initial as unknown as TrainableModel;
+      }
       initial.dispose();
       return (await Model.load(dir, modelOpts)) as unknown as TrainableModel;
     },
@@ -187,13 +203,18 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
     ...(opts.comm ? { comm: opts.comm } : {}),
     ...(opts.hooks ? { hooks: opts.hooks } : {}),
   });
-  klReference?.dispose();
+  if (klReference !== initial) klReference?.dispose();
 
   let finalDir: string | null = null;
   if (!result.stopped && (opts.comm?.rank ?? 0) === 0) {
     finalDir = join(config.output, 'final');
     mkdirSync(finalDir, { recursive: true });
-    await exportHfFolder(result.model as unknown as ExportableModel, finalDir, {
+    // LoRA: final/ holds the merged weights (an ordinary Hugging Face folder) and adapter/ the
+    // PEFT adapter files.
+    const trained = result.model as unknown as Model;
+    const exported = config.lora ? trained.mergedModel() : trained;
+    if (config.lora) await trained.saveAdapter(join(config.output, 'adapter'), { baseModel: modelDir });
+    await exportHfFolder(exported as unknown as ExportableModel, finalDir, {
       sourceDir: modelDir,
       tokenizerDir:
         config.tokenizer === 'byte'
@@ -202,8 +223,9 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
     });
     writeFileSync(
       join(finalDir, 'training.json'),
-      `${JSON.stringify({ method: config.method, hyperparameters: config.hyperparameters, training: config.training, steps: result.step, weightsHash: result.model.weightsHash() }, null, 2)}\n`,
+      `${JSON.stringify({ method: config.method, hyperparameters: config.hyperparameters, training: config.training, ...(config.lora ? { lora: config.lora } : {}), steps: result.step, weightsHash: exported.weightsHash() }, null, 2)}\n`,
     );
+    if (exported !== trained) exported.dispose();
   }
   return {
     ...result,

@@ -4,7 +4,7 @@ import { CliError, ExitCode } from '../exit-codes.js';
 import { register } from '../registry.js';
 
 const usage = `mpo plan --model DIR|config.json --ranks N --dtype fp32|bf16|fp16 --zero 0|1|2 --batch B --cutoff T
-          [--lora R] [--checkpointing] [--device-memory GB] [--reserve GB] [--layout engine|deepspeed] [--json]
+          [--lora R [--lora-targets q_proj,v_proj,...]] [--checkpointing] [--device-memory GB] [--reserve GB] [--layout engine|deepspeed] [--json]
 
 Per-rank memory of a training configuration before anything is allocated: weights, gradients, optimizer
 state, activations and workspace, and whether they fit in --device-memory GB (default 80). --batch is the
@@ -12,7 +12,9 @@ sequences of one forward/backward on a rank, --cutoff their length. --reserve GB
 for the runtime (CUDA context, allocator slack). --layout engine (default) models this project's engine
 (fp32 flat parameters and gradients whole on every rank, ZeRO sharding AdamW's moments); --layout deepspeed
 the ZeRO paper's accounting (2-byte weights and gradients, 12 bytes of optimizer state per parameter for
-mixed precision, gradients sharded from stage 2). --json prints the same with byte counts and "fits".`;
+mixed precision, gradients sharded from stage 2). --lora R trains rank-R adapters on a frozen base, on
+--lora-targets (default: all of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; a training
+config's lora.targetModules defaults to q_proj,v_proj). --json prints the same with byte counts and "fits".`;
 
 function int(name: string, v: string | undefined, min: number): number {
   const n = Number(v);
@@ -46,6 +48,7 @@ register({
           dtype: { type: 'string', default: 'fp32' },
           zero: { type: 'string', default: '0' },
           lora: { type: 'string' },
+          'lora-targets': { type: 'string' },
           checkpointing: { type: 'boolean', default: false },
           batch: { type: 'string' },
           cutoff: { type: 'string' },
@@ -89,6 +92,9 @@ register({
         dtype: dtype as 'fp32',
         zero: zero as 0,
         ...(values.lora !== undefined ? { lora: int('lora', values.lora as string, 1) } : {}),
+        ...(values['lora-targets'] !== undefined
+          ? { loraTargets: (values['lora-targets'] as string).split(',').map((t) => t.trim()) }
+          : {}),
         checkpointing: values.checkpointing === true,
         batch: int('batch', values.batch as string | undefined, 1),
         cutoff: int('cutoff', values.cutoff as string | undefined, 1),
