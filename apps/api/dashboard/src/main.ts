@@ -163,7 +163,7 @@ function renderShell(token: string, identity: Identity): void {
       view = compareView(new URLSearchParams(query));
       section = 'runs';
     } else if (runMatch) {
-      view = runView(decodeURIComponent(runMatch[1]!));
+      view = runView(decodeURIComponent(runMatch[1]!), new URLSearchParams(query));
       section = 'runs';
     }
     for (const a of nav.querySelectorAll<HTMLAnchorElement>('a[data-route]')) {
