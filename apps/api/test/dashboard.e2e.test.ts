@@ -2,7 +2,8 @@
 // playwright-core; no browser is downloaded) against the real API on a free
 // port, with real Redis and Postgres. A worker is simulated the way
 // apps/worker writes: trial rows updated and metric rows appended through
-// @mpo/db, heartbeats and failed jobs in Redis. Screenshots go to
+// @mpo/db (and generations stored as the eval job stores them), heartbeats and
+// failed jobs in Redis. Screenshots go to
 // apps/api/artifacts/screenshots/.
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -472,12 +473,7 @@ describe.skipIf(skip)('the dashboard in headless Chromium', () => {
       row('multijail', 'en', 2, 'unsafe', hostile),
       row('csrt', 'csrt', 1, 'unsafe'),
     ]);
-    await db.generations.replace({ trialId: t0.id }, [
-      row('multijail', 'ko', 1, 'safe'),
-      row('multijail', 'ko', 2, 'unsafe'),
-      row('multijail', 'ko', 3, 'irrelevant'),
-    ]);
-    await db.runs.setStatus(runId, 'SUCCEEDED');
+    await db.runs.setStatus(runId, 'RUNNING');
 
     const cards = page.locator('#gen-list article.generation');
     const shown = () =>
@@ -486,6 +482,14 @@ describe.skipIf(skip)('the dashboard in headless Chromium', () => {
       );
     const hash = () => decodeURIComponent(new URL(page.url()).hash);
     await page.goto(`${base}/#/runs/${runId}`);
+    await expect.poll(() => page.locator('#gen-summary').textContent(), soon).toContain('33 generations');
+    // While the run is live the list follows what evaluations store.
+    await db.generations.replace({ trialId: t0.id }, [
+      row('multijail', 'ko', 1, 'safe'),
+      row('multijail', 'ko', 2, 'unsafe'),
+      row('multijail', 'ko', 3, 'irrelevant'),
+    ]);
+    await db.runs.setStatus(runId, 'SUCCEEDED');
     await expect.poll(() => page.locator('#gen-summary').textContent(), soon).toContain('36 generations');
     // Ordered by benchmark, language, prompt; 25 a page, paged with the API's cursor.
     expect(await cards.count()).toBe(25);

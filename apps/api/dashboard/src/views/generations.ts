@@ -301,9 +301,8 @@ export function generationsSection(
 
   for (const key of Object.keys(selects) as (keyof typeof selects)[])
     selects[key].addEventListener('change', () =>
-      apply({
-        ...filter,
-        ...parseGenerationFilter(
+      apply(
+        parseGenerationFilter(
           new URLSearchParams({
             trial: selects.trial.value,
             benchmark: selects.benchmark.value,
@@ -311,7 +310,7 @@ export function generationsSection(
             verdict: selects.verdict.value,
           }),
         ),
-      }),
+      ),
     );
 
   return {
