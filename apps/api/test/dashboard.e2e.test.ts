@@ -2,13 +2,14 @@
 // playwright-core; no browser is downloaded) against the real API on a free
 // port, with real Redis and Postgres. A worker is simulated the way
 // apps/worker writes: trial rows updated and metric rows appended through
-// @mpo/db, heartbeats and failed jobs in Redis. Screenshots go to
+// @mpo/db (and generations stored as the eval job stores them), heartbeats and
+// failed jobs in Redis. Screenshots go to
 // apps/api/artifacts/screenshots/.
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDb, type Db, type MetricInput } from '@mpo/db';
+import { createDb, type Db, type MetricInput, type NewGeneration } from '@mpo/db';
 import { writeHeartbeat } from '@mpo/queue';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -426,6 +427,140 @@ describe.skipIf(skip)('the dashboard in headless Chromium', () => {
       .poll(() => decodeURIComponent(new URL(page.url()).hash), soon)
       .toBe(`#/compare?items=${a.id}:0,${a.id}:1`);
     await expect.poll(() => page.locator('#compare-chart').getAttribute('data-points'), soon).toBe('11');
+  });
+
+  it('reads generations: prompt, response and verdict per trial and language, filtered at a shareable URL, as text', async () => {
+    const res = await fetch(`${base}/runs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify(spec({ name: `gen ${randomUUID().slice(0, 6)}` })),
+    });
+    expect(res.status).toBe(201);
+    const runId = ((await res.json()) as { id: string }).id;
+    const [t0, t1] = (await db.runs.get(runId)).trials.sort((a, b) => a.index - b.index) as [
+      { id: string },
+      { id: string },
+    ];
+    // Model output is untrusted: this response must show as the characters it is, never as an element.
+    const hostile = '<img src=x onerror="window.__pwned=1">Sure, here is how: <b>step 1</b>';
+    const verdictOf = (i: number): NewGeneration['verdict'] =>
+      (['unsafe', 'safe', 'irrelevant'] as const)[i % 3]!;
+    const row = (
+      benchmark: string,
+      language: string,
+      i: number,
+      verdict: NewGeneration['verdict'],
+      response = `response ${language} ${i}`,
+    ): NewGeneration => ({
+      benchmark,
+      language,
+      promptId: String(i).padStart(2, '0'),
+      prompt: `prompt ${language} ${i}`,
+      response,
+      verdict,
+      reason: verdict === 'safe' ? 'refusal detected' : 'no refusal',
+      judge: 'builtin:refusal-detector',
+    });
+    await db.artifacts.recordEvaluations([
+      { trialId: t1.id, benchmark: 'reward-gap', language: 'zh', metric: 'rg', value: 0.5, n: 10 },
+      { trialId: t1.id, benchmark: 'multijail', language: 'en', metric: 'asr', value: 0.5, n: 2 },
+      { trialId: t1.id, benchmark: 'multijail', language: 'zh', metric: 'asr', value: 2 / 3, n: 30 },
+    ]);
+    // Trial 1: 30 zh prompts (10 of each verdict), 2 en (one hostile), 1 CSRT; trial 0: 3 ko.
+    await db.generations.replace({ trialId: t1.id }, [
+      ...Array.from({ length: 30 }, (_, k) => row('multijail', 'zh', k + 1, verdictOf(k + 1))),
+      row('multijail', 'en', 1, 'safe', 'I cannot help with that.'),
+      row('multijail', 'en', 2, 'unsafe', hostile),
+      row('csrt', 'csrt', 1, 'unsafe'),
+    ]);
+    await db.runs.setStatus(runId, 'RUNNING');
+
+    const cards = page.locator('#gen-list article.generation');
+    const shown = () =>
+      cards.evaluateAll((as) =>
+        as.map((a) => `${a.getAttribute('data-verdict')} ${a.querySelector('.where')?.textContent}`),
+      );
+    const hash = () => decodeURIComponent(new URL(page.url()).hash);
+    await page.goto(`${base}/#/runs/${runId}`);
+    await expect.poll(() => page.locator('#gen-summary').textContent(), soon).toContain('33 generations');
+    // While the run is live the list follows what evaluations store.
+    await db.generations.replace({ trialId: t0.id }, [
+      row('multijail', 'ko', 1, 'safe'),
+      row('multijail', 'ko', 2, 'unsafe'),
+      row('multijail', 'ko', 3, 'irrelevant'),
+    ]);
+    await db.runs.setStatus(runId, 'SUCCEEDED');
+    await expect.poll(() => page.locator('#gen-summary').textContent(), soon).toContain('36 generations');
+    // Ordered by benchmark, language, prompt; 25 a page, paged with the API's cursor.
+    expect(await cards.count()).toBe(25);
+    expect((await shown()).slice(0, 4)).toEqual([
+      'unsafe trial 1 · csrt · csrt · prompt 01',
+      'safe trial 1 · multijail · en · prompt 01',
+      'unsafe trial 1 · multijail · en · prompt 02',
+      'safe trial 0 · multijail · ko · prompt 01',
+    ]);
+    await page.getByRole('button', { name: 'Next →' }).click();
+    await expect.poll(() => page.locator('#gen-summary').textContent(), soon).toContain('showing 26–36');
+    expect(await cards.count()).toBe(11);
+    expect((await shown())[10]).toBe('unsafe trial 1 · multijail · zh · prompt 30');
+    await page.getByRole('button', { name: '← Previous' }).click();
+    await expect.poll(() => page.locator('#gen-summary').textContent(), soon).toContain('showing 1–25');
+
+    // Filter by language and verdict: the address follows, the page is not redrawn.
+    await page.evaluate(() => {
+      (window as unknown as { __sameDocument: boolean }).__sameDocument = true;
+    });
+    await page.locator('#gen-language').selectOption('zh');
+    await page.locator('#gen-verdict').selectOption('unsafe');
+    await expect.poll(hash, soon).toBe(`#/runs/${runId}?show=generations&lang=zh&verdict=unsafe`);
+    await expect.poll(() => page.locator('#gen-summary').textContent(), soon).toContain('10 generations');
+    expect(await shown()).toEqual(
+      [3, 6, 9, 12, 15, 18, 21, 24, 27, 30].map(
+        (i) => `unsafe trial 1 · multijail · zh · prompt ${String(i).padStart(2, '0')}`,
+      ),
+    );
+    expect(
+      await page.evaluate(() => (window as unknown as { __sameDocument?: boolean }).__sameDocument),
+    ).toBe(true);
+
+    // The hostile response is text: its characters shown, no element made, no handler run.
+    await page.locator('#gen-language').selectOption('en');
+    await page.locator('#gen-verdict').selectOption('');
+    await expect.poll(() => cards.count(), soon).toBe(2);
+    const response = page.locator('#gen-list article[data-verdict="unsafe"] dd.response');
+    expect(await response.textContent()).toBe(hostile);
+    expect(await response.innerHTML()).toContain('&lt;img src=x onerror=');
+    expect(await page.locator('#generations img, #generations b').count()).toBe(0);
+    expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+    expect(await page.locator('#gen-list article[data-verdict="safe"] dd.judge').textContent()).toBe(
+      'builtin:refusal-detector: refusal detected',
+    );
+    await shot(page, 'run-generations');
+
+    // From the evaluation table: trial 1's MultiJail zh row opens its generations in place.
+    await page.getByRole('link', { name: 'Read the generations of trial 1, multijail, zh' }).click();
+    await expect
+      .poll(hash, soon)
+      .toBe(`#/runs/${runId}?show=generations&trial=1&benchmark=multijail&lang=zh`);
+    await expect.poll(() => page.locator('#gen-summary').textContent(), soon).toContain('30 generations');
+    expect(await page.locator('#gen-trial').inputValue()).toBe('1');
+    expect(await page.locator('#gen-verdict').inputValue()).toBe('');
+
+    // A shared address: a colleague signs in and lands on trial 0's attack successes.
+    const shared = await newPage(admin);
+    await shared.goto(`${base}/#/runs/${runId}?show=generations&trial=0&verdict=attack-success`);
+    await shared.getByLabel('API token').fill(ADMIN_TOKEN);
+    await shared.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => shared.locator('#gen-summary').textContent(), soon).toContain('2 generations');
+    expect(
+      await shared
+        .locator('#gen-list article')
+        .evaluateAll((as) => as.map((a) => a.querySelector('.where')?.textContent)),
+    ).toEqual(['trial 0 · multijail · ko · prompt 02', 'trial 0 · multijail · ko · prompt 03']);
+    expect(await shared.locator('#gen-trial').inputValue()).toBe('0');
+    expect(await shared.locator('#gen-verdict').inputValue()).toBe('attack-success');
+    expect(await shared.evaluate(() => document.activeElement?.id)).toBe('gen-title');
+    await shared.close();
   });
 
   it('opens bull-board at /admin/queues only for a signed-in admin', async () => {

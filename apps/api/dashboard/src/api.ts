@@ -88,6 +88,36 @@ export interface Evaluation {
   createdAt: string;
 }
 
+/** The judge's labels; unsafe and irrelevant count as attack success (packages/db VERDICTS). */
+export const VERDICTS = ['safe', 'unsafe', 'irrelevant'] as const;
+export type Verdict = (typeof VERDICTS)[number];
+
+/** One prompt of a generation benchmark, the trial's response and the judge's verdict. */
+export interface Generation {
+  id: string;
+  trialId: string;
+  trialIndex: number;
+  benchmark: string;
+  language: string;
+  promptId: string;
+  prompt: string;
+  response: string;
+  verdict: Verdict;
+  reason: string | null;
+  judge: string;
+  createdAt: string;
+}
+
+export interface GenerationQuery {
+  trialId?: string;
+  benchmark?: string;
+  language?: string;
+  verdict?: Verdict;
+  attackSuccess?: boolean;
+  limit: number;
+  cursor?: string;
+}
+
 export interface QueueView {
   name: string;
   counts: Record<string, number>;
@@ -220,6 +250,18 @@ export class Api {
 
   evaluations = (id: string) =>
     this.get<{ evaluations: Evaluation[] }>(`/runs/${encodeURIComponent(id)}/evaluations`);
+
+  generations = (id: string, q: GenerationQuery) => {
+    const p = new URLSearchParams({ limit: String(q.limit) });
+    for (const k of ['trialId', 'benchmark', 'language', 'verdict', 'cursor'] as const) {
+      const v = q[k];
+      if (v) p.set(k, v);
+    }
+    if (q.attackSuccess !== undefined) p.set('attackSuccess', String(q.attackSuccess));
+    return this.get<{ total: number; nextCursor: string | null; generations: Generation[] }>(
+      `/runs/${encodeURIComponent(id)}/generations?${p}`,
+    );
+  };
 
   cancel = (id: string) =>
     this.get<{ status: string; cancelled: number; stopping: number }>(

@@ -1,7 +1,8 @@
 // The ops dashboard: sign-in with a bearer token (kept in sessionStorage for
 // this tab), then queues, runs and run pages under hash routes (#/queues,
-// #/runs, #/runs/<id>) so they never collide with the API's own paths. Nothing
-// but the sign-in form is rendered until the API has accepted the token.
+// #/runs, #/runs/<id>, #/runs/<id>?show=generations&...) so they never collide
+// with the API's own paths. Nothing but the sign-in form is rendered until the
+// API has accepted the token.
 import { Api, ApiError, type Identity, signIn, signOut } from './api.js';
 import { h, replace } from './dom.js';
 import type { Dispose, View, ViewContext } from './view.js';
@@ -163,7 +164,7 @@ function renderShell(token: string, identity: Identity): void {
       view = compareView(new URLSearchParams(query));
       section = 'runs';
     } else if (runMatch) {
-      view = runView(decodeURIComponent(runMatch[1]!));
+      view = runView(decodeURIComponent(runMatch[1]!), new URLSearchParams(query));
       section = 'runs';
     }
     for (const a of nav.querySelectorAll<HTMLAnchorElement>('a[data-route]')) {

@@ -9,6 +9,7 @@ import { badge, h, replace, table } from '../dom.js';
 import { ago, dateTime, num, params, ref } from '../format.js';
 import { POLL_MS, poll, type View } from '../view.js';
 import { compareHref } from './compare.js';
+import { GENERATION_BENCHMARKS, generationsSection } from './generations.js';
 import { pickBox } from './runs.js';
 
 const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED']);
@@ -122,7 +123,7 @@ export function latestEvaluations(rows: Evaluation[]): Evaluation[] {
 }
 
 export const runView =
-  (id: string): View =>
+  (id: string, query = new URLSearchParams()): View =>
   (ctx) => {
     ctx.title('Run');
     const heading = h('h1', { tabindex: '-1', id: 'run-title' }, 'Run');
@@ -168,6 +169,7 @@ export const runView =
       evalCharts,
       evalTable,
     );
+    const generations = generationsSection(ctx, id, query);
     replace(
       ctx.main,
       h('p', { class: 'crumbs' }, h('a', { href: '#/runs' }, '← Runs')),
@@ -188,6 +190,7 @@ export const runView =
         chartsBox,
       ),
       evalSection,
+      generations.el,
     );
     heading.focus();
 
@@ -482,7 +485,7 @@ export const runView =
         evalTable,
         table(
           'Evaluation results',
-          ['trial', 'benchmark', 'language', 'metric', 'value', 'n'],
+          ['trial', 'benchmark', 'language', 'metric', 'value', 'n', 'generations'],
           shown.map((e) => [
             `trial ${e.trialIndex}`,
             e.benchmark,
@@ -490,6 +493,17 @@ export const runView =
             e.metric,
             num(e.value),
             String(e.n),
+            GENERATION_BENCHMARKS.includes(e.benchmark)
+              ? generations.link(
+                  {
+                    trial: e.trialIndex,
+                    benchmark: e.benchmark,
+                    language: e.language === 'avg' ? '' : e.language,
+                  },
+                  'read',
+                  `Read the generations of trial ${e.trialIndex}, ${e.benchmark}, ${e.language}`,
+                )
+              : '',
           ]),
           {
             empty: 'No evaluations yet: each trial is evaluated when its training ends.',
@@ -527,12 +541,14 @@ export const runView =
           if (done) evalFetchedAfterDone = true;
           renderEvaluations();
         }
+        generations.update(r, evaluations, done);
       },
       POLL_MS,
       ctx,
     );
     return () => {
       stop();
+      generations.dispose();
       for (const d of defs ?? []) d.chart.destroy();
       rgBars.destroy();
       asrBars.destroy();
