@@ -13,6 +13,7 @@ import bullBoardPlugin from './plugins/bull-board.js';
 import dashboardPlugin from './plugins/dashboard.js';
 import dbPlugin from './plugins/db.js';
 import docsPlugin from './plugins/docs.js';
+import jsonBodyPlugin from './plugins/json-body.js';
 import metricsPlugin from './plugins/metrics.js';
 import outboxPlugin from './plugins/outbox.js';
 import queuesPlugin from './plugins/queues.js';
@@ -46,6 +47,7 @@ export async function buildApp(opts: BuildAppOptions = {}): Promise<FastifyInsta
     reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url.split('?')[0]}`)),
   );
 
+  await app.register(jsonBodyPlugin);
   await app.register(docsPlugin);
   await app.register(dbPlugin, {
     databaseUrl: config.databaseUrl,

@@ -14,6 +14,13 @@ export const EVAL_BENCHMARKS = ['reward-gap', 'multijail', 'csrt', 'utility'] as
 export const JUDGES = ['builtin', 'llm'] as const;
 export const BUILTIN_PREFIX = 'builtin:';
 export const MAX_TRIALS = 1000;
+/** Most optimizer steps a trial may run (`training.steps`, `search.asha.maxSteps`). */
+export const MAX_STEPS = 10_000_000;
+/** Longest language tag: RFC 5646 §4.4.1 asks implementations to handle tags of at least 35 characters. */
+export const MAX_LANGUAGE_TAG = 35;
+/** Most entries in `search.space` and `hyperparameters`, and the longest key in either. */
+export const MAX_SPACE_KEYS = 32;
+export const MAX_KEY_LENGTH = 100;
 
 const literals = <const T extends readonly string[]>(values: T, description?: string) =>
   Type.Union(values.map((v) => Type.Literal(v)) as TLiteral<T[number]>[], {
@@ -22,6 +29,7 @@ const literals = <const T extends readonly string[]>(values: T, description?: st
 
 export const LanguageCode = Type.String({
   pattern: '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$',
+  maxLength: MAX_LANGUAGE_TAG,
   description: 'a language code such as "en", "zh" or "pt-BR"',
 });
 
@@ -77,8 +85,16 @@ export const SpaceEntry = Type.Union(
 
 export const AshaSpec = Type.Object(
   {
-    minSteps: Type.Integer({ minimum: 1, description: 'resource of the first rung, in optimizer steps' }),
-    maxSteps: Type.Integer({ minimum: 1, description: 'resource of a trial that is never stopped' }),
+    minSteps: Type.Integer({
+      minimum: 1,
+      maximum: MAX_STEPS,
+      description: 'resource of the first rung, in optimizer steps',
+    }),
+    maxSteps: Type.Integer({
+      minimum: 1,
+      maximum: MAX_STEPS,
+      description: 'resource of a trial that is never stopped',
+    }),
     reductionFactor: Type.Optional(
       Type.Integer({ minimum: 2, maximum: 16, default: 3, description: 'η: a rung keeps the top 1/η' }),
     ),
@@ -92,6 +108,7 @@ export const SearchSpec = Type.Object(
     space: Type.Record(Type.String(), SpaceEntry, {
       description:
         'hyperparameter → values. Plain names are method hyperparameters ("beta"); "training.<field>" overrides a training field ("training.learningRate").',
+      maxProperties: MAX_SPACE_KEYS,
     }),
     maxTrials: Type.Optional(
       Type.Integer({
@@ -122,7 +139,11 @@ export const ResourcesSpec = Type.Object(
 
 export const EvalSpec = Type.Object(
   {
-    benchmarks: Type.Array(literals(EVAL_BENCHMARKS), { minItems: 1, uniqueItems: true }),
+    benchmarks: Type.Array(literals(EVAL_BENCHMARKS), {
+      minItems: 1,
+      maxItems: EVAL_BENCHMARKS.length,
+      uniqueItems: true,
+    }),
     languages: Type.Optional(Type.Array(LanguageCode, { minItems: 1, maxItems: 32, uniqueItems: true })),
     maxPrompts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, default: 100 })),
     judge: Type.Optional(literals(JUDGES)),
@@ -132,7 +153,7 @@ export const EvalSpec = Type.Object(
 
 export const TrainingSpec = Type.Object(
   {
-    steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
+    steps: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_STEPS })),
     epochs: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
     batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 8 })),
     microBatch: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 2 })),
@@ -155,10 +176,14 @@ export const RunSpecSchema = Type.Object(
     }),
     dominantLanguage: LanguageCode,
     targetLanguages: Type.Array(LanguageCode, { minItems: 1, maxItems: 32, uniqueItems: true }),
-    method: Type.String({ description: 'objective: mpo, sft, dpo, ipo, rdpo, cpo, kto, orpo, r-dpo, simpo' }),
+    method: Type.String({
+      maxLength: 32,
+      description: 'objective: mpo, sft, dpo, ipo, rdpo, cpo, kto, orpo, r-dpo, simpo',
+    }),
     hyperparameters: Type.Optional(
       Type.Record(Type.String(), Type.Unknown(), {
         description: "the method's fixed hyperparameters; unspecified ones take the method's defaults",
+        maxProperties: MAX_SPACE_KEYS,
       }),
     ),
     search: SearchSpec,

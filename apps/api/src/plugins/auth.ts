@@ -28,7 +28,12 @@ declare module 'fastify' {
 }
 
 const TOKEN = '[A-Za-z0-9._~+/=-]{8,512}';
-const BEARER = new RegExp(`^Bearer (${TOKEN})$`);
+// The scheme is case-insensitive (RFC 7235 §2.1: "bearer", "BEARER" are Bearer); the token is not.
+const BEARER = new RegExp(`^[Bb][Ee][Aa][Rr][Ee][Rr] +(${TOKEN})$`);
+
+/** The token of an `Authorization: Bearer <token>` header, or undefined. */
+export const bearerToken = (header: string | undefined): string | undefined =>
+  header ? BEARER.exec(header)?.[1] : undefined;
 const COOKIE_TOKEN = new RegExp(`^${TOKEN}$`);
 
 /** The session cookie: an admin token, for the pages under its path (bull-board). */
@@ -79,7 +84,7 @@ export default fp(
       if (mode === 'public') return;
       if (opts.publicPrefixes?.some((p) => req.url === p || req.url.startsWith(`${p}/`))) return;
       const header = req.headers.authorization;
-      let secret = header ? BEARER.exec(header)?.[1] : undefined;
+      let secret = bearerToken(header);
       let fromCookie = false;
       if (!header && req.routeOptions.config?.authCookie) {
         const cookie = readCookie(req.headers.cookie, SESSION_COOKIE);

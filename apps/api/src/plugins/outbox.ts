@@ -5,7 +5,7 @@
 // Publishing is idempotent (deterministic job ids, SET), so a row published
 // twice after a crash between Redis and the Postgres commit does no harm.
 import { OUTBOX_KINDS, type OutboxRow } from '@mpo/db';
-import { jobIds, setCancelKey } from '@mpo/queue';
+import { buildRunFlow, jobIds, type PlannedTrial, type RunSpec, setCancelKey } from '@mpo/queue';
 import type { FlowJob } from 'bullmq';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
@@ -16,11 +16,21 @@ declare module 'fastify' {
   }
 }
 
-/** Outbox payloads; `prefix` scopes a row to the deployment that wrote it. */
-export interface FlowPayload {
-  prefix: string;
-  flow: FlowJob;
-}
+/**
+ * Outbox payloads; `prefix` scopes a row to the deployment that wrote it.
+ * A run's flow is stored as its plan (the spec once, each trial's own fields),
+ * not as the BullMQ tree, which repeats the run-level fields in every job: the
+ * tree is built from the plan when the row is published. Rows written before
+ * this change carry the tree (`flow`) and are published as they are.
+ */
+export type FlowPayload = { prefix: string } & (
+  | { runId: string; spec: RunSpec; trials: PlannedTrial[] }
+  | { flow: FlowJob }
+);
+
+/** The BullMQ tree of a flow row. */
+export const flowOf = (p: FlowPayload): FlowJob =>
+  'flow' in p ? p.flow : buildRunFlow(p.runId, p.spec, p.trials);
 export interface CancelPayload {
   prefix: string;
   runId: string;
@@ -44,7 +54,7 @@ export class OutboxPublisher {
   publishRow = async (row: OutboxRow): Promise<void> => {
     const { redis, flow, prefix } = this.app.queues;
     if (row.kind === OUTBOX_KINDS.flow) {
-      await flow.add((row.payload as FlowPayload).flow);
+      await flow.add(flowOf(row.payload as FlowPayload));
     } else if (row.kind === OUTBOX_KINDS.cancel) {
       const { runId, requestedAt } = row.payload as CancelPayload;
       await setCancelKey(redis, prefix, runId, new Date(requestedAt));

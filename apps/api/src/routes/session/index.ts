@@ -4,7 +4,7 @@
 // `DELETE /session` clears the cookie (sign-out; no token needed to forget one).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { SESSION_COOKIE, SESSION_COOKIE_PATH, SESSION_MAX_AGE_S } from '../../plugins/auth.js';
+import { bearerToken, SESSION_COOKIE, SESSION_COOKIE_PATH, SESSION_MAX_AGE_S } from '../../plugins/auth.js';
 import { errorResponses, Uuid } from '../common.js';
 
 export interface SessionRoutesOptions {
@@ -49,7 +49,7 @@ const sessionRoutes: FastifyPluginAsyncTypebox<SessionRoutesOptions> = async (ap
       const identity = req.identity!;
       if (identity.isAdmin) {
         // The header was checked by the auth hook; the same secret goes into the cookie.
-        const secret = req.headers.authorization!.slice('Bearer '.length);
+        const secret = bearerToken(req.headers.authorization)!;
         reply.header('set-cookie', cookie(secret, SESSION_MAX_AGE_S, secure(req.protocol)));
       }
       reply.header('cache-control', 'no-store');
