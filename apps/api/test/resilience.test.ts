@@ -9,6 +9,7 @@ import {
   DATABASE_URL,
   deleteKeys,
   freePort,
+  ownRedis,
   REDIS_URL,
   roots,
   spec,
@@ -151,6 +152,52 @@ describe('Redis away', () => {
       expect(tree?.children).toHaveLength(trials.length);
     } finally {
       await t.cleanup();
+    }
+  });
+});
+
+describe('Redis paused (alive but not answering)', () => {
+  it('answers POST /runs with 503 and Retry-After within seconds, not after the pause; then works', async () => {
+    const server = await ownRedis();
+    const t = await testApp('redis-paused', { redisUrl: server.url });
+    const admin = new Redis(server.url);
+    try {
+      const pauseMs = 10_000;
+      await admin.call('CLIENT', 'PAUSE', String(pauseMs), 'ALL');
+      const pausedAt = Date.now();
+      const name = `while-paused-${randomUUID()}`;
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/runs',
+        headers: t.admin,
+        payload: spec({ name }),
+      });
+      const tookMs = Date.now() - pausedAt;
+      expect(res.statusCode).toBe(503);
+      expect(res.headers['retry-after']).toBeDefined();
+      expect(res.json().message).toMatch(/Redis/);
+      expect(tookMs).toBeLessThan(8_000);
+      expect(await runsNamed(name)).toEqual([]);
+
+      await admin.call('CLIENT', 'UNPAUSE');
+      const ok = await until(
+        async () => {
+          const r = await t.app.inject({
+            method: 'POST',
+            url: '/runs',
+            headers: t.admin,
+            payload: spec({ name }),
+          });
+          return r.statusCode === 201 ? r : undefined;
+        },
+        30_000,
+        250,
+      );
+      expect(ok.json().queued).toBe(true);
+    } finally {
+      admin.disconnect();
+      await t.cleanup();
+      await server.stop();
     }
   });
 });

@@ -158,7 +158,15 @@ export const TrainingSpec = Type.Object(
     batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 8 })),
     microBatch: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 2 })),
     cutoff: Type.Optional(Type.Integer({ minimum: 2, maximum: 1_000_000, default: 1024 })),
-    checkpointEvery: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000, default: 0 })),
+    checkpointEvery: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 10_000_000,
+        default: 500,
+        description:
+          'steps between checkpoints (0: only at the end); default 500, or the trial length when shorter',
+      }),
+    ),
     seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1, default: 42 })),
     learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1e-5 })),
     warmupRatio: Type.Optional(Type.Number({ minimum: 0, maximum: 1, default: 0.1 })),

@@ -55,7 +55,9 @@ export const TRAINING_DEFAULTS = {
   batchSize: 8,
   microBatch: 2,
   cutoff: 1024,
-  checkpointEvery: 0,
+  // A periodic checkpoint bounds what a crash costs: transformers' TrainingArguments.save_steps
+  // defaults to 500. A trial shorter than that checkpoints at its last step (see normalizeTraining).
+  checkpointEvery: 500,
   seed: 42,
   learningRate: 1e-5,
   warmupRatio: 0.1,
@@ -167,6 +169,8 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
     }
     checkBatch(training, ranks, 'training', bad);
     const total = strategy === 'asha' ? asha?.maxSteps : training.steps;
+    if (raw.training.checkpointEvery === undefined && total !== undefined)
+      training.checkpointEvery = Math.min(training.checkpointEvery, total);
     if (total !== undefined && training.checkpointEvery > total)
       bad('training.checkpointEvery', `must not exceed the trial's ${total} steps`);
   }
