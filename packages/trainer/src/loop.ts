@@ -64,6 +64,8 @@ export interface LoopInput {
   /** With several ranks: compare the ranks' weight hashes every this many steps (0 = never). */
   hashCheckEvery?: number;
   hooks?: LoopHooks;
+  /** Informational events (a torn checkpoint skipped on resume). */
+  log?: (event: Record<string, unknown> & { type: string }) => void;
 }
 
 export interface LoopResult {
@@ -95,7 +97,9 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
   let epoch = 0;
   let cursor = 0;
   let resumedFrom: number | null = null;
-  const ckpt = latestCheckpoint(output);
+  const ckpt = latestCheckpoint(output, (dir, reason) =>
+    input.log?.({ type: 'checkpoint-torn', dir, reason, action: 'falling back to the previous checkpoint' }),
+  );
   if (ckpt) {
     if (ckpt.state.configHash !== input.configHash) {
       throw new Error(
