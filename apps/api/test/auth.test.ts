@@ -91,6 +91,38 @@ describe('auth matrix', () => {
     expect((await call('GET', '/runs', h)).statusCode).toBe(401);
   });
 
+  it('keeps a revoked MPO_ADMIN_TOKEN revoked across restarts: the API refuses to start with it and says why', async () => {
+    const secret = `bootstrap-${randomUUID()}`;
+    const first = await testApp('bootstrap', { adminToken: secret });
+    let id: string;
+    try {
+      const me = await first.app.inject({
+        method: 'POST',
+        url: '/session',
+        headers: { authorization: `Bearer ${secret}` },
+      });
+      id = me.json().id;
+      expect(
+        (await first.app.inject({ method: 'DELETE', url: `/tokens/${id}`, headers: t.admin })).statusCode,
+      ).toBe(204);
+      expect(
+        (
+          await first.app.inject({
+            method: 'GET',
+            url: '/runs',
+            headers: { authorization: `Bearer ${secret}` },
+          })
+        ).statusCode,
+      ).toBe(401);
+    } finally {
+      await first.cleanup();
+    }
+    // The restart used to revive it (upsert cleared revokedAt).
+    await expect(testApp('bootstrap-again', { adminToken: secret })).rejects.toThrow(
+      new RegExp(`MPO_ADMIN_TOKEN is token ${id!}, revoked at .*never revived`),
+    );
+  });
+
   it('lets an issued admin token issue tokens', async () => {
     const issued = (await call('POST', '/tokens', t.admin, { name: 'ops', admin: true })).json();
     expect(issued.isAdmin).toBe(true);
