@@ -23,6 +23,27 @@ import runsRoutes from './routes/runs/index.js';
 import sessionRoutes from './routes/session/index.js';
 import tokensRoutes from './routes/tokens/index.js';
 
+/**
+ * Secrets never reach the logs, whatever logs a request or an error: bearer
+ * tokens, session cookies (their Set-Cookie too) and judge API keys.
+ */
+export const REDACTED_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  'headers.cookie',
+  'res.headers["set-cookie"]',
+  'apiKey',
+  '*.apiKey',
+  '*.MPO_JUDGE_API_KEY',
+  '*.MPO_ADMIN_TOKEN',
+];
+
+export const loggerOptions = (level: string) => ({
+  level,
+  redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+});
+
 export interface BuildAppOptions extends Partial<AppConfig> {
   /** A pino-compatible logger; default: pino at `logLevel`. */
   logger?: FastifyBaseLogger;
@@ -34,7 +55,7 @@ export async function buildApp(opts: BuildAppOptions = {}): Promise<FastifyInsta
   const { logger, db, ...overrides } = opts;
   const config: AppConfig = { ...loadConfig(), ...overrides };
   const app = Fastify({
-    ...(logger ? { loggerInstance: logger } : { logger: { level: config.logLevel } }),
+    ...(logger ? { loggerInstance: logger } : { logger: loggerOptions(config.logLevel) }),
     bodyLimit: config.bodyLimit,
     // Every problem in a query string or body, not the first (the run spec has its own validator).
     ajv: { customOptions: { allErrors: true } },

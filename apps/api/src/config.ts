@@ -34,7 +34,7 @@ export interface AppConfig {
   dbConnectTimeoutMs: number;
   /** The built dashboard served at / (default: apps/api/dist/dashboard). */
   dashboardDir: string | undefined;
-  /** bull-board at /admin/queues without job actions (retry, remove, clean, pause). */
+  /** bull-board at /admin/queues without job actions (retry, remove, clean, pause): on unless MPO_BULL_BOARD_WRITES=1. */
   bullBoardReadOnly: boolean;
   /** Mark the bull-board session cookie Secure even on plain-http requests (TLS ends at a proxy). */
   secureCookie: boolean;
@@ -66,7 +66,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     dbPoolSize: Number(env.MPO_DB_POOL ?? 10),
     dbConnectTimeoutMs: Number(env.MPO_DB_CONNECT_TIMEOUT_MS ?? 5_000),
     dashboardDir: env.MPO_DASHBOARD_DIR || undefined,
-    bullBoardReadOnly: env.MPO_BULL_BOARD_READONLY === '1',
+    bullBoardReadOnly: env.MPO_BULL_BOARD_WRITES !== '1',
     secureCookie: env.MPO_SECURE_COOKIE === '1',
   };
 }

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loggerOptions } from '../src/app.js';
 import { spec, testApp } from './helpers.js';
 
 let t: Awaited<ReturnType<typeof testApp>>;
@@ -128,6 +130,24 @@ describe('auth matrix', () => {
     expect(issued.isAdmin).toBe(true);
     const res = await call('POST', '/tokens', { authorization: `Bearer ${issued.token}` }, { name: 'y' });
     expect(res.statusCode).toBe(201);
+  });
+});
+
+describe('logs', () => {
+  it('redact bearer tokens, cookies, Set-Cookie and judge keys', () => {
+    const lines: string[] = [];
+    const log = pino(loggerOptions('info'), { write: (l: string) => void lines.push(l) });
+    log.info(
+      {
+        req: { headers: { authorization: 'Bearer mpo_secret_token', cookie: 'mpo_admin_session=abc' } },
+        res: { headers: { 'set-cookie': 'mpo_admin_session=abc; HttpOnly' } },
+        judge: { apiKey: 'sk-judge-key' },
+        env: { MPO_JUDGE_API_KEY: 'sk-judge-key' },
+      },
+      'request',
+    );
+    expect(lines.join('')).not.toMatch(/mpo_secret_token|abc|sk-judge-key/);
+    expect(lines.join('')).toContain('[redacted]');
   });
 });
 

@@ -202,6 +202,21 @@ describe('bull-board at /admin/queues', () => {
     expect(site.statusCode).toBe(403);
   });
 
+  it('is read-only unless an admin turns writes on (MPO_BULL_BOARD_WRITES=1)', async () => {
+    const pause = (app: typeof t.app) =>
+      app.inject({ method: 'PUT', url: '/admin/queues/api/queues/sweep/pause', headers: t.admin });
+    const refused = await pause(t.app);
+    expect(refused.statusCode).toBeGreaterThanOrEqual(400);
+    expect(await t.app.queues.byName.get('sweep')!.isPaused()).toBe(false);
+    const writable = await testApp('session-writes', { bullBoardReadOnly: false });
+    try {
+      expect((await pause(writable.app)).statusCode).toBeLessThan(300);
+      expect(await writable.app.queues.byName.get('sweep')!.isPaused()).toBe(true);
+    } finally {
+      await writable.cleanup();
+    }
+  });
+
   it('stops taking a revoked admin token at once', async () => {
     const issued = await t.app.inject({
       method: 'POST',

@@ -136,6 +136,7 @@ export class EvalRun {
     this.child = startChild({
       command: [...cfg.cli, 'eval', '--config', configPath, '--json'],
       ranks: 1,
+      judge: true,
       lease: this.lease,
       log,
       onStdoutLine: (line) => {
