@@ -4,7 +4,7 @@
 // `listen` is the caller's business (main.ts, tests use inject).
 
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { Db } from '@mpo/db';
+import { type Db, OUTBOX_RETRY } from '@mpo/db';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { type AppConfig, loadConfig } from './config.js';
 import { errorBody, errorHandler } from './errors.js';
@@ -79,7 +79,14 @@ export async function buildApp(opts: BuildAppOptions = {}): Promise<FastifyInsta
   });
   await app.register(queuesPlugin, { redisUrl: config.redisUrl, prefix: config.queuePrefix });
   await app.register(authPlugin, { publicPrefixes: config.publicDocs ? ['/docs'] : [] });
-  await app.register(outboxPlugin, { intervalMs: config.outboxIntervalMs });
+  await app.register(outboxPlugin, {
+    intervalMs: config.outboxIntervalMs,
+    retry: {
+      ...OUTBOX_RETRY,
+      maxAttempts: config.outboxMaxAttempts,
+      baseSeconds: config.outboxBackoffMs / 1000,
+    },
+  });
   await app.register(metricsPlugin);
   await app.register(healthRoutes);
   await app.register(runsRoutes, {

@@ -122,6 +122,65 @@ describe('Redis away', () => {
     }
   });
 
+  it('dead-letters a row that keeps failing for good, shows it on /queues, and publishes later runs meanwhile', async () => {
+    const t = await testApp('outbox-poison', { outboxMaxAttempts: 3, outboxBackoffMs: 20 });
+    try {
+      const real = t.app.outbox.publishRow;
+      const poisoned = new Set<string>();
+      const tries = new Map<string, number>();
+      t.app.outbox.publishRow = async (row) => {
+        tries.set(row.runId, (tries.get(row.runId) ?? 0) + 1);
+        if (poisoned.has(row.runId)) throw new Error('ERR Error running script: payload rejected');
+        return real(row);
+      };
+      const name = `poison-${randomUUID()}`;
+      // The poisoned run: its id is known only once created, so poison the first run of this name.
+      const first = t.app.outbox.publishRow;
+      t.app.outbox.publishRow = async (row) => {
+        if ((await db.runs.get(row.runId)).name === name) poisoned.add(row.runId);
+        return first(row);
+      };
+      const bad = await t.app.inject({
+        method: 'POST',
+        url: '/runs',
+        headers: t.admin,
+        payload: spec({ name }),
+      });
+      expect(bad.statusCode).toBe(201);
+      expect(bad.json().queued).toBe(false);
+      const badId = bad.json().id;
+      const dead = await until(async () => {
+        const [row] = await db.outbox.forRun(badId);
+        return row?.deadAt ? row : undefined;
+      });
+      expect(dead).toMatchObject({
+        attempts: 3,
+        publishedAt: null,
+        lastError: 'ERR Error running script: payload rejected',
+      });
+      const attempts = tries.get(badId);
+      // Later runs are not held up, and the dead letter is not retried any more.
+      const good = await t.app.inject({ method: 'POST', url: '/runs', headers: t.admin, payload: spec() });
+      expect(good.statusCode).toBe(201);
+      expect(good.json().queued).toBe(true);
+      expect(await flowInRedis(t.prefix, good.json().id)).toBeTruthy();
+      await new Promise((r) => setTimeout(r, 600)); // three drain rounds
+      expect(tries.get(badId)).toBe(attempts);
+      const view = (await t.app.inject({ method: 'GET', url: '/queues', headers: t.admin })).json();
+      expect(view.outbox.pending).toBe(0);
+      expect(view.outbox.deadLetters).toEqual([
+        expect.objectContaining({
+          runId: badId,
+          kind: 'flow',
+          attempts: 3,
+          lastError: expect.stringMatching(/payload rejected/),
+        }),
+      ]);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   it('drains leftovers at start-up (a process that died after commit, before publishing)', async () => {
     const prefix = `mpo-api-test-boot-${randomUUID().slice(0, 8)}`;
     const { spec: s, trials } = parseRunSpec(spec(), { ...roots(), mustExist: false });

@@ -82,7 +82,19 @@ const queuesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       readAgents(redis, prefix),
     ]);
     const owner = ownerFilter(req);
-    if (owner === undefined) return { prefix, queues, agents };
+    if (owner === undefined) {
+      const [pending, dead] = await Promise.all([
+        app.db.outbox.pendingCount({ prefix }),
+        app.db.outbox.deadLetters({ prefix }),
+      ]);
+      const deadLetters = dead.map((d) => ({
+        ...d,
+        id: String(d.id),
+        createdAt: d.createdAt.toISOString(),
+        deadAt: d.deadAt.toISOString(),
+      }));
+      return { prefix, queues, agents, outbox: { pending, deadLetters } };
+    }
     const runIds = queues.flatMap((q) => q.recentFailures.map((f) => f.runId ?? ''));
     const own = await app.db.runs.ownedBy(runIds, owner);
     const mine = (q: QueueView): QueueView => ({
