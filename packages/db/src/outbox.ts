@@ -168,7 +168,12 @@ export class OutboxRepository {
   }
 
   /** Records a failed publish attempt of rows that stay pending (the drain retries them after a backoff). */
-  async markFailed(ids: readonly bigint[], error: string, permanent = false, retry?: RetryPolicy): Promise<void> {
+  async markFailed(
+    ids: readonly bigint[],
+    error: string,
+    permanent = false,
+    retry?: RetryPolicy,
+  ): Promise<void> {
     if (ids.length === 0) return;
     await recordFailure(this.prisma, ids, error, permanent, retry);
   }
@@ -183,7 +188,15 @@ export class OutboxRepository {
       },
       orderBy: { id: 'desc' },
       take: filter.limit ?? 20,
-      select: { id: true, runId: true, kind: true, attempts: true, lastError: true, createdAt: true, deadAt: true },
+      select: {
+        id: true,
+        runId: true,
+        kind: true,
+        attempts: true,
+        lastError: true,
+        createdAt: true,
+        deadAt: true,
+      },
     });
     return rows.map((r) => ({ ...r, deadAt: r.deadAt! }));
   }
