@@ -47,7 +47,7 @@ describe('docker-compose.yml', () => {
     for (const s of ['api', 'worker', 'worker-gpu']) {
       const env = compose.services[s].environment;
       expect(env.DATABASE_URL, s).toMatch(/^postgresql:\/\/.*@postgres:5432\//);
-      expect(env.REDIS_URL, s).toBe('redis://redis:6379');
+      expect(env.REDIS_URL, s).toMatch(/^redis:\/\/:\$\{REDIS_PASSWORD:\?[^}]+\}@redis:6379$/);
       expect(compose.services[s].depends_on.redis.condition).toBe('service_healthy');
       expect(compose.services[s].depends_on.postgres.condition).toBe('service_healthy');
     }
@@ -59,5 +59,41 @@ describe('docker-compose.yml', () => {
     const header = text.split('\nname:')[0]!;
     const used = new Set([...text.matchAll(/\$\{([A-Z_]+)/g)].map((m) => m[1]!));
     for (const v of used) expect(header, `${v} documented in the header`).toContain(v);
+  });
+
+  it('has safe deployment defaults: API on 0.0.0.0, a worker grace above its checkpoint grace, no default passwords', () => {
+    const text = readFileSync(resolve(root, 'docker-compose.yml'), 'utf8');
+    // main.ts listens on 127.0.0.1 unless HOST says otherwise: unreachable through the published port.
+    expect(compose.services.api.environment.HOST).toBe('0.0.0.0');
+    // Docker SIGKILLs after stop_grace_period (default 10 s); the agent's checkpoint grace
+    // (MPO_STOP_GRACE_MS, apps/worker/src/config.ts: 120 s) must fit inside it.
+    const grace = Number(/^(\d+)s$/.exec(compose.services.worker.stop_grace_period)?.[1]);
+    const checkpointGraceMs = Number(compose.services.worker.environment.MPO_STOP_GRACE_MS);
+    expect(checkpointGraceMs).toBeGreaterThan(0);
+    expect(grace * 1000).toBeGreaterThan(checkpointGraceMs);
+    // Passwords come from the environment, with no fallback ("${X:-default}").
+    expect(text).not.toMatch(/\$\{[A-Z_]*(PASSWORD|TOKEN)[A-Z_]*:-/);
+    expect(compose.services.postgres.environment.POSTGRES_PASSWORD).toMatch(/^\$\{POSTGRES_PASSWORD:\?/);
+    const redis: string[] = compose.services.redis.command;
+    expect(redis[redis.indexOf('--requirepass') + 1]).toMatch(/^\$\{REDIS_PASSWORD:\?/);
+    // The healthcheck authenticates too (redis-cli takes the password from REDISCLI_AUTH).
+    expect(compose.services.redis.environment.REDISCLI_AUTH).toMatch(/^\$\{REDIS_PASSWORD:\?/);
+  });
+});
+
+describe('the image', () => {
+  const dockerfile = readFileSync(resolve(root, 'infra/Dockerfile'), 'utf8');
+  const ignore = readFileSync(resolve(root, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim());
+
+  it('runs as a non-root user', () => {
+    const users = [...dockerfile.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
+    expect(users.length).toBeGreaterThan(0);
+    expect(['root', '0']).not.toContain(users.at(-1));
+  });
+
+  it('leaves secrets, local runs and artifacts out of the build context', () => {
+    for (const entry of ['.env', '.env.*', 'runs', 'artifacts']) expect(ignore, entry).toContain(entry);
   });
 });

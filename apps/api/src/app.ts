@@ -4,7 +4,7 @@
 // `listen` is the caller's business (main.ts, tests use inject).
 
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { Db } from '@mpo/db';
+import { type Db, OUTBOX_RETRY } from '@mpo/db';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { type AppConfig, loadConfig } from './config.js';
 import { errorBody, errorHandler, problemContentType } from './errors.js';
@@ -13,6 +13,7 @@ import bullBoardPlugin from './plugins/bull-board.js';
 import dashboardPlugin from './plugins/dashboard.js';
 import dbPlugin from './plugins/db.js';
 import docsPlugin from './plugins/docs.js';
+import jsonBodyPlugin from './plugins/json-body.js';
 import metricsPlugin from './plugins/metrics.js';
 import outboxPlugin from './plugins/outbox.js';
 import queuesPlugin from './plugins/queues.js';
@@ -21,6 +22,27 @@ import queuesRoutes from './routes/queues/index.js';
 import runsRoutes from './routes/runs/index.js';
 import sessionRoutes from './routes/session/index.js';
 import tokensRoutes from './routes/tokens/index.js';
+
+/**
+ * Secrets never reach the logs, whatever logs a request or an error: bearer
+ * tokens, session cookies (their Set-Cookie too) and judge API keys.
+ */
+export const REDACTED_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  'headers.cookie',
+  'res.headers["set-cookie"]',
+  'apiKey',
+  '*.apiKey',
+  '*.MPO_JUDGE_API_KEY',
+  '*.MPO_ADMIN_TOKEN',
+];
+
+export const loggerOptions = (level: string) => ({
+  level,
+  redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+});
 
 export interface BuildAppOptions extends Partial<AppConfig> {
   /** A pino-compatible logger; default: pino at `logLevel`. */
@@ -33,7 +55,7 @@ export async function buildApp(opts: BuildAppOptions = {}): Promise<FastifyInsta
   const { logger, db, ...overrides } = opts;
   const config: AppConfig = { ...loadConfig(), ...overrides };
   const app = Fastify({
-    ...(logger ? { loggerInstance: logger } : { logger: { level: config.logLevel } }),
+    ...(logger ? { loggerInstance: logger } : { logger: loggerOptions(config.logLevel) }),
     bodyLimit: config.bodyLimit,
     // Every problem in a query string or body, not the first (the run spec has its own validator).
     ajv: { customOptions: { allErrors: true } },
@@ -47,6 +69,7 @@ export async function buildApp(opts: BuildAppOptions = {}): Promise<FastifyInsta
     reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url.split('?')[0]}`)),
   );
 
+  await app.register(jsonBodyPlugin);
   await app.register(docsPlugin);
   await app.register(dbPlugin, {
     databaseUrl: config.databaseUrl,
@@ -57,7 +80,14 @@ export async function buildApp(opts: BuildAppOptions = {}): Promise<FastifyInsta
   });
   await app.register(queuesPlugin, { redisUrl: config.redisUrl, prefix: config.queuePrefix });
   await app.register(authPlugin, { publicPrefixes: config.publicDocs ? ['/docs'] : [] });
-  await app.register(outboxPlugin, { intervalMs: config.outboxIntervalMs });
+  await app.register(outboxPlugin, {
+    intervalMs: config.outboxIntervalMs,
+    retry: {
+      ...OUTBOX_RETRY,
+      maxAttempts: config.outboxMaxAttempts,
+      baseSeconds: config.outboxBackoffMs / 1000,
+    },
+  });
   await app.register(metricsPlugin);
   await app.register(healthRoutes);
   await app.register(runsRoutes, {

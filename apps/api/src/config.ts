@@ -1,7 +1,7 @@
 // Configuration from the environment (see the README's table); buildApp takes
 // the same fields directly, so tests never touch process.env.
 import { resolve } from 'node:path';
-import { DEFAULT_DATABASE_URL } from '@mpo/db';
+import { DEFAULT_DATABASE_URL, OUTBOX_RETRY } from '@mpo/db';
 import {
   DEFAULT_BUILTIN_DATA,
   DEFAULT_BUILTIN_MODELS,
@@ -27,6 +27,9 @@ export interface AppConfig {
   bodyLimit: number;
   /** How often the outbox publisher looks for unpublished rows. */
   outboxIntervalMs: number;
+  /** Attempts before a permanently failing outbox row becomes a dead letter, and the first backoff (doubling). */
+  outboxMaxAttempts: number;
+  outboxBackoffMs: number;
   /** Serve /docs without a token (off by default: every route but /healthz needs one). */
   publicDocs: boolean;
   /** Postgres pool size and connect timeout. */
@@ -34,7 +37,7 @@ export interface AppConfig {
   dbConnectTimeoutMs: number;
   /** The built dashboard served at / (default: apps/api/dist/dashboard). */
   dashboardDir: string | undefined;
-  /** bull-board at /admin/queues without job actions (retry, remove, clean, pause). */
+  /** bull-board at /admin/queues without job actions (retry, remove, clean, pause): on unless MPO_BULL_BOARD_WRITES=1. */
   bullBoardReadOnly: boolean;
   /** Mark the bull-board session cookie Secure even on plain-http requests (TLS ends at a proxy). */
   secureCookie: boolean;
@@ -62,11 +65,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     logLevel: env.LOG_LEVEL ?? 'info',
     bodyLimit: Number(env.MPO_BODY_LIMIT ?? ONE_MIB),
     outboxIntervalMs: Number(env.MPO_OUTBOX_INTERVAL_MS ?? 1_000),
+    outboxMaxAttempts: Number(env.MPO_OUTBOX_MAX_ATTEMPTS ?? OUTBOX_RETRY.maxAttempts),
+    outboxBackoffMs: Number(env.MPO_OUTBOX_BACKOFF_MS ?? OUTBOX_RETRY.baseSeconds * 1000),
     publicDocs: env.MPO_PUBLIC_DOCS === '1',
     dbPoolSize: Number(env.MPO_DB_POOL ?? 10),
     dbConnectTimeoutMs: Number(env.MPO_DB_CONNECT_TIMEOUT_MS ?? 5_000),
     dashboardDir: env.MPO_DASHBOARD_DIR || undefined,
-    bullBoardReadOnly: env.MPO_BULL_BOARD_READONLY === '1',
+    bullBoardReadOnly: env.MPO_BULL_BOARD_WRITES !== '1',
     secureCookie: env.MPO_SECURE_COOKIE === '1',
   };
 }

@@ -43,7 +43,7 @@ const PRISMA_UNAVAILABLE = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024']
 // Postgres SQLSTATE: connection exceptions (08xxx), shutting down / starting up (57P0x).
 const PG_UNAVAILABLE = /^(08|57P0)/;
 const REDIS_DOWN =
-  /Stream isn't writeable|Connection is closed|enableOfflineQueue|max retries per request|MaxRetriesPerRequest/i;
+  /Stream isn't writeable|Connection is closed|enableOfflineQueue|max retries per request|MaxRetriesPerRequest|Command timed out/i;
 const PG_DOWN =
   /timeout exceeded when trying to connect|Connection terminated|Can't reach database|connect ECONNREFUSED/i;
 

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loggerOptions } from '../src/app.js';
 import { spec, testApp } from './helpers.js';
 
 let t: Awaited<ReturnType<typeof testApp>>;
@@ -91,11 +93,61 @@ describe('auth matrix', () => {
     expect((await call('GET', '/runs', h)).statusCode).toBe(401);
   });
 
+  it('keeps a revoked MPO_ADMIN_TOKEN revoked across restarts: the API refuses to start with it and says why', async () => {
+    const secret = `bootstrap-${randomUUID()}`;
+    const first = await testApp('bootstrap', { adminToken: secret });
+    let id: string;
+    try {
+      const me = await first.app.inject({
+        method: 'POST',
+        url: '/session',
+        headers: { authorization: `Bearer ${secret}` },
+      });
+      id = me.json().id;
+      expect(
+        (await first.app.inject({ method: 'DELETE', url: `/tokens/${id}`, headers: t.admin })).statusCode,
+      ).toBe(204);
+      expect(
+        (
+          await first.app.inject({
+            method: 'GET',
+            url: '/runs',
+            headers: { authorization: `Bearer ${secret}` },
+          })
+        ).statusCode,
+      ).toBe(401);
+    } finally {
+      await first.cleanup();
+    }
+    // The restart used to revive it (upsert cleared revokedAt).
+    await expect(testApp('bootstrap-again', { adminToken: secret })).rejects.toThrow(
+      new RegExp(`MPO_ADMIN_TOKEN is token ${id!}, revoked at .*never revived`),
+    );
+  });
+
   it('lets an issued admin token issue tokens', async () => {
     const issued = (await call('POST', '/tokens', t.admin, { name: 'ops', admin: true })).json();
     expect(issued.isAdmin).toBe(true);
     const res = await call('POST', '/tokens', { authorization: `Bearer ${issued.token}` }, { name: 'y' });
     expect(res.statusCode).toBe(201);
+  });
+});
+
+describe('logs', () => {
+  it('redact bearer tokens, cookies, Set-Cookie and judge keys', () => {
+    const lines: string[] = [];
+    const log = pino(loggerOptions('info'), { write: (l: string) => void lines.push(l) });
+    log.info(
+      {
+        req: { headers: { authorization: 'Bearer mpo_secret_token', cookie: 'mpo_admin_session=abc' } },
+        res: { headers: { 'set-cookie': 'mpo_admin_session=abc; HttpOnly' } },
+        judge: { apiKey: 'sk-judge-key' },
+        env: { MPO_JUDGE_API_KEY: 'sk-judge-key' },
+      },
+      'request',
+    );
+    expect(lines.join('')).not.toMatch(/mpo_secret_token|abc|sk-judge-key/);
+    expect(lines.join('')).toContain('[redacted]');
   });
 });
 

@@ -141,3 +141,34 @@ export class TcpProxy {
     return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 }
+
+/**
+ * A redis-server of our own on a free port (no persistence), for outages that
+ * must not touch the shared server: pause it (CLIENT PAUSE), stop it. `stop()` in a finally.
+ */
+export async function ownRedis(): Promise<{ url: string; port: number; stop(): Promise<void> }> {
+  const { spawn } = await import('node:child_process');
+  const port = await freePort();
+  const proc = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
+  probe.on('error', () => {});
+  await until(async () => (await probe.ping().catch(() => null)) === 'PONG', 10_000, 50);
+  probe.disconnect();
+  return {
+    url,
+    port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (proc.exitCode !== null) return resolve();
+        proc.once('exit', () => resolve());
+        proc.kill('SIGKILL');
+      }),
+  };
+}

@@ -94,6 +94,60 @@ describe('GET /queues', () => {
     await worker.close();
     await train.close();
   });
+
+  it("shows a user token only its own runs' failures, and agents without hosts, pids or jobs", async () => {
+    const user = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/tokens',
+        headers: t.admin,
+        payload: { name: 'queues user' },
+      })
+    ).json();
+    const asUser = { authorization: `Bearer ${user.token}` };
+    const mine = (
+      await t.app.inject({ method: 'POST', url: '/runs', headers: asUser, payload: spec() })
+    ).json();
+    const worker = new Worker(
+      trainQueue('cpu'),
+      async () => {
+        throw new UnrecoverableError('out of memory in the user trial');
+      },
+      { connection: redis.duplicate(), prefix: t.prefix, ...WORKER_DEFAULTS },
+    );
+    const train = new Queue(trainQueue('cpu'), { connection: redis, prefix: t.prefix });
+    try {
+      await until(async () => (await train.getJobCountByTypes('failed')) === 5);
+      const admin = (await get('/queues')).json();
+      const adminTc = admin.queues.find((q: { name: string }) => q.name === 'train-cpu');
+      const reasons = adminTc.recentFailures.map((f: { reason: string }) => f.reason);
+      expect(reasons).toContain('out of memory in the user trial');
+      expect(reasons.some((r: string) => r.startsWith('diverged'))).toBe(true);
+      expect(admin.agents[0]).toMatchObject({ id: 'agent-1', host: 'cpu-box', pid: 123 });
+
+      const view = (await t.app.inject({ method: 'GET', url: '/queues', headers: asUser })).json();
+      const tc = view.queues.find((q: { name: string }) => q.name === 'train-cpu');
+      expect(tc.counts.failed).toBe(5); // counts stay global
+      expect(tc.recentFailures.length).toBe(3);
+      for (const f of tc.recentFailures) {
+        expect(f.runId).toBe(mine.id);
+        expect(f.reason).toBe('out of memory in the user trial');
+      }
+      expect(JSON.stringify(view)).not.toContain('diverged');
+      expect(view.agents).toEqual([
+        expect.objectContaining({
+          id: 'agent-1',
+          host: '',
+          pid: 0,
+          running: [],
+          slots: [{ device: 'cpu', total: 2, free: 1 }],
+        }),
+      ]);
+    } finally {
+      await worker.close();
+      await train.close();
+    }
+  });
 });
 
 describe('GET /metrics', () => {

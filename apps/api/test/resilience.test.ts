@@ -9,6 +9,7 @@ import {
   DATABASE_URL,
   deleteKeys,
   freePort,
+  ownRedis,
   REDIS_URL,
   roots,
   spec,
@@ -122,6 +123,65 @@ describe('Redis away', () => {
     }
   });
 
+  it('dead-letters a row that keeps failing for good, shows it on /queues, and publishes later runs meanwhile', async () => {
+    const t = await testApp('outbox-poison', { outboxMaxAttempts: 3, outboxBackoffMs: 20 });
+    try {
+      const real = t.app.outbox.publishRow;
+      const poisoned = new Set<string>();
+      const tries = new Map<string, number>();
+      t.app.outbox.publishRow = async (row) => {
+        tries.set(row.runId, (tries.get(row.runId) ?? 0) + 1);
+        if (poisoned.has(row.runId)) throw new Error('ERR Error running script: payload rejected');
+        return real(row);
+      };
+      const name = `poison-${randomUUID()}`;
+      // The poisoned run: its id is known only once created, so poison the first run of this name.
+      const first = t.app.outbox.publishRow;
+      t.app.outbox.publishRow = async (row) => {
+        if ((await db.runs.get(row.runId)).name === name) poisoned.add(row.runId);
+        return first(row);
+      };
+      const bad = await t.app.inject({
+        method: 'POST',
+        url: '/runs',
+        headers: t.admin,
+        payload: spec({ name }),
+      });
+      expect(bad.statusCode).toBe(201);
+      expect(bad.json().queued).toBe(false);
+      const badId = bad.json().id;
+      const dead = await until(async () => {
+        const [row] = await db.outbox.forRun(badId);
+        return row?.deadAt ? row : undefined;
+      });
+      expect(dead).toMatchObject({
+        attempts: 3,
+        publishedAt: null,
+        lastError: 'ERR Error running script: payload rejected',
+      });
+      const attempts = tries.get(badId);
+      // Later runs are not held up, and the dead letter is not retried any more.
+      const good = await t.app.inject({ method: 'POST', url: '/runs', headers: t.admin, payload: spec() });
+      expect(good.statusCode).toBe(201);
+      expect(good.json().queued).toBe(true);
+      expect(await flowInRedis(t.prefix, good.json().id)).toBeTruthy();
+      await new Promise((r) => setTimeout(r, 600)); // three drain rounds
+      expect(tries.get(badId)).toBe(attempts);
+      const view = (await t.app.inject({ method: 'GET', url: '/queues', headers: t.admin })).json();
+      expect(view.outbox.pending).toBe(0);
+      expect(view.outbox.deadLetters).toEqual([
+        expect.objectContaining({
+          runId: badId,
+          kind: 'flow',
+          attempts: 3,
+          lastError: expect.stringMatching(/payload rejected/),
+        }),
+      ]);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   it('drains leftovers at start-up (a process that died after commit, before publishing)', async () => {
     const prefix = `mpo-api-test-boot-${randomUUID().slice(0, 8)}`;
     const { spec: s, trials } = parseRunSpec(spec(), { ...roots(), mustExist: false });
@@ -152,6 +212,52 @@ describe('Redis away', () => {
       expect(tree?.children).toHaveLength(trials.length);
     } finally {
       await t.cleanup();
+    }
+  });
+});
+
+describe('Redis paused (alive but not answering)', () => {
+  it('answers POST /runs with 503 and Retry-After within seconds, not after the pause; then works', async () => {
+    const server = await ownRedis();
+    const t = await testApp('redis-paused', { redisUrl: server.url });
+    const admin = new Redis(server.url);
+    try {
+      const pauseMs = 10_000;
+      await admin.call('CLIENT', 'PAUSE', String(pauseMs), 'ALL');
+      const pausedAt = Date.now();
+      const name = `while-paused-${randomUUID()}`;
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/runs',
+        headers: t.admin,
+        payload: spec({ name }),
+      });
+      const tookMs = Date.now() - pausedAt;
+      expect(res.statusCode).toBe(503);
+      expect(res.headers['retry-after']).toBeDefined();
+      expect(res.json().message).toMatch(/Redis/);
+      expect(tookMs).toBeLessThan(8_000);
+      expect(await runsNamed(name)).toEqual([]);
+
+      await admin.call('CLIENT', 'UNPAUSE');
+      const ok = await until(
+        async () => {
+          const r = await t.app.inject({
+            method: 'POST',
+            url: '/runs',
+            headers: t.admin,
+            payload: spec({ name }),
+          });
+          return r.statusCode === 201 ? r : undefined;
+        },
+        30_000,
+        250,
+      );
+      expect(ok.json().queued).toBe(true);
+    } finally {
+      admin.disconnect();
+      await t.cleanup();
+      await server.stop();
     }
   });
 });

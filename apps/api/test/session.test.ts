@@ -11,7 +11,19 @@ import { ADMIN_TOKEN, testApp } from './helpers.js';
 let t: Awaited<ReturnType<typeof testApp>>;
 let userToken: string;
 let userTokenId: string;
-const cookieOf = (token: string) => `${SESSION_COOKIE}=${encodeURIComponent(token)}`;
+const cookieOf = (value: string) => `${SESSION_COOKIE}=${encodeURIComponent(value)}`;
+/** Signs in with `token` (POST /session) and returns the session cookie it set ("name=value"). */
+async function sessionOf(token: string): Promise<string> {
+  const res = await t.app.inject({
+    method: 'POST',
+    url: '/session',
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const set = String(res.headers['set-cookie'] ?? '');
+  expect(set, 'a session cookie').toMatch(new RegExp(`^${SESSION_COOKIE}=`));
+  return set.split(';')[0]!;
+}
+let adminCookie: string;
 
 beforeAll(async () => {
   const { outDir } = await buildDashboard({ outDir: mkdtempSync(join(tmpdir(), 'mpo-dashboard-')) });
@@ -24,6 +36,7 @@ beforeAll(async () => {
   });
   userToken = res.json().token;
   userTokenId = res.json().id;
+  adminCookie = await sessionOf(ADMIN_TOKEN);
 });
 afterAll(async () => {
   await t.cleanup();
@@ -88,17 +101,44 @@ describe('POST /session', () => {
     expect(res.headers['set-cookie']).toBeUndefined();
   });
 
-  it('sets an HttpOnly, SameSite=Strict cookie scoped to /admin/queues for an admin token', async () => {
+  it('sets an HttpOnly, SameSite=Strict cookie scoped to /admin/queues holding an opaque session id, not the token', async () => {
     const res = await t.app.inject({ method: 'POST', url: '/session', headers: t.admin });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toMatchObject({ isAdmin: true, adminCookie: true });
     const cookie = String(res.headers['set-cookie']);
-    expect(cookie).toContain(cookieOf(ADMIN_TOKEN));
+    expect(cookie).not.toContain(encodeURIComponent(ADMIN_TOKEN));
+    expect(cookie).toMatch(new RegExp(`^${SESSION_COOKIE}=[A-Za-z0-9_-]{43};`));
+    // A new id per sign-in.
+    expect(cookie.split(';')[0]).not.toBe(adminCookie);
     expect(cookie).toMatch(/; Path=\/admin\/queues(;|$)/);
     expect(cookie).toMatch(/; HttpOnly(;|$)/);
     expect(cookie).toMatch(/; SameSite=Strict(;|$)/);
     expect(cookie).toMatch(/; Max-Age=\d+/);
     expect(cookie).not.toMatch(/Secure/); // plain http here; https requests or MPO_SECURE_COOKIE=1 add it
+  });
+
+  it('marks the cookie Secure when a TLS-terminating proxy says the request came over https', async () => {
+    for (const headers of [{ 'x-forwarded-proto': 'https' }, { forwarded: 'for=10.0.0.1;proto=https' }]) {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/session',
+        headers: { ...t.admin, ...headers },
+      });
+      expect(String(res.headers['set-cookie']), JSON.stringify(headers)).toMatch(/; Secure(;|$)/);
+      const out = await t.app.inject({ method: 'DELETE', url: '/session', headers });
+      expect(String(out.headers['set-cookie'])).toMatch(/; Secure(;|$)/);
+    }
+  });
+
+  it('DELETE /session ends the session server-side: its id stops working', async () => {
+    const cookie = await sessionOf(ADMIN_TOKEN);
+    expect(
+      (await t.app.inject({ method: 'GET', url: '/admin/queues', headers: { cookie } })).statusCode,
+    ).toBe(200);
+    await t.app.inject({ method: 'DELETE', url: '/session', headers: { cookie } });
+    expect(
+      (await t.app.inject({ method: 'GET', url: '/admin/queues', headers: { cookie } })).statusCode,
+    ).toBe(401);
   });
 
   it('DELETE /session clears the cookie without a token', async () => {
@@ -124,18 +164,19 @@ describe('bull-board at /admin/queues', () => {
     expect((await get({}, '/admin/queues/api/queues')).statusCode).toBe(401);
   });
 
-  it('refuses user tokens, by header or cookie', async () => {
+  it('refuses user tokens, and a token (or anything but a live session id) in the cookie', async () => {
     expect((await get({ authorization: `Bearer ${userToken}` })).statusCode).toBe(403);
-    expect((await get({ cookie: cookieOf(userToken) })).statusCode).toBe(403);
-    expect((await get({ cookie: cookieOf('not-a-real-token-123') })).statusCode).toBe(401);
+    expect((await get({ cookie: cookieOf(userToken) })).statusCode).toBe(401);
+    expect((await get({ cookie: cookieOf(ADMIN_TOKEN) })).statusCode).toBe(401);
+    expect((await get({ cookie: cookieOf('A'.repeat(43)) })).statusCode).toBe(401);
   });
 
   it('serves the board and its API to the admin token, by header or by the session cookie', async () => {
-    const page = await get({ cookie: cookieOf(ADMIN_TOKEN) });
+    const page = await get({ cookie: adminCookie });
     expect(page.statusCode).toBe(200);
     expect(page.body).toContain('<base href="/admin/queues/"');
     expect(page.headers['content-security-policy']).toContain("font-src 'self'");
-    const api = await get({ cookie: `other=1; ${cookieOf(ADMIN_TOKEN)}` }, '/admin/queues/api/queues');
+    const api = await get({ cookie: `other=1; ${adminCookie}` }, '/admin/queues/api/queues');
     expect(api.statusCode).toBe(200);
     const names = api
       .json()
@@ -146,23 +187,38 @@ describe('bull-board at /admin/queues', () => {
   });
 
   it('does not take the cookie anywhere else', async () => {
-    expect((await get({ cookie: cookieOf(ADMIN_TOKEN) }, '/runs')).statusCode).toBe(401);
-    expect((await get({ cookie: cookieOf(ADMIN_TOKEN) }, '/queues')).statusCode).toBe(401);
+    expect((await get({ cookie: adminCookie }, '/runs')).statusCode).toBe(401);
+    expect((await get({ cookie: adminCookie }, '/queues')).statusCode).toBe(401);
   });
 
   it('refuses cross-site state changes made with the cookie', async () => {
     const res = await t.app.inject({
       method: 'PUT',
       url: '/admin/queues/api/queues/sweep/pause',
-      headers: { cookie: cookieOf(ADMIN_TOKEN), origin: 'https://evil.example', host: 'localhost:80' },
+      headers: { cookie: adminCookie, origin: 'https://evil.example', host: 'localhost:80' },
     });
     expect(res.statusCode).toBe(403);
     const site = await t.app.inject({
       method: 'PUT',
       url: '/admin/queues/api/queues/sweep/pause',
-      headers: { cookie: cookieOf(ADMIN_TOKEN), 'sec-fetch-site': 'cross-site' },
+      headers: { cookie: adminCookie, 'sec-fetch-site': 'cross-site' },
     });
     expect(site.statusCode).toBe(403);
+  });
+
+  it('is read-only unless an admin turns writes on (MPO_BULL_BOARD_WRITES=1)', async () => {
+    const pause = (app: typeof t.app) =>
+      app.inject({ method: 'PUT', url: '/admin/queues/api/queues/sweep/pause', headers: t.admin });
+    const refused = await pause(t.app);
+    expect(refused.statusCode).toBeGreaterThanOrEqual(400);
+    expect(await t.app.queues.byName.get('sweep')!.isPaused()).toBe(false);
+    const writable = await testApp('session-writes', { bullBoardReadOnly: false });
+    try {
+      expect((await pause(writable.app)).statusCode).toBeLessThan(300);
+      expect(await writable.app.queues.byName.get('sweep')!.isPaused()).toBe(true);
+    } finally {
+      await writable.cleanup();
+    }
   });
 
   it('stops taking a revoked admin token at once', async () => {
@@ -173,8 +229,9 @@ describe('bull-board at /admin/queues', () => {
       payload: { name: 'session-test admin', admin: true },
     });
     const { token, id } = issued.json();
-    expect((await get({ cookie: cookieOf(token) })).statusCode).toBe(200);
+    const cookie = await sessionOf(token);
+    expect((await get({ cookie })).statusCode).toBe(200);
     await t.app.inject({ method: 'DELETE', url: `/tokens/${id}`, headers: t.admin });
-    expect((await get({ cookie: cookieOf(token) })).statusCode).toBe(401);
+    expect((await get({ cookie })).statusCode).toBe(401);
   });
 });

@@ -47,6 +47,7 @@ import { EvalRun } from './eval-run.js';
 import { gateGpuSlots, probeEngineCuda } from './gpu-gate.js';
 import { jobLogger, type Logger } from './log.js';
 import type { Outcome } from './outcome.js';
+import { withTimeout } from './retry.js';
 import { finalizeRun } from './sweep-run.js';
 import { type RunContext, TrainRun } from './train-run.js';
 
@@ -67,6 +68,8 @@ interface Active {
   lease: SlotLease;
   run: TrainRun | EvalRun;
   startedAt: number;
+  /** When the job's lock runs out unless renewed (ms since epoch, from when the renewal was sent). */
+  lockedUntil: number;
   lost: boolean;
   done: Promise<void>;
 }
@@ -270,6 +273,7 @@ export class Agent {
       lease,
       run,
       startedAt: Date.now(),
+      lockedUntil: Date.now() + this.cfg.lockDurationMs,
       lost: false,
       done: Promise.resolve(),
     };
@@ -320,26 +324,50 @@ export class Agent {
     }
   }
 
+  /**
+   * Renews the lock of every active job. A lock whose renewal failed or got
+   * no answer (Redis away or paused) by the time it ran out, or that another
+   * agent now holds, means the job may be handed out again: the run is asked
+   * to checkpoint and stop (SIGTERM, SIGKILL after the grace) while it still
+   * holds the trial folder's lock, so the next attempt resumes from that
+   * checkpoint and no step is lost. A renewal that is merely slow but answers
+   * is not a loss (BullMQ's lock was extended when Redis ran it).
+   */
   private async renewLocks(): Promise<void> {
-    if (this.renewing) return; // the previous round is still waiting for Redis
+    if (this.renewing) return; // the previous round is still waiting for Redis (bounded below)
     this.renewing = true;
     try {
       for (const a of this.running.values()) {
         if (a.lost) continue;
+        const sentAt = Date.now();
         try {
-          const ok = await a.job.extendLock(a.token, this.cfg.lockDurationMs);
-          if (!ok) {
-            a.lost = true;
-            jobLogger(this.log, a.job).error('lost the job lock (it was re-queued); killing its child');
-            a.run.stop('lost');
-          }
+          // Bounded: a renewal stuck behind a paused Redis must not hold back the next rounds.
+          const ok = await withTimeout(
+            a.job.extendLock(a.token, this.cfg.lockDurationMs),
+            this.cfg.lockDurationMs,
+            'renewing the job lock',
+          );
+          if (ok) a.lockedUntil = Math.max(a.lockedUntil, sentAt + this.cfg.lockDurationMs);
+          else if (!a.lost) this.loseLock(a, 'another agent holds it (the job was re-queued)');
         } catch (err) {
-          jobLogger(this.log, a.job).warn({ err: (err as Error).message }, 'renewing the job lock failed');
+          const message = (err as Error).message;
+          if (!a.lost && Date.now() >= a.lockedUntil)
+            this.loseLock(a, `ran out ${Date.now() - a.lockedUntil} ms ago; last renewal: ${message}`);
+          else jobLogger(this.log, a.job).warn({ err: message }, 'renewing the job lock failed');
         }
       }
     } finally {
       this.renewing = false;
     }
+  }
+
+  private loseLock(a: Active, why: string): void {
+    a.lost = true;
+    jobLogger(this.log, a.job).error(
+      { why, graceMs: this.cfg.stopGraceMs },
+      'lost the job lock; asking the child to checkpoint and stop',
+    );
+    a.run.stop('lost');
   }
 
   /** Writes the heartbeat (coalesced: at most one write in flight). */

@@ -12,6 +12,22 @@ import type { Logger } from './log.js';
 const TO_PROTOCOL_FILE =
   'if [ "$RANK" = 0 ]; then exec "$@" >>"$MPO_PROTOCOL_FILE"; else exec "$@" >/dev/null; fi';
 
+/**
+ * What a trainer or evaluator must not inherit from the agent: database and
+ * queue credentials (children write to files, never to Postgres or Redis) and
+ * the bootstrap admin token. Judge credentials only go to children that judge.
+ */
+export const AGENT_ONLY_ENV = ['DATABASE_URL', 'REDIS_URL', 'MPO_ADMIN_TOKEN', 'MPO_METRICS_TOKEN'] as const;
+export const JUDGE_ENV = /^MPO_JUDGE_/;
+
+/** The environment overrides that remove what a child must not see (undefined: not passed at all). */
+export function withheldEnv(parent: NodeJS.ProcessEnv, opts: { judge: boolean }): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const k of AGENT_ONLY_ENV) out[k] = undefined;
+  if (!opts.judge) for (const k of Object.keys(parent)) if (JUDGE_ENV.test(k)) out[k] = undefined;
+  return out;
+}
+
 export interface ChildOptions {
   /** The CLI prefix (e.g. [node, apps/cli/bin/mpo.js]) and the command's arguments. */
   command: string[];
@@ -23,6 +39,8 @@ export interface ChildOptions {
   onStdoutLine?: (line: string) => void;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** The child calls the LLM judge: it gets the MPO_JUDGE_* variables (default: withheld). */
+  judge?: boolean;
 }
 
 export interface ChildHandle {
@@ -53,7 +71,11 @@ export function startChild(opts: ChildOptions): ChildHandle {
             coresPerRank: Math.max(1, Math.floor(opts.lease.ids.length / opts.ranks)),
           }
         : { kind: 'gpu', ids: opts.lease.ids },
-    env: { ...opts.env, ...(viaFile ? { MPO_PROTOCOL_FILE: opts.protocolFile } : {}) },
+    env: {
+      ...withheldEnv(process.env, { judge: opts.judge === true }),
+      ...opts.env,
+      ...(viaFile ? { MPO_PROTOCOL_FILE: opts.protocolFile } : {}),
+    },
     stdio: 'pipe',
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
   });

@@ -146,6 +146,7 @@ export class EvalRun {
     this.child = startChild({
       command: [...cfg.cli, 'eval', '--config', configPath, '--json', '--save-responses', generationsPath],
       ranks: 1,
+      judge: true,
       lease: this.lease,
       log,
       onStdoutLine: (line) => {

@@ -4,8 +4,26 @@ import { type Logger, pino } from 'pino';
 
 export type { Logger };
 
-export function createLogger(level: string, bindings: Record<string, unknown> = {}): Logger {
-  return pino({ level, base: { service: 'worker', ...bindings } });
+/** Judge keys and credentials never reach the logs (a logged config, env or error object). */
+export const REDACTED_PATHS = [
+  'apiKey',
+  '*.apiKey',
+  '*.MPO_JUDGE_API_KEY',
+  '*.DATABASE_URL',
+  '*.authorization',
+];
+
+export function createLogger(
+  level: string,
+  bindings: Record<string, unknown> = {},
+  destination?: NodeJS.WritableStream,
+): Logger {
+  const options = {
+    level,
+    base: { service: 'worker', ...bindings },
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 export function jobLogger(

@@ -9,7 +9,11 @@
 // Stopping: cancel (run's cancel key) and ASHA (rung decision) SIGTERM the
 // child, which finishes its step, checkpoints and exits; the trial becomes
 // CANCELLED / STOPPED and the job completes. Agent shutdown does the same but
-// hands the job back to the queue. A lost lock SIGKILLs at once.
+// hands the job back to the queue. A lost job lock does the same too, and
+// leaves the job to whoever gets it next: the trial folder's lock is held
+// until the child has exited, so the next attempt resumes from the checkpoint
+// the child wrote on its way out (killing it at once lost every step since
+// the last periodic checkpoint).
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Db, TrialStatus } from '@mpo/db';
@@ -81,7 +85,7 @@ export class TrainRun {
     private readonly lease: SlotLease,
   ) {}
 
-  /** The agent stops the run: 'shutdown' gives the job back after a checkpoint, 'lost' kills at once. */
+  /** The agent stops the run after a checkpoint: 'shutdown' gives the job back, 'lost' leaves it to its next owner. */
   stop(kind: 'shutdown' | 'lost'): void {
     this.requestStop({ kind });
   }
@@ -105,14 +109,10 @@ export class TrainRun {
     this.signalChild();
   }
 
-  /** SIGTERM (finish the step, checkpoint, exit), then SIGKILL after the grace period; SIGKILL at once when lost. */
+  /** SIGTERM (finish the step, checkpoint, exit), then SIGKILL after the grace period. */
   private signalChild(): void {
     const child = this.child;
     if (!child || !this.stopReason) return;
-    if (this.stopReason.kind === 'lost') {
-      child.signal('SIGKILL');
-      return;
-    }
     child.signal('SIGTERM');
     clearTimeout(this.killTimer);
     this.killTimer = setTimeout(() => {

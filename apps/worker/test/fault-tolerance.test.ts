@@ -266,6 +266,56 @@ describe('fault tolerance (real trainer)', () => {
     }
   });
 
+  it('Redis paused past the job lock: the trainer checkpoints and stops, the next attempt resumes there, no step lost', async () => {
+    const port = await freePort();
+    const server = await startRedis(port, join(s.dir, 'redis-pause'), false);
+    const url = `redis://127.0.0.1:${port}`;
+    const own = newRedis(url);
+    const q = new Queue(trainQueue('cpu'), { connection: own, prefix: s.prefix });
+    try {
+      const { runId, trialIds } = await newTrials(db, 1, 'redis-pause');
+      const trialId = trialIds[0]!;
+      const job = await q.add('train', payload(runId, trialId), {
+        ...TRAIN_JOB_OPTIONS,
+        jobId: jobIds.train(trialId),
+      });
+      // A 1.5 s lock: a 15 s pause outlives it, and the watchdog fires while the (fast) trainer
+      // is still mid-trial (Redis is paused as soon as the trainer has started).
+      const a = start(
+        agentEnv(s, { REDIS_URL: url, MPO_LOCK_DURATION_MS: '1500', MPO_STOP_GRACE_MS: '20000' }),
+        'redis-pause',
+      );
+      await a.waitForLog((l) => l.msg === 'trainer started', 60_000, 'the trainer to start');
+      await own.call('CLIENT', 'PAUSE', '15000', 'ALL');
+      const lost = await a.waitForLog(
+        (l) => l.msg === 'lost the job lock; asking the child to checkpoint and stop',
+        20_000,
+        'the lock watchdog',
+      );
+      expect(lost.jobId).toBe(job.id);
+      // This agent leaves (a lock this short is for the outage only; on a loaded machine it would
+      // also run out between renewals); one with the usual lock takes the job over.
+      a.proc.kill('SIGTERM');
+      const stoppedAt = (await a.waitForLog((l) => l.msg === 'trainer exited', 30_000, 'the trainer to exit'))
+        .step as number;
+      expect(stoppedAt).toBeLessThan(STEPS);
+      // The trainer stopped on SIGTERM with a checkpoint of the step it was at.
+      expect((await db.artifacts.latestCheckpoint(trialId))?.step).toBe(stoppedAt);
+      await a.exited;
+      const b = start(agentEnv(s, { REDIS_URL: url }), 'redis-pause-rescuer');
+      const done = await waitForJob(q, job.id!);
+      expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED', step: STEPS });
+      expect(resumedFrom(b, job.id!)).toBe(stoppedAt);
+      expect((await db.runs.trial(trialId)).attempt).toBe(2);
+      await expectSameAsUninterrupted(runId, trialId);
+      await b.dispose();
+    } finally {
+      await q.close();
+      own.disconnect();
+      server.kill('SIGKILL');
+    }
+  });
+
   it('Postgres unreachable for a while: the agent buffers metrics, retries, and loses nothing', async () => {
     const proxy = new TcpProxy('127.0.0.1', Number(new URL(DATABASE_URL).port || 5432));
     await proxy.open();
@@ -337,10 +387,22 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function startRedis(port: number, dir: string): Promise<ChildProcess> {
+async function startRedis(port: number, dir: string, appendOnly = true): Promise<ChildProcess> {
+  mkdirSync(dir, { recursive: true });
   const p = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--dir', dir, '--save', ''],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--appendonly',
+      appendOnly ? 'yes' : 'no',
+      '--dir',
+      dir,
+      '--save',
+      '',
+    ],
     { stdio: 'ignore' },
   );
   const probe = newRedis(`redis://127.0.0.1:${port}`);

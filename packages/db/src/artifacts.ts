@@ -42,9 +42,11 @@ export class ArtifactRepository {
     return this.prisma.checkpoint.findMany({ where: { trialId }, orderBy: { step: 'asc' } });
   }
 
+  /** Stores results; one already stored (a duplicated eval job) is kept as it is (first write wins). */
   async recordEvaluations(rows: NewEvaluation[]) {
     return this.prisma.evaluation.createMany({
       data: rows.map((r) => ({ ...r, checkpointId: r.checkpointId ?? null })),
+      skipDuplicates: true,
     });
   }
 

@@ -8,11 +8,46 @@ import type { PrismaClient } from './generated/prisma/client.js';
 
 /** What an outbox row asks the publisher to do. */
 export const OUTBOX_KINDS = {
-  /** payload: {prefix, flow}: the run's BullMQ flow tree; on publish the run's PENDING trials become QUEUED. */
+  /** payload: {prefix, runId, spec, trials} (the plan; older rows: {prefix, flow}); on publish the run's PENDING trials become QUEUED. */
   flow: 'flow',
   /** payload: {prefix, runId, requestedAt}; sets the run's cancel key in Redis. */
   cancel: 'cancel',
 } as const;
+
+/**
+ * A row whose publishing fails permanently (the publisher says so: not an
+ * outage, e.g. a payload Redis rejects) is retried with exponential backoff
+ * (1 s, 2 s, … at most 5 min apart) and after this many attempts becomes a
+ * dead letter: no longer retried, listed for an admin. A transient failure
+ * (Redis away) backs off at most 30 s and never kills a row: an outage of any
+ * length must not lose a run.
+ */
+export const OUTBOX_MAX_ATTEMPTS = 10;
+
+export interface RetryPolicy {
+  maxAttempts: number;
+  /** Backoff of the first retry in seconds; it doubles with each attempt. */
+  baseSeconds: number;
+  permanentCapSeconds: number;
+  transientCapSeconds: number;
+}
+
+export const OUTBOX_RETRY: RetryPolicy = {
+  maxAttempts: OUTBOX_MAX_ATTEMPTS,
+  baseSeconds: 1,
+  permanentCapSeconds: 300,
+  transientCapSeconds: 30,
+};
+
+export interface DeadLetter {
+  id: bigint;
+  runId: string;
+  kind: string;
+  attempts: number;
+  lastError: string | null;
+  createdAt: Date;
+  deadAt: Date;
+}
 
 export interface OutboxRow {
   id: bigint;
@@ -38,6 +73,8 @@ export class OutboxRepository {
    * flow's PENDING trials QUEUED) and records the failures' error. After a
    * failure the run's later rows wait (a run's cancel never overtakes its
    * flow); other runs' rows go on, so one poison row cannot block the rest.
+   * A failed row is not claimed again before its backoff ends, and dead
+   * letters never again (see OUTBOX_MAX_ATTEMPTS).
    */
   async drain(opts: {
     limit?: number;
@@ -51,6 +88,9 @@ export class OutboxRepository {
     /** Only these kinds (default: every kind in OUTBOX_KINDS). */
     kinds?: string[];
     publish: (row: OutboxRow) => Promise<void>;
+    /** Whether a publish error is permanent (counts toward the dead letter); default: never. */
+    permanent?: (err: Error) => boolean;
+    retry?: RetryPolicy;
   }): Promise<DrainResult> {
     const limit = opts.limit ?? 50;
     const kinds = opts.kinds ?? Object.values(OUTBOX_KINDS);
@@ -60,6 +100,8 @@ export class OutboxRepository {
           SELECT "id", "runId"::text AS "runId", "kind", "payload", "attempts", "createdAt"
           FROM "Outbox"
           WHERE "publishedAt" IS NULL
+            AND "deadAt" IS NULL
+            AND ("nextAttemptAt" IS NULL OR "nextAttemptAt" <= now())
             AND "kind" = ANY(${kinds}::text[])
             AND (${opts.runId ?? null}::uuid IS NULL OR "runId" = ${opts.runId ?? null}::uuid)
             AND (${opts.prefix ?? null}::text IS NULL OR "payload"->>'prefix' = ${opts.prefix ?? null}::text)
@@ -93,10 +135,7 @@ export class OutboxRepository {
           }
         }
         for (const { row, error } of result.failed) {
-          await tx.outbox.update({
-            where: { id: row.id },
-            data: { attempts: { increment: 1 }, lastError: String(error.message).slice(0, 2000) },
-          });
+          await recordFailure(tx, [row.id], error.message, opts.permanent?.(error) ?? false, opts.retry);
         }
         return result;
       },
@@ -128,20 +167,46 @@ export class OutboxRepository {
     return r?.n ?? 0;
   }
 
-  /** Records a failed publish attempt of rows that stay pending (the drain retries them). */
-  async markFailed(ids: readonly bigint[], error: string): Promise<void> {
+  /** Records a failed publish attempt of rows that stay pending (the drain retries them after a backoff). */
+  async markFailed(
+    ids: readonly bigint[],
+    error: string,
+    permanent = false,
+    retry?: RetryPolicy,
+  ): Promise<void> {
     if (ids.length === 0) return;
-    await this.prisma.outbox.updateMany({
-      where: { id: { in: [...ids] }, publishedAt: null },
-      data: { attempts: { increment: 1 }, lastError: error.slice(0, 2000) },
-    });
+    await recordFailure(this.prisma, ids, error, permanent, retry);
   }
 
-  /** Unpublished rows (all, of one run, or of one queue prefix). */
+  /** Dead letters (newest first), of one queue prefix when given. */
+  async deadLetters(filter: { prefix?: string; limit?: number } = {}): Promise<DeadLetter[]> {
+    const rows = await this.prisma.outbox.findMany({
+      where: {
+        deadAt: { not: null },
+        publishedAt: null,
+        ...(filter.prefix ? { payload: { path: ['prefix'], equals: filter.prefix } } : {}),
+      },
+      orderBy: { id: 'desc' },
+      take: filter.limit ?? 20,
+      select: {
+        id: true,
+        runId: true,
+        kind: true,
+        attempts: true,
+        lastError: true,
+        createdAt: true,
+        deadAt: true,
+      },
+    });
+    return rows.map((r) => ({ ...r, deadAt: r.deadAt! }));
+  }
+
+  /** Unpublished rows still to be published (all, of one run, or of one queue prefix); dead letters are not. */
   async pendingCount(filter: { runId?: string; prefix?: string } = {}): Promise<number> {
     return this.prisma.outbox.count({
       where: {
         publishedAt: null,
+        deadAt: null,
         ...(filter.runId ? { runId: filter.runId } : {}),
         ...(filter.prefix ? { payload: { path: ['prefix'], equals: filter.prefix } } : {}),
       },
@@ -151,4 +216,23 @@ export class OutboxRepository {
   async forRun(runId: string) {
     return this.prisma.outbox.findMany({ where: { runId }, orderBy: { id: 'asc' } });
   }
+}
+
+/** One failed attempt: count it, keep the error, back off; a permanent one at the cap becomes a dead letter. */
+async function recordFailure(
+  db: Pick<PrismaClient, '$executeRaw'>,
+  ids: readonly bigint[],
+  error: string,
+  permanent: boolean,
+  retry: RetryPolicy = OUTBOX_RETRY,
+): Promise<void> {
+  const cap = permanent ? retry.permanentCapSeconds : retry.transientCapSeconds;
+  await db.$executeRaw`
+    UPDATE "Outbox" SET
+      "attempts" = "attempts" + 1,
+      "lastError" = ${error.slice(0, 2000)},
+      "nextAttemptAt" = now() + make_interval(
+        secs => LEAST(${retry.baseSeconds}::float8 * power(2, LEAST("attempts", 20)), ${cap}::float8)),
+      "deadAt" = CASE WHEN ${permanent}::boolean AND "attempts" + 1 >= ${retry.maxAttempts}::int THEN now() END
+    WHERE "id" = ANY(${ids.map(String)}::bigint[]) AND "publishedAt" IS NULL`;
 }

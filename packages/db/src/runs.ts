@@ -239,6 +239,17 @@ export class RunRepository {
     return rows.filter((r) => r.id !== null).map((r) => ({ id: r.id!, index: r.index! }));
   }
 
+  /** Which of `ids` belong to `ownerTokenId` (malformed ids are not). */
+  async ownedBy(ids: readonly string[], ownerTokenId: string): Promise<Set<string>> {
+    const valid = [...new Set(ids.filter(isUuid).map((i) => i.toLowerCase()))];
+    if (valid.length === 0) return new Set();
+    const rows = await this.prisma.run.findMany({
+      where: { id: { in: valid }, ownerTokenId },
+      select: { id: true },
+    });
+    return new Set(rows.map((r) => r.id));
+  }
+
   async list(filter: RunFilter = {}) {
     const where = {
       ...(filter.ownerTokenId !== undefined ? { ownerTokenId: filter.ownerTokenId } : {}),

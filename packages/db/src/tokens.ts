@@ -39,15 +39,28 @@ export class TokenRepository {
 
   /**
    * Stores a known secret (the admin token from the environment) idempotently,
-   * so runs it creates have an owner row like any other token's.
+   * so runs it creates have an owner row like any other token's. A revoked
+   * token stays revoked (`revokedAt` says when): restarting with it must not
+   * bring it back.
    */
-  async ensure(name: string, secret: string, opts: { isAdmin?: boolean } = {}): Promise<TokenIdentity> {
+  async ensure(
+    name: string,
+    secret: string,
+    opts: { isAdmin?: boolean } = {},
+  ): Promise<TokenIdentity & { revokedAt: Date | null }> {
     const tokenHash = hashToken(secret);
     const row = await this.prisma.apiToken.upsert({
       where: { tokenHash },
       create: { name, tokenHash, isAdmin: opts.isAdmin ?? false },
-      update: { isAdmin: opts.isAdmin ?? false, revokedAt: null },
+      update: {},
     });
+    return { id: row.id, name: row.name, isAdmin: row.isAdmin, revokedAt: row.revokedAt };
+  }
+
+  /** The identity of an active (not revoked) token by id, or null: sessions re-check their token on every request. */
+  async active(id: string): Promise<TokenIdentity | null> {
+    const row = await this.prisma.apiToken.findUnique({ where: { id } });
+    if (!row || row.revokedAt) return null;
     return { id: row.id, name: row.name, isAdmin: row.isAdmin };
   }
 

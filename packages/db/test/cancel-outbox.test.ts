@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDb, type Db, NotFoundError, OUTBOX_KINDS } from '../src/index.js';
+import { createDb, type Db, NotFoundError, OUTBOX_KINDS, OUTBOX_RETRY } from '../src/index.js';
 import { DATABASE_URL } from './helpers.js';
 
 let db: Db;
@@ -34,18 +34,24 @@ describe('outbox', () => {
     expect(seen).toEqual(['flow']);
   });
 
-  it('keeps failed rows pending with the error, and publishes them on a later drain', async () => {
+  it('keeps failed rows pending with the error, and publishes them on a drain after their backoff', async () => {
     const { run } = await newRun(1);
+    const retry = { ...OUTBOX_RETRY, baseSeconds: 0.5 };
     const r = await db.outbox.drain({
       runId: run.id,
+      retry,
       publish: async () => {
         throw new Error('Redis is away');
       },
     });
     expect(r.failed.map((f) => f.error.message)).toEqual(['Redis is away']);
     const [row] = await db.outbox.forRun(run.id);
-    expect(row).toMatchObject({ publishedAt: null, attempts: 1, lastError: 'Redis is away' });
+    expect(row).toMatchObject({ publishedAt: null, attempts: 1, lastError: 'Redis is away', deadAt: null });
+    expect(row!.nextAttemptAt).not.toBeNull();
     expect((await db.runs.get(run.id)).trials[0]!.status).toBe('PENDING');
+    // Within the backoff the row is not claimed; after it, it is.
+    expect((await db.outbox.drain({ runId: run.id, publish: async () => {} })).published).toHaveLength(0);
+    await new Promise((res) => setTimeout(res, 800));
     await db.outbox.drain({ runId: run.id, publish: async () => {} });
     expect(await db.outbox.pendingCount({ runId: run.id })).toBe(0);
   });

@@ -195,6 +195,42 @@ describe('deleting a run', () => {
   });
 });
 
+describe('evaluations', () => {
+  it('stores each result once when an eval job runs twice, also concurrently and without a checkpoint', async () => {
+    const { run } = await newRun(1);
+    const trialId = run.trials[0]!.id;
+    const ckpt = await db.artifacts.recordCheckpoint({
+      trialId,
+      step: 1,
+      path: '/tmp/x',
+      bytes: 10,
+      sha256: 'b'.repeat(64),
+    });
+    const results = (value: number) =>
+      [ckpt.id, null].flatMap((checkpointId) =>
+        ['zh', 'ko'].map((language) => ({
+          trialId,
+          checkpointId,
+          benchmark: 'multijail',
+          language,
+          metric: 'asr',
+          value,
+          n: 10,
+        })),
+      );
+    await Promise.all([
+      db.artifacts.recordEvaluations(results(0.3)),
+      db.artifacts.recordEvaluations(results(0.4)),
+    ]);
+    await db.artifacts.recordEvaluations(results(0.5));
+    const rows = await db.artifacts.evaluations({ trialId });
+    expect(rows).toHaveLength(4);
+    // First write wins: one job's values, never a mix with the later duplicate.
+    expect(new Set(rows.map((r) => r.value)).size).toBe(1);
+    expect([0.3, 0.4]).toContain(rows[0]!.value);
+  });
+});
+
 describe('tokens', () => {
   it('stores only a hash and verifies secrets', async () => {
     const { secret, identity } = await db.tokens.issue('t');

@@ -11,12 +11,16 @@ export const retryStrategy = (times: number) => Math.max(Math.min(Math.exp(times
 /**
  * Connections that issue commands on behalf of a request (the API's queues,
  * flow producer, cancel keys): fail fast while Redis is away, so the API can
- * answer 503 instead of hanging, and reconnect in the background.
+ * answer 503 instead of hanging, and reconnect in the background. A Redis
+ * that is connected but does not answer (paused, swapping, a long DEBUG
+ * SLEEP) is caught by the command timeout: without it a request waited for
+ * the whole pause.
  */
 export const PRODUCER_REDIS_OPTIONS: RedisOptions = {
   enableOfflineQueue: false,
   maxRetriesPerRequest: 1,
   connectTimeout: 2_000,
+  commandTimeout: 3_000,
   retryStrategy,
 };
 

@@ -133,3 +133,51 @@ export function buildRunFlow(runId: string, spec: RunSpec, trials: readonly Plan
     })),
   };
 }
+
+/**
+ * What one request may make the platform store. A run's jobs repeat the
+ * run-level fields (languages, data list) in every trial's train and eval job,
+ * so a small spec can expand into a large tree: `POST /runs` checks this
+ * budget before anything is stored. The budget is 20× the request plus a
+ * per-trial allowance that a typical trial fits in (its two jobs and its plan
+ * in the outbox: about 2 KiB with three languages), never above `maxBytes`.
+ */
+export const JOB_TREE_BUDGET = {
+  requestFactor: 20,
+  perTrialBytes: 2048,
+  maxBytes: 16 * 1024 * 1024,
+} as const;
+
+export interface JobTreeSize {
+  /** Bytes the run's jobs (Redis) and its outbox plan (Postgres) would take, as JSON. */
+  bytes: number;
+  budget: number;
+  /** Trials counted before the budget was exceeded (all of them when within it). */
+  counted: number;
+}
+
+const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+
+/**
+ * The stored size of a run's job tree, summed trial by trial with a stop once
+ * the budget is exceeded (the tree of an oversized request is never built in
+ * memory). Ids are placeholders of the real ids' length.
+ */
+export function jobTreeSize(spec: RunSpec, trials: readonly TrialPlan[], requestBytes: number): JobTreeSize {
+  const b = JOB_TREE_BUDGET;
+  const budget = Math.min(b.maxBytes, b.requestFactor * requestBytes + b.perTrialBytes * trials.length);
+  const bytesOf = (v: unknown) => Buffer.byteLength(JSON.stringify(v));
+  const jobOptions = bytesOf(TRAIN_JOB_OPTIONS) + bytesOf(EVAL_JOB_OPTIONS);
+  // The sweep job and the outbox's copy of the spec, once per run.
+  let bytes =
+    bytesOf(SWEEP_JOB_OPTIONS) + bytesOf({ runId: NIL_UUID, strategy: spec.search.strategy }) + bytesOf(spec);
+  let counted = 0;
+  for (const plan of trials) {
+    if (bytes > budget) break;
+    const t = { trialId: NIL_UUID, plan };
+    bytes += bytesOf(trainJobData(NIL_UUID, spec, t)) + bytesOf(evalJobData(NIL_UUID, spec, t));
+    bytes += jobOptions + bytesOf(t);
+    counted++;
+  }
+  return { bytes, budget, counted };
+}

@@ -83,6 +83,8 @@ function reasonFor(e: ValueError): string {
       return 'must not repeat items';
     case ValueErrorType.Object:
       return `must be an object, got ${show(e.value)}`;
+    case ValueErrorType.ObjectMaxProperties:
+      return `must have at most ${s.maxProperties} entries`;
     default:
       return e.message;
   }

@@ -18,6 +18,13 @@ export const MAX_TRIALS = 1000;
 /** Training precision: fp32; bf16 mixed (fp32 master weights and optimizer state); fp16 with dynamic loss scaling (GPU). */
 export const DTYPES = ['fp32', 'bf16', 'fp16'] as const;
 export type TrainDtype = (typeof DTYPES)[number];
+/** Most optimizer steps a trial may run (`training.steps`, `search.asha.maxSteps`). */
+export const MAX_STEPS = 10_000_000;
+/** Longest language tag: RFC 5646 §4.4.1 asks implementations to handle tags of at least 35 characters. */
+export const MAX_LANGUAGE_TAG = 35;
+/** Most entries in `search.space` and `hyperparameters`, and the longest key in either. */
+export const MAX_SPACE_KEYS = 32;
+export const MAX_KEY_LENGTH = 100;
 
 const literals = <const T extends readonly string[]>(values: T, description?: string) =>
   Type.Union(values.map((v) => Type.Literal(v)) as TLiteral<T[number]>[], {
@@ -26,6 +33,7 @@ const literals = <const T extends readonly string[]>(values: T, description?: st
 
 export const LanguageCode = Type.String({
   pattern: '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$',
+  maxLength: MAX_LANGUAGE_TAG,
   description: 'a language code such as "en", "zh" or "pt-BR"',
 });
 
@@ -81,8 +89,16 @@ export const SpaceEntry = Type.Union(
 
 export const AshaSpec = Type.Object(
   {
-    minSteps: Type.Integer({ minimum: 1, description: 'resource of the first rung, in optimizer steps' }),
-    maxSteps: Type.Integer({ minimum: 1, description: 'resource of a trial that is never stopped' }),
+    minSteps: Type.Integer({
+      minimum: 1,
+      maximum: MAX_STEPS,
+      description: 'resource of the first rung, in optimizer steps',
+    }),
+    maxSteps: Type.Integer({
+      minimum: 1,
+      maximum: MAX_STEPS,
+      description: 'resource of a trial that is never stopped',
+    }),
     reductionFactor: Type.Optional(
       Type.Integer({ minimum: 2, maximum: 16, default: 3, description: 'η: a rung keeps the top 1/η' }),
     ),
@@ -96,6 +112,7 @@ export const SearchSpec = Type.Object(
     space: Type.Record(Type.String(), SpaceEntry, {
       description:
         'hyperparameter → values. Plain names are method hyperparameters ("beta"); "training.<field>" overrides a training field ("training.learningRate").',
+      maxProperties: MAX_SPACE_KEYS,
     }),
     maxTrials: Type.Optional(
       Type.Integer({
@@ -126,7 +143,11 @@ export const ResourcesSpec = Type.Object(
 
 export const EvalSpec = Type.Object(
   {
-    benchmarks: Type.Array(literals(EVAL_BENCHMARKS), { minItems: 1, uniqueItems: true }),
+    benchmarks: Type.Array(literals(EVAL_BENCHMARKS), {
+      minItems: 1,
+      maxItems: EVAL_BENCHMARKS.length,
+      uniqueItems: true,
+    }),
     languages: Type.Optional(Type.Array(LanguageCode, { minItems: 1, maxItems: 32, uniqueItems: true })),
     maxPrompts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, default: 100 })),
     judge: Type.Optional(literals(JUDGES)),
@@ -168,12 +189,20 @@ export const LoraSpec = Type.Object(
 
 export const TrainingSpec = Type.Object(
   {
-    steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
+    steps: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_STEPS })),
     epochs: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
     batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 8 })),
     microBatch: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 2 })),
     cutoff: Type.Optional(Type.Integer({ minimum: 2, maximum: 1_000_000, default: 1024 })),
-    checkpointEvery: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000, default: 0 })),
+    checkpointEvery: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 10_000_000,
+        default: 500,
+        description:
+          'steps between checkpoints (0: only at the end); default 500, or the trial length when shorter',
+      }),
+    ),
     seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1, default: 42 })),
     learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1e-5 })),
     warmupRatio: Type.Optional(Type.Number({ minimum: 0, maximum: 1, default: 0.1 })),
@@ -203,7 +232,10 @@ export const RunSpecSchema = Type.Object(
     }),
     dominantLanguage: LanguageCode,
     targetLanguages: Type.Array(LanguageCode, { minItems: 1, maxItems: 32, uniqueItems: true }),
-    method: Type.String({ description: 'objective: mpo, sft, dpo, ipo, rdpo, cpo, kto, orpo, r-dpo, simpo' }),
+    method: Type.String({
+      maxLength: 32,
+      description: 'objective: mpo, sft, dpo, ipo, rdpo, cpo, kto, orpo, r-dpo, simpo',
+    }),
     preset: Type.Optional(
       literals(
         presetNames,
@@ -213,6 +245,7 @@ export const RunSpecSchema = Type.Object(
     hyperparameters: Type.Optional(
       Type.Record(Type.String(), Type.Unknown(), {
         description: "the method's fixed hyperparameters; unspecified ones take the method's defaults",
+        maxProperties: MAX_SPACE_KEYS,
       }),
     ),
     search: SearchSpec,

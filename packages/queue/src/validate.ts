@@ -19,6 +19,8 @@ import {
   type DataFormat,
   type DataRef,
   type Device,
+  MAX_KEY_LENGTH,
+  MAX_TRIALS,
   type ModelRef,
   type RunSpec,
   type RunSpecInput,
@@ -60,7 +62,9 @@ export const TRAINING_DEFAULTS = {
   batchSize: 8,
   microBatch: 2,
   cutoff: 1024,
-  checkpointEvery: 0,
+  // A periodic checkpoint bounds what a crash costs: transformers' TrainingArguments.save_steps
+  // defaults to 500. A trial shorter than that checkpoints at its last step (see normalizeTraining).
+  checkpointEvery: 500,
   seed: 42,
   learningRate: 1e-5,
   warmupRatio: 0.1,
@@ -116,6 +120,8 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
     bad('method', `must be one of ${methodNames.join(', ')}, got ${show(method)}`);
   const preset = clean('preset') ? presetOf(raw, bad) : undefined;
   const fixed = { ...presetHyperparameters(preset, raw), ...(raw.hyperparameters ?? {}) };
+  checkKeys(raw.hyperparameters, 'hyperparameters', bad);
+  checkKeys(raw.search?.space, 'search.space', bad);
   if (methodOk && clean('hyperparameters')) {
     for (const p of validateHyperparameters(method, fixed, 'hyperparameters')) bad(p.path, p.reason);
   }
@@ -175,6 +181,8 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
     if (training.dtype === 'fp16' && device !== 'gpu')
       bad('training.dtype', 'fp16 needs resources.device "gpu" (the CPU has no fp16 GEMM; use bf16 or fp32)');
     const total = strategy === 'asha' ? asha?.maxSteps : training.steps;
+    if (raw.training.checkpointEvery === undefined && total !== undefined)
+      training.checkpointEvery = Math.min(training.checkpointEvery, total);
     if (total !== undefined && training.checkpointEvery > total)
       bad('training.checkpointEvery', `must not exceed the trial's ${total} steps`);
   }
@@ -184,7 +192,9 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
     return { ok: false, problems };
   }
 
-  const maxTrials = search.maxTrials ?? Math.min(gridSize(space), 1000);
+  const maxTrials = search.maxTrials ?? Math.min(gridSize(space), MAX_TRIALS);
+  if (strategy === 'grid') checkGridCut(space, search.maxTrials, bad);
+  if (problems.length > 0) return { ok: false, problems };
   const targets = raw.targetLanguages!;
   const spec: RunSpec = {
     name: raw.name!,
@@ -224,6 +234,69 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, spec, trials };
 }
+
+/** Keys of a record the schema cannot bound (TypeBox records have no key length). */
+function checkKeys(
+  record: Record<string, unknown> | undefined,
+  path: string,
+  bad: (path: string, reason: string) => void,
+): void {
+  if (!record || typeof record !== 'object') return;
+  for (const key of Object.keys(record)) {
+    if (key.length > MAX_KEY_LENGTH)
+      bad(path, `key ${show(key)} has ${key.length} characters; at most ${MAX_KEY_LENGTH}`);
+  }
+}
+
+/**
+ * A grid larger than the trial cap is refused with its size unless maxTrials
+ * says how to cut it; the cut keeps the first maxTrials points (so raising
+ * maxTrials only appends) and is refused when it would drop every trial of
+ * some value: a value listed in the space is never left out silently.
+ */
+function checkGridCut(
+  space: Record<string, SpaceDistribution>,
+  maxTrials: number | undefined,
+  bad: (path: string, reason: string) => void,
+): void {
+  const size = gridSize(space);
+  if (!Number.isFinite(size)) return; // a non-list entry: reported by checkDistribution
+  if (maxTrials === undefined) {
+    if (size > MAX_TRIALS)
+      bad(
+        'search.space',
+        `the grid has ${describeGrid(space)} = ${size} points, more than the ${MAX_TRIALS} trials a run may have; shrink it or set search.maxTrials to cut it`,
+      );
+    return;
+  }
+  if (maxTrials >= size) return;
+  // Last key varies fastest: the first maxTrials points cover a key's values
+  // only when maxTrials reaches a full cycle of that key.
+  // Value index of key k at point i is floor(i / inner) mod n, inner being the
+  // product of the later keys' sizes: the first m points show ceil(m / inner) values.
+  let inner = 1;
+  const keys = Object.keys(space);
+  for (let k = keys.length - 1; k >= 0; k--) {
+    const key = keys[k]!;
+    const d = space[key]!;
+    if (d.type !== 'choice') continue;
+    const n = d.values.length;
+    const kept = Math.min(n, Math.ceil(maxTrials / inner));
+    if (kept < n) {
+      bad(
+        'search.maxTrials',
+        `${maxTrials} cuts the ${size}-point grid (${describeGrid(space)}) and would drop ${n - kept} of the ${n} values of "${key}" (${show(d.values.slice(kept))}); raise maxTrials to at least ${(n - 1) * inner + 1}, shrink the space, or use strategy "random"`,
+      );
+      return;
+    }
+    inner *= n;
+  }
+}
+
+const describeGrid = (space: Record<string, SpaceDistribution>) =>
+  Object.entries(space)
+    .map(([k, d]) => `${d.type === 'choice' ? d.values.length : '∞'} ${k}`)
+    .join(' × ') || 'one point';
 
 function resolveRef(
   ref: string,

@@ -134,6 +134,21 @@ describe('run spec validation', () => {
     );
   });
 
+  it('checkpoints every 500 steps by default (transformers TrainingArguments.save_steps), at most the trial length', () => {
+    const { checkpointEvery: _c, ...training } = validSpec().training;
+    const long = parseRunSpec({ ...validSpec(), training: { ...training, steps: 2000 } }, ctx);
+    expect(long.spec.training.checkpointEvery).toBe(500);
+    expect(long.trials[0]!.training.checkpointEvery).toBe(500);
+    const short = parseRunSpec({ ...validSpec(), training: { ...training, steps: 20 } }, ctx);
+    expect(short.spec.training.checkpointEvery).toBe(20);
+    // Given explicitly, it is kept (0 still means: only at the end).
+    const none = parseRunSpec(
+      { ...validSpec(), training: { ...training, steps: 20, checkpointEvery: 0 } },
+      ctx,
+    );
+    expect(none.spec.training.checkpointEvery).toBe(0);
+  });
+
   it('rejects a body that is not an object', () => {
     for (const body of [null, 'spec', [1]]) {
       const r = validateRunSpec(body, ctx);

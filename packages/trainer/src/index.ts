@@ -2,6 +2,7 @@ export * from './builtins.js';
 export * from './checkpoint.js';
 export * from './config.js';
 export * from './dataset.js';
+export * from './durable.js';
 export * from './evaluate.js';
 export * from './export.js';
 export * from './loop.js';

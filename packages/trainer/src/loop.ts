@@ -80,6 +80,8 @@ export interface LoopInput {
   threads?: number;
   /** Dynamic loss scaling (fp16); absent: gradients unscaled. */
   lossScaling?: LossScaling;
+  /** Informational events (a torn checkpoint skipped on resume). */
+  log?: (event: Record<string, unknown> & { type: string }) => void;
 }
 
 export interface LoopResult {
@@ -123,7 +125,9 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
   let cursor = 0;
   let resumedFrom: number | null = null;
   let scalerState: LossScalerState | undefined;
-  const ckpt = latestCheckpoint(output);
+  const ckpt = latestCheckpoint(output, (dir, reason) =>
+    input.log?.({ type: 'checkpoint-torn', dir, reason, action: 'falling back to the previous checkpoint' }),
+  );
   if (ckpt) {
     if (ckpt.state.configHash !== input.configHash) {
       throw new Error(

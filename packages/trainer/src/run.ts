@@ -170,6 +170,7 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
 
   const configHash = resumeHash(config);
   const result = await trainLoop({
+    log,
     examples: data.examples,
     objective,
     hyperparameters: config.hyperparameters,

@@ -164,6 +164,19 @@ export interface QueuesView {
   prefix: string;
   queues: QueueView[];
   agents: Agent[];
+  /** Admins only: outbox rows not yet in Redis, and those that failed for good (dead letters). */
+  outbox?: {
+    pending: number;
+    deadLetters: {
+      id: string;
+      runId: string;
+      kind: string;
+      attempts: number;
+      lastError: string | null;
+      createdAt: string;
+      deadAt: string;
+    }[];
+  };
 }
 
 export class ApiError extends Error {

@@ -6,13 +6,15 @@
 //
 // Routes whose config says `authCookie: true` (bull-board under /admin/queues,
 // which a browser navigates to and so cannot send a header) also accept the
-// token from the session cookie that `POST /session` sets for admin tokens
-// (HttpOnly, SameSite=Strict, Path=/admin/queues). The cookie carries the
-// token itself, so it is verified on every request exactly like a header
-// (a revoked token stops working at once); state-changing requests
+// session cookie that `POST /session` sets for admin tokens (HttpOnly,
+// SameSite=Strict, Path=/admin/queues). The cookie holds an opaque session id,
+// never the token: the session lives in Redis (only the id's sha256 is a key)
+// with an expiry, names its token, and the token is re-checked on every
+// request (a revoked token stops working at once); state-changing requests
 // authenticated by the cookie must come from the same origin.
-import type { TokenIdentity } from '@mpo/db';
-import type { FastifyRequest } from 'fastify';
+import { randomBytes } from 'node:crypto';
+import { hashToken, type TokenIdentity } from '@mpo/db';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { errorBody } from '../errors.js';
 
@@ -28,13 +30,39 @@ declare module 'fastify' {
 }
 
 const TOKEN = '[A-Za-z0-9._~+/=-]{8,512}';
-const BEARER = new RegExp(`^Bearer (${TOKEN})$`);
-const COOKIE_TOKEN = new RegExp(`^${TOKEN}$`);
+// The scheme is case-insensitive (RFC 7235 §2.1: "bearer", "BEARER" are Bearer); the token is not.
+const BEARER = new RegExp(`^[Bb][Ee][Aa][Rr][Ee][Rr] +(${TOKEN})$`);
+
+/** The token of an `Authorization: Bearer <token>` header, or undefined. */
+export const bearerToken = (header: string | undefined): string | undefined =>
+  header ? BEARER.exec(header)?.[1] : undefined;
+/** A session id: 32 random bytes, base64url. */
+const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
 
 /** The session cookie: an admin token, for the pages under its path (bull-board). */
 export const SESSION_COOKIE = 'mpo_admin_session';
 export const SESSION_COOKIE_PATH = '/admin/queues';
 export const SESSION_MAX_AGE_S = 8 * 3600;
+
+const sessionKey = (app: FastifyInstance, id: string) => `${app.queues.prefix}:session:${hashToken(id)}`;
+
+/** Starts a session for a token; returns its id (the cookie's value), valid for SESSION_MAX_AGE_S. */
+export async function createSession(app: FastifyInstance, tokenId: string): Promise<string> {
+  const id = randomBytes(32).toString('base64url');
+  await app.queues.redis.set(sessionKey(app, id), tokenId, 'EX', SESSION_MAX_AGE_S);
+  return id;
+}
+
+/** Ends a session (sign-out); unknown ids are ignored. */
+export async function endSession(app: FastifyInstance, id: string | undefined): Promise<void> {
+  if (id && SESSION_ID.test(id)) await app.queues.redis.del(sessionKey(app, id));
+}
+
+/** The identity behind a session cookie: the session must exist and its token must still be active. */
+async function sessionIdentity(app: FastifyInstance, id: string): Promise<TokenIdentity | null> {
+  const tokenId = await app.queues.redis.get(sessionKey(app, id));
+  return tokenId ? app.db.tokens.active(tokenId) : null;
+}
 
 /** The value of cookie `name` in a Cookie header, or undefined. */
 export function readCookie(header: string | undefined, name: string): string | undefined {
@@ -79,30 +107,31 @@ export default fp(
       if (mode === 'public') return;
       if (opts.publicPrefixes?.some((p) => req.url === p || req.url.startsWith(`${p}/`))) return;
       const header = req.headers.authorization;
-      let secret = header ? BEARER.exec(header)?.[1] : undefined;
-      let fromCookie = false;
-      if (!header && req.routeOptions.config?.authCookie) {
-        const cookie = readCookie(req.headers.cookie, SESSION_COOKIE);
-        if (cookie && COOKIE_TOKEN.test(cookie)) {
-          secret = cookie;
-          fromCookie = true;
-        }
-      }
-      if (!secret) {
+      const secret = bearerToken(header);
+      const session =
+        !header && req.routeOptions.config?.authCookie
+          ? readCookie(req.headers.cookie, SESSION_COOKIE)
+          : undefined;
+      if (!secret && !(session && SESSION_ID.test(session))) {
         return reply
           .code(401)
           .header('www-authenticate', 'Bearer')
           .send(errorBody(401, header ? 'malformed Authorization header' : 'a bearer token is required'));
       }
-      if (fromCookie && crossSite(req)) {
+      if (session && crossSite(req)) {
         return reply.code(403).send(errorBody(403, 'cross-site request refused'));
       }
-      const identity = await app.db.tokens.verify(secret);
+      const identity = secret ? await app.db.tokens.verify(secret) : await sessionIdentity(app, session!);
       if (!identity) {
         return reply
           .code(401)
           .header('www-authenticate', 'Bearer error="invalid_token"')
-          .send(errorBody(401, 'invalid or revoked token'));
+          .send(
+            errorBody(
+              401,
+              secret ? 'invalid or revoked token' : 'session expired, ended or its token revoked',
+            ),
+          );
       }
       req.identity = identity;
       req.log = req.log.child({ tokenId: identity.id });
@@ -110,5 +139,5 @@ export default fp(
         return reply.code(403).send(errorBody(403, 'admin token required'));
     });
   },
-  { name: 'auth', dependencies: ['db'] },
+  { name: 'auth', dependencies: ['db', 'queues'] },
 );

@@ -35,7 +35,15 @@ export default fp<DbPluginOptions>(
     }
     if (opts.adminToken) {
       if (opts.adminToken.length < 16) throw new Error('MPO_ADMIN_TOKEN must be at least 16 characters');
-      await db.tokens.ensure('admin (MPO_ADMIN_TOKEN)', opts.adminToken, { isAdmin: true });
+      const admin = await db.tokens.ensure('admin (MPO_ADMIN_TOKEN)', opts.adminToken, { isAdmin: true });
+      if (admin.revokedAt)
+        throw new Error(
+          `MPO_ADMIN_TOKEN is token ${admin.id}, revoked at ${admin.revokedAt.toISOString()}; a revoked token is never revived. Set MPO_ADMIN_TOKEN to a new secret (or unset it and use an existing admin token)`,
+        );
+      if (!admin.isAdmin)
+        throw new Error(
+          `MPO_ADMIN_TOKEN is token ${admin.id}, which is not an admin token; set it to a new secret`,
+        );
     }
   },
   { name: 'db' },

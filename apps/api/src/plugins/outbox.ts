@@ -4,11 +4,12 @@
 // was away, and once at start-up to drain what a crashed process left behind.
 // Publishing is idempotent (deterministic job ids, SET), so a row published
 // twice after a crash between Redis and the Postgres commit does no harm.
-import { OUTBOX_KINDS, type OutboxRow } from '@mpo/db';
-import { jobIds, setCancelKey } from '@mpo/queue';
+import { OUTBOX_KINDS, OUTBOX_RETRY, type OutboxRow, type RetryPolicy } from '@mpo/db';
+import { buildRunFlow, jobIds, type PlannedTrial, type RunSpec, setCancelKey } from '@mpo/queue';
 import type { FlowJob } from 'bullmq';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { unavailableDependency } from '../errors.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -16,16 +17,33 @@ declare module 'fastify' {
   }
 }
 
-/** Outbox payloads; `prefix` scopes a row to the deployment that wrote it. */
-export interface FlowPayload {
-  prefix: string;
-  flow: FlowJob;
-}
+/**
+ * Outbox payloads; `prefix` scopes a row to the deployment that wrote it.
+ * A run's flow is stored as its plan (the spec once, each trial's own fields),
+ * not as the BullMQ tree, which repeats the run-level fields in every job: the
+ * tree is built from the plan when the row is published. Rows written before
+ * this change carry the tree (`flow`) and are published as they are.
+ */
+export type FlowPayload = { prefix: string } & (
+  | { runId: string; spec: RunSpec; trials: PlannedTrial[] }
+  | { flow: FlowJob }
+);
+
+/** The BullMQ tree of a flow row. */
+export const flowOf = (p: FlowPayload): FlowJob =>
+  'flow' in p ? p.flow : buildRunFlow(p.runId, p.spec, p.trials);
 export interface CancelPayload {
   prefix: string;
   runId: string;
   requestedAt: string;
 }
+
+// Redis answers these while it cannot take writes for a while: retry, never a dead letter.
+const REDIS_BUSY = /^(OOM|LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY)\b/;
+
+/** A publish error that retrying later cannot fix (not an outage): it counts toward the dead letter. */
+export const permanentFailure = (err: Error): boolean =>
+  unavailableDependency(err) === null && !REDIS_BUSY.test(err.message);
 
 export class OutboxPublisher {
   private timer: NodeJS.Timeout | undefined;
@@ -38,13 +56,14 @@ export class OutboxPublisher {
   constructor(
     private readonly app: FastifyInstance,
     private readonly log: FastifyBaseLogger,
+    private readonly retry: RetryPolicy = OUTBOX_RETRY,
   ) {}
 
   /** Publishes one row to Redis. Replaceable in tests to simulate Redis failing mid-publish. */
   publishRow = async (row: OutboxRow): Promise<void> => {
     const { redis, flow, prefix } = this.app.queues;
     if (row.kind === OUTBOX_KINDS.flow) {
-      await flow.add((row.payload as FlowPayload).flow);
+      await flow.add(flowOf(row.payload as FlowPayload));
     } else if (row.kind === OUTBOX_KINDS.cancel) {
       const { runId, requestedAt } = row.payload as CancelPayload;
       await setCancelKey(redis, prefix, runId, new Date(requestedAt));
@@ -70,6 +89,8 @@ export class OutboxPublisher {
       await this.app.db.outbox.markFailed(
         rows.map((r) => r.id),
         error.message,
+        permanentFailure(error),
+        this.retry,
       );
       return false;
     }
@@ -84,6 +105,8 @@ export class OutboxPublisher {
       runId,
       prefix: this.app.queues.prefix,
       publish: (row) => this.publishRow(row),
+      permanent: permanentFailure,
+      retry: this.retry,
     });
     this.report(published, failed);
     return failed.length === 0;
@@ -98,6 +121,8 @@ export class OutboxPublisher {
             limit: 50,
             prefix: this.app.queues.prefix,
             publish: (row) => this.publishRow(row),
+            permanent: permanentFailure,
+            retry: this.retry,
           });
           this.report(published, failed);
           if (failed.length > 0 || published.length === 0) break;
@@ -154,9 +179,9 @@ export class OutboxPublisher {
   }
 }
 
-export default fp<{ intervalMs: number }>(
+export default fp<{ intervalMs: number; retry?: RetryPolicy }>(
   async (app, opts) => {
-    const publisher = new OutboxPublisher(app, app.log.child({ component: 'outbox' }));
+    const publisher = new OutboxPublisher(app, app.log.child({ component: 'outbox' }), opts.retry);
     app.decorate('outbox', publisher);
     app.addHook('onReady', async () => {
       // Leftovers from a previous process (crashed after commit, before publishing).

@@ -37,6 +37,12 @@ export const ProblemResponse = {
   description: 'an RFC 9457 problem document',
   content: { 'application/problem+json': { schema: ErrorSchema } },
 };
+/** Largest value of a Postgres integer column (steps are int4): larger query values would make Postgres fail. */
+export const MAX_INT4 = 2 ** 31 - 1;
+/** Deepest page a list may be read at (offsets are skipped rows: large ones are slow and overflow int4). */
+export const MAX_OFFSET = 1_000_000;
+/** Query strings never carry NUL (Postgres text cannot hold it: the query would fail with a 500). */
+export const NO_NUL = '^[^\\u0000]*$';
 
 /** The error responses most routes share, for the OpenAPI document. */
 export const errorResponses = {

@@ -137,7 +137,8 @@ export const queuesView: View = (ctx) => {
   const prefix = h('p', { class: 'subtle' });
   const grid = h('div', { class: 'grid queues', id: 'queues' });
   const agents = h('section', { class: 'card', 'aria-labelledby': 'agents-title', id: 'agents' });
-  replace(ctx.main, heading, prefix, grid, agents);
+  const outbox = h('section', { class: 'card', 'aria-labelledby': 'outbox-title', id: 'outbox' });
+  replace(ctx.main, heading, prefix, grid, agents, outbox);
   heading.focus();
   const cards = new Map<string, Card>();
 
@@ -185,6 +186,29 @@ export const queuesView: View = (ctx) => {
           { captionHidden: true, empty: 'No worker agent is online.', class: 'agents' },
         ),
       );
+      if (view.outbox) {
+        const dead = view.outbox.deadLetters;
+        replace(
+          outbox,
+          h(
+            'h2',
+            { id: 'outbox-title' },
+            `Outbox: ${view.outbox.pending} pending, ${dead.length} dead letters`,
+          ),
+          table(
+            'Outbox rows that failed for good and are no longer retried',
+            ['run', 'kind', 'attempts', 'last error', 'dead since'],
+            dead.map((d) => [
+              h('a', { href: `#/runs/${d.runId}` }, d.runId.slice(0, 8)),
+              d.kind,
+              String(d.attempts),
+              h('span', { class: 'reason' }, d.lastError ?? '(none)'),
+              ago(Date.parse(d.deadAt), now),
+            ]),
+            { captionHidden: true, empty: 'None.' },
+          ),
+        );
+      } else replace(outbox);
     },
     POLL_MS,
     ctx,

@@ -1,8 +1,12 @@
 // GET /queues: per queue, counts by state, throughput, oldest waiting age and
 // recent failures; and the worker agents online with their device slots.
+// Counts and slots are for everyone; which runs failed and why, and the
+// agents' hosts, pids and running jobs only for admins: a user token sees the
+// failures of its own runs and anonymous agents.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ALL_QUEUES, readAgents, JOB_STATES as STATES } from '@mpo/queue';
 import type { Queue } from 'bullmq';
+import { ownerFilter } from '../../plugins/auth.js';
 import { queuesSchema } from './schemas.js';
 
 const MINUTES = 15;
@@ -58,14 +62,46 @@ async function view(q: Queue) {
   };
 }
 
+type QueueView = Awaited<ReturnType<typeof view>>;
+type Agent = Awaited<ReturnType<typeof readAgents>>[number];
+
+/** What a non-admin may see of an agent: its queues and slots, not where it runs or what. */
+const anonymousAgent = (a: Agent, i: number): Agent => ({
+  ...a,
+  id: `agent-${i + 1}`,
+  host: '',
+  pid: 0,
+  running: [],
+});
+
 const queuesRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  app.get('/queues', { schema: queuesSchema }, async () => {
+  app.get('/queues', { schema: queuesSchema }, async (req) => {
     const { byName, redis, prefix } = app.queues;
     const [queues, agents] = await Promise.all([
       Promise.all(ALL_QUEUES.map((name) => view(byName.get(name)!))),
       readAgents(redis, prefix),
     ]);
-    return { prefix, queues, agents };
+    const owner = ownerFilter(req);
+    if (owner === undefined) {
+      const [pending, dead] = await Promise.all([
+        app.db.outbox.pendingCount({ prefix }),
+        app.db.outbox.deadLetters({ prefix }),
+      ]);
+      const deadLetters = dead.map((d) => ({
+        ...d,
+        id: String(d.id),
+        createdAt: d.createdAt.toISOString(),
+        deadAt: d.deadAt.toISOString(),
+      }));
+      return { prefix, queues, agents, outbox: { pending, deadLetters } };
+    }
+    const runIds = queues.flatMap((q) => q.recentFailures.map((f) => f.runId ?? ''));
+    const own = await app.db.runs.ownedBy(runIds, owner);
+    const mine = (q: QueueView): QueueView => ({
+      ...q,
+      recentFailures: q.recentFailures.filter((f) => f.runId !== null && own.has(f.runId.toLowerCase())),
+    });
+    return { prefix, queues: queues.map(mine), agents: agents.map(anonymousAgent) };
   });
 };
 

@@ -43,6 +43,8 @@ export const QueueView = Type.Object({
 export const queuesSchema = {
   tags: ['queues'],
   summary: 'Queues and worker agents',
+  description:
+    "Counts and slots for every token; other owners' failures, agents' hosts, pids and jobs, and the outbox (pending rows and dead letters) for admins only.",
   response: {
     200: Type.Object({
       prefix: Type.String(),
@@ -69,6 +71,29 @@ export const queuesSchema = {
             }),
           ),
         }),
+      ),
+      outbox: Type.Optional(
+        Type.Object(
+          {
+            pending: Type.Integer({ description: 'rows committed but not yet published to Redis' }),
+            deadLetters: Type.Array(
+              Type.Object({
+                id: Type.String(),
+                runId: Type.String(),
+                kind: Type.String(),
+                attempts: Type.Integer(),
+                lastError: Type.Union([Type.String(), Type.Null()]),
+                createdAt: Type.String({ format: 'date-time' }),
+                deadAt: Type.String({ format: 'date-time' }),
+              }),
+              {
+                description:
+                  'rows that failed permanently MPO_OUTBOX_MAX_ATTEMPTS times and are no longer retried',
+              },
+            ),
+          },
+          { description: 'admins only' },
+        ),
       ),
     }),
     ...errorResponses,

@@ -3,7 +3,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type Json, OUTBOX_KINDS } from '@mpo/db';
 import {
-  buildRunFlow,
+  JOB_TREE_BUDGET,
+  jobTreeSize,
   ProblemsError,
   type RunSpec,
   type SpecContext,
@@ -49,6 +50,25 @@ function trialHyperparameters(t: TrialPlan): Json {
   return { ...t.hyperparameters, ...training } as Json;
 }
 
+/** Refuses (400) a spec whose job tree would exceed its storage budget, before anything is stored. */
+function checkJobTree(spec: RunSpec, trials: TrialPlan[], requestBytes: number): void {
+  const size = jobTreeSize(spec, trials, requestBytes);
+  if (size.bytes <= size.budget) return;
+  const perTrial = Math.ceil(size.bytes / Math.max(1, size.counted));
+  throw new ProblemsError(
+    [
+      {
+        path: 'search',
+        reason:
+          `${trials.length} trials of about ${perTrial} bytes of jobs each would store more than ${size.budget} bytes ` +
+          `(${JOB_TREE_BUDGET.requestFactor}× the ${requestBytes}-byte request plus ${JOB_TREE_BUDGET.perTrialBytes} bytes a trial, ` +
+          `at most ${JOB_TREE_BUDGET.maxBytes}); run fewer trials or shorten the lists every trial repeats (languages, data)`,
+      },
+    ],
+    'run spec',
+  );
+}
+
 const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opts) => {
   // The spec is validated by our own validator (every problem, with roots and
   // method checks), not ajv; the parsed result travels to the handler here.
@@ -74,6 +94,7 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
       if (key !== undefined && (typeof key !== 'string' || key.length < 1 || key.length > 200)) {
         throw new ProblemsError([{ path: 'headers.idempotency-key', reason: 'must be 1 to 200 characters' }]);
       }
+      checkJobTree(spec, trials, req.bodyBytes);
       // Fail fast, before writing anything, when the run could not be queued.
       try {
         await app.queues.redis.ping();
@@ -93,11 +114,9 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
         outbox: (runId, trialIds) => {
           payload = {
             prefix: app.queues.prefix,
-            flow: buildRunFlow(
-              runId,
-              spec,
-              trialIds.map((trialId, i) => ({ trialId, plan: trials[i]! })),
-            ),
+            runId,
+            spec,
+            trials: trialIds.map((trialId, i) => ({ trialId, plan: trials[i]! })),
           };
           return [{ kind: OUTBOX_KINDS.flow, payload: payload as unknown as Json }];
         },

@@ -1,7 +1,18 @@
 import { MAX_POINTS } from '@mpo/db';
 import { RunSpecSchema } from '@mpo/queue';
 import { Type } from '@sinclair/typebox';
-import { DateTime, errorResponses, literals, NullableDateTime, ProblemResponse, Uuid } from '../common.js';
+import {
+  DateTime,
+  ErrorSchema,
+  errorResponses,
+  literals,
+  MAX_INT4,
+  MAX_OFFSET,
+  NO_NUL,
+  NullableDateTime,
+  ProblemResponse,
+  Uuid,
+} from '../common.js';
 
 const RunStatus = literals(['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED']);
 const TrialStatus = literals(['PENDING', 'QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED']);
@@ -9,7 +20,7 @@ const NullableNumber = Type.Union([Type.Number(), Type.Null()]);
 const NullableInt = Type.Union([Type.Integer(), Type.Null()]);
 const NullableString = Type.Union([Type.String(), Type.Null()]);
 
-export const RunIdParams = Type.Object({ id: Type.String({ description: 'run id (uuid)' }) });
+export const RunIdParams = Type.Object({ id: Type.String({ maxLength: 64, description: 'run id (uuid)' }) });
 
 export const CreatedRun = Type.Object(
   {
@@ -69,7 +80,7 @@ export const listRunsSchema = {
     {
       status: Type.Optional(RunStatus),
       limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-      offset: Type.Integer({ minimum: 0, default: 0 }),
+      offset: Type.Integer({ minimum: 0, maximum: MAX_OFFSET, default: 0 }),
     },
     { additionalProperties: false },
   ),
@@ -121,10 +132,13 @@ export const getRunSchema = {
 
 export const metricsQuery = Type.Object(
   {
-    trial: Type.Optional(Type.String({ description: 'trial id, or trial index' })),
-    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-    lang: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
-    since: Type.Optional(Type.Integer({ minimum: -1, description: 'only steps greater than this' })),
+    trial: Type.Optional(Type.String({ maxLength: 36, description: 'trial id, or trial index' })),
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200, pattern: NO_NUL })),
+    lang: Type.Optional(Type.String({ minLength: 1, maxLength: 32, pattern: NO_NUL })),
+    since: Type.Optional(
+      // since + 1 is computed in int4.
+      Type.Integer({ minimum: -1, maximum: MAX_INT4 - 1, description: 'only steps greater than this' }),
+    ),
     points: Type.Integer({
       minimum: 1,
       maximum: MAX_POINTS,
@@ -194,7 +208,7 @@ export const getEvaluationsSchema = {
     'One row per (trial, checkpoint, benchmark, language, metric): reward gap per language, MultiJail/CSRT attack success rate per language (and "avg"), utility perplexity (en, zh).',
   params: RunIdParams,
   querystring: Type.Object(
-    { benchmark: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })) },
+    { benchmark: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL })) },
     { additionalProperties: false },
   ),
   response: {
