@@ -1,7 +1,7 @@
 // One training run from a validated config: load the model and data, reuse or
 // compute the reference scores, and drive the loop (resuming when the output
 // folder holds a checkpoint).
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Encoders } from '@mpo/data';
 import { fromHfConfig, type LlamaConfig, Model } from '@mpo/engine';
@@ -30,6 +30,9 @@ const noEncoders: Encoders = {
     throw new Error('pre-tokenized data needs no encoder');
   },
 };
+
+/** What a model folder holds besides its weights that decides how text becomes ids. */
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 
 export interface RunOptions {
   hooks?: LoopHooks;
@@ -181,6 +184,9 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
     finalDir = join(config.output, 'final');
     mkdirSync(finalDir, { recursive: true });
     await result.model.save(finalDir);
+    // The trained model reads text as its initial model did: carry the tokenizer files over.
+    for (const f of TOKENIZER_FILES)
+      if (modelDir && existsSync(join(modelDir, f))) copyFileSync(join(modelDir, f), join(finalDir, f));
     writeFileSync(
       join(finalDir, 'training.json'),
       `${JSON.stringify({ method: config.method, hyperparameters: config.hyperparameters, training: config.training, steps: result.step, weightsHash: result.model.weightsHash() }, null, 2)}\n`,
