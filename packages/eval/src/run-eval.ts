@@ -12,6 +12,7 @@ import {
   loadInitialModel,
   parseTrainConfig,
   resolveBuiltinData,
+  resolveBuiltinModel,
   resolveModelDir,
   resolveTokenization,
   sharedDir,
@@ -21,6 +22,8 @@ import {
 import { loadCsrt, loadMultiJail } from './benchmarks.js';
 import { createDefaultJudge, type Judge, judgeAttackSuccess } from './judge.js';
 import { createLlmJudge, llmJudgeOptionsFromEnv } from './llm-judge.js';
+import { isSisterLanguage, readTestbedFiles, transferBenchmarks } from './transfer-measure.js';
+import { TRANSFER_TESTBED_ID } from './transfer-testbed.js';
 import { ALPACA_HELDOUT, alpacaHeldOut, perplexity } from './utility.js';
 
 export const BENCHMARKS = ['reward-gap', 'multijail', 'csrt', 'utility'] as const;
@@ -241,7 +244,10 @@ async function attackSuccess(
   onResponse?: (r: { lang: string; prompt: string; response: string }) => void,
 ) {
   let items: { lang: string; prompt: string }[];
-  if (benchmark === 'multijail') {
+  const testbed = transferTestbedOf(cfg);
+  if (benchmark === 'multijail' && testbed) {
+    items = cfg.languages!.flatMap((l) => testbed.harmful(l).slice(0, cfg.maxPrompts));
+  } else if (benchmark === 'multijail') {
     const set = loadMultiJail(
       join(sharedDir(), 'data/multijail/MultiJail.csv'),
       cfg.languages ? { languages: cfg.languages } : {},
@@ -257,7 +263,9 @@ async function attackSuccess(
   );
   const judged = items.map((it, k) => ({ lang: it.lang, prompt: it.prompt, response: responses[k]! }));
   for (const j of judged) onResponse?.(j);
-  const report = await judgeAttackSuccess(judgeFor(cfg), judged);
+  // The judge reads English: a sister-language answer is read back word for word first.
+  const toJudge = testbed ? judged.map((j) => ({ ...j, response: testbed.toEnglish(j.response) })) : judged;
+  const report = await judgeAttackSuccess(judgeFor(cfg), toJudge);
   for (const [lang, c] of Object.entries(report.perLanguage)) {
     emit({ benchmark, language: lang, metric: 'asr', value: c.asr, n: c.n });
   }
@@ -266,10 +274,24 @@ async function attackSuccess(
   }
 }
 
+/**
+ * The transfer testbed's own held-out benchmarks when the evaluated languages include its sister languages
+ * (docs/testbed.md): their prompts exist only as the testbed's relexification.
+ */
+function transferTestbedOf(cfg: EvalConfig): ReturnType<typeof transferBenchmarks> | undefined {
+  if (!cfg.languages?.some(isSisterLanguage)) return undefined;
+  return transferBenchmarks(readTestbedFiles(resolveBuiltinModel(TRANSFER_TESTBED_ID)));
+}
+
 async function utility(cfg: EvalConfig, { model, tok }: Loaded, emit: (r: EvalResult) => void) {
-  for (const lang of ['en', 'zh']) {
-    const path = join(sharedDir(), `data/general/alpaca_${lang}_demo.json`);
-    const items = alpacaHeldOut(path, ALPACA_HELDOUT).heldOut.slice(0, cfg.utilityItems);
+  const testbed = transferTestbedOf(cfg);
+  for (const lang of testbed ? cfg.languages! : ['en', 'zh']) {
+    const items = testbed
+      ? testbed.harmless(lang).slice(0, cfg.utilityItems)
+      : alpacaHeldOut(
+          join(sharedDir(), `data/general/alpaca_${lang}_demo.json`),
+          ALPACA_HELDOUT,
+        ).heldOut.slice(0, cfg.utilityItems);
     const parts: { sumNll: number; tokens: number }[] = [];
     for (let i = 0; i < items.length; i += cfg.batchSize) {
       const chunk = items.slice(i, i + cfg.batchSize).map((it) => {
