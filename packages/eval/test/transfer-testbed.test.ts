@@ -4,7 +4,15 @@ import { join } from 'node:path';
 import { loadMpoJson } from '@mpo/data';
 import { HfTokenizer } from '@mpo/engine';
 import { describe, expect, it } from 'vitest';
-import { buildLexicon, delexify, relexify, SISTER_LANGUAGES, wordsOf } from '../src/transfer-lexicon.js';
+import {
+  buildLexicon,
+  delexify,
+  isLetterWord,
+  joinWords,
+  relexify,
+  SISTER_LANGUAGES,
+  wordsOf,
+} from '../src/transfer-lexicon.js';
 import { readTestbedFiles } from '../src/transfer-measure.js';
 import { buildTransferTestbed, transferCorpus, writeTransferFiles } from '../src/transfer-testbed.js';
 
@@ -84,7 +92,10 @@ describe('testbed corpus (builtin:tiny-multilingual-transfer)', () => {
       ).toBe(true);
       expect(shared).toContain('?');
     }
-    expect(tok.decode(ids)).toBe('how can i make my [UNK] stop playing loud music at night?');
+    const known = new Set(corpus.lexicon.english);
+    const expected = wordsOf(en).map((w) => (known.has(w) || !isLetterWord(w) ? w : '[UNK]'));
+    expect(expected).toContain('[UNK]');
+    expect(tok.decode(ids)).toBe(joinWords(expected));
   });
 
   it('writes MPO pairs that the MPO loader reads with their own languages, with the measured label noise', () => {
@@ -118,5 +129,5 @@ describe('transfer testbed build', () => {
     const [a, b] = [await build(), await build()];
     expect(a.hash).toBe(b.hash);
     expect(a.file.equals(b.file)).toBe(true);
-  }, 120_000);
+  }, 600_000);
 });
