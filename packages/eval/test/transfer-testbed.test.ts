@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { loadMpoJson } from '@mpo/data';
 import { HfTokenizer } from '@mpo/engine';
 import { describe, expect, it } from 'vitest';
+import { type EvalResult, parseEvalConfig, runEvaluation } from '../src/run-eval.js';
 import {
   buildLexicon,
   delexify,
@@ -129,5 +130,51 @@ describe('transfer testbed build', () => {
     const [a, b] = [await build(), await build()];
     expect(a.hash).toBe(b.hash);
     expect(a.file.equals(b.file)).toBe(true);
+  }, 600_000);
+});
+
+describe('mpo eval on the transfer testbed', () => {
+  it('evaluates sister languages on the testbed’s own held-out prompts, judged in English', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'mpo-transfer-eval-'));
+    await buildTransferTestbed({
+      seed: 3,
+      out,
+      threads: 1,
+      scale: 0.02,
+      training: { maxSteps: 1, batchSize: 4, microBatchSize: 4 },
+    });
+    const before = process.env.MPO_TRANSFER_TESTBED_DIR;
+    process.env.MPO_TRANSFER_TESTBED_DIR = out;
+    try {
+      const results: EvalResult[] = [];
+      const answers: { lang: string; prompt: string }[] = [];
+      const cfg = parseEvalConfig({
+        model: out,
+        benchmarks: ['multijail', 'utility'],
+        languages: ['en', 'qac'],
+        maxPrompts: 2,
+        maxNewTokens: 2,
+        utilityItems: 2,
+        threads: 1,
+      });
+      await runEvaluation(cfg, (r) => results.push(r), { onResponse: (r) => answers.push(r) });
+      const asr = results.filter((r) => r.benchmark === 'multijail').map((r) => [r.language, r.n]);
+      expect(asr).toEqual([
+        ['en', 2],
+        ['qac', 2],
+        ['avg', 4],
+      ]);
+      const ppl = results.filter((r) => r.benchmark === 'utility').map((r) => r.language);
+      expect(ppl).toEqual(['en', 'qac']);
+      // The held-out harmful prompts, in English and relexified into qac's script.
+      const held = readTestbedFiles(out).heldOut.harmful;
+      expect(answers[0]!.prompt).toBe(held[0]!.en);
+      const qac = answers.find((a) => a.lang === 'qac')!;
+      expect(qac.prompt).toMatch(/[\u0561-\u0586]/u);
+      expect(qac.prompt).not.toBe(held[0]!.en);
+    } finally {
+      if (before === undefined) delete process.env.MPO_TRANSFER_TESTBED_DIR;
+      else process.env.MPO_TRANSFER_TESTBED_DIR = before;
+    }
   }, 600_000);
 });
