@@ -209,6 +209,8 @@ export interface TransferStepsOptions extends TransferMeasureOptions {
   /** The sister language the target-language step trains on (default the low-resource one). */
   target?: string;
   method?: string;
+  /** Run the English-only step too (default true; for MPO it is degenerate: its target pairs are its dominant pairs). */
+  englishStep?: boolean;
   work: string;
 }
 
@@ -256,5 +258,8 @@ export async function transferSteps(
     const measures = await measureTransfer(r.finalDir ?? output, files, opts);
     return { name, trainedOn: languages, method, steps: r.step, measures };
   };
-  return { base, steps: [await run('english-only', ['en']), await run(`${target}-only`, [target])] };
+  const steps: TransferStep[] = [];
+  if (opts.englishStep ?? true) steps.push(await run('english-only', ['en']));
+  steps.push(await run(`${target}-only`, [target]));
+  return { base, steps };
 }

@@ -11,7 +11,7 @@ const TESTBEDS = ['tiny-multilingual', 'tiny-multilingual-transfer'] as const;
 type TestbedName = (typeof TESTBEDS)[number];
 
 const usage = `mpo testbed build [--testbed NAME] [--seed N] [--out DIR] [--threads N] [--epochs N] [--scale X] [--json]
-mpo testbed measure [--testbed NAME] [--model DIR] [--items N] [--threads N] [--transfer] [--json]
+mpo testbed measure [--testbed NAME] [--model DIR] [--items N] [--threads N] [--transfer [--method dpo|mpo]] [--json]
 
 NAME is tiny-multilingual (default) or tiny-multilingual-transfer (docs/testbed.md).
 build trains the testbed from its recipe: tiny-multilingual is a byte-level config-S Llama that refuses
@@ -106,6 +106,7 @@ async function measure(rest: string[]): Promise<number> {
       items: { type: 'string', default: '40' },
       threads: { type: 'string', default: '2' },
       transfer: { type: 'boolean', default: false },
+      method: { type: 'string', default: 'dpo' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -119,7 +120,9 @@ async function measure(rest: string[]): Promise<number> {
   if (values.transfer) {
     const work = mkdtempSync(join(tmpdir(), 'mpo-transfer-steps-'));
     try {
-      const r = await transferSteps(model, { items, threads, work });
+      const method = values.method!;
+      // An English-only MPO step has target pairs equal to its dominant pairs: only DPO runs it.
+      const r = await transferSteps(model, { items, threads, work, method, englishStep: method === 'dpo' });
       if (values.json) process.stdout.write(`${JSON.stringify({ model, items, ...r })}\n`);
       else {
         const sections = [`### Base\n\n${measuresTable(r.base)}`];
