@@ -14,7 +14,7 @@ import {
   SISTER_LANGUAGES,
   wordsOf,
 } from '../src/transfer-lexicon.js';
-import { readTestbedFiles } from '../src/transfer-measure.js';
+import { readTestbedFiles, transferSteps } from '../src/transfer-measure.js';
 import { buildTransferTestbed, transferCorpus, writeTransferFiles } from '../src/transfer-testbed.js';
 
 describe('sister-language relexification', () => {
@@ -176,5 +176,42 @@ describe('mpo eval on the transfer testbed', () => {
       if (before === undefined) delete process.env.MPO_TRANSFER_TESTBED_DIR;
       else process.env.MPO_TRANSFER_TESTBED_DIR = before;
     }
+  }, 600_000);
+});
+
+describe('transfer checks', () => {
+  it('run a DPO step on English pairs only and one on qac pairs only, each measured on every language', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'mpo-transfer-steps-'));
+    await buildTransferTestbed({
+      seed: 5,
+      out,
+      threads: 1,
+      scale: 0.02,
+      training: { maxSteps: 1, batchSize: 4, microBatchSize: 4 },
+    });
+    const r = await transferSteps(out, {
+      items: 2,
+      maxNewTokens: 2,
+      threads: 1,
+      epochs: 1,
+      work: join(out, 'steps'),
+    });
+    const langs = ['en', 'qaa', 'qab', 'qac'];
+    expect(r.base.map((m) => m.lang)).toEqual(langs);
+    expect(r.steps.map((s) => [s.name, s.trainedOn, s.steps])).toEqual([
+      ['english-only', ['en'], 12], // 90 training groups, batch 8
+      ['qac-only', ['qac'], 12],
+    ]);
+    for (const s of r.steps) {
+      expect(s.measures.map((m) => m.lang)).toEqual(langs);
+      // Trained weights differ from the base, so the reward gaps move.
+      expect(s.measures.find((m) => m.lang === s.trainedOn[0])!.rg).not.toBe(
+        r.base.find((m) => m.lang === s.trainedOn[0])!.rg,
+      );
+    }
+    // The trained model reads text with the testbed's tokenizer (copied beside its weights).
+    expect(readFileSync(join(out, 'steps/qac-only/final/tokenizer.json'), 'utf8')).toBe(
+      readFileSync(join(out, 'tokenizer.json'), 'utf8'),
+    );
   }, 600_000);
 });
