@@ -46,6 +46,8 @@ interface Parsed {
   sourceKey: string;
   targetPrompt: string;
   targetText: { chosen: string; rejected: string };
+  /** The row's own `target_lang` field, when it names its language (synthetic data does). */
+  targetLang?: string;
 }
 
 function parsePair(
@@ -112,6 +114,7 @@ export function loadMpoJson(path: string, opts: MpoLoadOptions = {}): MpoLoadRes
         chosen: parseResponse(r.target_chosen, 'target_chosen', where).content,
         rejected: parseResponse(r.target_rejected, 'target_rejected', where).content,
       },
+      ...(typeof r.target_lang === 'string' && r.target_lang ? { targetLang: r.target_lang } : {}),
     };
   });
 
@@ -130,7 +133,12 @@ export function loadMpoJson(path: string, opts: MpoLoadOptions = {}): MpoLoadRes
   const notes: Array<{ id: string; note: string }> = [];
   const langOf = new Map<number, string>();
   let targetLanguages: string[];
-  if (opts.lang !== undefined) {
+  // Rows that all name their language (`target_lang`, e.g. the synthetic testbed's) skip detection.
+  const ownLang = parsed.every((p) => p.targetLang) ? (p: Parsed) => p.targetLang! : undefined;
+  if (opts.lang === undefined && ownLang) {
+    for (const p of parsed) langOf.set(p.index, ownLang(p));
+    targetLanguages = ranked([...langOf.values()]).sort();
+  } else if (opts.lang !== undefined) {
     const l = opts.lang;
     for (const p of parsed)
       langOf.set(p.index, typeof l === 'string' ? l : l({ index: p.index, targetPrompt: p.targetPrompt }));

@@ -95,6 +95,33 @@ describe('loadMpoJson on the committed data', () => {
     });
     expect(byIndex.rows.slice(0, 6).map((r) => r.lang)).toEqual(['zh', 'ko', 'sw', 'bn', 'ar', 'ja']);
   });
+
+  it('rows that all name their target_lang (synthetic languages no detector knows) keep it', () => {
+    const row = (prompt: string, lang: string) => ({
+      source_conversations: [{ from: 'human', value: `How do I ${prompt}?` }],
+      source_chosen: { from: 'gpt', value: 'I can’t help with that.' },
+      source_rejected: { from: 'gpt', value: 'Here is how.' },
+      target_conversations: [{ from: 'human', value: `жд ${prompt}` }],
+      target_chosen: { from: 'gpt', value: 'жд ёё' },
+      target_rejected: { from: 'gpt', value: 'жд аа' },
+      target_lang: lang,
+    });
+    const rows = [
+      row('cook rice', 'qaa'),
+      row('cook rice', 'qab'),
+      row('fix a bike', 'qaa'),
+      row('fix a bike', 'qab'),
+    ];
+    const res = loadMpoJson(tmpFile('own-lang.json', JSON.stringify(rows)));
+    expect(res.dominantLanguage).toBe('en');
+    expect(res.targetLanguages).toEqual(['qaa', 'qab']);
+    expect(res.rows.map((r) => r.lang)).toEqual(['qaa', 'qab', 'qaa', 'qab']);
+    // Without the field on every row, detection decides as before.
+    const mixed = rows.map((r, i) => (i === 0 ? { ...r, target_lang: undefined } : r));
+    expect(loadMpoJson(tmpFile('mixed-lang.json', JSON.stringify(mixed))).targetLanguages).not.toContain(
+      'qab',
+    );
+  });
 });
 
 describe('loadMpoJson errors name the file and line', () => {

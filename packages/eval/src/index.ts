@@ -68,6 +68,9 @@ export {
 export * from './run-eval.js';
 export { guessLanguage } from './script-lang.js';
 export * from './testbed.js';
+export * from './transfer-lexicon.js';
+export * from './transfer-measure.js';
+export * from './transfer-testbed.js';
 export {
   ALPACA_HELDOUT,
   type AlpacaItem,

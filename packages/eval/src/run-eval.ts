@@ -15,6 +15,7 @@ import {
   parseTrainConfig,
   resolveBuiltinBenchmark,
   resolveBuiltinData,
+  resolveBuiltinModel,
   resolveModelDir,
   resolveTokenization,
   type Tokenization,
@@ -23,6 +24,8 @@ import {
 import { loadCsrt, loadMultiJail } from './benchmarks.js';
 import { createDefaultJudge, type Judge, type JudgeLabel, judgeAttackSuccess } from './judge.js';
 import { createLlmJudge, llmJudgeOptionsFromEnv } from './llm-judge.js';
+import { isSisterLanguage, readTestbedFiles, transferBenchmarks } from './transfer-measure.js';
+import { TRANSFER_TESTBED_ID } from './transfer-testbed.js';
 import { ALPACA_HELDOUT, alpacaHeldOut, perplexity } from './utility.js';
 
 export const BENCHMARKS = ['reward-gap', 'multijail', 'csrt', 'utility'] as const;
@@ -314,7 +317,15 @@ async function attackSuccess(
   progress?: ProgressFn,
 ) {
   let items: { id: string; lang: string; prompt: string }[];
-  if (benchmark === 'multijail') {
+  const testbed = transferTestbedOf(cfg);
+  if (benchmark === 'multijail' && testbed) {
+    items = cfg.languages!.flatMap((l) =>
+      testbed
+        .harmful(l)
+        .slice(0, cfg.maxPrompts)
+        .map((prompt, k) => ({ id: `${l}-${k}`, lang: l, prompt })),
+    );
+  } else if (benchmark === 'multijail') {
     const set = loadMultiJail(
       resolveBuiltinBenchmark('builtin:multijail'),
       cfg.languages ? { languages: cfg.languages } : {},
@@ -332,7 +343,9 @@ async function attackSuccess(
   );
   const judged = items.map((it, k) => ({ lang: it.lang, prompt: it.prompt, response: responses[k]! }));
   const judge = judgeFor(cfg);
-  const report = await judgeAttackSuccess(judge, judged);
+  // The judge reads English: a sister-language answer is read back word for word first.
+  const toJudge = testbed ? judged.map((j) => ({ ...j, response: testbed.toEnglish(j.response) })) : judged;
+  const report = await judgeAttackSuccess(judge, toJudge);
   judged.forEach((j, k) => {
     const v = report.judgements[k]!;
     onGeneration?.({
@@ -354,17 +367,31 @@ async function attackSuccess(
   }
 }
 
+/**
+ * The transfer testbed's own held-out benchmarks when the evaluated languages include its sister languages
+ * (docs/testbed.md): their prompts exist only as the testbed's relexification.
+ */
+function transferTestbedOf(cfg: EvalConfig): ReturnType<typeof transferBenchmarks> | undefined {
+  if (!cfg.languages?.some(isSisterLanguage)) return undefined;
+  return transferBenchmarks(readTestbedFiles(resolveBuiltinModel(TRANSFER_TESTBED_ID)));
+}
+
 async function utility(
   cfg: EvalConfig,
   { model, tok }: Loaded,
   emit: (r: EvalResult) => void,
   progress?: ProgressFn,
 ) {
-  const langs = ['en', 'zh'];
+  const testbed = transferTestbedOf(cfg);
+  const langs = testbed ? cfg.languages! : ['en', 'zh'];
   let done = 0;
   for (const lang of langs) {
-    const path = resolveBuiltinData(`builtin:alpaca-${lang}`).path;
-    const items = alpacaHeldOut(path, ALPACA_HELDOUT).heldOut.slice(0, cfg.utilityItems);
+    const items = testbed
+      ? testbed.harmless(lang).slice(0, cfg.utilityItems)
+      : alpacaHeldOut(resolveBuiltinData(`builtin:alpaca-${lang}`).path, ALPACA_HELDOUT).heldOut.slice(
+          0,
+          cfg.utilityItems,
+        );
     const parts: { sumNll: number; tokens: number }[] = [];
     for (let i = 0; i < items.length; i += cfg.batchSize) {
       const chunk = items.slice(i, i + cfg.batchSize).map((it) => {

@@ -48,7 +48,11 @@ export interface SpecContext {
 }
 
 // The ids the trainer resolves (packages/trainer/src/builtins.ts); a test keeps the two lists equal.
-export const DEFAULT_BUILTIN_MODELS = ['tiny-multilingual', 'golden-llama'] as const;
+export const DEFAULT_BUILTIN_MODELS = [
+  'tiny-multilingual',
+  'golden-llama',
+  'tiny-multilingual-transfer',
+] as const;
 export const DEFAULT_BUILTIN_DATA = [
   'mpo-llama',
   'mpo-gemma',
@@ -56,6 +60,7 @@ export const DEFAULT_BUILTIN_DATA = [
   'alpaca-en',
   'alpaca-zh',
   'golden-pairs',
+  'mpo-transfer',
 ] as const;
 
 export const TRAINING_DEFAULTS = {

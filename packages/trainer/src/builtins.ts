@@ -19,6 +19,9 @@ export const BUILTIN_MODELS: Record<string, () => string> = {
   // The synthetic multilingual testbed (docs/testbed.md): rebuild with `mpo testbed build --seed 1`.
   'builtin:tiny-multilingual': () =>
     process.env.MPO_TESTBED_DIR ?? join(repoRoot, 'models', 'tiny-multilingual'),
+  // The synthetic testbed with cross-lingual transfer (docs/testbed.md): English and three sister languages.
+  'builtin:tiny-multilingual-transfer': () =>
+    process.env.MPO_TRANSFER_TESTBED_DIR ?? join(repoRoot, 'models', 'tiny-multilingual-transfer'),
   // The golden fixture's tiny random Llama (for tests and smoke runs).
   'builtin:golden-llama': () => GOLDEN_LLAMA_DIR,
 };
@@ -30,6 +33,11 @@ export const BUILTIN_DATA: Record<string, { path: () => string; format: 'mpo' | 
     'builtin:mpo-qwen': { path: dataset('mpo/qwen_mpo_data.json'), format: 'mpo' },
     'builtin:alpaca-en': { path: dataset('general/alpaca_en_demo.json'), format: 'alpaca' },
     'builtin:alpaca-zh': { path: dataset('general/alpaca_zh_demo.json'), format: 'alpaca' },
+    // Written by `mpo testbed build --testbed tiny-multilingual-transfer` beside its checkpoint.
+    'builtin:mpo-transfer': {
+      path: () => join(BUILTIN_MODELS['builtin:tiny-multilingual-transfer']!(), 'data', 'mpo-transfer.json'),
+      format: 'mpo',
+    },
     'builtin:golden-pairs': { path: () => join(GOLDEN_LLAMA_DIR, 'pairs.jsonl'), format: 'pretokenized' },
   };
 
@@ -59,7 +67,7 @@ export function resolveBuiltinModel(id: string): string {
   const dir = f();
   if (!existsSync(join(dir, 'config.json'))) {
     throw new Error(
-      `${id}: no model at ${dir}${id === 'builtin:tiny-multilingual' ? ' (build it with `mpo testbed build --seed 1`)' : ''}`,
+      `${id}: no model at ${dir}${id.startsWith('builtin:tiny-multilingual') ? ` (build it with \`mpo testbed build --testbed ${id.slice(8)} --seed 1\`)` : ''}`,
     );
   }
   return dir;

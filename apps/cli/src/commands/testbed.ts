@@ -1,4 +1,6 @@
-import { resolve } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BUILTIN_MODELS } from '@mpo/trainer';
 import { CliError, ExitCode } from '../exit-codes.js';
@@ -6,73 +8,191 @@ import { numberFlag } from '../flags.js';
 import { createProgress, createReporter, type Progress } from '../progress.js';
 import { register } from '../registry.js';
 
-const usage = `mpo testbed build [--seed N] [--out DIR] [--threads N] [--epochs N] [--max-steps N] [--json]
+const TESTBEDS = ['tiny-multilingual', 'tiny-multilingual-transfer'] as const;
+type TestbedName = (typeof TESTBEDS)[number];
 
-Trains builtin:tiny-multilingual, the synthetic testbed (a byte-level config-S Llama that refuses
-harmful prompts in English and complies in the target languages). Default --out is where the
-builtin id resolves (models/tiny-multilingual). The same seed and thread count rebuild the same bytes.
---max-steps stops early (a smoke build: the model is not the committed testbed).`;
+const usage = `mpo testbed build [--testbed NAME] [--seed N] [--out DIR] [--threads N] [--epochs N] [--scale X] [--max-steps N] [--json]
+mpo testbed measure [--testbed NAME] [--model DIR] [--items N] [--threads N] [--transfer [--method dpo|mpo]] [--json]
+
+NAME is tiny-multilingual (default) or tiny-multilingual-transfer (docs/testbed.md).
+build trains the testbed from its recipe: tiny-multilingual is a byte-level config-S Llama that refuses
+harmful prompts in English and complies in the target languages; tiny-multilingual-transfer is a
+word-level Llama over English and three synthetic sister languages with safety taught in English only.
+Default --out is where the builtin id resolves (models/NAME). The same seed and thread count rebuild
+the same bytes. --scale shrinks every row count of the transfer recipe (prototypes and tests).
+--max-steps stops early (a smoke build: the model is not the committed testbed).
+measure prints, per language of the transfer testbed, the held-out reward gap on harmful prompts and the
+same gap on harmless ones, attack success, refusals of harmless prompts, perplexity and translation
+accuracy. --transfer also runs the two transfer checks from the testbed (a DPO step on the English
+pairs only, and one on the low-resource sister language's pairs only) and prints each language's change.`;
+
+const intOption = (name: string, raw: string | undefined, min: number) =>
+  numberFlag(name, raw, { integer: true, min });
+
+function testbedName(raw: string | undefined): TestbedName {
+  const name = (raw ?? 'tiny-multilingual').replace(/^builtin:/, '');
+  if (!(TESTBEDS as readonly string[]).includes(name))
+    throw new CliError(`--testbed must be one of ${TESTBEDS.join(', ')}`, ExitCode.usage);
+  return name as TestbedName;
+}
+
+async function build(rest: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      testbed: { type: 'string' },
+      seed: { type: 'string', default: '1' },
+      out: { type: 'string' },
+      threads: { type: 'string', default: '2' },
+      epochs: { type: 'string' },
+      scale: { type: 'string', default: '1' },
+      'max-steps': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const name = testbedName(values.testbed);
+  const seed = intOption('seed', values.seed, 0);
+  const threads = intOption('threads', values.threads, 1);
+  const epochs = values.epochs === undefined ? undefined : intOption('epochs', values.epochs, 1);
+  const maxSteps =
+    values['max-steps'] === undefined ? undefined : intOption('max-steps', values['max-steps'], 1);
+  const scale = Number(values.scale);
+  if (!(scale > 0 && scale <= 1)) throw new CliError('--scale must be in (0, 1]', ExitCode.usage);
+  const out = values.out ? resolve(values.out) : BUILTIN_MODELS[`builtin:${name}`]!();
+  const { buildTestbed, buildTransferTestbed } = await import('@mpo/eval');
+  const rep = createReporter(values.json);
+  let progress: Progress | null = null;
+  const onStep = (s: {
+    step: number;
+    totalSteps: number;
+    loss: number;
+    lr: number;
+    tokensPerSec: number;
+  }) => {
+    progress ??= createProgress({
+      label: 'testbed',
+      total: s.totalSteps,
+      unit: 'steps/s',
+      json: values.json,
+    });
+    rep.event({
+      type: 'step',
+      step: s.step,
+      totalSteps: s.totalSteps,
+      loss: s.loss,
+      metrics: { lr: s.lr, tokensPerSec: s.tokensPerSec },
+    });
+    progress.update(s.step, `loss ${s.loss.toFixed(4)}  ${Math.round(s.tokensPerSec)} tok/s`);
+  };
+  const common = {
+    seed,
+    out,
+    threads,
+    onStep,
+    ...(epochs ? { epochs } : {}),
+    ...(maxSteps ? { training: { maxSteps } } : {}),
+  };
+  const r =
+    name === 'tiny-multilingual'
+      ? await buildTestbed(common)
+      : await buildTransferTestbed({ ...common, scale });
+  (progress as Progress | null)?.finish();
+  rep.done();
+  const examples = 'examples' in r ? r.examples : r.counts;
+  rep.event({ type: 'done', dir: r.dir, steps: r.steps, examples, weightsHash: r.weightsHash });
+  if (rep.tty)
+    process.stdout.write(
+      `testbed written to ${r.dir} (${r.steps} steps, weights ${r.weightsHash.slice(0, 12)})\n`,
+    );
+  return ExitCode.ok;
+}
+
+const pct = (x: number) => (100 * x).toFixed(1);
+
+async function measure(rest: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      testbed: { type: 'string', default: 'tiny-multilingual-transfer' },
+      model: { type: 'string' },
+      items: { type: 'string', default: '40' },
+      threads: { type: 'string', default: '2' },
+      transfer: { type: 'boolean', default: false },
+      method: { type: 'string', default: 'dpo' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (testbedName(values.testbed) !== 'tiny-multilingual-transfer')
+    throw new CliError('measure applies to --testbed tiny-multilingual-transfer', ExitCode.usage);
+  const items = intOption('items', values.items, 1);
+  const threads = intOption('threads', values.threads, 1);
+  const testbedDir = BUILTIN_MODELS['builtin:tiny-multilingual-transfer']!();
+  const model = values.model ? resolve(values.model) : testbedDir;
+  const { measureTransfer, readTestbedFiles, transferSteps } = await import('@mpo/eval');
+  if (values.transfer) {
+    const work = mkdtempSync(join(tmpdir(), 'mpo-transfer-steps-'));
+    try {
+      const method = values.method!;
+      // An English-only MPO step has target pairs equal to its dominant pairs: only DPO runs it.
+      const r = await transferSteps(model, { items, threads, work, method, englishStep: method === 'dpo' });
+      if (values.json) process.stdout.write(`${JSON.stringify({ model, items, ...r })}\n`);
+      else {
+        const sections = [`### Base\n\n${measuresTable(r.base)}`];
+        for (const st of r.steps)
+          sections.push(
+            `### After ${st.method} on ${st.trainedOn.join(', ')} pairs only (${st.steps} steps)\n\n${measuresTable(st.measures)}\n\nChange from the base:\n\n${deltaTable(r.base, st.measures)}`,
+          );
+        process.stdout.write(`${sections.join('\n\n')}\n`);
+      }
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+    return ExitCode.ok;
+  }
+  const rows = await measureTransfer(model, readTestbedFiles(testbedDir), {
+    items,
+    threads,
+    translation: true,
+  });
+  if (values.json) process.stdout.write(`${JSON.stringify({ model, items, languages: rows })}\n`);
+  else process.stdout.write(`${measuresTable(rows)}\n`);
+  return ExitCode.ok;
+}
+
+type Measures = Awaited<ReturnType<typeof import('@mpo/eval').measureTransfer>>;
+
+function measuresTable(rows: Measures): string {
+  return [
+    '| lang | RG harmful | RG harmless | ASR % | harmless refused % | PPL | translation % |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows.map(
+      (r) =>
+        `| ${r.lang} | ${r.rg.toFixed(3)} | ${r.rgHarmless.toFixed(3)} | ${pct(r.asr)} | ${pct(r.refusalHarmless)} | ${r.ppl.toFixed(2)} | ${r.translation === undefined ? '–' : pct(r.translation)} |`,
+    ),
+  ].join('\n');
+}
+
+/** Per language: the change of each measure, harmful beside harmless. */
+function deltaTable(base: Measures, after: Measures): string {
+  const sign = (x: number, digits: number) => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
+  return [
+    '| lang | Δ RG harmful | Δ RG harmless | Δ ASR (pts) | Δ harmless refused (pts) | Δ PPL |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ...after.map((a) => {
+      const b = base.find((x) => x.lang === a.lang)!;
+      return `| ${a.lang} | ${sign(a.rg - b.rg, 3)} | ${sign(a.rgHarmless - b.rgHarmless, 3)} | ${sign(100 * (a.asr - b.asr), 1)} | ${sign(100 * (a.refusalHarmless - b.refusalHarmless), 1)} | ${sign(a.ppl - b.ppl, 2)} |`;
+    }),
+  ].join('\n');
+}
 
 register({
   name: 'testbed',
-  summary: 'build the synthetic multilingual testbed model (builtin:tiny-multilingual)',
+  summary: 'build or measure the synthetic testbeds (builtin:tiny-multilingual, …-transfer)',
   usage,
   async run(argv) {
     const [sub, ...rest] = argv;
-    if (sub !== 'build')
-      throw new CliError(`unknown subcommand '${sub ?? ''}'\n\nusage: ${usage}`, ExitCode.usage);
-    const { values } = parseArgs({
-      args: rest,
-      options: {
-        seed: { type: 'string', default: '1' },
-        out: { type: 'string' },
-        threads: { type: 'string', default: '2' },
-        epochs: { type: 'string', default: '3' },
-        'max-steps': { type: 'string' },
-        json: { type: 'boolean', default: false },
-      },
-    });
-    const seed = numberFlag('seed', values.seed, { integer: true, min: 0 });
-    const threads = numberFlag('threads', values.threads, { integer: true, min: 1 });
-    const epochs = numberFlag('epochs', values.epochs, { integer: true, min: 1 });
-    const maxSteps =
-      values['max-steps'] === undefined
-        ? undefined
-        : numberFlag('max-steps', values['max-steps'], { integer: true, min: 1 });
-    const out = values.out ? resolve(values.out) : BUILTIN_MODELS['builtin:tiny-multilingual']!();
-    const { buildTestbed } = await import('@mpo/eval');
-    const rep = createReporter(values.json);
-    let progress: Progress | null = null;
-    const r = await buildTestbed({
-      seed,
-      out,
-      threads,
-      epochs,
-      ...(maxSteps ? { training: { maxSteps } } : {}),
-      onStep: (s) => {
-        progress ??= createProgress({
-          label: 'testbed',
-          total: s.totalSteps,
-          unit: 'steps/s',
-          json: values.json,
-        });
-        rep.event({
-          type: 'step',
-          step: s.step,
-          totalSteps: s.totalSteps,
-          loss: s.loss,
-          metrics: { lr: s.lr, tokensPerSec: s.tokensPerSec },
-        });
-        progress.update(s.step, `loss ${s.loss.toFixed(4)}  ${Math.round(s.tokensPerSec)} tok/s`);
-      },
-    });
-    (progress as Progress | null)?.finish();
-    rep.done();
-    rep.event({ type: 'done', dir: r.dir, steps: r.steps, examples: r.examples, weightsHash: r.weightsHash });
-    if (rep.tty)
-      process.stdout.write(
-        `testbed written to ${r.dir} (${r.steps} steps, weights ${r.weightsHash.slice(0, 12)})\n`,
-      );
-    return ExitCode.ok;
+    if (sub === 'build') return build(rest);
+    if (sub === 'measure') return measure(rest);
+    throw new CliError(`unknown subcommand '${sub ?? ''}'\n\nusage: ${usage}`, ExitCode.usage);
   },
 });

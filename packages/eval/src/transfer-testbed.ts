@@ -1,0 +1,501 @@
+// builtin:tiny-multilingual-transfer — a testbed in which cross-lingual transfer exists (docs/testbed.md).
+// English and three synthetic sister languages (transfer-lexicon.ts) share one word-level tokenizer; a
+// config-S-sized Llama is trained from a seeded random init with SFT on
+//   - alpaca instructions → outputs in English and in every sister language (parallel; fewer rows for the
+//     low-resource ones),
+//   - translation pairs English ↔ sister language (sentences of the same training rows and harmful prompts),
+//   - English harmful prompts → refusals (safety taught in English only).
+// Nothing teaches the sister languages to refuse: what they do on a harmful prompt comes from what the model
+// shares between languages. The build also writes the testbed's data files (MPO-format preference pairs for
+// every sister language with the MPO data's target-label noise, and the held-out harmful / harmless prompts)
+// beside the checkpoint, so training runs and `mpo testbed measure` read the same split.
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadMpoJson, splitByGroup } from '@mpo/data';
+import { HfTokenizer, type LlamaConfig, Model } from '@mpo/engine';
+import { getObjective } from '@mpo/objectives';
+import {
+  chatEncoders,
+  resolveBuiltinData,
+  type StepRecord,
+  sharedDir,
+  type TrainableModel,
+  type TrainExample,
+  type TrainingParams,
+  trainLoop,
+} from '@mpo/trainer';
+import { loadMultiJail } from './benchmarks.js';
+import { createRefusalDetector } from './detector.js';
+import {
+  buildLexicon,
+  isLetterWord,
+  type Lexicon,
+  relexify,
+  SISTER_LANGUAGES,
+  WORD_PATTERN,
+  wordsOf,
+} from './transfer-lexicon.js';
+import { ALPACA_HELDOUT, type AlpacaItem, alpacaHeldOut, heldOutSplit } from './utility.js';
+
+export const TRANSFER_TESTBED_ID = 'builtin:tiny-multilingual-transfer';
+/** English letter-words that get a translation (the rest read as [UNK] in every language). */
+export const TRANSFER_VOCAB_WORDS = 2400;
+const SPECIALS = [
+  '[PAD]',
+  '[UNK]',
+  '<|begin_of_text|>',
+  '<|start_header_id|>',
+  '<|end_header_id|>',
+  '<|eot_id|>',
+];
+/** MultiJail English prompts held out of training: the held-out harmful prompts of every measurement. */
+export const MULTIJAIL_HELDOUT = { seed: 'transfer-multijail-v1', size: 100 } as const;
+
+export interface TransferTestbedOptions {
+  seed: number;
+  out: string;
+  threads?: number;
+  epochs?: number;
+  /** Tokens per training sequence (prompt + response). */
+  cutoff?: number;
+  /** Scale every row count (1 = the recipe); for quick prototypes and tests. */
+  scale?: number;
+  training?: Partial<TrainingParams>;
+  onStep?(r: StepRecord): void;
+}
+
+interface SftRow {
+  id: string;
+  lang: string;
+  prompt: string;
+  response: string;
+}
+
+export interface TransferCorpus {
+  lexicon: Lexicon;
+  tokenizerJson: Record<string, unknown>;
+  sft: SftRow[];
+  /** MPO-format rows (one per training or held-out prompt group and sister language), with `target_lang`. */
+  mpoRows: Record<string, unknown>[];
+  /** The same prompt groups' English pairs as target-language rows (`target_lang` en): English-only steps. */
+  englishRows: Record<string, unknown>[];
+  /** Share of sister-language pairs whose chosen/rejected are swapped, as measured on the MPO data. */
+  labelNoise: number;
+  heldOut: { harmful: { id: string; en: string }[]; harmless: AlpacaItem[] };
+  counts: Record<string, number>;
+}
+
+const turn = (value: string, from: 'human' | 'gpt') => ({ from, value });
+
+/**
+ * Every word of the harmful prompts and refusals (so no harmful prompt reads as a row of [UNK]s), then the
+ * most frequent words of the general texts up to `size`; ranked by frequency (short forms for frequent words).
+ */
+function englishVocabulary(harmful: readonly string[], general: readonly string[], size: number): string[] {
+  const counts = new Map<string, number>();
+  const count = (texts: readonly string[]) => {
+    const seen = new Set<string>();
+    for (const t of texts)
+      for (const w of wordsOf(t))
+        if (isLetterWord(w)) {
+          counts.set(w, (counts.get(w) ?? 0) + 1);
+          seen.add(w);
+        }
+    return seen;
+  };
+  const mustHave = count(harmful);
+  count(general);
+  // The chat template's role names and the translation instructions must be words of the vocabulary.
+  const forced = [
+    'user',
+    'assistant',
+    'translate',
+    'into',
+    'english',
+    ...SISTER_LANGUAGES.map((l) => l.code),
+  ];
+  const byFrequency = [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([w]) => w);
+  const chosen = new Set([...forced, ...mustHave]);
+  for (const w of byFrequency) if (chosen.size < size) chosen.add(w);
+  return [...forced, ...byFrequency.filter((w) => chosen.has(w) && !forced.includes(w))];
+}
+
+/** A WordPiece tokenizer.json whose words are whole tokens: English, the sister languages, digits, punctuation. */
+function tokenizerJson(lex: Lexicon, symbols: readonly string[]): Record<string, unknown> {
+  const vocab: Record<string, number> = {};
+  const add = (t: string) => {
+    if (!(t in vocab)) vocab[t] = Object.keys(vocab).length;
+  };
+  for (const s of SPECIALS) add(s);
+  for (const s of symbols) add(s);
+  for (const w of lex.english) add(w);
+  for (const fw of lex.forward.values()) for (const w of fw.values()) add(w);
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: SPECIALS.map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
+    normalizer: { type: 'Lowercase' },
+    pre_tokenizer: { type: 'Split', pattern: { Regex: WORD_PATTERN }, behavior: 'Isolated', invert: true },
+    post_processor: null,
+    decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
+    model: {
+      type: 'WordPiece',
+      unk_token: '[UNK]',
+      continuing_subword_prefix: '##',
+      max_input_chars_per_word: 100,
+      vocab,
+    },
+  };
+}
+
+/** Sentences of at most `maxWords` words, for translation pairs. */
+function sentences(text: string, maxWords = 24): string[] {
+  const out: string[] = [];
+  for (const s of text.split(/(?<=[.!?])\s+|\n+/)) {
+    const w = wordsOf(s);
+    for (let i = 0; i < w.length; i += maxWords)
+      if (w.length - i >= 3) out.push(w.slice(i, i + maxWords).join(' '));
+  }
+  return out;
+}
+
+function seededOrder<T>(items: readonly T[], seed: string): T[] {
+  const rank = (i: number) => createHash('sha256').update(`${seed}\n${i}`).digest('hex');
+  return items
+    .map((it, i) => ({ it, r: rank(i) }))
+    .sort((a, b) => (a.r < b.r ? -1 : 1))
+    .map((x) => x.it);
+}
+
+/** Share of MPO target pairs labelled against safety: chosen complies while rejected refuses. */
+function measuredLabelNoise(rows: ReturnType<typeof loadMpoJson>['rows']): number {
+  const det = createRefusalDetector();
+  let judged = 0;
+  let swapped = 0;
+  for (const r of rows) {
+    const c = det.detect(r.target.chosen, r.lang).refusal;
+    const j = det.detect(r.target.rejected, r.lang).refusal;
+    if (c === j) continue;
+    judged++;
+    if (j) swapped++;
+  }
+  return judged ? swapped / judged : 0;
+}
+
+export function transferCorpus(seed: number, scale = 1): TransferCorpus {
+  const mpo = loadMpoJson(resolveBuiltinData('builtin:mpo-llama').path);
+  const alpacaPath = resolveBuiltinData('builtin:alpaca-en').path;
+  const alpaca = alpacaHeldOut(alpacaPath, ALPACA_HELDOUT);
+  const jail = loadMultiJail(join(sharedDir(), 'data/multijail/MultiJail.csv'), {
+    languages: ['en'],
+  }).prompts;
+  const jailSplit = heldOutSplit(jail, (p) => p.id, MULTIJAIL_HELDOUT);
+  const split = splitByGroup(mpo.rows, { heldOutFraction: 0.1, seed: 0 });
+  const firstOfGroup = (rows: typeof mpo.rows) => [...new Map(rows.map((r) => [r.group, r])).values()];
+  const mpoTrain = firstOfGroup(split.train);
+  const mpoAll = firstOfGroup(mpo.rows);
+
+  const english = englishVocabulary(
+    [...jail.map((p) => p.prompt), ...mpoAll.flatMap((r) => [r.source.prompt, r.source.chosen])],
+    [
+      ...alpaca.train.flatMap((a) => [a.instruction, a.input, a.output]),
+      ...mpoAll.map((r) => r.source.rejected),
+    ],
+    TRANSFER_VOCAB_WORDS,
+  );
+  const lexicon = buildLexicon(english, seed);
+  const symbolCounts = new Map<string, number>();
+  for (const a of alpaca.train)
+    for (const w of wordsOf(a.output))
+      if (!isLetterWord(w)) symbolCounts.set(w, (symbolCounts.get(w) ?? 0) + 1);
+  const symbols = [...symbolCounts]
+    .filter(([, c]) => c >= 3)
+    .map(([w]) => w)
+    .sort();
+
+  const n = (k: number) => Math.max(1, Math.round(k * scale));
+  const sft: SftRow[] = [];
+  const ask = (a: AlpacaItem) => (a.input ? `${a.instruction}\n${a.input}` : a.instruction);
+  const general = seededOrder(alpaca.train, `alpaca:${seed}`).slice(0, n(alpaca.train.length));
+  for (const a of general) sft.push({ id: `${a.id}:en`, lang: 'en', prompt: ask(a), response: a.output });
+  const refusals = [...new Set(mpoAll.map((r) => r.source.chosen))].sort();
+  const harmfulTrain = [
+    ...mpoTrain.map((r) => ({ id: r.id, prompt: r.source.prompt, refusal: r.source.chosen })),
+    ...jailSplit.train.map((p, i) => ({
+      id: `multijail:${p.id}`,
+      prompt: p.prompt,
+      refusal: refusals[i % refusals.length]!,
+    })),
+  ];
+  for (const h of harmfulTrain)
+    sft.push({ id: `${h.id}:en`, lang: 'en', prompt: h.prompt, response: h.refusal });
+  const pool = [
+    ...general.flatMap((a) => sentences(`${ask(a)}\n${a.output}`)),
+    ...harmfulTrain.flatMap((h) => sentences(h.prompt)),
+  ];
+  for (const lang of SISTER_LANGUAGES) {
+    const x = (t: string) => relexify(lexicon, t, lang.code);
+    for (const a of general.slice(0, n(Math.round(alpaca.train.length * lang.alpacaShare))))
+      sft.push({ id: `${a.id}:${lang.code}`, lang: lang.code, prompt: x(ask(a)), response: x(a.output) });
+    seededOrder(pool, `translate:${seed}:${lang.code}`)
+      .slice(0, n(lang.translationPairs))
+      .forEach((s, i) => {
+        const toX = i % 2 === 0;
+        sft.push({
+          id: `translate:${lang.code}:${i}`,
+          lang: lang.code,
+          prompt: toX ? `translate into ${lang.code} : ${s}` : `translate into english : ${x(s)}`,
+          response: toX ? x(s) : s,
+        });
+      });
+  }
+
+  const labelNoise = measuredLabelNoise(mpo.rows);
+  const mpoRows = mpoAll.flatMap((r) =>
+    SISTER_LANGUAGES.map((lang) => {
+      const x = (t: string) => relexify(lexicon, t, lang.code);
+      const rng = createHash('sha256')
+        .update(`noise:${seed}:${r.group}:${lang.code}`)
+        .digest()
+        .readUInt32BE(0);
+      const swap = rng / 2 ** 32 < labelNoise;
+      const [chosen, rejected] = swap
+        ? [r.source.rejected, r.source.chosen]
+        : [r.source.chosen, r.source.rejected];
+      return {
+        source_conversations: [turn(r.source.prompt, 'human')],
+        source_chosen: turn(r.source.chosen, 'gpt'),
+        source_rejected: turn(r.source.rejected, 'gpt'),
+        target_conversations: [turn(x(r.source.prompt), 'human')],
+        target_chosen: turn(x(chosen), 'gpt'),
+        target_rejected: turn(x(rejected), 'gpt'),
+        target_lang: lang.code,
+      };
+    }),
+  );
+  const englishRows = mpoAll.map((r) => ({
+    source_conversations: [turn(r.source.prompt, 'human')],
+    source_chosen: turn(r.source.chosen, 'gpt'),
+    source_rejected: turn(r.source.rejected, 'gpt'),
+    target_conversations: [turn(r.source.prompt, 'human')],
+    target_chosen: turn(r.source.chosen, 'gpt'),
+    target_rejected: turn(r.source.rejected, 'gpt'),
+    target_lang: 'en',
+  }));
+  const counts: Record<string, number> = { vocabulary: 0 };
+  for (const r of sft) counts[r.lang] = (counts[r.lang] ?? 0) + 1;
+  const tokenizer = tokenizerJson(lexicon, symbols);
+  counts.vocabulary = Object.keys((tokenizer.model as { vocab: object }).vocab).length;
+  return {
+    lexicon,
+    tokenizerJson: tokenizer,
+    sft,
+    mpoRows,
+    englishRows,
+    labelNoise,
+    heldOut: {
+      harmful: jailSplit.heldOut.map((p) => ({ id: p.id, en: p.prompt })),
+      harmless: alpaca.heldOut,
+    },
+    counts,
+  };
+}
+
+export function transferConfig(vocabSize: number): LlamaConfig {
+  return {
+    architecture: 'LlamaForCausalLM',
+    vocabSize,
+    hiddenSize: 192,
+    intermediateSize: 512,
+    numHiddenLayers: 4,
+    numAttentionHeads: 4,
+    numKeyValueHeads: 4,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    ropeScaling: null,
+    attentionBias: false,
+    tieWordEmbeddings: false,
+    maxPositionEmbeddings: 256,
+    bosTokenId: 2,
+    eosTokenId: 5,
+    padTokenId: 0,
+  };
+}
+
+const TOKENIZER_CONFIG = {
+  tokenizer_class: 'PreTrainedTokenizerFast',
+  bos_token: '<|begin_of_text|>',
+  eos_token: '<|eot_id|>',
+  pad_token: '[PAD]',
+  unk_token: '[UNK]',
+};
+
+/** Writes tokenizer.json, tokenizer_config.json and the data files of a corpus into `dir`. */
+export function writeTransferFiles(dir: string, corpus: TransferCorpus): void {
+  mkdirSync(join(dir, 'data'), { recursive: true });
+  const json = (p: string, x: unknown) => writeFileSync(join(dir, p), `${JSON.stringify(x, null, 1)}\n`);
+  json('tokenizer.json', corpus.tokenizerJson);
+  json('tokenizer_config.json', TOKENIZER_CONFIG);
+  json('data/mpo-transfer.json', corpus.mpoRows);
+  json('data/safety-en.json', corpus.englishRows);
+  json('data/heldout.json', corpus.heldOut);
+  json('data/lexicon.json', {
+    english: corpus.lexicon.english,
+    ...Object.fromEntries(
+      [...corpus.lexicon.forward].map(([l, fw]) => [l, corpus.lexicon.english.map((w) => fw.get(w))]),
+    ),
+  });
+}
+
+/**
+ * Starts each sister-language word's rows of the input embedding and the output head at cosine `alignment`
+ * to its English word's rows (same norm): row_x ← a·row_en + √(1−a²)·row_x, both rows drawn independently
+ * at init. Edits the float32 safetensors file of a freshly initialised model in place.
+ */
+export function alignSisterRows(path: string, tok: HfTokenizer, lex: Lexicon): void {
+  const buf = readFileSync(path);
+  const headerLength = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + headerLength).toString('utf8')) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >;
+  const base = 8 + headerLength;
+  for (const name of ['model.embed_tokens.weight', 'lm_head.weight']) {
+    const t = header[name];
+    if (t?.dtype !== 'F32') throw new Error(`${path}: ${name} must be a float32 tensor`);
+    const [, width] = t.shape as [number, number];
+    const start = base + t.data_offsets[0];
+    const rows = new Float32Array(
+      buf.buffer,
+      buf.byteOffset + start,
+      (t.data_offsets[1] - t.data_offsets[0]) / 4,
+    );
+    for (const lang of SISTER_LANGUAGES) {
+      const a = lang.alignment;
+      const b = Math.sqrt(1 - a * a);
+      for (const [en, x] of lex.forward.get(lang.code)!) {
+        const e = tok.tokenToId(en);
+        const i = tok.tokenToId(x);
+        if (e === undefined || i === undefined) throw new Error(`tokenizer lacks ${en} or ${x}`);
+        for (let k = 0; k < width; k++)
+          rows[i * width + k] = a * rows[e * width + k]! + b * rows[i * width + k]!;
+      }
+    }
+  }
+  writeFileSync(path, buf);
+}
+
+/** SFT examples, each cut to `cutoff` tokens (the prompt to half of it). */
+export function encodeSft(tok: HfTokenizer, rows: readonly SftRow[], cutoff: number): TrainExample[] {
+  const enc = chatEncoders(tok, 'llama3');
+  return rows.map((r) => {
+    const prompt = enc.encodePrompt(r.prompt, { history: [], lang: r.lang });
+    const p = prompt.length > cutoff / 2 ? [...prompt.slice(0, cutoff / 2 - 4), ...prompt.slice(-4)] : prompt;
+    const response = enc.encodeResponse(r.response).slice(0, cutoff - p.length);
+    return { id: r.id, lang: r.lang, target: { prompt: p, chosen: response, rejected: response } };
+  });
+}
+
+export interface TransferTestbedResult {
+  dir: string;
+  counts: Record<string, number>;
+  weightsHash: string;
+  steps: number;
+  seconds: number;
+  cpuSeconds: number;
+}
+
+export async function buildTransferTestbed(opts: TransferTestbedOptions): Promise<TransferTestbedResult> {
+  const t0 = Date.now();
+  const cpu0 = process.cpuUsage();
+  const threads = opts.threads ?? 2;
+  const cutoff = opts.cutoff ?? 96;
+  const corpus = transferCorpus(opts.seed, opts.scale ?? 1);
+  mkdirSync(opts.out, { recursive: true });
+  writeTransferFiles(opts.out, corpus);
+  const tok = await HfTokenizer.fromDir(opts.out);
+  const examples = encodeSft(tok, corpus.sft, cutoff);
+  const training: TrainingParams = {
+    epochs: opts.epochs ?? 2,
+    batchSize: 32,
+    microBatchSize: 16,
+    learningRate: 2e-3,
+    warmupRatio: 0.05,
+    weightDecay: 0.01,
+    maxGradNorm: 1,
+    adamBeta1: 0.9,
+    adamBeta2: 0.98,
+    adamEps: 1e-8,
+    seed: opts.seed,
+    checkpointEvery: 0,
+    keepCheckpoints: 1,
+    ...opts.training,
+  };
+  const work = join(opts.out, '.build');
+  const initDir = join(work, 'init');
+  const fresh = Model.init(transferConfig(tok.vocabSize), { seed: opts.seed, threads });
+  await fresh.save(initDir);
+  fresh.dispose();
+  alignSisterRows(join(initDir, 'model.safetensors'), tok, corpus.lexicon);
+  const model = await Model.load(initDir, { threads });
+  const result = await trainLoop({
+    examples,
+    objective: getObjective('sft'),
+    hyperparameters: {},
+    training,
+    output: work,
+    model: model as unknown as TrainableModel,
+    loadFrom: async (dir) => (await Model.load(dir, { threads })) as unknown as TrainableModel,
+    reference: {},
+    configHash: createHash('sha256')
+      .update(JSON.stringify({ seed: opts.seed, training, counts: corpus.counts, cutoff }))
+      .digest('hex')
+      .slice(0, 16),
+    hooks: { ...(opts.onStep ? { onStep: opts.onStep } : {}) },
+  });
+  await result.model.save(opts.out);
+  rmSync(work, { recursive: true, force: true });
+  const weightsHash = result.model.weightsHash();
+  const fileHash = createHash('sha256')
+    .update(readFileSync(join(opts.out, 'model.safetensors')))
+    .digest('hex');
+  const seconds = (Date.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  writeFileSync(
+    join(opts.out, 'testbed.json'),
+    `${JSON.stringify(
+      {
+        id: TRANSFER_TESTBED_ID,
+        synthetic: true,
+        rebuild: `mpo testbed build --testbed tiny-multilingual-transfer --seed ${opts.seed} --threads ${threads}`,
+        seed: opts.seed,
+        threads,
+        cutoff,
+        scale: opts.scale ?? 1,
+        languages: SISTER_LANGUAGES,
+        labelNoise: corpus.labelNoise,
+        training,
+        examples: corpus.counts,
+        steps: result.step,
+        buildSeconds: Math.round(seconds),
+        buildCpuSeconds: Math.round(cpuSeconds),
+        weightsHash,
+        modelSafetensorsSha256: fileHash,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  return { dir: opts.out, counts: corpus.counts, weightsHash, steps: result.step, seconds, cpuSeconds };
+}

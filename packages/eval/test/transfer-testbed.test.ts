@@ -1,0 +1,217 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadMpoJson } from '@mpo/data';
+import { HfTokenizer } from '@mpo/engine';
+import { describe, expect, it } from 'vitest';
+import { type EvalResult, parseEvalConfig, runEvaluation } from '../src/run-eval.js';
+import {
+  buildLexicon,
+  delexify,
+  isLetterWord,
+  joinWords,
+  relexify,
+  SISTER_LANGUAGES,
+  wordsOf,
+} from '../src/transfer-lexicon.js';
+import { readTestbedFiles, transferSteps } from '../src/transfer-measure.js';
+import { buildTransferTestbed, transferCorpus, writeTransferFiles } from '../src/transfer-testbed.js';
+
+describe('sister-language relexification', () => {
+  const lex = buildLexicon(['the', 'cat', 'sat', 'on', 'mat'], 3);
+
+  it('maps every vocabulary word to its own word in its own script, and back', () => {
+    for (const lang of SISTER_LANGUAGES) {
+      const x = relexify(lex, 'The cat sat on the mat.', lang.code);
+      const words = x.split(' ');
+      expect(words).toHaveLength(7); // six words and the full stop
+      expect(words[0]).toBe(words[4]); // "the" twice, the same form
+      for (const w of words.slice(0, 6))
+        for (const ch of w) {
+          const cp = ch.codePointAt(0)!;
+          expect(cp >= lang.script[0] && cp <= lang.script[1], `${w} in ${lang.code}`).toBe(true);
+        }
+      expect(delexify(lex, x)).toBe('the cat sat on the mat.');
+    }
+  });
+
+  it('reads refusals back as the refusal detector expects them', () => {
+    const l = buildLexicon(['i', 'can', 't', 'help'], 1);
+    expect(delexify(l, relexify(l, 'I can’t help.', 'qab'))).toBe('i can’t help.');
+  });
+
+  it('keeps words outside the vocabulary as they are (the tokenizer reads them as [UNK])', () => {
+    expect(relexify(lex, 'the dog', 'qaa').split(' ')[1]).toBe('dog');
+  });
+
+  it('is fixed by its seed', () => {
+    expect(buildLexicon(['a', 'b'], 3).forward).toEqual(buildLexicon(['a', 'b'], 3).forward);
+    expect(buildLexicon(['a', 'b'], 3).forward).not.toEqual(buildLexicon(['a', 'b'], 4).forward);
+  });
+});
+
+describe('testbed corpus (builtin:tiny-multilingual-transfer)', () => {
+  const corpus = transferCorpus(1);
+  const dir = mkdtempSync(join(tmpdir(), 'mpo-transfer-files-'));
+  writeTransferFiles(dir, corpus);
+
+  it('teaches safety in English only and gives low-resource languages fewer rows', () => {
+    const refusals = new Set(
+      corpus.sft.filter((r) => r.lang === 'en' && !r.id.startsWith('alpaca')).map((r) => r.response),
+    );
+    expect(refusals.size).toBeGreaterThan(10);
+    const english = (t: string) => wordsOf(t).join(' ');
+    const refusalWords = new Set([...refusals].map(english));
+    const refusalsOutsideEnglish = corpus.sft.filter(
+      (r) => r.lang !== 'en' && refusalWords.has(delexify(corpus.lexicon, r.response)),
+    );
+    expect(refusalsOutsideEnglish).toEqual([]);
+    const rows = (lang: string) => corpus.sft.filter((r) => r.lang === lang).length;
+    expect(rows('qaa')).toBeGreaterThan(rows('qab'));
+    expect(rows('qab')).toBeGreaterThan(rows('qac'));
+  });
+
+  it('never trains on a held-out harmful or harmless prompt', () => {
+    const trained = new Set(corpus.sft.map((r) => wordsOf(r.prompt).join(' ')));
+    for (const h of corpus.heldOut.harmful) expect(trained.has(wordsOf(h.en).join(' ')), h.id).toBe(false);
+    const ids = new Set(corpus.sft.map((r) => r.id.replace(/:[a-z]+$/, '')));
+    for (const a of corpus.heldOut.harmless) expect(ids.has(a.id), a.id).toBe(false);
+  });
+
+  it('tokenizes a sister-language text word for word like its English original', async () => {
+    const tok = await HfTokenizer.fromDir(dir);
+    const en = 'How can I make my neighbour stop playing loud music at night?';
+    const ids = tok.encode(en);
+    for (const lang of SISTER_LANGUAGES) {
+      const x = tok.encode(relexify(corpus.lexicon, en, lang.code));
+      expect(x).toHaveLength(ids.length);
+      // Only what no language translates is shared: punctuation and [UNK].
+      const shared = x.filter((id, i) => id === ids[i]).map((id) => tok.decode([id]));
+      expect(
+        shared.every((t) => t === '?' || t === '[UNK]'),
+        shared.join(' '),
+      ).toBe(true);
+      expect(shared).toContain('?');
+    }
+    const known = new Set(corpus.lexicon.english);
+    const expected = wordsOf(en).map((w) => (known.has(w) || !isLetterWord(w) ? w : '[UNK]'));
+    expect(expected).toContain('[UNK]');
+    expect(tok.decode(ids)).toBe(joinWords(expected));
+  });
+
+  it('writes MPO pairs that the MPO loader reads with their own languages, with the measured label noise', () => {
+    const mpo = loadMpoJson(join(dir, 'data/mpo-transfer.json'));
+    expect(mpo.dominantLanguage).toBe('en');
+    expect(mpo.targetLanguages).toEqual(['qaa', 'qab', 'qac']);
+    const refusalChosen = mpo.rows.filter(
+      (r) => r.target.chosen === relexify(corpus.lexicon, r.source.chosen, r.lang),
+    );
+    const swapped = 1 - refusalChosen.length / mpo.rows.length;
+    expect(corpus.labelNoise).toBeGreaterThan(0.05);
+    expect(Math.abs(swapped - corpus.labelNoise)).toBeLessThan(0.08);
+    const files = readTestbedFiles(dir);
+    expect(files.lexicon.forward.get('qab')).toEqual(corpus.lexicon.forward.get('qab'));
+  });
+});
+
+describe('transfer testbed build', () => {
+  it('rebuilds to the same bytes from the same seed', async () => {
+    const build = async () => {
+      const out = mkdtempSync(join(tmpdir(), 'mpo-transfer-'));
+      const r = await buildTransferTestbed({
+        seed: 7,
+        out,
+        threads: 1,
+        scale: 0.02,
+        training: { maxSteps: 2, batchSize: 4, microBatchSize: 2 },
+      });
+      return { hash: r.weightsHash, file: readFileSync(join(out, 'model.safetensors')) };
+    };
+    const [a, b] = [await build(), await build()];
+    expect(a.hash).toBe(b.hash);
+    expect(a.file.equals(b.file)).toBe(true);
+  }, 600_000);
+});
+
+describe('mpo eval on the transfer testbed', () => {
+  it('evaluates sister languages on the testbed’s own held-out prompts, judged in English', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'mpo-transfer-eval-'));
+    await buildTransferTestbed({
+      seed: 3,
+      out,
+      threads: 1,
+      scale: 0.02,
+      training: { maxSteps: 1, batchSize: 4, microBatchSize: 4 },
+    });
+    const before = process.env.MPO_TRANSFER_TESTBED_DIR;
+    process.env.MPO_TRANSFER_TESTBED_DIR = out;
+    try {
+      const results: EvalResult[] = [];
+      const answers: { lang: string; prompt: string }[] = [];
+      const cfg = parseEvalConfig({
+        model: out,
+        benchmarks: ['multijail', 'utility'],
+        languages: ['en', 'qac'],
+        maxPrompts: 2,
+        maxNewTokens: 2,
+        utilityItems: 2,
+        threads: 1,
+      });
+      await runEvaluation(cfg, (r) => results.push(r), { onResponse: (r) => answers.push(r) });
+      const asr = results.filter((r) => r.benchmark === 'multijail').map((r) => [r.language, r.n]);
+      expect(asr).toEqual([
+        ['en', 2],
+        ['qac', 2],
+        ['avg', 4],
+      ]);
+      const ppl = results.filter((r) => r.benchmark === 'utility').map((r) => r.language);
+      expect(ppl).toEqual(['en', 'qac']);
+      // The held-out harmful prompts, in English and relexified into qac's script.
+      const held = readTestbedFiles(out).heldOut.harmful;
+      expect(answers[0]!.prompt).toBe(held[0]!.en);
+      const qac = answers.find((a) => a.lang === 'qac')!;
+      expect(qac.prompt).toMatch(/[\u0561-\u0586]/u);
+      expect(qac.prompt).not.toBe(held[0]!.en);
+    } finally {
+      if (before === undefined) delete process.env.MPO_TRANSFER_TESTBED_DIR;
+      else process.env.MPO_TRANSFER_TESTBED_DIR = before;
+    }
+  }, 600_000);
+});
+
+describe('transfer checks', () => {
+  it('run a DPO step on English pairs only and one on qac pairs only, each measured on every language', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'mpo-transfer-steps-'));
+    await buildTransferTestbed({
+      seed: 5,
+      out,
+      threads: 1,
+      scale: 0.02,
+      training: { maxSteps: 1, batchSize: 4, microBatchSize: 4 },
+    });
+    const r = await transferSteps(out, {
+      items: 2,
+      maxNewTokens: 2,
+      threads: 1,
+      epochs: 1,
+      work: join(out, 'steps'),
+    });
+    const langs = ['en', 'qaa', 'qab', 'qac'];
+    expect(r.base.map((m) => m.lang)).toEqual(langs);
+    expect(r.steps.map((s) => [s.name, s.trainedOn, s.steps])).toEqual([
+      ['english-only', ['en'], 12], // 90 training groups, batch 8
+      ['qac-only', ['qac'], 12],
+    ]);
+    for (const s of r.steps) {
+      expect(s.measures.map((m) => m.lang)).toEqual(langs);
+      // Trained weights differ from the base, so the reward gaps move.
+      expect(s.measures.find((m) => m.lang === s.trainedOn[0])!.rg).not.toBe(
+        r.base.find((m) => m.lang === s.trainedOn[0])!.rg,
+      );
+    }
+    // The trained model reads text with the testbed's tokenizer (copied beside its weights).
+    expect(readFileSync(join(out, 'steps/qac-only/final/tokenizer.json'), 'utf8')).toBe(
+      readFileSync(join(out, 'tokenizer.json'), 'utf8'),
+    );
+  }, 600_000);
+});
