@@ -14,8 +14,8 @@ import {
 } from '@mpo/objectives';
 import { resolveBuiltinData } from './builtins.js';
 import type { TrainingParams } from './loop.js';
-import { LOSS_SCALING_DEFAULTS, type LossScaling } from './loss-scale.js';
 import { type LoraSpec, parseLoraSpec } from './lora.js';
+import { LOSS_SCALING_DEFAULTS, type LossScaling } from './loss-scale.js';
 
 export const DATA_FORMATS = ['mpo', 'pairwise', 'pretokenized', 'alpaca'] as const;
 export type DataFormat = (typeof DATA_FORMATS)[number];

@@ -3,7 +3,6 @@ import { RunSpecSchema } from '@mpo/queue';
 import { Type } from '@sinclair/typebox';
 import {
   DateTime,
-  ErrorSchema,
   errorResponses,
   literals,
   MAX_INT4,
