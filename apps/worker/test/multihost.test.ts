@@ -8,6 +8,9 @@
 //  2. The agent of host 1 is SIGKILLed mid-trial: host 0's agent sees its seat die within the liveness
 //     timeout, kills its own rank and fails the attempt; the retry forms a gang with a third host's
 //     agent, resumes from the last checkpoint and ends with the same weights, every step's loss once.
+//  3. Host 1 freezes (SIGSTOP of its agent and rank: no connection is reset, gloo would wait for its
+//     timeout): host 0's agent sees the seat's liveness expire in Redis and kills its rank; the retry
+//     completes on the other agents.
 import { join } from 'node:path';
 import { c10dBackends } from '@mpo/allreduce';
 import { createDb, type Db } from '@mpo/db';
@@ -44,6 +47,8 @@ let q: Queue;
 let runId: string;
 let trials: string[];
 const agents: AgentHandle[] = [];
+/** The core each host's agent runs on: a replacement host takes the core of the one it replaces. */
+const coreOf = new Map<string, number>();
 
 /** An agent on host `host` with one CPU slot on core `core`, its c10d store reachable on loopback. */
 function hostAgent(host: string, core: number, id: string, extra: Record<string, string> = {}) {
@@ -60,6 +65,7 @@ function hostAgent(host: string, core: number, id: string, extra: Record<string,
     id,
   );
   agents.push(a);
+  coreOf.set(id, core);
   return a;
 }
 
@@ -99,7 +105,7 @@ beforeAll(async () => {
   redis = newRedis();
   s = scratch('gang');
   q = new Queue(trainQueue('cpu'), { connection: redis, prefix: s.prefix });
-  ({ runId, trialIds: trials } = await newTrials(db, 3, 'gang'));
+  ({ runId, trialIds: trials } = await newTrials(db, 4, 'gang'));
   // The one-host run: the same 2 ranks on one agent's 2 slots (shared-memory all-reduce).
   const one = startAgent(agentEnv(s, { MPO_DEVICES: 'cpu:2' }), 'one-host');
   agents.push(one);
@@ -166,7 +172,7 @@ describe.skipIf(!c10dBackends().includes('gloo'))('a trial spanning two hosts (g
     expect(Number(failed.time) - killedAt).toBeLessThan(LIVENESS_MS + LIVENESS_MS / 3 + 1_000);
     expect(failed.unrecoverable).toBe(false);
     // A third host takes the dead one's core.
-    hostAgent('host-c', joiner.id === 'gang-a' ? 0 : 1, 'gang-c');
+    hostAgent('host-c', coreOf.get(joiner.id)!, 'gang-c');
     const done = await finished(job.id!);
     expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED', step: STEPS });
     expect((await db.runs.trial(trialId)).attempt).toBe(2);
@@ -177,4 +183,42 @@ describe.skipIf(!c10dBackends().includes('gloo'))('a trial spanning two hosts (g
     expect(await lossSteps(trialId)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
     expect(await maxWeightDiff(finalDir(trials[0]!), finalDir(trialId))).toBeLessThan(1e-6);
   }, 90_000);
+
+  it('a frozen host (no reset connection) is found by its expired seat liveness in Redis', async () => {
+    const trialId = trials[3]!;
+    const job = await q.add('train', spanning(trialId, 3), { ...JOB_OPTIONS, jobId: jobIds.train(trialId) });
+    await waitUntil(async () => ((await db.runs.trial(trialId)).currentStep >= 60 ? true : null), 'step 60');
+    const live = agents.filter(
+      (x) =>
+        ['gang-a', 'gang-b', 'gang-c'].includes(x.id) &&
+        x.proc.exitCode === null &&
+        x.proc.signalCode === null,
+    );
+    const joined = (x: AgentHandle) =>
+      x.logs.find((l) => l.msg === 'gang ranks launched' && String(l.gang).startsWith(job.id!));
+    const joiner = live.find(joined)!;
+    const coordinator = live.find((x) => x !== joiner)!;
+    const pids = [joiner.proc.pid!, ...(joined(joiner)!.pids as number[])];
+    const frozenAt = Date.now();
+    for (const p of pids) process.kill(p, 'SIGSTOP');
+    const stop = await coordinator.waitForLog(
+      (l) => l.msg === 'stopping the trial' && (l.reason as { kind?: string })?.kind === 'peer',
+      20_000,
+      'the coordinator to see host 1 frozen',
+    );
+    // The liveness TTL plus one renewal period, well before the c10d timeout (10 s here).
+    expect(Number(stop.time) - frozenAt).toBeLessThan(LIVENESS_MS + LIVENESS_MS / 3 + 1_000);
+    const failed = await coordinator.waitForLog(
+      (l) => l.msg === 'job failed' && l.jobId === job.id,
+      10_000,
+      'the attempt to fail',
+    );
+    expect(String(failed.err)).toMatch(/a host of the trial was lost: host rank\(s\) 1 stopped renewing/);
+    for (const p of pids) process.kill(p, 'SIGKILL');
+    await joiner.exited;
+    hostAgent('host-d', coreOf.get(joiner.id)!, 'gang-d');
+    const done = await finished(job.id!);
+    expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED', step: STEPS });
+    expect(await maxWeightDiff(finalDir(trials[0]!), finalDir(trialId))).toBeLessThan(1e-6);
+  }, 60_000);
 });
