@@ -16,6 +16,11 @@
 // checker (which re-queues jobs whose agent died once their lock expires),
 // and completes, fails, delays or releases each job itself. The run-level
 // `sweep` jobs need no slot and use an ordinary processor.
+//
+// Trials spanning hosts (slots.ranksPerHost): the agent that fetched the job
+// takes one host's share of slots and opens a gang (train-run.ts); a gang
+// loop here takes seats in other agents' open gangs while this agent has the
+// slots they need (gang-run.ts, README "Trials that span hosts").
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
