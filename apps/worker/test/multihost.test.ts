@@ -11,6 +11,8 @@
 //  3. Host 1 freezes (SIGSTOP of its agent and rank: no connection is reset, gloo would wait for its
 //     timeout): host 0's agent sees the seat's liveness expire in Redis and kills its rank; the retry
 //     completes on the other agents.
+//  4. Host 0's agent (the one that holds the job) is SIGKILLed: host 1's rank fails through gloo and its
+//     seat ends; the job's lock expires, the job is re-queued and resumes on the agents left plus a new one.
 import { join } from 'node:path';
 import { c10dBackends } from '@mpo/allreduce';
 import { createDb, type Db } from '@mpo/db';
@@ -105,7 +107,7 @@ beforeAll(async () => {
   redis = newRedis();
   s = scratch('gang');
   q = new Queue(trainQueue('cpu'), { connection: redis, prefix: s.prefix });
-  ({ runId, trialIds: trials } = await newTrials(db, 4, 'gang'));
+  ({ runId, trialIds: trials } = await newTrials(db, 5, 'gang'));
   // The one-host run: the same 2 ranks on one agent's 2 slots (shared-memory all-reduce).
   const one = startAgent(agentEnv(s, { MPO_DEVICES: 'cpu:2' }), 'one-host');
   agents.push(one);
@@ -219,6 +221,30 @@ describe.skipIf(!c10dBackends().includes('gloo'))('a trial spanning two hosts (g
     hostAgent('host-d', coreOf.get(joiner.id)!, 'gang-d');
     const done = await finished(job.id!);
     expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED', step: STEPS });
+    expect(await maxWeightDiff(finalDir(trials[0]!), finalDir(trialId))).toBeLessThan(1e-6);
+  }, 60_000);
+
+  it('a SIGKILLed host 0 (the job holder): its lock expires, the job resumes on the agents left', async () => {
+    const trialId = trials[4]!;
+    const job = await q.add('train', spanning(trialId, 4), { ...JOB_OPTIONS, jobId: jobIds.train(trialId) });
+    await waitUntil(async () => ((await db.runs.trial(trialId)).currentStep >= 60 ? true : null), 'step 60');
+    const live = agents.filter((x) => x.proc.exitCode === null && x.proc.signalCode === null);
+    const holder = live.find((x) => x.logs.some((l) => l.msg === 'gang opened' && l.jobId === job.id))!;
+    const seat = live.find((x) =>
+      x.logs.some((l) => l.msg === 'gang ranks launched' && String(l.gang).startsWith(job.id!)),
+    )!;
+    holder.proc.kill('SIGKILL');
+    await holder.exited;
+    // Host 1's rank does not outlive host 0's: gloo fails it, the seat ends and frees the slot.
+    await seat.waitForLog(
+      (l) => l.msg === 'gang ranks exited' && String(l.gang).startsWith(job.id!),
+      LIVENESS_MS + LIVENESS_MS / 3 + 1_000,
+      'host 1’s rank to stop',
+    );
+    hostAgent('host-e', coreOf.get(holder.id)!, 'gang-e');
+    const done = await finished(job.id!);
+    expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED', step: STEPS });
+    expect(await lossSteps(trialId)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
     expect(await maxWeightDiff(finalDir(trials[0]!), finalDir(trialId))).toBeLessThan(1e-6);
   }, 60_000);
 });
