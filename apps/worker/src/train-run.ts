@@ -399,6 +399,13 @@ export class TrainRun {
       await finish('QUEUED');
       return { kind: 'release', reason: 'agent shutting down' };
     }
+    if (gang && !stop && this.done?.stopped) {
+      // Another host's agent shut down: its ranks were SIGTERMed, the trainer's stop flag (all-reduced
+      // every step) stopped every rank after the same step, rank 0 checkpointed and printed a "done" line
+      // with stopped: true (exit 130). No attempt used.
+      await finish('QUEUED');
+      return { kind: 'release', reason: 'another host of the trial shut down' };
+    }
     const tail = this.child.stderrTail().slice(-10).join('\n');
     const message =
       this.errorLine ??

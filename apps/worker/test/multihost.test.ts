@@ -13,6 +13,9 @@
 //     completes on the other agents.
 //  4. Host 0's agent (the one that holds the job) is SIGKILLed: host 1's rank fails through gloo and its
 //     seat ends; the job's lock expires, the job is re-queued and resumes on the agents left plus a new one.
+//  5. Host 1's agent is stopped gracefully (SIGTERM): every rank stops after the same step (the trainer
+//     all-reduces its stop flag), rank 0 checkpoints, the job goes back to the queue without using an
+//     attempt and resumes with another host.
 import { join } from 'node:path';
 import { c10dBackends } from '@mpo/allreduce';
 import { createDb, type Db } from '@mpo/db';
@@ -36,7 +39,7 @@ import {
   waitUntil,
 } from './helpers.js';
 
-const STEPS = 200;
+const STEPS = 120;
 const LIVENESS_MS = 1_500;
 const training = { steps: STEPS, checkpointEvery: 20, batchSize: 2, microBatch: 1 };
 /** Retries come back fast here (production: TRAIN_JOB_OPTIONS' exponential 10 s backoff). */
@@ -107,7 +110,7 @@ beforeAll(async () => {
   redis = newRedis();
   s = scratch('gang');
   q = new Queue(trainQueue('cpu'), { connection: redis, prefix: s.prefix });
-  ({ runId, trialIds: trials } = await newTrials(db, 5, 'gang'));
+  ({ runId, trialIds: trials } = await newTrials(db, 6, 'gang'));
   // The one-host run: the same 2 ranks on one agent's 2 slots (shared-memory all-reduce).
   const one = startAgent(agentEnv(s, { MPO_DEVICES: 'cpu:2' }), 'one-host');
   agents.push(one);
@@ -152,7 +155,7 @@ describe.skipIf(!c10dBackends().includes('gloo'))('a trial spanning two hosts (g
   it('a SIGKILLed host fails the attempt within the liveness timeout; the retry resumes on another host', async () => {
     const trialId = trials[2]!;
     const job = await q.add('train', spanning(trialId, 2), { ...JOB_OPTIONS, jobId: jobIds.train(trialId) });
-    await waitUntil(async () => ((await db.runs.trial(trialId)).currentStep >= 60 ? true : null), 'step 60');
+    await waitUntil(async () => ((await db.runs.trial(trialId)).currentStep >= 50 ? true : null), 'step 50');
     const live = agents.filter((x) => x.id === 'gang-a' || x.id === 'gang-b');
     const joiner = live.find((x) =>
       x.logs.some((l) => l.msg === 'joined a gang' && String(l.gang).startsWith(job.id!)),
@@ -189,7 +192,7 @@ describe.skipIf(!c10dBackends().includes('gloo'))('a trial spanning two hosts (g
   it('a frozen host (no reset connection) is found by its expired seat liveness in Redis', async () => {
     const trialId = trials[3]!;
     const job = await q.add('train', spanning(trialId, 3), { ...JOB_OPTIONS, jobId: jobIds.train(trialId) });
-    await waitUntil(async () => ((await db.runs.trial(trialId)).currentStep >= 60 ? true : null), 'step 60');
+    await waitUntil(async () => ((await db.runs.trial(trialId)).currentStep >= 50 ? true : null), 'step 50');
     const live = agents.filter(
       (x) =>
         ['gang-a', 'gang-b', 'gang-c'].includes(x.id) &&
@@ -227,7 +230,7 @@ describe.skipIf(!c10dBackends().includes('gloo'))('a trial spanning two hosts (g
   it('a SIGKILLed host 0 (the job holder): its lock expires, the job resumes on the agents left', async () => {
     const trialId = trials[4]!;
     const job = await q.add('train', spanning(trialId, 4), { ...JOB_OPTIONS, jobId: jobIds.train(trialId) });
-    await waitUntil(async () => ((await db.runs.trial(trialId)).currentStep >= 60 ? true : null), 'step 60');
+    await waitUntil(async () => ((await db.runs.trial(trialId)).currentStep >= 50 ? true : null), 'step 50');
     const live = agents.filter((x) => x.proc.exitCode === null && x.proc.signalCode === null);
     const holder = live.find((x) => x.logs.some((l) => l.msg === 'gang opened' && l.jobId === job.id))!;
     const seat = live.find((x) =>
@@ -245,6 +248,29 @@ describe.skipIf(!c10dBackends().includes('gloo'))('a trial spanning two hosts (g
     const done = await finished(job.id!);
     expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED', step: STEPS });
     expect(await lossSteps(trialId)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
+    expect(await maxWeightDiff(finalDir(trials[0]!), finalDir(trialId))).toBeLessThan(1e-6);
+  }, 60_000);
+
+  it('a host shut down gracefully: every rank stops after one step, the job is released, not failed', async () => {
+    const trialId = trials[5]!;
+    const job = await q.add('train', spanning(trialId, 5), { ...JOB_OPTIONS, jobId: jobIds.train(trialId) });
+    await waitUntil(async () => ((await db.runs.trial(trialId)).currentStep >= 50 ? true : null), 'step 50');
+    const live = agents.filter((x) => x.proc.exitCode === null && x.proc.signalCode === null);
+    const holder = live.find((x) => x.logs.some((l) => l.msg === 'gang opened' && l.jobId === job.id))!;
+    const seat = live.find((x) => x !== holder)!;
+    seat.proc.kill('SIGTERM');
+    expect(await seat.exited).toEqual({ code: 0, signal: null });
+    const released = await holder.waitForLog(
+      (l) => l.msg === 'job released back to the queue' && l.jobId === job.id,
+      20_000,
+      'the job released',
+    );
+    expect(released.reason).toBe('another host of the trial shut down');
+    hostAgent('host-f', coreOf.get(seat.id)!, 'gang-f');
+    const done = await finished(job.id!);
+    expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED', step: STEPS });
+    // Only the completion counts (BullMQ): the release used no attempt, a failure would make it 2.
+    expect(done.attemptsMade).toBe(1);
     expect(await maxWeightDiff(finalDir(trials[0]!), finalDir(trialId))).toBeLessThan(1e-6);
   }, 60_000);
 });
