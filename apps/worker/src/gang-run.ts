@@ -16,9 +16,11 @@ import {
   deadSeats,
   type Gang,
   gangHostEnv,
+  olderOpenGang,
   openGang,
   readGang,
   startGang,
+  withdrawGang,
 } from '@mpo/queue';
 import type { Redis } from 'ioredis';
 import { type ChildHandle, startChild } from './child.js';
@@ -29,6 +31,8 @@ import { AbortedError } from './retry.js';
 
 /** How often a seat holder polls the gang's state while waiting. */
 export const GANG_POLL_MS = 200;
+/** A job whose gang gave way to an older one comes back after this long (its agent joins the older meanwhile). */
+export const GANG_YIELD_DELAY_MS = 2_000;
 
 /** A TCP port free on this host now (the TCPStore binds it a moment later; see README). */
 export async function freePort(): Promise<number> {
@@ -42,16 +46,23 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+export type GangFormed =
+  | { kind: 'started'; gang: Gang }
+  | { kind: 'expired' }
+  /** An older open gang this agent could join: ours was cancelled so that the agent joins that one. */
+  | { kind: 'yielded'; to: string };
+
 /**
  * Opens gang `<jobId>-<random>` for a trial of `hosts` x `ranksPerHost` ranks and waits for it to fill.
- * Returns the started gang, or null when the deadline passed first (the gang is then cancelled, so no
- * seat holder ever launches). Aborting `signal` cancels the gang too.
+ * Returns the started gang; or 'expired' when the deadline passed first, or 'yielded' when an older open
+ * gang wants this host (olderOpenGang): the gang is then cancelled, so no seat holder ever launches.
+ * Aborting `signal` cancels the gang too.
  */
 export async function formGang(
   ctx: { cfg: AgentConfig; redis: Redis; log: Logger },
   spec: { jobId: string; hosts: number; ranksPerHost: number; device: string; config: string },
   signal: AbortSignal,
-): Promise<Gang | null> {
+): Promise<GangFormed> {
   const { cfg, redis, log } = ctx;
   const id = `${spec.jobId}-${randomUUID().slice(0, 8)}`;
   const store = `${cfg.hostAddr}:${await freePort()}`;
@@ -74,16 +85,22 @@ export async function formGang(
     for (;;) {
       await beatSeat(redis, cfg.prefix, id, 0, cfg.gangLivenessMs);
       const g = await readGang(redis, cfg.prefix, id);
-      if (!g || g.state === 'cancelled') return null;
+      if (!g || g.state === 'cancelled') return { kind: 'expired' };
       if (g.state === 'full') {
-        if ((await startGang(redis, cfg.prefix, id)) !== 'started') return null;
+        if ((await startGang(redis, cfg.prefix, id)) !== 'started') return { kind: 'expired' };
         log.info({ gang: id, seats: g.seats }, 'gang full: starting');
-        return { ...g, state: 'started' };
+        return { kind: 'started', gang: { ...g, state: 'started' } };
       }
       if (Date.now() > g.deadline) {
         await cancelGang(redis, cfg.prefix, id);
         log.warn({ gang: id, seats: g.seats.length, hosts: g.hosts }, 'gang did not fill by its deadline');
-        return null;
+        return { kind: 'expired' };
+      }
+      const older = await olderOpenGang(redis, cfg.prefix, g, cfg.hostId);
+      // Withdrawing fails (the gang is 'full') when its last seat was taken meanwhile: then start ours.
+      if (older && (await withdrawGang(redis, cfg.prefix, id)) === 'cancelled') {
+        log.info({ gang: id, to: older.id }, 'an older gang needs this host: giving way');
+        return { kind: 'yielded', to: older.id };
       }
       await sleep(GANG_POLL_MS, undefined, { signal });
     }

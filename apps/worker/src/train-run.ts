@@ -36,7 +36,7 @@ import { type ChildHandle, startChild } from './child.js';
 import { Coalescer } from './coalesce.js';
 import type { AgentConfig } from './config.js';
 import type { SlotLease } from './devices.js';
-import { formGang, launchGangRanks, watchGang } from './gang-run.js';
+import { formGang, GANG_YIELD_DELAY_MS, launchGangRanks, watchGang } from './gang-run.js';
 import type { Logger } from './log.js';
 import { isUnrecoverable, type Outcome, willRetry } from './outcome.js';
 import { newProtocolFile, ProtocolFollower, replayProtocol } from './protocol.js';
@@ -218,7 +218,7 @@ export class TrainRun {
     let gang: Gang | null = null;
     const hosts = hostsOf(d.slots);
     if (hosts > 1) {
-      gang = await formGang(
+      const formed = await formGang(
         this.ctx,
         {
           jobId: this.job.id ?? d.trialId,
@@ -229,8 +229,12 @@ export class TrainRun {
         },
         this.startAbort.signal,
       );
-      if (!gang)
+      // Neither uses an attempt; a yielding agent's slots go to the older gang meanwhile.
+      if (formed.kind === 'expired')
         return { kind: 'delay', ms: cfg.lockDurationMs, reason: `no ${hosts} hosts with free slots in time` };
+      if (formed.kind === 'yielded')
+        return { kind: 'delay', ms: GANG_YIELD_DELAY_MS, reason: `gave way to the older gang ${formed.to}` };
+      gang = formed.gang;
     }
     try {
       return await this.trainOn(d, plan, trial, configPath, gang);

@@ -4,7 +4,9 @@
 // loopback (the hierarchical communicator: one rank per host, so gloo alone).
 //  1. One agent alone: the gang cannot fill, the reservation deadline passes, the slot is released and
 //     the job waits (no rank ever started); a second host's agent arrives and the trial completes with
-//     the weights of the same trial on one host (2 ranks over shared memory), within 1e-6.
+//     the weights of the same trial on one host (2 ranks over shared memory), within 1e-6. Two such
+//     trials queued at once on these two agents (each may open a gang and wait for the other): the
+//     younger gang gives way, and both complete.
 //  2. The agent of host 1 is SIGKILLed mid-trial: host 0's agent sees its seat die within the liveness
 //     timeout, kills its own rank and fails the attempt; the retry forms a gang with a third host's
 //     agent, resumes from the last checkpoint and ends with the same weights, every step's loss once.
@@ -110,7 +112,7 @@ beforeAll(async () => {
   redis = newRedis();
   s = scratch('gang');
   q = new Queue(trainQueue('cpu'), { connection: redis, prefix: s.prefix });
-  ({ runId, trialIds: trials } = await newTrials(db, 6, 'gang'));
+  ({ runId, trialIds: trials } = await newTrials(db, 7, 'gang'));
   // The one-host run: the same 2 ranks on one agent's 2 slots (shared-memory all-reduce).
   const one = startAgent(agentEnv(s, { MPO_DEVICES: 'cpu:2' }), 'one-host');
   agents.push(one);
@@ -144,12 +146,22 @@ describe.skipIf(!c10dBackends().includes('gloo'))('a trial spanning two hosts (g
     expect(untouched.attempt).toBe(0);
     expect((await q.getJob(job.id!))?.attemptsMade).toBe(0);
 
-    hostAgent('host-b', 1, 'gang-b');
-    const done = await finished(job.id!);
-    expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED', step: STEPS });
-    // Rank 0 alone reports: every step's loss exactly once.
-    expect(await lossSteps(trialId)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
-    expect(await maxWeightDiff(finalDir(trials[0]!), finalDir(trialId))).toBeLessThan(1e-6);
+    const b = hostAgent('host-b', 1, 'gang-b');
+    await b.waitForLog((l) => l.msg === 'agent started', 20_000, 'agent b');
+    const second = await q.add('train', spanning(trials[6]!, 6), {
+      ...JOB_OPTIONS,
+      jobId: jobIds.train(trials[6]!),
+    });
+    for (const [id, j] of [
+      [trialId, job],
+      [trials[6]!, second],
+    ] as const) {
+      const done = await finished(j.id!);
+      expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED', step: STEPS });
+      // Rank 0 alone reports: every step's loss exactly once.
+      expect(await lossSteps(id)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
+      expect(await maxWeightDiff(finalDir(trials[0]!), finalDir(id))).toBeLessThan(1e-6);
+    }
   }, 60_000);
 
   it('a SIGKILLed host fails the attempt within the liveness timeout; the retry resumes on another host', async () => {

@@ -45,6 +45,8 @@ export interface GangSeat {
 export interface Gang extends Omit<GangSpec, 'reservationMs' | 'device' | 'config'> {
   device: string;
   config: string;
+  /** When it was opened (ms): the older of two open gangs has priority (olderOpenGang). */
+  opened: number;
   id: string;
   state: GangState;
   deadline: number;
@@ -120,6 +122,7 @@ export async function openGang(
       device: spec.device ?? '',
       config: spec.config ?? '',
       deadline: now + spec.reservationMs,
+      opened: now,
       coordinator: coordinator.agentId,
     })
     .hset(k.seats, '0', JSON.stringify(seat))
@@ -172,6 +175,10 @@ export const startGang = (redis: Redis, prefix: string, id: string) =>
 export const cancelGang = (redis: Redis, prefix: string, id: string) =>
   transition(redis, prefix, id, ['open', 'full', 'started'], 'cancelled');
 
+/** Coordinator: withdraws a gang still open (nobody can have launched); 'full' etc. when too late. */
+export const withdrawGang = (redis: Redis, prefix: string, id: string) =>
+  transition(redis, prefix, id, ['open'], 'cancelled');
+
 export async function readGang(redis: Redis, prefix: string, id: string): Promise<Gang | null> {
   const k = keys(prefix, id);
   const [h, seats] = await Promise.all([redis.hgetall(k.gang), redis.hvals(k.seats)]);
@@ -185,6 +192,7 @@ export async function readGang(redis: Redis, prefix: string, id: string): Promis
     device: h.device ?? '',
     config: h.config ?? '',
     deadline: Number(h.deadline),
+    opened: Number(h.opened ?? 0),
     seats: seats.map((s) => JSON.parse(s) as GangSeat).sort((a, b) => a.hostRank - b.hostRank),
   };
 }
@@ -247,4 +255,26 @@ export function gangHostEnv(
     worldSize: gang.hosts * gang.ranksPerHost,
     env: { MPO_HOSTS: String(gang.hosts), MPO_HOST_RANK: String(hostRank), MPO_C10D_STORE: gang.store },
   };
+}
+
+/**
+ * An open gang opened before `mine` (ties broken by id) that an agent on `hostId` holding `ranksPerHost`
+ * slots of `device` could join instead of waiting for its own. Two agents that each open a gang and wait
+ * for the other would otherwise both wait out their deadlines, again and again: the younger gang's
+ * opener gives way (cancels its gang, puts its job back) and joins the older one.
+ */
+export async function olderOpenGang(
+  redis: Redis,
+  prefix: string,
+  mine: Gang,
+  hostId: string,
+): Promise<Gang | null> {
+  for (const id of await openGangIds(redis, prefix)) {
+    if (id === mine.id) continue;
+    const g = await readGang(redis, prefix, id);
+    if (g?.state !== 'open' || g.device !== mine.device || g.ranksPerHost > mine.ranksPerHost) continue;
+    if (g.seats.some((s) => s.hostId === hostId)) continue;
+    if (g.opened < mine.opened || (g.opened === mine.opened && g.id < mine.id)) return g;
+  }
+  return null;
 }

@@ -10,6 +10,7 @@ import {
   gangHostEnv,
   gangRankEnv,
   joinGang,
+  olderOpenGang,
   openGang,
   openGangIds,
   readGang,
@@ -127,5 +128,21 @@ describe('gang reservation', () => {
       worldSize: 6,
       env: { MPO_HOSTS: '3', MPO_HOST_RANK: '2', MPO_C10D_STORE: '10.0.0.1:29500' },
     });
+  });
+
+  it('olderOpenGang: the younger of two waiting gangs finds the older one it could join instead', async () => {
+    const cpu = { ...spec, hosts: 2, ranksPerHost: 1, device: 'cpu' };
+    await openGang(redis, prefix, 'old', cpu, { agentId: 'x', hostId: 'host-x' }, 1_000);
+    await openGang(redis, prefix, 'young', cpu, { agentId: 'y', hostId: 'host-y' }, 2_000);
+    await openGang(redis, prefix, 'gpu', { ...cpu, device: 'gpu' }, { agentId: 'z', hostId: 'host-z' }, 500);
+    const young = (await readGang(redis, prefix, 'young'))!;
+    const old = (await readGang(redis, prefix, 'old'))!;
+    expect((await olderOpenGang(redis, prefix, young, 'host-y'))?.id).toBe('old');
+    // The older one never gives way (the GPU gang is older but of another device).
+    expect(await olderOpenGang(redis, prefix, old, 'host-x')).toBeNull();
+    // A gang needing more slots per host than the younger opener holds is not a place for it.
+    expect(await olderOpenGang(redis, prefix, { ...young, ranksPerHost: 0 }, 'host-y')).toBeNull();
+    // Nor one that already has a seat on its host.
+    expect(await olderOpenGang(redis, prefix, young, 'host-x')).toBeNull();
   });
 });
