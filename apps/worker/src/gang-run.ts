@@ -206,6 +206,9 @@ export class GangSeat {
     if (!gang) return;
     this.child = launchGangRanks(cfg, gang, this.hostRank, this.lease, log);
     log.info({ gang: gang.id, hostRank: this.hostRank, pids: this.child.pids }, 'gang ranks launched');
+    // Shutdown came as the gang started: the others launched, so launch too and stop gracefully (the
+    // stop flag is all-reduced) rather than leave them waiting for the c10d timeout.
+    if (this.stopped) this.stop();
     const unwatch = watchGang(redis, cfg, gang, this.hostRank, (reason) => {
       log.warn({ gang: gang.id, reason }, 'gang lost: killing this host’s ranks');
       this.child?.signal('SIGKILL');
