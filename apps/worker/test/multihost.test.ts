@@ -112,7 +112,7 @@ beforeAll(async () => {
   redis = newRedis();
   s = scratch('gang');
   q = new Queue(trainQueue('cpu'), { connection: redis, prefix: s.prefix });
-  ({ runId, trialIds: trials } = await newTrials(db, 7, 'gang'));
+  ({ runId, trialIds: trials } = await newTrials(db, 8, 'gang'));
   // The one-host run: the same 2 ranks on one agent's 2 slots (shared-memory all-reduce).
   const one = startAgent(agentEnv(s, { MPO_DEVICES: 'cpu:2' }), 'one-host');
   agents.push(one);
@@ -146,23 +146,41 @@ describe.skipIf(!c10dBackends().includes('gloo'))('a trial spanning two hosts (g
     expect(untouched.attempt).toBe(0);
     expect((await q.getJob(job.id!))?.attemptsMade).toBe(0);
 
-    const b = hostAgent('host-b', 1, 'gang-b');
-    await b.waitForLog((l) => l.msg === 'agent started', 20_000, 'agent b');
-    const second = await q.add('train', spanning(trials[6]!, 6), {
-      ...JOB_OPTIONS,
-      jobId: jobIds.train(trials[6]!),
-    });
-    for (const [id, j] of [
-      [trialId, job],
-      [trials[6]!, second],
-    ] as const) {
+    hostAgent('host-b', 1, 'gang-b');
+    const expectLikeOneHost = async (id: string, j: Job) => {
       const done = await finished(j.id!);
       expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED', step: STEPS });
       // Rank 0 alone reports: every step's loss exactly once.
       expect(await lossSteps(id)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
       expect(await maxWeightDiff(finalDir(trials[0]!), finalDir(id))).toBeLessThan(1e-6);
-    }
-  }, 60_000);
+    };
+    await expectLikeOneHost(trialId, job);
+
+    // Two at once on two idle agents: each fetches one and opens a gang the other must join.
+    const [x, y] = [trials[6]!, trials[7]!];
+    const pair = await q.addBulk(
+      [x, y].map((id, i) => ({
+        name: 'train',
+        data: spanning(id, 6 + i),
+        opts: { ...JOB_OPTIONS, jobId: jobIds.train(id) },
+      })),
+    );
+    await expectLikeOneHost(x, pair[0]!);
+    await expectLikeOneHost(y, pair[1]!);
+    const gaveWay = agents.flatMap((a) =>
+      a.logs.filter((l) => l.msg === 'an older gang needs this host: giving way'),
+    );
+    // Both agents fetched one each (the usual case): the younger gang gave way, not the deadline.
+    if (
+      agents.filter((a) =>
+        a.logs.some((l) => l.msg === 'gang opened' && (l.jobId === pair[0]!.id || l.jobId === pair[1]!.id)),
+      ).length === 2
+    )
+      expect(gaveWay.length).toBeGreaterThan(0);
+    expect(
+      agents.some((a) => a.logs.filter((l) => l.msg === 'gang did not fill by its deadline').length > 1),
+    ).toBe(false);
+  }, 90_000);
 
   it('a SIGKILLed host fails the attempt within the liveness timeout; the retry resumes on another host', async () => {
     const trialId = trials[2]!;
