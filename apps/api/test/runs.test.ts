@@ -72,6 +72,22 @@ describe('POST /runs', () => {
     expect(await db.outbox.pendingCount({ runId: body.id })).toBe(0);
   });
 
+  it('a trial spanning hosts: resources.ranks / ranksPerHost reach the train jobs; a bad split is a 400', async () => {
+    const res = await post(spec({ resources: { ranks: 4, ranksPerHost: 2, device: 'cpu' } }));
+    expect(res.statusCode).toBe(201);
+    const id = res.json().id as string;
+    const producer = new FlowProducer({ connection: redis, prefix: t.prefix });
+    const tree = await producer.getFlow({ id: jobIds.run(id), queueName: QUEUES.sweep, prefix: t.prefix });
+    await producer.close();
+    const train = tree.children![0]!.children![0]!.job as Job<TrainJobData>;
+    expect(parseTrainJobData(train.data).slots).toEqual({ device: 'cpu', count: 4, ranksPerHost: 2 });
+    const bad = await post(spec({ resources: { ranks: 4, ranksPerHost: 3, device: 'cpu' } }));
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().problems).toEqual([
+      { path: 'resources.ranksPerHost', reason: 'must divide resources.ranks (4), got 3' },
+    ]);
+  });
+
   it('answers 400 listing every problem, and writes nothing', async () => {
     const name = `invalid-${randomUUID()}`;
     const res = await post(

@@ -16,6 +16,11 @@
 // checker (which re-queues jobs whose agent died once their lock expires),
 // and completes, fails, delays or releases each job itself. The run-level
 // `sweep` jobs need no slot and use an ordinary processor.
+//
+// Trials spanning hosts (slots.ranksPerHost): the agent that fetched the job
+// takes one host's share of slots and opens a gang (train-run.ts); a gang
+// loop here takes seats in other agents' open gangs while this agent has the
+// slots they need (gang-run.ts, README "Trials that span hosts").
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,10 +31,15 @@ import {
   type Device,
   evalQueue,
   fits,
+  hostsOf,
+  joinGang,
+  localSlots,
+  openGangIds,
   parseEvalJobData,
   parseTrainJobData,
   QUEUES,
   type RunningJob,
+  readGang,
   redactUrl,
   redisKeys,
   removeHeartbeat,
@@ -44,6 +54,7 @@ import { Redis } from 'ioredis';
 import { type AgentConfig, REPO_ROOT } from './config.js';
 import { cpuCores, type DeviceSlots, detectDevices, type SlotLease, SlotPool } from './devices.js';
 import { EvalRun } from './eval-run.js';
+import { GANG_POLL_MS, GangSeat } from './gang-run.js';
 import { gateGpuSlots, probeEngineCuda } from './gpu-gate.js';
 import { jobLogger, type Logger } from './log.js';
 import type { Outcome } from './outcome.js';
@@ -109,6 +120,8 @@ export class Agent {
   private readonly workers: { worker: Worker; device: Device; kind: 'train' | 'eval' }[] = [];
   private sweepWorker: Worker | null = null;
   private readonly running = new Map<string, Active>();
+  /** Seats this agent holds in other agents' gangs (trials spanning hosts), by gang id. */
+  private readonly seats = new Map<string, { seat: GangSeat; done: Promise<void> }>();
   private readonly fetchAbort = new AbortController();
   private fetchLoops: Promise<void>[] = [];
   private timers: NodeJS.Timeout[] = [];
@@ -175,6 +188,7 @@ export class Agent {
     this.timers.push(setInterval(() => void this.beat(), cfg.heartbeatMs));
     this.timers.push(setInterval(() => void this.renewLocks(), Math.max(250, cfg.lockDurationMs / 2)));
     this.fetchLoops = this.workers.map((w) => this.fetchLoop(w.worker, w.device, w.kind));
+    this.fetchLoops.push(this.gangLoop());
     log.info(
       {
         slots: this.slots.snapshot(),
@@ -199,7 +213,9 @@ export class Agent {
       this.fetchAbort.abort();
       for (const a of this.running.values()) a.run.stop('shutdown');
       await Promise.allSettled(this.fetchLoops);
+      for (const s of this.seats.values()) s.seat.stop();
       await Promise.allSettled([...this.running.values()].map((a) => a.done));
+      await Promise.allSettled([...this.seats.values()].map((s) => s.done));
       for (const t of this.timers) clearInterval(t);
       await this.sweepWorker?.close();
       await Promise.allSettled(this.workers.map((w) => w.worker.close()));
@@ -237,19 +253,67 @@ export class Agent {
     }
   }
 
+  /** Takes seats in other agents' open gangs while this agent has the slots they need (gang-run.ts). */
+  private async gangLoop(): Promise<void> {
+    const signal = this.fetchAbort.signal;
+    while (!signal.aborted) {
+      try {
+        for (const id of await openGangIds(this.redis, this.cfg.prefix)) {
+          if (signal.aborted) break;
+          if (!this.seats.has(id)) await this.tryJoin(id);
+        }
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'looking for open gangs failed');
+      }
+      await sleep(GANG_POLL_MS, undefined, { signal }).catch(() => {});
+    }
+  }
+
+  private async tryJoin(id: string): Promise<void> {
+    const { cfg } = this;
+    const g = await readGang(this.redis, cfg.prefix, id);
+    if (g?.state !== 'open' || g.seats.some((s) => s.hostId === cfg.hostId)) return;
+    const device = this.slots.devices.find((d) => d.device === g.device)?.device;
+    const lease = device ? this.slots.tryAcquire({ device, count: g.ranksPerHost }) : null;
+    if (!lease) return;
+    const joined = await joinGang(this.redis, cfg.prefix, id, { agentId: cfg.id, hostId: cfg.hostId }).catch(
+      (err: Error) => ({ ok: false as const, reason: err.message }),
+    );
+    if (!joined.ok) {
+      this.slots.release(lease);
+      return;
+    }
+    const log = this.log.child({ gang: id, hostRank: joined.hostRank });
+    log.info({ slots: lease.ids }, 'joined a gang');
+    const seat = new GangSeat({ cfg, redis: this.redis, log }, id, joined.hostRank, lease);
+    const done = seat
+      .run()
+      .catch((err) => log.error({ err: (err as Error).message }, 'gang seat failed'))
+      .finally(() => {
+        this.seats.delete(id);
+        this.slots.release(lease);
+        void this.beat();
+      });
+    this.seats.set(id, { seat, done });
+    void this.beat();
+  }
+
   /** Starts the job if it fits; returns how long the fetch loop should pause before fetching again. */
   private async dispatch(worker: Worker, job: Job, token: string, kind: 'train' | 'eval'): Promise<number> {
     const log = jobLogger(this.log, job);
     let req: SlotRequirement;
     try {
       req = (kind === 'train' ? parseTrainJobData(job.data) : parseEvalJobData(job.data)).slots;
+      if (req.ranksPerHost !== undefined && req.count % req.ranksPerHost !== 0)
+        throw new Error(`slots.ranksPerHost (${req.ranksPerHost}) must divide slots.count (${req.count})`);
+      if (kind === 'eval' && hostsOf(req) > 1) throw new Error('an eval job runs on one host');
     } catch (err) {
       log.error({ err: (err as Error).message }, 'invalid job payload');
       await job.moveToFailed(new UnrecoverableError((err as Error).message), token, false).catch(() => {});
       return 0;
     }
     const fit = fits(req, this.slots.snapshot());
-    const lease = fit === 'now' ? this.slots.tryAcquire(req) : null;
+    const lease = fit === 'now' ? this.slots.tryAcquire(localSlots(req)) : null;
     if (!lease) {
       const delay = fit === 'never' ? NEVER_DELAY_MS : LATER_DELAY_MS;
       log.debug({ slots: req, fit, delayMs: delay }, 'job does not fit the free slots; putting it back');

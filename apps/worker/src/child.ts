@@ -32,6 +32,9 @@ export interface ChildOptions {
   /** The CLI prefix (e.g. [node, apps/cli/bin/mpo.js]) and the command's arguments. */
   command: string[];
   ranks: number;
+  /** A trial spanning hosts: this host's first global rank and the trial's world size (launch.ts). */
+  rankOffset?: number;
+  worldSize?: number;
   lease: SlotLease;
   log: Logger;
   /** When set, rank 0's stdout is appended to this file; otherwise `onStdoutLine` gets it. */
@@ -61,6 +64,8 @@ export function startChild(opts: ChildOptions): ChildHandle {
   const viaFile = opts.protocolFile !== undefined;
   const launched = launchRanks({
     ranks: opts.ranks,
+    ...(opts.rankOffset !== undefined ? { rankOffset: opts.rankOffset } : {}),
+    ...(opts.worldSize !== undefined ? { worldSize: opts.worldSize } : {}),
     command: viaFile ? '/bin/sh' : file,
     args: viaFile ? ['-c', TO_PROTOCOL_FILE, 'mpo-rank', file, ...args] : args,
     devices:

@@ -15,6 +15,16 @@ export const DEFAULT_CLI = [process.execPath, resolve(REPO_ROOT, 'apps/cli/bin/m
 export interface AgentConfig {
   id: string;
   host: string;
+  /** MPO_HOST_ID: which host this agent is on (a gang takes one agent per host); default the hostname. */
+  hostId: string;
+  /** MPO_HOST_ADDR: the address other hosts reach this one at (the c10d TCPStore); default the hostname. */
+  hostAddr: string;
+  /** How long a gang's seats stay reserved waiting for the other hosts (README "Trials that span hosts"). */
+  gangReservationMs: number;
+  /** A gang seat whose liveness key is not renewed for this long is dead (renewed every third of it). */
+  gangLivenessMs: number;
+  /** c10d rendezvous and per-collective timeout of a gang's ranks (MPO_C10D_TIMEOUT_MS). */
+  c10dTimeoutMs: number;
   databaseUrl: string;
   redisUrl: string;
   prefix: string;
@@ -78,6 +88,11 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
   return {
     id: env.MPO_AGENT_ID || `${host}-${process.pid}`,
     host,
+    hostId: env.MPO_HOST_ID || host,
+    hostAddr: env.MPO_HOST_ADDR || host,
+    gangReservationMs: num(env.MPO_GANG_RESERVATION_MS, 60_000, 'MPO_GANG_RESERVATION_MS'),
+    gangLivenessMs: Math.max(300, num(env.MPO_GANG_LIVENESS_MS, 10_000, 'MPO_GANG_LIVENESS_MS')),
+    c10dTimeoutMs: Math.max(1_000, num(env.MPO_C10D_TIMEOUT_MS, 60_000, 'MPO_C10D_TIMEOUT_MS')),
     databaseUrl: env.DATABASE_URL ?? DEFAULT_DATABASE_URL,
     redisUrl: env.REDIS_URL ?? DEFAULT_REDIS_URL,
     prefix: env.MPO_QUEUE_PREFIX || DEFAULT_QUEUE_PREFIX,

@@ -18,8 +18,12 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Db, TrialStatus } from '@mpo/db';
 import {
+  cancelGang,
   decideAtRung,
+  type Gang,
+  hostsOf,
   isCancelled,
+  localSlots,
   metricRows,
   parseTrainJobData,
   redisKeys,
@@ -36,6 +40,7 @@ import { type ChildHandle, startChild } from './child.js';
 import { Coalescer } from './coalesce.js';
 import type { AgentConfig } from './config.js';
 import type { SlotLease } from './devices.js';
+import { formGang, GANG_YIELD_DELAY_MS, launchGangRanks, watchGang } from './gang-run.js';
 import type { Logger } from './log.js';
 import { isUnrecoverable, type Outcome, willRetry } from './outcome.js';
 import { newProtocolFile, ProtocolFollower, replayProtocol } from './protocol.js';
@@ -59,7 +64,9 @@ type StopReason =
   | { kind: 'cancel' }
   | { kind: 'asha'; rung: number; reason: string }
   | { kind: 'shutdown' }
-  | { kind: 'lost' };
+  | { kind: 'lost' }
+  /** A trial spanning hosts lost a host (gang-run.ts): kill at once, fail the attempt, retry. */
+  | { kind: 'peer'; reason: string };
 
 /** CLI exit codes (apps/cli exit-codes.ts) that mean the input is wrong: retrying cannot help. */
 const INVALID_INPUT_CODES = new Set([2, 3, 4]);
@@ -104,6 +111,7 @@ export class TrainRun {
     }
     if (this.stopReason) return; // the first reason stands (a lost lock overrides, above)
     this.stopReason = reason;
+    if (reason.kind === 'peer') this.errorLine ??= `a host of the trial was lost: ${reason.reason}`;
     this.ctx.log.info({ reason }, 'stopping the trial');
     this.startAbort.abort();
     this.signalChild();
@@ -113,6 +121,12 @@ export class TrainRun {
   private signalChild(): void {
     const child = this.child;
     if (!child || !this.stopReason) return;
+    if (this.stopReason.kind === 'peer') {
+      // A peer host's rank died: the others' collectives would block until the c10d timeout, so there is
+      // nothing to finish and no checkpoint to write. (A lost job lock still gets SIGTERM: checkpoint, then stop.)
+      child.signal('SIGKILL');
+      return;
+    }
     child.signal('SIGTERM');
     clearTimeout(this.killTimer);
     this.killTimer = setTimeout(() => {
@@ -203,12 +217,49 @@ export class TrainRun {
     plan: ReturnType<typeof buildTrainConfig>,
     trial: Awaited<ReturnType<Db['runs']['trial']>>,
   ): Promise<Outcome> {
-    const { cfg, db, log } = this.ctx;
+    const { cfg } = this.ctx;
     const configPath = join(plan.output, 'train-config.json');
     const tmp = `${configPath}.${process.pid}.tmp`;
     writeFileSync(tmp, `${JSON.stringify(plan.config, null, 2)}\n`);
     renameSync(tmp, configPath);
 
+    let gang: Gang | null = null;
+    const hosts = hostsOf(d.slots);
+    if (hosts > 1) {
+      const formed = await formGang(
+        this.ctx,
+        {
+          jobId: this.job.id ?? d.trialId,
+          hosts,
+          ranksPerHost: localSlots(d.slots).count,
+          device: d.slots.device,
+          config: configPath,
+        },
+        this.startAbort.signal,
+      );
+      // Neither uses an attempt; a yielding agent's slots go to the older gang meanwhile.
+      if (formed.kind === 'expired')
+        return { kind: 'delay', ms: cfg.lockDurationMs, reason: `no ${hosts} hosts with free slots in time` };
+      if (formed.kind === 'yielded')
+        return { kind: 'delay', ms: GANG_YIELD_DELAY_MS, reason: `gave way to the older gang ${formed.to}` };
+      gang = formed.gang;
+    }
+    try {
+      return await this.trainOn(d, plan, trial, configPath, gang);
+    } finally {
+      // The opening agent ends its gang: seat holders stop whatever still runs.
+      if (gang) await cancelGang(this.ctx.redis, cfg.prefix, gang.id).catch(() => {});
+    }
+  }
+
+  private async trainOn(
+    d: TrainJobData,
+    plan: ReturnType<typeof buildTrainConfig>,
+    trial: Awaited<ReturnType<Db['runs']['trial']>>,
+    configPath: string,
+    gang: Gang | null,
+  ): Promise<Outcome> {
+    const { cfg, db, log } = this.ctx;
     const attempt = trial.attempt + 1;
     await this.dbRetry(
       'mark trial RUNNING',
@@ -262,26 +313,39 @@ export class TrainRun {
     });
 
     try {
-      this.child = startChild({
-        command: [...cfg.cli, 'train', '--config', configPath, '--json'],
-        ranks: d.slots.count,
-        lease: this.lease,
-        log,
-        protocolFile,
-      });
+      this.child = gang
+        ? launchGangRanks(cfg, gang, 0, this.lease, log, protocolFile)
+        : startChild({
+            command: [...cfg.cli, 'train', '--config', configPath, '--json'],
+            ranks: d.slots.count,
+            lease: this.lease,
+            log,
+            protocolFile,
+          });
     } catch (err) {
       this.events.close();
       await writer.close(this.lostAbort.signal);
       throw err;
     }
     log.info(
-      { attempt, ranks: d.slots.count, slots: this.lease.ids, pids: this.child.pids, output: plan.output },
+      {
+        attempt,
+        ranks: d.slots.count,
+        slots: this.lease.ids,
+        pids: this.child.pids,
+        output: plan.output,
+        ...(gang ? { gang: gang.id, hosts: gang.hosts } : {}),
+      },
       'trainer launched',
     );
+    const unwatch = gang
+      ? watchGang(this.ctx.redis, cfg, gang, 0, (reason) => this.requestStop({ kind: 'peer', reason }))
+      : () => {};
     // A stop that came while the child was being started.
     this.signalChild();
     follower.start();
     const exit = await this.child.exited;
+    unwatch();
     clearTimeout(this.killTimer);
     await follower.stop();
     await this.chain;
@@ -357,6 +421,13 @@ export class TrainRun {
       // Back in the queue; the next agent resumes from the checkpoint just written.
       await finish('QUEUED');
       return { kind: 'release', reason: 'agent shutting down' };
+    }
+    if (gang && !stop && this.done?.stopped) {
+      // Another host's agent shut down: its ranks were SIGTERMed, the trainer's stop flag (all-reduced
+      // every step) stopped every rank after the same step, rank 0 checkpointed and printed a "done" line
+      // with stopped: true (exit 130). No attempt used.
+      await finish('QUEUED');
+      return { kind: 'release', reason: 'another host of the trial shut down' };
     }
     const tail = this.child.stderrTail().slice(-10).join('\n');
     const message =

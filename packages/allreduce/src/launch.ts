@@ -17,7 +17,15 @@ export type DeviceSpec =
   | { kind: 'gpu'; ids: number[] };
 
 export interface LaunchOptions {
+  /** Rank processes started here (this host's share of the trial). */
   ranks: number;
+  /**
+   * A trial spanning hosts (a gang): the global rank of this host's first rank and the trial's world
+   * size. RANK = rankOffset + local rank, WORLD_SIZE = worldSize; LOCAL_RANK / LOCAL_WORLD_SIZE stay
+   * this host's. Default: 0 and `ranks` (every rank is here).
+   */
+  rankOffset?: number;
+  worldSize?: number;
   command: string;
   args?: string[];
   /** Extra environment (over process.env). */
@@ -111,6 +119,15 @@ let launchCounter = 0;
 export function launchRanks(opts: LaunchOptions): LaunchedRanks {
   const k = opts.ranks;
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`ranks must be a positive integer, got ${k}`);
+  const rankOffset = opts.rankOffset ?? 0;
+  const worldSize = opts.worldSize ?? k;
+  if (
+    !Number.isInteger(rankOffset) ||
+    rankOffset < 0 ||
+    !Number.isInteger(worldSize) ||
+    rankOffset + k > worldSize
+  )
+    throw new RangeError(`ranks ${rankOffset}..${rankOffset + k - 1} do not fit a world of ${worldSize}`);
   const devices: DeviceSpec = opts.devices ?? { kind: 'cpu' };
   const group =
     opts.group ??
@@ -185,8 +202,8 @@ export function launchRanks(opts: LaunchOptions): LaunchedRanks {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       ...opts.env,
-      RANK: String(r),
-      WORLD_SIZE: String(k),
+      RANK: String(rankOffset + r),
+      WORLD_SIZE: String(worldSize),
       LOCAL_RANK: String(r),
       LOCAL_WORLD_SIZE: String(k),
       MPO_GROUP: group,
@@ -246,7 +263,7 @@ export function launchRanks(opts: LaunchOptions): LaunchedRanks {
     if (gpu !== undefined) rp.gpu = gpu;
     ranks.push(rp);
   }
-  return { group, worldSize: k, ranks, exited, kill: killAll };
+  return { group, worldSize, ranks, exited, kill: killAll };
 }
 
 const LAUNCH_USAGE = `usage: mpo launch --ranks K [options] -- <command> [args...]

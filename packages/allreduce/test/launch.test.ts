@@ -81,6 +81,19 @@ describe('launcher', () => {
     );
   });
 
+  it('a host of a multi-host trial: global RANK from the offset, WORLD_SIZE of the trial, LOCAL_* of the host', async () => {
+    const r = run({ ranks: 2, args: [report], rankOffset: 4, worldSize: 6, useExecHelper: false });
+    const reps = await Promise.all([0, 1].map((i) => r.waitFor(i, (j) => j.localRank === i)));
+    expect(reps.map((x) => [x.rank, x.worldSize, x.localRank])).toEqual([
+      [4, 6, 0],
+      [5, 6, 1],
+    ]);
+    expect((await r.done).exitCode).toBe(0);
+    expect(() => launchRanks({ ranks: 2, command: 'true', rankOffset: 5, worldSize: 6 })).toThrow(
+      /do not fit a world of 6/,
+    );
+  });
+
   for (const helper of [true, false]) {
     it(`ranks die when the launcher is SIGKILLed (${helper ? 'exec wrapper' : 'dieWithParent in the rank'})`, async () => {
       const parent = spawn(process.execPath, [join(fixtures, 'parent.mjs')], {

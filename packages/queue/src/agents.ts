@@ -126,6 +126,19 @@ function safeJson<T>(s: string | undefined, fallback: T): T {
  */
 export function fits(req: SlotRequirement, slots: readonly AgentSlots[]): 'now' | 'later' | 'never' {
   const s = slots.find((x) => x.device === req.device);
-  if (!s || s.total < req.count) return 'never';
-  return s.free >= req.count ? 'now' : 'later';
+  const count = localSlots(req).count;
+  if (!s || s.total < count) return 'never';
+  return s.free >= count ? 'now' : 'later';
+}
+
+/** The slots one agent provides for a job: all of them, or one host's share of a gang (jobs.ts). */
+export function localSlots(req: SlotRequirement): { device: SlotRequirement['device']; count: number } {
+  return { device: req.device, count: hostsOf(req) > 1 ? req.ranksPerHost! : req.count };
+}
+
+/** How many hosts a job spans (1 unless its slots ask for ranksPerHost below count). */
+export function hostsOf(req: SlotRequirement): number {
+  return req.ranksPerHost !== undefined && req.ranksPerHost < req.count
+    ? Math.ceil(req.count / req.ranksPerHost)
+    : 1;
 }

@@ -65,7 +65,11 @@ export function trainJobData(runId: string, spec: RunSpec, t: PlannedTrial): Tra
     targetLanguages: spec.targetLanguages,
     training: t.plan.training,
     totalSteps: t.plan.totalSteps,
-    slots: { device: spec.resources.device, count: spec.resources.ranksPerTrial },
+    slots: {
+      device: spec.resources.device,
+      count: spec.resources.ranksPerTrial,
+      ...(spec.resources.ranksPerHost !== undefined ? { ranksPerHost: spec.resources.ranksPerHost } : {}),
+    },
     objective: { metric: spec.search.metric, mode: spec.search.mode },
     ...(asha
       ? {

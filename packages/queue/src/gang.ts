@@ -1,6 +1,5 @@
-// Gang reservation of one trial's hosts in Redis (issue 15 item 3, the "all ranks start or none" part).
-// NOT yet used by the worker agent: this is the reservation protocol it is meant to call; a trial's
-// ranks still run on one agent today.
+// Gang reservation of one trial's hosts in Redis (issue 15 item 3, the "all ranks start or none" part),
+// used by the worker agent (apps/worker/src/gang-run.ts, README "Trials that span hosts").
 //
 // A trial asking for `hosts` hosts of `ranksPerHost` slots each is opened by the agent that took its
 // job (host 0, the coordinator, whose rank 0 owns checkpoints and metrics). Agents on other hosts with
@@ -32,6 +31,9 @@ export interface GangSpec {
   store: string;
   /** How long seats stay reserved waiting for the others. */
   reservationMs: number;
+  /** What the seat holders launch: the slots' device and the trainer config file (shared storage). */
+  device?: string;
+  config?: string;
 }
 
 export interface GangSeat {
@@ -40,7 +42,11 @@ export interface GangSeat {
   hostId: string;
 }
 
-export interface Gang extends Omit<GangSpec, 'reservationMs'> {
+export interface Gang extends Omit<GangSpec, 'reservationMs' | 'device' | 'config'> {
+  device: string;
+  config: string;
+  /** When it was opened (ms): the older of two open gangs has priority (olderOpenGang). */
+  opened: number;
   id: string;
   state: GangState;
   deadline: number;
@@ -53,6 +59,7 @@ const keys = (prefix: string, id: string) => ({
   gang: `${prefix}:gang:${id}`,
   seats: `${prefix}:gang:${id}:seats`,
   open: `${prefix}:gangs:open`,
+  alive: (hostRank: number) => `${prefix}:gang:${id}:alive:${hostRank}`,
 });
 
 // KEYS: gang, seats, open. ARGV: id, agentId, hostId, now. Returns the host rank taken, or an error
@@ -112,7 +119,10 @@ export async function openGang(
       hosts: spec.hosts,
       ranksPerHost: spec.ranksPerHost,
       store: spec.store,
+      device: spec.device ?? '',
+      config: spec.config ?? '',
       deadline: now + spec.reservationMs,
+      opened: now,
       coordinator: coordinator.agentId,
     })
     .hset(k.seats, '0', JSON.stringify(seat))
@@ -165,6 +175,10 @@ export const startGang = (redis: Redis, prefix: string, id: string) =>
 export const cancelGang = (redis: Redis, prefix: string, id: string) =>
   transition(redis, prefix, id, ['open', 'full', 'started'], 'cancelled');
 
+/** Coordinator: withdraws a gang still open (nobody can have launched); 'full' etc. when too late. */
+export const withdrawGang = (redis: Redis, prefix: string, id: string) =>
+  transition(redis, prefix, id, ['open'], 'cancelled');
+
 export async function readGang(redis: Redis, prefix: string, id: string): Promise<Gang | null> {
   const k = keys(prefix, id);
   const [h, seats] = await Promise.all([redis.hgetall(k.gang), redis.hvals(k.seats)]);
@@ -175,7 +189,10 @@ export async function readGang(redis: Redis, prefix: string, id: string): Promis
     hosts: Number(h.hosts),
     ranksPerHost: Number(h.ranksPerHost),
     store: h.store ?? '',
+    device: h.device ?? '',
+    config: h.config ?? '',
     deadline: Number(h.deadline),
+    opened: Number(h.opened ?? 0),
     seats: seats.map((s) => JSON.parse(s) as GangSeat).sort((a, b) => a.hostRank - b.hostRank),
   };
 }
@@ -203,4 +220,61 @@ export function gangRankEnv(
     MPO_GROUP: shmGroup,
     MPO_C10D_STORE: gang.store,
   };
+}
+
+/**
+ * A seat holder's liveness while the gang trains: a key that lives `ttlMs` unless renewed. The holder
+ * renews it every ttlMs/3; the others read it. A holder whose agent died (SIGKILL, host lost) stops
+ * renewing, and within ttlMs every other holder sees its seat dead and stops its own ranks.
+ */
+export async function beatSeat(
+  redis: Redis,
+  prefix: string,
+  id: string,
+  hostRank: number,
+  ttlMs: number,
+): Promise<void> {
+  await redis.set(keys(prefix, id).alive(hostRank), String(Date.now()), 'PX', Math.max(1, Math.round(ttlMs)));
+}
+
+/** Host ranks among 0..hosts-1 whose liveness key has expired (or was never written). */
+export async function deadSeats(redis: Redis, prefix: string, id: string, hosts: number): Promise<number[]> {
+  const k = keys(prefix, id);
+  const ranks = Array.from({ length: hosts }, (_, r) => r);
+  const alive = await redis.mget(...ranks.map((r) => k.alive(r)));
+  return ranks.filter((r) => alive[r] === null);
+}
+
+/** The shared part of every rank's environment on host `hostRank` (gangRankEnv less the local rank). */
+export function gangHostEnv(
+  gang: Gang,
+  hostRank: number,
+): { rankOffset: number; worldSize: number; env: Record<string, string> } {
+  return {
+    rankOffset: hostRank * gang.ranksPerHost,
+    worldSize: gang.hosts * gang.ranksPerHost,
+    env: { MPO_HOSTS: String(gang.hosts), MPO_HOST_RANK: String(hostRank), MPO_C10D_STORE: gang.store },
+  };
+}
+
+/**
+ * An open gang opened before `mine` (ties broken by id) that an agent on `hostId` holding `ranksPerHost`
+ * slots of `device` could join instead of waiting for its own. Two agents that each open a gang and wait
+ * for the other would otherwise both wait out their deadlines, again and again: the younger gang's
+ * opener gives way (cancels its gang, puts its job back) and joins the older one.
+ */
+export async function olderOpenGang(
+  redis: Redis,
+  prefix: string,
+  mine: Gang,
+  hostId: string,
+): Promise<Gang | null> {
+  for (const id of await openGangIds(redis, prefix)) {
+    if (id === mine.id) continue;
+    const g = await readGang(redis, prefix, id);
+    if (g?.state !== 'open' || g.device !== mine.device || g.ranksPerHost > mine.ranksPerHost) continue;
+    if (g.seats.some((s) => s.hostId === hostId)) continue;
+    if (g.opened < mine.opened || (g.opened === mine.opened && g.id < mine.id)) return g;
+  }
+  return null;
 }

@@ -16,9 +16,17 @@ const Uuid = Type.String({
 const Device = Type.Union(DEVICES.map((d) => Type.Literal(d)));
 const Mode = Type.Union([Type.Literal('min'), Type.Literal('max')]);
 
-/** Device slots a job needs: `count` slots of `device` on one agent (one per rank). */
+/**
+ * Device slots a job needs: `count` slots of `device` (one per rank), on one agent, or with
+ * `ranksPerHost` (< count, dividing it) on count / ranksPerHost agents of different hosts (a gang:
+ * gang.ts).
+ */
 export const SlotRequirementSchema = Type.Object(
-  { device: Device, count: Type.Integer({ minimum: 1, maximum: 64 }) },
+  {
+    device: Device,
+    count: Type.Integer({ minimum: 1, maximum: 64 }),
+    ranksPerHost: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+  },
   { additionalProperties: false },
 );
 export type SlotRequirement = Static<typeof SlotRequirementSchema>;

@@ -137,6 +137,13 @@ export const ResourcesSpec = Type.Object(
   {
     ranksPerTrial: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, default: 1 })),
     device: Type.Optional(literals(DEVICES)),
+    /** Ranks of each trial (the same as ranksPerTrial; give either, or both equal). */
+    ranks: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    /**
+     * Ranks on each host: a trial of `ranks` ranks spans ranks / ranksPerHost agents on different hosts,
+     * gang-scheduled (apps/worker/README.md). Left out: every rank on one agent.
+     */
+    ranksPerHost: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
   },
   { additionalProperties: false },
 );
@@ -312,7 +319,7 @@ export interface RunSpec {
     seed: number;
     asha?: AshaParams;
   };
-  resources: { ranksPerTrial: number; device: Device };
+  resources: { ranksPerTrial: number; device: Device; ranksPerHost?: number };
   eval: { benchmarks: string[]; languages: string[]; maxPrompts: number; judge: string };
   training: TrainingParams;
   /** The backbone preset whose values filled what the spec left out. */

@@ -131,7 +131,8 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
     for (const p of validateHyperparameters(method, fixed, 'hyperparameters')) bad(p.path, p.reason);
   }
 
-  const ranks = raw.resources?.ranksPerTrial ?? 1;
+  const ranks = raw.resources?.ranks ?? raw.resources?.ranksPerTrial ?? 1;
+  const ranksPerHost = checkRanksPerHost(raw.resources, ranks, bad);
   const device: Device = raw.resources?.device ?? 'cpu';
   const training = clean('training')
     ? normalizeTraining(withPreset(raw.training ?? {}, preset, raw.search?.strategy))
@@ -218,7 +219,7 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
       seed: search.seed ?? 0,
       ...(asha ? { asha } : {}),
     },
-    resources: { ranksPerTrial: ranks, device },
+    resources: { ranksPerTrial: ranks, device, ...(ranksPerHost !== undefined ? { ranksPerHost } : {}) },
     eval: {
       benchmarks: raw.eval!.benchmarks,
       languages: raw.eval!.languages ?? [raw.dominantLanguage!, ...targets],
@@ -459,4 +460,25 @@ function checkBatch(
       `${prefix}.microBatch`,
       `must not exceed the per-rank batch (batchSize ${t.batchSize} / ${ranks} ranks = ${t.batchSize / ranks}), got ${t.microBatch}`,
     );
+}
+
+/**
+ * resources.ranks (alias of ranksPerTrial: both given must agree) and ranksPerHost, which must divide
+ * the ranks. Returns ranksPerHost when the trial spans more than one host, else undefined.
+ */
+function checkRanksPerHost(
+  r: RunSpecInput['resources'],
+  ranks: number,
+  bad: (path: string, reason: string) => void,
+): number | undefined {
+  if (r?.ranks !== undefined && r.ranksPerTrial !== undefined && r.ranks !== r.ranksPerTrial)
+    bad(
+      'resources.ranks',
+      `must equal resources.ranksPerTrial (${r.ranksPerTrial}) when both are given, got ${r.ranks}`,
+    );
+  const perHost = r?.ranksPerHost;
+  if (perHost === undefined) return undefined;
+  if (ranks % perHost !== 0)
+    bad('resources.ranksPerHost', `must divide resources.ranks (${ranks}), got ${perHost}`);
+  return perHost < ranks ? perHost : undefined;
 }

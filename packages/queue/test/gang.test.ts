@@ -1,10 +1,16 @@
 // Gang reservation (src/gang.ts) on the real Redis: all seats or none, one seat per host, the deadline,
 // and concurrent joiners racing for the last seat.
+
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  beatSeat,
   cancelGang,
+  deadSeats,
+  gangHostEnv,
   gangRankEnv,
   joinGang,
+  olderOpenGang,
   openGang,
   openGangIds,
   readGang,
@@ -99,5 +105,44 @@ describe('gang reservation', () => {
     await expect(openGang(redis, prefix, 'g4', { ...spec, hosts: 1 }, coordinator)).rejects.toThrow(
       /at least 2 hosts/,
     );
+  });
+
+  it('seat liveness: a seat not renewed within its TTL is dead; host env gives the global rank offset', async () => {
+    await openGang(
+      redis,
+      prefix,
+      'g5',
+      { ...spec, device: 'cpu', config: '/a/train-config.json' },
+      coordinator,
+    );
+    const g = (await readGang(redis, prefix, 'g5'))!;
+    expect(g).toMatchObject({ device: 'cpu', config: '/a/train-config.json' });
+    expect(await deadSeats(redis, prefix, 'g5', 3)).toEqual([0, 1, 2]);
+    await beatSeat(redis, prefix, 'g5', 0, 10_000);
+    await beatSeat(redis, prefix, 'g5', 2, 150);
+    expect(await deadSeats(redis, prefix, 'g5', 3)).toEqual([1]);
+    await sleep(300);
+    expect(await deadSeats(redis, prefix, 'g5', 3)).toEqual([1, 2]);
+    expect(gangHostEnv(g, 2)).toEqual({
+      rankOffset: 4,
+      worldSize: 6,
+      env: { MPO_HOSTS: '3', MPO_HOST_RANK: '2', MPO_C10D_STORE: '10.0.0.1:29500' },
+    });
+  });
+
+  it('olderOpenGang: the younger of two waiting gangs finds the older one it could join instead', async () => {
+    const cpu = { ...spec, hosts: 2, ranksPerHost: 1, device: 'cpu' };
+    await openGang(redis, prefix, 'old', cpu, { agentId: 'x', hostId: 'host-x' }, 1_000);
+    await openGang(redis, prefix, 'young', cpu, { agentId: 'y', hostId: 'host-y' }, 2_000);
+    await openGang(redis, prefix, 'gpu', { ...cpu, device: 'gpu' }, { agentId: 'z', hostId: 'host-z' }, 500);
+    const young = (await readGang(redis, prefix, 'young'))!;
+    const old = (await readGang(redis, prefix, 'old'))!;
+    expect((await olderOpenGang(redis, prefix, young, 'host-y'))?.id).toBe('old');
+    // The older one never gives way (the GPU gang is older but of another device).
+    expect(await olderOpenGang(redis, prefix, old, 'host-x')).toBeNull();
+    // A gang needing more slots per host than the younger opener holds is not a place for it.
+    expect(await olderOpenGang(redis, prefix, { ...young, ranksPerHost: 0 }, 'host-y')).toBeNull();
+    // Nor one that already has a seat on its host.
+    expect(await olderOpenGang(redis, prefix, young, 'host-x')).toBeNull();
   });
 });

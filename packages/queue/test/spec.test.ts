@@ -3,9 +3,12 @@ import {
   confinePath,
   expandTrials,
   gridSize,
+  hostsOf,
+  localSlots,
   ProblemsError,
   parseRunSpec,
   type RunSpec,
+  trainJobData,
   validateRunSpec,
 } from '../src/index.js';
 import { roots, validSpec } from './fixtures.js';
@@ -252,5 +255,41 @@ describe('sweep expansion', () => {
     expect(spec.training.steps).toBe(270);
     expect(trials).toHaveLength(9);
     expect(trials.every((t) => t.totalSteps === 270)).toBe(true);
+  });
+});
+
+describe('resources.ranks and ranksPerHost (trials spanning hosts)', () => {
+  const withResources = (resources: Record<string, unknown>) => ({ ...validSpec(), resources });
+  const problems = (resources: Record<string, unknown>) => {
+    const r = validateRunSpec(withResources(resources), ctx);
+    return r.ok ? {} : Object.fromEntries(r.problems.map((p) => [p.path, p.reason]));
+  };
+
+  it('ranks is ranksPerTrial; ranksPerHost below it makes the train jobs span ranks / ranksPerHost hosts', () => {
+    const { spec, trials } = parseRunSpec(withResources({ ranks: 4, ranksPerHost: 2 }), ctx);
+    expect(spec.resources).toEqual({ ranksPerTrial: 4, device: 'cpu', ranksPerHost: 2 });
+    const slots = trainJobData('00000000-0000-4000-8000-000000000000', spec, {
+      trialId: '00000000-0000-4000-8000-000000000001',
+      plan: trials[0]!,
+    }).slots;
+    expect(slots).toEqual({ device: 'cpu', count: 4, ranksPerHost: 2 });
+    expect(hostsOf(slots)).toBe(2);
+    expect(localSlots(slots)).toEqual({ device: 'cpu', count: 2 });
+    // ranksPerHost equal to the ranks: one host, the job as before.
+    const one = parseRunSpec(withResources({ ranks: 2, ranksPerHost: 2 }), ctx).spec;
+    expect(one.resources).toEqual({ ranksPerTrial: 2, device: 'cpu' });
+    expect(hostsOf({ device: 'cpu', count: 2 })).toBe(1);
+  });
+
+  it('rejects ranksPerHost that does not divide the ranks, and ranks that contradict ranksPerTrial', () => {
+    expect(problems({ ranks: 4, ranksPerHost: 3 })['resources.ranksPerHost']).toMatch(
+      /must divide resources.ranks \(4\), got 3/,
+    );
+    expect(problems({ ranks: 4, ranksPerTrial: 2 })['resources.ranks']).toMatch(
+      /must equal resources.ranksPerTrial \(2\)/,
+    );
+    expect(problems({ ranks: 2, ranksPerHost: 0 })['resources.ranksPerHost']).toBeDefined();
+    // batchSize 8 (the fixture) is not divisible by 3 ranks, whichever field says 3.
+    expect(problems({ ranks: 3 })['training.batchSize']).toMatch(/divisible/);
   });
 });
