@@ -319,12 +319,7 @@ async function attackSuccess(
   let items: { id: string; lang: string; prompt: string }[];
   const testbed = transferTestbedOf(cfg);
   if (benchmark === 'multijail' && testbed) {
-    items = cfg.languages!.flatMap((l) =>
-      testbed
-        .harmful(l)
-        .slice(0, cfg.maxPrompts)
-        .map((prompt, k) => ({ id: `${l}-${k}`, lang: l, prompt })),
-    );
+    items = cfg.languages!.flatMap((l) => testbed.harmful(l).slice(0, cfg.maxPrompts));
   } else if (benchmark === 'multijail') {
     const set = loadMultiJail(
       resolveBuiltinBenchmark('builtin:multijail'),

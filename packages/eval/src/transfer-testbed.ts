@@ -17,9 +17,9 @@ import { HfTokenizer, type LlamaConfig, Model } from '@mpo/engine';
 import { getObjective } from '@mpo/objectives';
 import {
   chatEncoders,
+  resolveBuiltinBenchmark,
   resolveBuiltinData,
   type StepRecord,
-  sharedDir,
   type TrainableModel,
   type TrainExample,
   type TrainingParams,
@@ -196,7 +196,7 @@ export function transferCorpus(seed: number, scale = 1): TransferCorpus {
   const mpo = loadMpoJson(resolveBuiltinData('builtin:mpo-llama').path);
   const alpacaPath = resolveBuiltinData('builtin:alpaca-en').path;
   const alpaca = alpacaHeldOut(alpacaPath, ALPACA_HELDOUT);
-  const jail = loadMultiJail(join(sharedDir(), 'data/multijail/MultiJail.csv'), {
+  const jail = loadMultiJail(resolveBuiltinBenchmark('builtin:multijail'), {
     languages: ['en'],
   }).prompts;
   const jailSplit = heldOutSplit(jail, (p) => p.id, MULTIJAIL_HELDOUT);

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BUILTIN_MODELS } from '@mpo/trainer';
 import { CliError, ExitCode } from '../exit-codes.js';
-import { numberFlag } from '../flags.js';
+import { numberFlag, optionalNumberFlag } from '../flags.js';
 import { createProgress, createReporter, type Progress } from '../progress.js';
 import { register } from '../registry.js';
 
@@ -27,7 +27,7 @@ accuracy. --transfer also runs the two transfer checks from the testbed (a DPO s
 pairs only, and one on the low-resource sister language's pairs only) and prints each language's change.`;
 
 const intOption = (name: string, raw: string | undefined, min: number) =>
-  numberFlag(name, raw, { integer: true, min });
+  numberFlag(name, raw ?? '', { integer: true, min });
 
 function testbedName(raw: string | undefined): TestbedName {
   const name = (raw ?? 'tiny-multilingual').replace(/^builtin:/, '');
@@ -53,7 +53,7 @@ async function build(rest: string[]): Promise<number> {
   const name = testbedName(values.testbed);
   const seed = intOption('seed', values.seed, 0);
   const threads = intOption('threads', values.threads, 1);
-  const epochs = values.epochs === undefined ? undefined : intOption('epochs', values.epochs, 1);
+  const epochs = optionalNumberFlag('epochs', values.epochs, { integer: true, min: 1 });
   const maxSteps =
     values['max-steps'] === undefined ? undefined : intOption('max-steps', values['max-steps'], 1);
   const scale = Number(values.scale);
