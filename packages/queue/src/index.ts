@@ -16,5 +16,6 @@ export * from './rungs.js';
 export { schemaProblems } from './schema-problems.js';
 export * from './spec.js';
 export * from './sweep.js';
+export * from './train-config.js';
 export * from './trainer-protocol.js';
 export * from './validate.js';

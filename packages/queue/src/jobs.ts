@@ -7,6 +7,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { ProblemsError } from './problems.js';
 import { schemaProblems } from './schema-problems.js';
 import { DATA_FORMATS, DEVICES, DTYPES } from './spec.js';
+import { TrainingFields } from './train-config.js';
 
 export const CONTRACT_VERSION = 1;
 
@@ -62,6 +63,14 @@ const TrainingSchema = Type.Object(
     warmupRatio: Type.Number({ minimum: 0, maximum: 1 }),
     dtype: Type.Optional(Type.Union(DTYPES.map((d) => Type.Literal(d)))),
     activationCheckpointing: Type.Optional(Type.Boolean()),
+    // The training config's optimizer fields a spec gave (bounds: train-config.ts TrainingFields).
+    weightDecay: TrainingFields.properties.weightDecay,
+    maxGradNorm: TrainingFields.properties.maxGradNorm,
+    adamBeta1: TrainingFields.properties.adamBeta1,
+    adamBeta2: TrainingFields.properties.adamBeta2,
+    adamEps: TrainingFields.properties.adamEps,
+    keepCheckpoints: TrainingFields.properties.keepCheckpoints,
+    zeroStage: TrainingFields.properties.zeroStage,
   },
   { additionalProperties: false },
 );

@@ -3,13 +3,14 @@
 // express (roots, method hyperparameters, search-space consistency).
 import { presetNames } from '@mpo/objectives';
 import { type Static, type TLiteral, Type } from '@sinclair/typebox';
+import { DATA_FORMATS, type DataFormat, TrainingFields } from './train-config.js';
 
 export const DEVICES = ['cpu', 'gpu'] as const;
 export type Device = (typeof DEVICES)[number];
 export const STRATEGIES = ['grid', 'random', 'asha'] as const;
 export type Strategy = (typeof STRATEGIES)[number];
-export const DATA_FORMATS = ['mpo', 'pairwise', 'pretokenized', 'alpaca'] as const;
-export type DataFormat = (typeof DATA_FORMATS)[number];
+// One list of data formats, in the training config's schema.
+export { DATA_FORMATS, type DataFormat };
 /** Evaluation suites the eval worker knows (packages/eval). */
 export const EVAL_BENCHMARKS = ['reward-gap', 'multijail', 'csrt', 'utility'] as const;
 export const JUDGES = ['builtin', 'llm'] as const;
@@ -134,17 +135,24 @@ export const EvalSpec = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * The spec's `training` block: the training config's own fields (train-config.ts, the trainer's names), plus
+ * cutoff and precision, which the trainer's config keeps at its top level. `steps` and `microBatch` are the
+ * names specs used before the two were unified: still accepted, with a warning (DEPRECATED_TRAINING_NAMES).
+ */
 export const TrainingSpec = Type.Object(
   {
-    steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
-    epochs: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
-    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 8 })),
-    microBatch: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 2 })),
+    ...TrainingFields.properties,
+    steps: Type.Optional(
+      Type.Integer({ ...TrainingFields.properties.maxSteps, description: 'deprecated: use maxSteps' }),
+    ),
+    microBatch: Type.Optional(
+      Type.Integer({
+        ...TrainingFields.properties.microBatchSize,
+        description: 'deprecated: use microBatchSize',
+      }),
+    ),
     cutoff: Type.Optional(Type.Integer({ minimum: 2, maximum: 1_000_000, default: 1024 })),
-    checkpointEvery: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000, default: 0 })),
-    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1, default: 42 })),
-    learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1e-5 })),
-    warmupRatio: Type.Optional(Type.Number({ minimum: 0, maximum: 1, default: 0.1 })),
     dtype: Type.Optional(
       literals(
         DTYPES,
@@ -159,6 +167,9 @@ export const TrainingSpec = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/** Old spec names → the training config's names. */
+export const DEPRECATED_TRAINING_NAMES = { steps: 'maxSteps', microBatch: 'microBatchSize' } as const;
 
 /** What `POST /runs` accepts. */
 export const RunSpecSchema = Type.Object(
@@ -218,6 +229,14 @@ export interface TrainingParams {
   /** Present when the spec gave it (absent: fp32, no checkpointing). */
   dtype?: TrainDtype;
   activationCheckpointing?: boolean;
+  /** Optimizer and checkpoint fields of the training config, present when the spec gave them. */
+  weightDecay?: number;
+  maxGradNorm?: number;
+  adamBeta1?: number;
+  adamBeta2?: number;
+  adamEps?: number;
+  keepCheckpoints?: number;
+  zeroStage?: number;
 }
 
 export interface AshaParams {
