@@ -7,6 +7,7 @@ export * from './connection.js';
 export * from './flow.js';
 export * from './gang.js';
 export * from './jobs.js';
+export * from './json-schemas.js';
 export * from './llamafactory.js';
 export * from './names.js';
 export * from './paths.js';

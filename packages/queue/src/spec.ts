@@ -174,6 +174,9 @@ export const DEPRECATED_TRAINING_NAMES = { steps: 'maxSteps', microBatch: 'micro
 /** What `POST /runs` accepts. */
 export const RunSpecSchema = Type.Object(
   {
+    $schema: Type.Optional(
+      Type.String({ maxLength: 1024, description: 'schemas/run-spec.schema.json, for editors' }),
+    ),
     name: Type.String({ minLength: 1, maxLength: 200 }),
     model: PathOrBuiltin('model', 'builtin:tiny-multilingual'),
     data: Type.Union([DataItem, Type.Array(DataItem, { minItems: 1, maxItems: 16 })], {

@@ -6,7 +6,7 @@
 // files in schemas/ are generated from here (scripts/gen-schemas.mjs) and a
 // test keeps them up to date.
 import { presetNames } from '@mpo/objectives';
-import { type Static, type TLiteral, type TSchema, Type } from '@sinclair/typebox';
+import { type Static, type TLiteral, Type } from '@sinclair/typebox';
 
 export const DATA_FORMATS = ['mpo', 'pairwise', 'pretokenized', 'alpaca'] as const;
 export type DataFormat = (typeof DATA_FORMATS)[number];
@@ -75,9 +75,13 @@ export const CutoffField = Type.Integer({
   maximum: 1_000_000,
   description: 'maximum tokens per sequence (default 1024)',
 });
-export const PresetField = literals(
-  presetNames,
-  `MPO's values for a backbone from the paper (Table 8, Appendix G), one of ${presetNames.join(', ')}; method must be "mpo", fields the config states win`,
+export const PresetField = Type.Union(
+  presetNames.map((v) => Type.Literal(v)),
+  {
+    title:
+      'MPO\'s values for a backbone from the paper (Table 8, Appendix G); method must be "mpo", fields the config states win',
+    description: `one of ${presetNames.join(', ')}`,
+  },
 );
 
 const LossScalingObject = Type.Object(
@@ -122,7 +126,9 @@ const EvalSpec = Type.Object(
 /** What `mpo train --config FILE` accepts (JSON or YAML). */
 export const TrainConfigSchema = Type.Object(
   {
-    $schema: Type.Optional(Type.String({ description: 'this schema, for editors' })),
+    $schema: Type.Optional(
+      Type.String({ maxLength: 1024, description: 'schemas/train-config.schema.json, for editors' }),
+    ),
     name: Type.Optional(Type.String()),
     model: Type.Union(
       [
@@ -161,8 +167,3 @@ export const TrainConfigSchema = Type.Object(
   { additionalProperties: false, title: 'TrainConfig' },
 );
 export type TrainConfigInput = Static<typeof TrainConfigSchema>;
-
-/** A JSON Schema document (draft 2020-12) of a TypeBox schema (TypeBox's symbols dropped). */
-export function jsonSchemaDocument(schema: TSchema): Record<string, unknown> {
-  return { $schema: 'https://json-schema.org/draft/2020-12/schema', ...JSON.parse(JSON.stringify(schema)) };
-}
