@@ -278,6 +278,7 @@ export const TUNABLE_TRAINING_FIELDS = [
   'learningRate',
   'warmupRatio',
   'batchSize',
+  'microBatchSize',
   'microBatch',
   'seed',
   'epochs',

@@ -145,7 +145,17 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
         if (!clean(path)) continue;
         const d = toDistribution(entry);
         space[key] = d;
-        checkDistribution(key, d, entry, path, strategy!, methodOk ? method : undefined, fixed, bad);
+        checkDistribution(
+          key,
+          d,
+          entry,
+          path,
+          strategy!,
+          methodOk ? method : undefined,
+          fixed,
+          bad,
+          warnings,
+        );
       }
     }
     if ((strategy === 'random' || strategy === 'asha') && search.maxTrials === undefined)
@@ -181,7 +191,13 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
       if (training.steps !== undefined && training.epochs !== undefined)
         bad('training.epochs', `give "${stepsName(raw.training)}" or "epochs", not both`);
     }
-    checkBatch(training, ranks, 'training', bad);
+    checkBatch(
+      training,
+      ranks,
+      'training',
+      bad,
+      raw.training?.microBatch !== undefined ? 'microBatch' : undefined,
+    );
     if (training.dtype === 'fp16' && device !== 'gpu')
       bad('training.dtype', 'fp16 needs resources.device "gpu" (the CPU has no fp16 GEMM; use bf16 or fp32)');
     const total = strategy === 'asha' ? asha?.maxSteps : training.steps;
@@ -278,6 +294,7 @@ function checkDistribution(
   method: string | undefined,
   fixed: Record<string, unknown>,
   bad: (path: string, reason: string) => void,
+  warnings: string[],
 ): void {
   if (strategy === 'grid' && d.type !== 'choice') {
     bad(
@@ -306,6 +323,10 @@ function checkDistribution(
       );
       return;
     }
+    if (field in DEPRECATED_TRAINING_NAMES)
+      warnings.push(
+        `${path}: deprecated, use ${TRAINING_KEY_PREFIX}${DEPRECATED_TRAINING_NAMES[field as keyof typeof DEPRECATED_TRAINING_NAMES]}`,
+      );
     if (strategy === 'asha' && field === 'epochs') {
       bad(path, 'ASHA trials run by steps, not epochs');
       return;
@@ -421,17 +442,19 @@ function normalizeTraining(t: NonNullable<RunSpecInput['training']>): TrainingPa
   };
 }
 
+/** `microName`: the name the spec gave the micro-batch under (default the training config's, microBatchSize). */
 function checkBatch(
   t: TrainingParams,
   ranks: number,
   prefix: string,
   bad: (path: string, reason: string) => void,
+  microName = 'microBatchSize',
 ): void {
   if (t.batchSize % ranks !== 0)
     bad(`${prefix}.batchSize`, `must be divisible by resources.ranksPerTrial (${ranks}), got ${t.batchSize}`);
   else if (t.microBatch > t.batchSize / ranks)
     bad(
-      `${prefix}.microBatch`,
+      `${prefix}.${microName}`,
       `must not exceed the per-rank batch (batchSize ${t.batchSize} / ${ranks} ranks = ${t.batchSize / ranks}), got ${t.microBatch}`,
     );
 }

@@ -59,6 +59,36 @@ describe('run spec training block', () => {
   });
 });
 
+describe('search space over training fields', () => {
+  const ctx = roots();
+  const withSpace = (space: Record<string, unknown>) => ({
+    ...validSpec(),
+    training: { maxSteps: 100, batchSize: 8 },
+    resources: { ranksPerTrial: 1, device: 'cpu' },
+    search: { ...validSpec().search, space },
+  });
+
+  it('varies microBatchSize under its new name, and under the old one with a warning', () => {
+    const now = validateRunSpec(withSpace({ 'training.microBatchSize': [1, 4] }), ctx);
+    const old = validateRunSpec(withSpace({ 'training.microBatch': [1, 4] }), ctx);
+    expect(now.ok && old.ok).toBe(true);
+    if (!now.ok || !old.ok) return;
+    expect(now.trials.map((t) => t.training.microBatch)).toEqual([1, 4]);
+    expect(old.trials.map((t) => t.training.microBatch)).toEqual([1, 4]);
+    expect(now.warnings).toEqual([]);
+    expect(old.warnings).toEqual([
+      'search.space.training.microBatch: deprecated, use training.microBatchSize',
+    ]);
+  });
+
+  it('checks the per-rank batch of each value', () => {
+    const r = validateRunSpec(withSpace({ 'training.microBatchSize': [16] }), ctx);
+    expect(r.ok ? [] : r.problems.map((p) => p.path)).toContain(
+      'search.space (trial 0) training.microBatchSize',
+    );
+  });
+});
+
 describe('training config schema', () => {
   it('explains a wrong object-form field by its inner fields, not by the union', () => {
     const problems = schemaProblems(TrainConfigSchema, {
