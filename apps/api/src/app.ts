@@ -20,6 +20,7 @@ import queuesPlugin from './plugins/queues.js';
 import healthRoutes from './routes/health.js';
 import queuesRoutes from './routes/queues/index.js';
 import runsRoutes from './routes/runs/index.js';
+import schemaRoutes from './routes/schemas.js';
 import sessionRoutes from './routes/session/index.js';
 import tokensRoutes from './routes/tokens/index.js';
 
@@ -90,6 +91,7 @@ export async function buildApp(opts: BuildAppOptions = {}): Promise<FastifyInsta
   });
   await app.register(metricsPlugin);
   await app.register(healthRoutes);
+  await app.register(schemaRoutes);
   await app.register(runsRoutes, {
     spec: {
       modelRoot: config.modelRoot,

@@ -212,7 +212,7 @@ describe.skipIf(skip)('the dashboard in headless Chromium', () => {
             mode: 'max',
             asha: { minSteps: 4, maxSteps: 16 },
           },
-          training: { batchSize: 8, microBatch: 2 },
+          training: { batchSize: 8, microBatchSize: 2 },
         }),
       ),
     });

@@ -36,7 +36,7 @@ export const spec = (over: Record<string, unknown> = {}) => ({
   },
   resources: { ranksPerTrial: 2, device: 'cpu' },
   eval: { benchmarks: ['reward-gap', 'multijail'] },
-  training: { steps: 20, batchSize: 8, microBatch: 2 },
+  training: { maxSteps: 20, batchSize: 8, microBatchSize: 2 },
   ...over,
 });
 

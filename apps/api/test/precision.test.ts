@@ -19,7 +19,12 @@ afterAll(async () => {
 
 const post = (body: unknown) =>
   t.app.inject({ method: 'POST', url: '/runs', headers: t.admin, payload: body as object });
-const training = (extra: Record<string, unknown>) => ({ steps: 20, batchSize: 8, microBatch: 2, ...extra });
+const training = (extra: Record<string, unknown>) => ({
+  maxSteps: 20,
+  batchSize: 8,
+  microBatchSize: 2,
+  ...extra,
+});
 
 describe('POST /runs precision fields', () => {
   it('bf16 with activation checkpointing reaches every train job', async () => {

@@ -57,11 +57,36 @@ export class ApiClient {
       // keep the text
     }
     if (res.ok) return data as T;
-    throw new CliError(describeError(res.status, data, `${method} ${path}`), exitCodeFor(res.status));
+    throw new ApiError(res.status, data, `${method} ${path}`);
   }
 
   get<T>(path: string) {
     return this.request<T>('GET', path);
+  }
+}
+
+type Problems = { path: string; reason: string }[];
+
+/** A failed request: the message lists every problem; `problems` lets a caller name their lines in its file. */
+export class ApiError extends CliError {
+  readonly problems: Problems;
+  constructor(
+    readonly status: number,
+    readonly data: unknown,
+    readonly what: string,
+  ) {
+    super(describeError(status, data, what), exitCodeFor(status));
+    const p = (data as { problems?: unknown } | null)?.problems;
+    this.problems = Array.isArray(p) ? (p as Problems) : [];
+  }
+
+  /** The same message with each problem line replaced by `locate`'s (e.g. "file:line:col: path: reason"). */
+  located(locate: (problems: Problems) => string[]): string {
+    return describeError(this.status, { ...(this.data as object), problems: undefined }, this.what).concat(
+      locate(this.problems)
+        .map((l) => `\n  ${l}`)
+        .join(''),
+    );
   }
 }
 
@@ -78,7 +103,7 @@ function describeError(status: number, data: unknown, what: string): string {
   const d = (data ?? {}) as {
     detail?: string;
     title?: string;
-    problems?: { path: string; reason: string }[];
+    problems?: Problems;
   };
   const problems = Array.isArray(d.problems)
     ? d.problems.map((p) => `\n  ${p.path || '(root)'}: ${p.reason}`).join('')

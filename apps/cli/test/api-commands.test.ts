@@ -2,7 +2,7 @@
 // metrics --csv, queues, report, and the exit code of every kind of error.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createDb, type Db } from '@mpo/db';
@@ -71,6 +71,8 @@ describe('mpo runs / queues / report against the API', () => {
     const dir = tmp('api');
     const sub = await mpo(['runs', 'submit', writeJson(dir, 'spec.json', spec())], { env });
     expect(sub.stderr).toMatch(/2 trials queued/);
+    // spec() still says training.steps: accepted, with the API's warning.
+    expect(sub.stderr).toMatch(/warning: training\.steps: deprecated, use training\.maxSteps/);
     expect(sub.code).toBe(0);
     const id = sub.stdout.trim();
     // The same spec as YAML, with --json: the API's answer.
@@ -190,14 +192,17 @@ describe('mpo runs / queues / report against the API', () => {
 
   it('gives every kind of error its own exit code and a clear message', async () => {
     const dir = tmp('errors');
-    const bad = await mpo(
-      ['runs', 'submit', writeJson(dir, 'bad.json', spec({ method: 'ppo', training: { steps: 0 } }))],
-      { env },
-    );
+    const badFile = writeJson(dir, 'bad.json', spec({ method: 'ppo', training: { steps: 0 } }));
+    const bad = await mpo(['runs', 'submit', badFile], { env });
     expect(bad.code).toBe(3);
     expect(bad.stderr).toMatch(/400/);
-    expect(bad.stderr).toMatch(/method/);
-    expect(bad.stderr).toMatch(/training\.steps/);
+    // The API's problems, each at the line of its field in the file submitted.
+    const lineOf = (key: string) =>
+      readFileSync(badFile, 'utf8')
+        .split('\n')
+        .findIndex((l) => l.includes(`"${key}":`)) + 1;
+    expect(bad.stderr).toMatch(new RegExp(`bad\\.json:${lineOf('method')}:\\d+: method: `));
+    expect(bad.stderr).toMatch(new RegExp(`bad\\.json:${lineOf('steps')}:\\d+: training\\.steps: `));
 
     const missing = await mpo(['runs', 'watch', randomUUID()], { env });
     expect(missing.code).toBe(4);

@@ -114,6 +114,22 @@ function dataSpec(d: TrainJobData, root: string): Record<string, unknown> {
   };
 }
 
+const OPTIONAL_TRAINING = [
+  'weightDecay',
+  'maxGradNorm',
+  'adamBeta1',
+  'adamBeta2',
+  'adamEps',
+  'keepCheckpoints',
+  'zeroStage',
+] as const;
+
+function optionalTraining(t: TrainJobData['training']): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of OPTIONAL_TRAINING) if (t[k] !== undefined) out[k] = t[k];
+  return out;
+}
+
 export interface TrainChildPlan {
   /** What goes into the config file. */
   config: Record<string, unknown>;
@@ -150,6 +166,8 @@ export function buildTrainConfig(
       warmupRatio: t.warmupRatio,
       seed: t.seed,
       checkpointEvery: t.checkpointEvery,
+      // Optimizer fields the spec gave (the spec's training block carries the training config's fields).
+      ...optionalTraining(t),
     },
     cutoff: t.cutoff,
     ...(t.lora !== undefined ? { lora: t.lora } : {}),

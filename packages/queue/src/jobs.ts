@@ -7,6 +7,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { ProblemsError } from './problems.js';
 import { schemaProblems } from './schema-problems.js';
 import { DATA_FORMATS, DEVICES, DTYPES, LoraSpec } from './spec.js';
+import { TrainingFields } from './train-config.js';
 
 export const CONTRACT_VERSION = 1;
 
@@ -71,6 +72,14 @@ const TrainingSchema = Type.Object(
     dtype: Type.Optional(Type.Union(DTYPES.map((d) => Type.Literal(d)))),
     activationCheckpointing: Type.Optional(Type.Boolean()),
     lora: Type.Optional(LoraSpec),
+    // The training config's optimizer fields a spec gave (bounds: train-config.ts TrainingFields).
+    weightDecay: TrainingFields.properties.weightDecay,
+    maxGradNorm: TrainingFields.properties.maxGradNorm,
+    adamBeta1: TrainingFields.properties.adamBeta1,
+    adamBeta2: TrainingFields.properties.adamBeta2,
+    adamEps: TrainingFields.properties.adamEps,
+    keepCheckpoints: TrainingFields.properties.keepCheckpoints,
+    zeroStage: TrainingFields.properties.zeroStage,
   },
   { additionalProperties: false },
 );

@@ -250,12 +250,12 @@ export function fromLlamaFactory(
   if (!Number.isInteger(epochs)) cannot('num_train_epochs', `${epochs}: only whole epochs are supported`);
   else training.epochs = epochs;
   const maxSteps = num(take('max_steps'));
-  if (maxSteps !== undefined && maxSteps > 0) training[run ? 'steps' : 'maxSteps'] = maxSteps;
+  if (maxSteps !== undefined && maxSteps > 0) training.maxSteps = maxSteps;
   const perDevice = num(take('per_device_train_batch_size')) ?? D.per_device_train_batch_size;
   const accumulation = num(take('gradient_accumulation_steps')) ?? D.gradient_accumulation_steps;
   // One optimizer step sees per_device × accumulation examples per rank (our batchSize is per step).
   training.batchSize = perDevice * accumulation;
-  training[run ? 'microBatch' : 'microBatchSize'] = perDevice;
+  training.microBatchSize = perDevice;
   const scheduler = take('lr_scheduler_type') ?? D.lr_scheduler_type;
   if (scheduler !== 'cosine')
     cannot('lr_scheduler_type', `"${String(scheduler)}": only cosine with linear warm-up is implemented`);
@@ -264,19 +264,17 @@ export function fromLlamaFactory(
   if (warmupSteps) cannot('warmup_steps', 'warm-up is a ratio of the steps here (use warmup_ratio)');
   const seed = num(take('seed'));
   if (seed !== undefined) training.seed = seed;
-  // Optimizer settings the run spec has no field for: honoured only at their defaults (transformers' and ours).
-  const optimizer: [string, string, number][] = [
-    ['weight_decay', 'weightDecay', 0],
-    ['max_grad_norm', 'maxGradNorm', 1],
-    ['adam_beta1', 'adamBeta1', 0.9],
-    ['adam_beta2', 'adamBeta2', 0.999],
-    ['adam_epsilon', 'adamEps', 1e-8],
+  // Optimizer settings: the run spec's training block is the training config's (train-config.ts), so both carry them.
+  const optimizer: [string, string][] = [
+    ['weight_decay', 'weightDecay'],
+    ['max_grad_norm', 'maxGradNorm'],
+    ['adam_beta1', 'adamBeta1'],
+    ['adam_beta2', 'adamBeta2'],
+    ['adam_epsilon', 'adamEps'],
   ];
-  for (const [field, ours, dflt] of optimizer) {
+  for (const [field, ours] of optimizer) {
     const v = num(take(field));
-    if (v === undefined) continue;
-    if (!run) training[ours] = v;
-    else if (v !== dflt) cannot(field, `${v}: a run has no ${ours} field (only ${dflt}); use mpo train`);
+    if (v !== undefined) training[ours] = v;
   }
   const optim = take('optim');
   if (optim !== undefined && !/^adamw/.test(String(optim)))

@@ -30,13 +30,18 @@ function collect(errors: Iterable<ValueError>, out: Map<string, string>): void {
   }
 }
 
-/** The union variant whose `type` literal matches the value's `type` field, or -1. */
+/**
+ * The union variant the value was evidently aiming at: the one whose `type` literal matches the value's `type`
+ * field, else the only object variant when the value is an object (`lossScaling: {...}` against
+ * `true | {...}`); -1 when no variant stands out.
+ */
 function pickVariant(schema: TSchema, value: unknown): number {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return -1;
-  const type = (value as { type?: unknown }).type;
-  if (type === undefined) return -1;
   const variants = (schema.anyOf ?? []) as TSchema[];
-  return variants.findIndex((v) => v.properties?.type?.const === type);
+  const type = (value as { type?: unknown }).type;
+  if (type !== undefined) return variants.findIndex((v) => v.properties?.type?.const === type);
+  const objects = variants.flatMap((v, i) => (v.type === 'object' ? [i] : []));
+  return objects.length === 1 ? objects[0]! : -1;
 }
 
 function reasonFor(e: ValueError): string {
@@ -69,6 +74,9 @@ function reasonFor(e: ValueError): string {
     case ValueErrorType.NumberExclusiveMinimum:
     case ValueErrorType.IntegerExclusiveMinimum:
       return `must be > ${s.exclusiveMinimum}, got ${show(e.value)}`;
+    case ValueErrorType.NumberExclusiveMaximum:
+    case ValueErrorType.IntegerExclusiveMaximum:
+      return `must be < ${s.exclusiveMaximum}, got ${show(e.value)}`;
     case ValueErrorType.Boolean:
       return `must be true or false, got ${show(e.value)}`;
     case ValueErrorType.Literal:

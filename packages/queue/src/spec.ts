@@ -3,13 +3,16 @@
 // express (roots, method hyperparameters, search-space consistency).
 import { presetNames } from '@mpo/objectives';
 import { type Static, type TLiteral, Type } from '@sinclair/typebox';
+import { DATA_FORMATS, type DataFormat, LoraSpec, TrainingFields } from './train-config.js';
+
+export { LORA_TARGET_MODULES, LoraSpec } from './train-config.js';
 
 export const DEVICES = ['cpu', 'gpu'] as const;
 export type Device = (typeof DEVICES)[number];
 export const STRATEGIES = ['grid', 'random', 'asha'] as const;
 export type Strategy = (typeof STRATEGIES)[number];
-export const DATA_FORMATS = ['mpo', 'pairwise', 'pretokenized', 'alpaca'] as const;
-export type DataFormat = (typeof DATA_FORMATS)[number];
+// One list of data formats, in the training config's schema.
+export { DATA_FORMATS, type DataFormat };
 /** Evaluation suites the eval worker knows (packages/eval). */
 export const EVAL_BENCHMARKS = ['reward-gap', 'multijail', 'csrt', 'utility'] as const;
 export const JUDGES = ['builtin', 'llm'] as const;
@@ -162,57 +165,24 @@ export const EvalSpec = Type.Object(
   { additionalProperties: false },
 );
 
-/** The projections LoRA adapters can sit on (the engine's LORA_TARGET_MODULES; a trainer test keeps them equal). */
-export const LORA_TARGET_MODULES = [
-  'q_proj',
-  'k_proj',
-  'v_proj',
-  'o_proj',
-  'gate_proj',
-  'up_proj',
-  'down_proj',
-] as const;
-
-/** LoRA on a frozen base (defaults: PEFT's LoraConfig, filled by the trainer's config). */
-export const LoraSpec = Type.Object(
-  {
-    rank: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536, description: 'r (default 8)' })),
-    alpha: Type.Optional(
-      Type.Number({ exclusiveMinimum: 0, description: 'lora_alpha; updates scale by alpha/r (default 8)' }),
-    ),
-    dropout: Type.Optional(
-      Type.Number({ minimum: 0, exclusiveMaximum: 1, description: 'lora_dropout (default 0)' }),
-    ),
-    targetModules: Type.Optional(
-      Type.Array(literals(LORA_TARGET_MODULES), {
-        minItems: 1,
-        uniqueItems: true,
-        description: 'projections to adapt (default q_proj, v_proj)',
-      }),
-    ),
-  },
-  { additionalProperties: false },
-);
-
+/**
+ * The spec's `training` block: the training config's own fields (train-config.ts, the trainer's names), plus
+ * cutoff and precision, which the trainer's config keeps at its top level. `steps` and `microBatch` are the
+ * names specs used before the two were unified: still accepted, with a warning (DEPRECATED_TRAINING_NAMES).
+ */
 export const TrainingSpec = Type.Object(
   {
-    steps: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_STEPS })),
-    epochs: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
-    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 8 })),
-    microBatch: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 2 })),
-    cutoff: Type.Optional(Type.Integer({ minimum: 2, maximum: 1_000_000, default: 1024 })),
-    checkpointEvery: Type.Optional(
+    ...TrainingFields.properties,
+    steps: Type.Optional(
+      Type.Integer({ ...TrainingFields.properties.maxSteps, description: 'deprecated: use maxSteps' }),
+    ),
+    microBatch: Type.Optional(
       Type.Integer({
-        minimum: 0,
-        maximum: 10_000_000,
-        default: 500,
-        description:
-          'steps between checkpoints (0: only at the end); default 500, or the trial length when shorter',
+        ...TrainingFields.properties.microBatchSize,
+        description: 'deprecated: use microBatchSize',
       }),
     ),
-    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1, default: 42 })),
-    learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1e-5 })),
-    warmupRatio: Type.Optional(Type.Number({ minimum: 0, maximum: 1, default: 0.1 })),
+    cutoff: Type.Optional(Type.Integer({ minimum: 2, maximum: 1_000_000, default: 1024 })),
     dtype: Type.Optional(
       literals(
         DTYPES,
@@ -229,9 +199,15 @@ export const TrainingSpec = Type.Object(
   { additionalProperties: false },
 );
 
+/** Old spec names → the training config's names. */
+export const DEPRECATED_TRAINING_NAMES = { steps: 'maxSteps', microBatch: 'microBatchSize' } as const;
+
 /** What `POST /runs` accepts. */
 export const RunSpecSchema = Type.Object(
   {
+    $schema: Type.Optional(
+      Type.String({ maxLength: 1024, description: 'schemas/run-spec.schema.json, for editors' }),
+    ),
     name: Type.String({ minLength: 1, maxLength: 200 }),
     model: PathOrBuiltin('model', 'builtin:tiny-multilingual'),
     data: Type.Union([DataItem, Type.Array(DataItem, { minItems: 1, maxItems: 16 })], {
@@ -293,6 +269,14 @@ export interface TrainingParams {
   activationCheckpointing?: boolean;
   /** LoRA adapters instead of full fine-tuning (as given; the trainer fills PEFT's defaults). */
   lora?: Static<typeof LoraSpec>;
+  /** Optimizer and checkpoint fields of the training config, present when the spec gave them. */
+  weightDecay?: number;
+  maxGradNorm?: number;
+  adamBeta1?: number;
+  adamBeta2?: number;
+  adamEps?: number;
+  keepCheckpoints?: number;
+  zeroStage?: number;
 }
 
 export interface AshaParams {
@@ -331,6 +315,7 @@ export const TUNABLE_TRAINING_FIELDS = [
   'learningRate',
   'warmupRatio',
   'batchSize',
+  'microBatchSize',
   'microBatch',
   'seed',
   'epochs',

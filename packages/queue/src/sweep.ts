@@ -19,6 +19,13 @@ export interface TrialPlan {
 }
 
 export const TRAINING_KEY_PREFIX = 'training.';
+/**
+ * Space keys under the training config's names whose normalized spec field still has the old spec name
+ * ("training.microBatchSize" varies TrainingParams.microBatch).
+ */
+export const NORMALIZED_TRAINING_FIELD: Record<string, keyof TrainingParams> = {
+  microBatchSize: 'microBatch',
+};
 
 /** Number of points in a grid space (choice entries only). */
 export function gridSize(space: Record<string, SpaceDistribution>): number {
@@ -65,8 +72,10 @@ export function applyPoint(
   const hyperparameters = { ...spec.hyperparameters };
   const training = { ...spec.training } as TrainingParams & Record<string, unknown>;
   for (const [key, value] of Object.entries(point)) {
-    if (key.startsWith(TRAINING_KEY_PREFIX)) training[key.slice(TRAINING_KEY_PREFIX.length)] = value;
-    else hyperparameters[key] = value;
+    if (key.startsWith(TRAINING_KEY_PREFIX)) {
+      const field = key.slice(TRAINING_KEY_PREFIX.length);
+      training[NORMALIZED_TRAINING_FIELD[field] ?? field] = value;
+    } else hyperparameters[key] = value;
   }
   return { hyperparameters, training };
 }

@@ -18,6 +18,7 @@ import {
   BUILTIN_PREFIX,
   type DataFormat,
   type DataRef,
+  DEPRECATED_TRAINING_NAMES,
   type Device,
   MAX_KEY_LENGTH,
   MAX_TRIALS,
@@ -78,14 +79,17 @@ export const TRAINING_DEFAULTS = {
 const BUILTIN_ID = /^[a-z0-9][a-z0-9._-]{0,99}$/;
 
 export type SpecResult =
-  | { ok: true; spec: RunSpec; trials: TrialPlan[] }
-  | { ok: false; problems: Problem[] };
+  /** warnings: deprecated names the spec used (still honoured). */
+  { ok: true; spec: RunSpec; trials: TrialPlan[]; warnings: string[] } | { ok: false; problems: Problem[] };
 
 /** Validates `input` and plans its trials; throws ProblemsError with every problem. */
-export function parseRunSpec(input: unknown, ctx: SpecContext): { spec: RunSpec; trials: TrialPlan[] } {
+export function parseRunSpec(
+  input: unknown,
+  ctx: SpecContext,
+): { spec: RunSpec; trials: TrialPlan[]; warnings: string[] } {
   const r = validateRunSpec(input, ctx);
   if (!r.ok) throw new ProblemsError(r.problems, 'run spec');
-  return { spec: r.spec, trials: r.trials };
+  return { spec: r.spec, trials: r.trials, warnings: r.warnings };
 }
 
 export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
@@ -134,8 +138,11 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
   const ranks = raw.resources?.ranks ?? raw.resources?.ranksPerTrial ?? 1;
   const ranksPerHost = checkRanksPerHost(raw.resources, ranks, bad);
   const device: Device = raw.resources?.device ?? 'cpu';
+  const warnings: string[] = [];
+  // Names first (a field under both names is a problem), then the values, when the block has no problem.
+  const given = isObject(raw.training) ? canonicalTraining(raw.training, bad, warnings) : undefined;
   const training = clean('training')
-    ? normalizeTraining(withPreset(raw.training ?? {}, preset, raw.search?.strategy))
+    ? normalizeTraining(withPreset(given ?? {}, preset, raw.search?.strategy))
     : undefined;
 
   // ---- search ----
@@ -150,7 +157,17 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
         if (!clean(path)) continue;
         const d = toDistribution(entry);
         space[key] = d;
-        checkDistribution(key, d, entry, path, strategy!, methodOk ? method : undefined, fixed, bad);
+        checkDistribution(
+          key,
+          d,
+          entry,
+          path,
+          strategy!,
+          methodOk ? method : undefined,
+          fixed,
+          bad,
+          warnings,
+        );
       }
     }
     if ((strategy === 'random' || strategy === 'asha') && search.maxTrials === undefined)
@@ -167,8 +184,11 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
         else if (ashaRungs(asha).length < 1) bad('search.asha', 'leaves no rung below maxSteps');
         if (raw.training?.epochs !== undefined)
           bad('training.epochs', 'not used with ASHA: trials run for search.asha.maxSteps steps');
-        if (raw.training?.steps !== undefined && raw.training.steps !== asha.maxSteps)
-          bad('training.steps', `must equal search.asha.maxSteps (${asha.maxSteps}) or be left out`);
+        if (given?.maxSteps !== undefined && given.maxSteps !== asha.maxSteps)
+          bad(
+            `training.${stepsName(raw.training)}`,
+            `must equal search.asha.maxSteps (${asha.maxSteps}) or be left out`,
+          );
       }
     } else if (search.asha !== undefined) {
       bad('search.asha', 'only used with strategy "asha"');
@@ -179,11 +199,17 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
   if (training && raw.training) {
     if (strategy !== 'asha') {
       if (training.steps === undefined && training.epochs === undefined)
-        bad('training', 'needs "steps" or "epochs"');
+        bad('training', 'needs "maxSteps" or "epochs"');
       if (training.steps !== undefined && training.epochs !== undefined)
-        bad('training.epochs', 'give "steps" or "epochs", not both');
+        bad('training.epochs', `give "${stepsName(raw.training)}" or "epochs", not both`);
     }
-    checkBatch(training, ranks, 'training', bad);
+    checkBatch(
+      training,
+      ranks,
+      'training',
+      bad,
+      raw.training?.microBatch !== undefined ? 'microBatch' : undefined,
+    );
     if (training.dtype === 'fp16' && device !== 'gpu')
       bad('training.dtype', 'fp16 needs resources.device "gpu" (the CPU has no fp16 GEMM; use bf16 or fp32)');
     const total = strategy === 'asha' ? asha?.maxSteps : training.steps;
@@ -238,7 +264,7 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
     if (problems.length >= 20) break;
   }
   if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, spec, trials };
+  return { ok: true, spec, trials, warnings };
 }
 
 /** Keys of a record the schema cannot bound (TypeBox records have no key length). */
@@ -347,6 +373,7 @@ function checkDistribution(
   method: string | undefined,
   fixed: Record<string, unknown>,
   bad: (path: string, reason: string) => void,
+  warnings: string[],
 ): void {
   if (strategy === 'grid' && d.type !== 'choice') {
     bad(
@@ -375,6 +402,10 @@ function checkDistribution(
       );
       return;
     }
+    if (field in DEPRECATED_TRAINING_NAMES)
+      warnings.push(
+        `${path}: deprecated, use ${TRAINING_KEY_PREFIX}${DEPRECATED_TRAINING_NAMES[field as keyof typeof DEPRECATED_TRAINING_NAMES]}`,
+      );
     if (strategy === 'asha' && field === 'epochs') {
       bad(path, 'ASHA trials run by steps, not epochs');
       return;
@@ -424,16 +455,59 @@ function withPreset(
 ): NonNullable<RunSpecInput['training']> {
   if (!preset) return t;
   const { epochs, ...rest } = PRESETS[preset].training;
-  const byLength = t.steps === undefined && t.epochs === undefined && strategy !== 'asha';
+  const byLength = t.maxSteps === undefined && t.epochs === undefined && strategy !== 'asha';
   return { ...rest, cutoff: PRESETS[preset].cutoff, ...(byLength ? { epochs } : {}), ...t };
 }
 
+const isObject = (x: unknown): x is Record<string, unknown> =>
+  typeof x === 'object' && x !== null && !Array.isArray(x);
+
+/** The name the spec gave the step count under (the deprecated "steps" or "maxSteps"), for messages. */
+const stepsName = (t: RunSpecInput['training'] | undefined) =>
+  t?.steps !== undefined ? 'steps' : 'maxSteps';
+
+/**
+ * The training block under the training config's names: each deprecated name (DEPRECATED_TRAINING_NAMES) is
+ * moved to its new one with a warning; giving both is a problem.
+ */
+function canonicalTraining(
+  t: NonNullable<RunSpecInput['training']>,
+  bad: (path: string, reason: string) => void,
+  warnings: string[],
+): NonNullable<RunSpecInput['training']> {
+  const out: Record<string, unknown> = { ...t };
+  for (const [old, name] of Object.entries(DEPRECATED_TRAINING_NAMES)) {
+    if (out[old] === undefined) continue;
+    if (out[name] !== undefined)
+      bad(`training.${old}`, `deprecated name of training.${name}: give one of them`);
+    else {
+      warnings.push(`training.${old}: deprecated, use training.${name}`);
+      out[name] = out[old];
+    }
+    delete out[old];
+  }
+  return out as NonNullable<RunSpecInput['training']>;
+}
+
+/** Optimizer fields a spec may set beyond the defaults below: passed to the trainer when given. */
+const PASSED_THROUGH = [
+  'weightDecay',
+  'maxGradNorm',
+  'adamBeta1',
+  'adamBeta2',
+  'adamEps',
+  'keepCheckpoints',
+  'zeroStage',
+] as const;
+
 function normalizeTraining(t: NonNullable<RunSpecInput['training']>): TrainingParams {
+  const extra: Partial<TrainingParams> = {};
+  for (const k of PASSED_THROUGH) if (t[k] !== undefined) extra[k] = t[k];
   return {
-    ...(t.steps !== undefined ? { steps: t.steps } : {}),
+    ...(t.maxSteps !== undefined ? { steps: t.maxSteps } : {}),
     ...(t.epochs !== undefined ? { epochs: t.epochs } : {}),
     batchSize: t.batchSize ?? TRAINING_DEFAULTS.batchSize,
-    microBatch: t.microBatch ?? TRAINING_DEFAULTS.microBatch,
+    microBatch: t.microBatchSize ?? TRAINING_DEFAULTS.microBatch,
     cutoff: t.cutoff ?? TRAINING_DEFAULTS.cutoff,
     checkpointEvery: t.checkpointEvery ?? TRAINING_DEFAULTS.checkpointEvery,
     seed: t.seed ?? TRAINING_DEFAULTS.seed,
@@ -444,20 +518,23 @@ function normalizeTraining(t: NonNullable<RunSpecInput['training']>): TrainingPa
       ? { activationCheckpointing: t.activationCheckpointing }
       : {}),
     ...(t.lora !== undefined ? { lora: t.lora } : {}),
+    ...extra,
   };
 }
 
+/** `microName`: the name the spec gave the micro-batch under (default the training config's, microBatchSize). */
 function checkBatch(
   t: TrainingParams,
   ranks: number,
   prefix: string,
   bad: (path: string, reason: string) => void,
+  microName = 'microBatchSize',
 ): void {
   if (t.batchSize % ranks !== 0)
     bad(`${prefix}.batchSize`, `must be divisible by resources.ranksPerTrial (${ranks}), got ${t.batchSize}`);
   else if (t.microBatch > t.batchSize / ranks)
     bad(
-      `${prefix}.microBatch`,
+      `${prefix}.${microName}`,
       `must not exceed the per-rank batch (batchSize ${t.batchSize} / ${ranks} ranks = ${t.batchSize / ranks}), got ${t.microBatch}`,
     );
 }

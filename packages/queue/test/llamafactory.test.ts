@@ -176,7 +176,7 @@ describe('runSpecFromLlamaFactory (POST /runs)', () => {
         learningRate: 6e-7,
         epochs: 2,
         batchSize: 1,
-        microBatch: 1,
+        microBatchSize: 1,
         cutoff: 1024,
         warmupRatio: 0.1,
       },
@@ -192,13 +192,12 @@ describe('runSpecFromLlamaFactory (POST /runs)', () => {
     expect(v.ok && v.trials).toHaveLength(1);
   });
 
-  it('refuses optimizer settings a run cannot carry, unless they are the defaults', () => {
+  it('maps optimizer settings into the run spec, whose training block is the training config', () => {
     const base = OFFICIAL_LLAMA.replace('/your_path/Llama-3.1-8B-Instruct', 'llama-1b');
-    expect(runSpecFromLlamaFactory(lf(`${base}weight_decay: 0.0\nmax_grad_norm: 1.0\n`)).problems).toEqual(
-      [],
-    );
-    expect(runSpecFromLlamaFactory(lf(`${base}weight_decay: 0.01\n`)).problems).toEqual([
-      { path: 'weight_decay', reason: '0.01: a run has no weightDecay field (only 0); use mpo train' },
-    ]);
+    const r = runSpecFromLlamaFactory(lf(`${base}weight_decay: 0.01\nmax_grad_norm: 0.5\n`));
+    expect(r.problems).toEqual([]);
+    expect(r.config.training).toMatchObject({ weightDecay: 0.01, maxGradNorm: 0.5 });
+    const v = validateRunSpec(r.config, { modelRoot: '/m', dataRoot: '/d', mustExist: false });
+    expect(v.ok && v.spec.training).toMatchObject({ weightDecay: 0.01, maxGradNorm: 0.5 });
   });
 });

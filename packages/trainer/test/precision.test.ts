@@ -59,7 +59,7 @@ describe('config', () => {
     expect(bad).toThrow(ConfigError);
     expect(bad).toThrow(/dtype: must be float32 \(fp32\)/);
     expect(bad).toThrow(/activationCheckpointing: must be true or false/);
-    expect(bad).toThrow(/lossScaling.backoffFactor: out of range/);
+    expect(bad).toThrow(/lossScaling.backoffFactor: must be < 1, got 2/);
     expect(bad).toThrow(/lossScaling.x: unknown field/);
   });
 });

@@ -54,7 +54,7 @@ describe('training config presets', () => {
       return [];
     };
     expect(problems({ ...base, preset: 'llama-3' })).toEqual([
-      { path: 'preset', reason: 'must be one of llama3.1-8b, gemma2-9b, qwen2.5-7b' },
+      { path: 'preset', reason: 'must be one of llama3.1-8b, gemma2-9b, qwen2.5-7b, got "llama-3"' },
       expect.objectContaining({ path: 'method' }),
     ]);
     expect(problems({ ...base, preset: 'qwen2.5-7b', method: 'dpo' })).toEqual([

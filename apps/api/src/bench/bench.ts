@@ -108,7 +108,7 @@ const spec = {
   },
   resources: { ranksPerTrial: 2, device: 'cpu' },
   eval: { benchmarks: ['reward-gap', 'multijail'] },
-  training: { steps: 300, batchSize: 8, microBatch: 2, checkpointEvery: 100 },
+  training: { maxSteps: 300, batchSize: 8, microBatchSize: 2, checkpointEvery: 100 },
 };
 
 interface Figure {

@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { API_FLAGS, ApiClient } from '../api-client.js';
+import { locateProblems } from '@mpo/queue';
+import { API_FLAGS, ApiClient, ApiError } from '../api-client.js';
 import { CliError, ExitCode } from '../exit-codes.js';
 import {
   EXPORT_FORMATS,
@@ -12,7 +13,7 @@ import {
 } from '../export-metrics.js';
 import { choiceFlag, JSON_FLAG, numberFlag, optionalNumberFlag } from '../flags.js';
 import { bar, formatDuration } from '../progress.js';
-import { readConfigFile } from '../read-json.js';
+import { readConfigDocument } from '../read-json.js';
 import { register } from '../registry.js';
 
 interface Trial {
@@ -73,13 +74,25 @@ async function submit(api: ApiClient, args: string[]) {
   });
   const file = positionals[0];
   if (!file) throw new CliError(`runs submit: FILE is required\n\n${usage}`, ExitCode.usage);
-  const spec = readConfigFile(resolve(file), 'spec');
-  const res = await api.request<{ id: string; trialCount: number }>(
-    'POST',
-    '/runs',
-    spec,
-    values['idempotency-key'] ? { 'idempotency-key': values['idempotency-key'] } : {},
-  );
+  const doc = readConfigDocument(resolve(file), 'spec');
+  let res: { id: string; trialCount: number; warnings?: string[] };
+  try {
+    res = await api.request(
+      'POST',
+      '/runs',
+      doc.value,
+      values['idempotency-key'] ? { 'idempotency-key': values['idempotency-key'] } : {},
+    );
+  } catch (err) {
+    // The API's problems name fields; the file we read knows their lines.
+    if (err instanceof ApiError && err.problems.length > 0)
+      throw new CliError(
+        err.located((p) => locateProblems(doc, p)),
+        err.exitCode,
+      );
+    throw err;
+  }
+  for (const w of res.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
   process.stdout.write(values.json ? `${JSON.stringify(res)}\n` : `${res.id}\n`);
   process.stderr.write(`run ${res.id}: ${res.trialCount} trial${res.trialCount === 1 ? '' : 's'} queued\n`);
   return ExitCode.ok;

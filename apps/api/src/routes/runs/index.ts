@@ -72,7 +72,7 @@ function checkJobTree(spec: RunSpec, trials: TrialPlan[], requestBytes: number):
 const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opts) => {
   // The spec is validated by our own validator (every problem, with roots and
   // method checks), not ajv; the parsed result travels to the handler here.
-  const parsed = new WeakMap<object, { spec: RunSpec; trials: TrialPlan[] }>();
+  const parsed = new WeakMap<object, { spec: RunSpec; trials: TrialPlan[]; warnings: string[] }>();
   const specValidator = (data: unknown) => {
     const r = validateRunSpec(data, opts.spec);
     if (!r.ok) return { error: new ProblemsError(withPositions(data, r.problems), 'run spec') };
@@ -89,7 +89,9 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
       validatorCompiler: ({ httpPart }) => (httpPart === 'body' ? specValidator : () => true),
     },
     async (req, reply) => {
-      const { spec, trials } = parsed.get(req.body as object)!;
+      const { spec, trials, warnings } = parsed.get(req.body as object)!;
+      // Fields a LLaMA-Factory body had that we ignore, then deprecated names the spec used.
+      const allWarnings = [...(ignoredFields(req) ?? []), ...warnings];
       const key = req.headers['idempotency-key'];
       if (key !== undefined && (typeof key !== 'string' || key.length < 1 || key.length > 200)) {
         throw new ProblemsError([{ path: 'headers.idempotency-key', reason: 'must be 1 to 200 characters' }]);
@@ -129,7 +131,7 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
         trialCount: run.trials.length,
         createdAt: run.createdAt,
         queued: true,
-        ...(ignoredFields(req) ? { warnings: ignoredFields(req) } : {}),
+        ...(allWarnings.length > 0 ? { warnings: allWarnings } : {}),
       };
       if (!created) {
         if (stableStringify(run.spec) !== stableStringify(spec)) {

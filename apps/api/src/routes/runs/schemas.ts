@@ -34,7 +34,8 @@ export const CreatedRun = Type.Object(
     createdAt: DateTime,
     warnings: Type.Optional(
       Type.Array(Type.String(), {
-        description: 'LLaMA-Factory bodies: every field ignored, with why ("deepspeed: ...")',
+        description:
+          'LLaMA-Factory bodies: every field ignored, with why ("deepspeed: ..."); deprecated names the spec used ("training.steps: deprecated, use training.maxSteps")',
       }),
     ),
   },
