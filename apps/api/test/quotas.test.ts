@@ -82,6 +82,21 @@ describe('trial quotas', () => {
     expect((await postRun(tok.headers)).statusCode).toBe(201);
   });
 
+  it('answers an idempotent replay of a stored run even when the token is at its quota', async () => {
+    const tok = await issue({ maxActiveTrials: TRIALS_PER_RUN });
+    const body = spec();
+    const headers = { ...tok.headers, 'idempotency-key': `quota-${randomUUID()}` };
+    const post = () => t.app.inject({ method: 'POST', url: '/runs', headers, payload: body });
+    const first = await post();
+    expect(first.statusCode).toBe(201);
+    const replay = await post();
+    expect(replay.statusCode, replay.body).toBe(200);
+    expect(replay.json().id).toBe(first.json().id);
+    // A new run (no key) is still refused.
+    expect429(await postRun(tok.headers), /quota of 3 queued and running trials \(3 unfinished\)/);
+    expect(await storedRuns(tok.id)).toBe(1);
+  });
+
   it('refuses a run past the rank-steps in flight quota (trials × ranks × steps), stores nothing, and lets an admin raise it', async () => {
     const tok = await issue({ maxRankSteps: RANK_STEPS_PER_RUN + 80 });
     expect((await postRun(tok.headers)).statusCode).toBe(201);

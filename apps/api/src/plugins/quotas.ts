@@ -80,8 +80,8 @@ export default fp<{ defaults: QuotaDefaults }>(
     app.decorate('quotaDefaults', opts.defaults);
     await app.register(rateLimit, {
       global: true,
-      // After the auth hook (onRequest), before the body is parsed.
-      hook: 'preParsing',
+      // A route-level onRequest hook: it runs after the app's auth hook (so the token is known), before the body is read.
+      hook: 'onRequest',
       timeWindow: 60_000,
       redis: app.queues.redis,
       nameSpace: `${app.queues.prefix}:ratelimit:`,
