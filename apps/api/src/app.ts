@@ -81,7 +81,7 @@ export async function buildApp(opts: BuildAppOptions = {}): Promise<FastifyInsta
   });
   await app.register(queuesPlugin, { redisUrl: config.redisUrl, prefix: config.queuePrefix });
   await app.register(authPlugin, { publicPrefixes: config.publicDocs ? ['/docs'] : [] });
-  await app.register(quotasPlugin, { defaults: config.quotaDefaults });
+  await app.register(quotasPlugin, { defaults: config.quotaDefaults, redisUrl: config.redisUrl });
   await app.register(outboxPlugin, {
     intervalMs: config.outboxIntervalMs,
     retry: {

@@ -10,9 +10,10 @@
 // deployment's default (AppConfig.quotaDefaults, from MPO_* variables).
 import rateLimit from '@fastify/rate-limit';
 import type { TokenIdentity } from '@mpo/db';
-import type { RunSpec, TrialPlan } from '@mpo/queue';
+import { PRODUCER_REDIS_OPTIONS, type RunSpec, type TrialPlan } from '@mpo/queue';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { Redis } from 'ioredis';
 import type { QuotaDefaults } from '../config.js';
 import { HttpError } from '../errors.js';
 
@@ -21,6 +22,13 @@ declare module 'fastify' {
     quotaDefaults: QuotaDefaults;
   }
 }
+
+/**
+ * How long a request waits for the rate-limit count before going uncounted: a
+ * paused Redis must not add the shared connection's 3 s command timeout to
+ * every request (POST /runs then answers its 503 within the same few seconds).
+ */
+export const RATE_LIMIT_REDIS_TIMEOUT_MS = 500;
 
 /**
  * Retry-After of a trial quota: trials finish on their own schedule, so this
@@ -75,15 +83,23 @@ export async function checkTrialQuotas(
     );
 }
 
-export default fp<{ defaults: QuotaDefaults }>(
+export default fp<{ defaults: QuotaDefaults; redisUrl: string }>(
   async (app, opts) => {
     app.decorate('quotaDefaults', opts.defaults);
+    const redis = new Redis(opts.redisUrl, {
+      ...PRODUCER_REDIS_OPTIONS,
+      commandTimeout: RATE_LIMIT_REDIS_TIMEOUT_MS,
+    });
+    redis.on('error', () => {}); // the queues plugin logs outages; this connection's requests just go uncounted
+    app.addHook('onClose', async () => {
+      redis.disconnect();
+    });
     await app.register(rateLimit, {
       global: true,
       // A route-level onRequest hook: it runs after the app's auth hook (so the token is known), before the body is read.
       hook: 'onRequest',
       timeWindow: 60_000,
-      redis: app.queues.redis,
+      redis,
       nameSpace: `${app.queues.prefix}:ratelimit:`,
       // A Redis outage must not turn every request into an error: the routes that need Redis answer 503 themselves.
       skipOnError: true,
