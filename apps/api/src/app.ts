@@ -17,6 +17,7 @@ import jsonBodyPlugin from './plugins/json-body.js';
 import metricsPlugin from './plugins/metrics.js';
 import outboxPlugin from './plugins/outbox.js';
 import queuesPlugin from './plugins/queues.js';
+import quotasPlugin from './plugins/quotas.js';
 import healthRoutes from './routes/health.js';
 import queuesRoutes from './routes/queues/index.js';
 import runsRoutes from './routes/runs/index.js';
@@ -81,6 +82,7 @@ export async function buildApp(opts: BuildAppOptions = {}): Promise<FastifyInsta
   });
   await app.register(queuesPlugin, { redisUrl: config.redisUrl, prefix: config.queuePrefix });
   await app.register(authPlugin, { publicPrefixes: config.publicDocs ? ['/docs'] : [] });
+  await app.register(quotasPlugin, { defaults: config.quotaDefaults, redisUrl: config.redisUrl });
   await app.register(outboxPlugin, {
     intervalMs: config.outboxIntervalMs,
     retry: {

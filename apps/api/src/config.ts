@@ -41,7 +41,28 @@ export interface AppConfig {
   bullBoardReadOnly: boolean;
   /** Mark the bull-board session cookie Secure even on plain-http requests (TLS ends at a proxy). */
   secureCookie: boolean;
+  /** Limits of a token whose own (set by an admin) are null. */
+  quotaDefaults: QuotaDefaults;
 }
+
+/** Per-token limits: unfinished trials, their rank-steps, requests per minute. */
+export interface QuotaDefaults {
+  maxActiveTrials: number;
+  maxRankSteps: number;
+  rateLimitPerMinute: number;
+}
+
+/**
+ * Defaults high enough for a lab's sweeps (10,000 trials; 10^12 rank-steps,
+ * more than 1,000 trials of 64 ranks × 10^7 steps, the most a spec allows of
+ * each) and for the dashboard's polling (100 requests a second); deployments
+ * shared by many users set lower ones (MPO_MAX_* and MPO_RATE_LIMIT_PER_MINUTE).
+ */
+export const QUOTA_DEFAULTS: QuotaDefaults = {
+  maxActiveTrials: 10_000,
+  maxRankSteps: 1e12,
+  rateLimitPerMinute: 6_000,
+};
 
 export const ONE_MIB = 1024 * 1024;
 
@@ -73,5 +94,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     dashboardDir: env.MPO_DASHBOARD_DIR || undefined,
     bullBoardReadOnly: env.MPO_BULL_BOARD_WRITES !== '1',
     secureCookie: env.MPO_SECURE_COOKIE === '1',
+    quotaDefaults: {
+      maxActiveTrials: Number(env.MPO_MAX_ACTIVE_TRIALS ?? QUOTA_DEFAULTS.maxActiveTrials),
+      maxRankSteps: Number(env.MPO_MAX_RANK_STEPS ?? QUOTA_DEFAULTS.maxRankSteps),
+      rateLimitPerMinute: Number(env.MPO_RATE_LIMIT_PER_MINUTE ?? QUOTA_DEFAULTS.rateLimitPerMinute),
+    },
   };
 }

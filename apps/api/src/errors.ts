@@ -12,6 +12,8 @@ export class HttpError extends Error {
   constructor(
     readonly statusCode: number,
     message: string,
+    /** Sent as Retry-After (seconds): when the client may try again (429, 503). */
+    readonly retryAfterS?: number,
   ) {
     super(message);
     this.name = 'HttpError';
@@ -180,8 +182,10 @@ export function errorHandler(err: FastifyError, req: FastifyRequest, reply: Fast
   if (err instanceof InvalidInputError) {
     return reply.code(400).send(errorBody(400, err.message, [{ path: err.path, reason: err.message }]));
   }
-  if (err instanceof HttpError)
+  if (err instanceof HttpError) {
+    if (err.retryAfterS !== undefined) reply.header('retry-after', String(err.retryAfterS));
     return reply.code(err.statusCode).send(errorBody(err.statusCode, err.message));
+  }
   const dependency = unavailableDependency(err);
   if (dependency) {
     req.log.warn({ err, dependency }, 'dependency unavailable');

@@ -199,6 +199,15 @@ export class RunRepository {
     }
   }
 
+  /** Whether the token already created a run with this Idempotency-Key (a replay takes no new quota). */
+  async hasIdempotencyKey(ownerTokenId: string, key: string): Promise<boolean> {
+    const run = await this.prisma.run.findUnique({
+      where: { ownerTokenId_idempotencyKey: { ownerTokenId, idempotencyKey: key } },
+      select: { id: true },
+    });
+    return run !== null;
+  }
+
   private async findByIdempotencyKey(ownerTokenId?: string | null, key?: string | null) {
     if (!key || !ownerTokenId) return null;
     return this.prisma.run.findUnique({

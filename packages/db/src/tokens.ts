@@ -16,7 +16,35 @@ export interface TokenIdentity {
   id: string;
   name: string;
   isAdmin: boolean;
+  /** The token's own limits, where the lookup read them (bearer requests do). */
+  quotas?: TokenQuotas;
 }
+
+/** An admin's per-token limits; null = the deployment's default. */
+export interface TokenQuotas {
+  maxActiveTrials: number | null;
+  maxRankSteps: number | null;
+  rateLimitPerMinute: number | null;
+}
+
+/** What a token has in flight: trials not finished (pending, queued, running) and their rank-steps. */
+export interface TokenUsage {
+  activeTrials: number;
+  rankSteps: number;
+}
+
+/** Trial states that hold a place in a token's quota (the rest are finished). */
+export const ACTIVE_TRIAL_STATES = ['PENDING', 'QUEUED', 'RUNNING'] as const;
+
+const quotasOf = (row: {
+  maxActiveTrials: number | null;
+  maxRankSteps: bigint | string | number | null;
+  rateLimitPerMinute: number | null;
+}): TokenQuotas => ({
+  maxActiveTrials: row.maxActiveTrials,
+  maxRankSteps: row.maxRankSteps === null ? null : Number(row.maxRankSteps),
+  rateLimitPerMinute: row.rateLimitPerMinute,
+});
 
 export class TokenRepository {
   /** `pool`, when given, serves `verify` (every API request) without Prisma's per-query overhead. */
@@ -28,13 +56,23 @@ export class TokenRepository {
   /** Issues a new token; the secret is returned once and never stored. */
   async issue(
     name: string,
-    opts: { isAdmin?: boolean } = {},
-  ): Promise<{ secret: string; identity: TokenIdentity }> {
+    opts: { isAdmin?: boolean; quotas?: Partial<TokenQuotas> } = {},
+  ): Promise<{ secret: string; identity: TokenIdentity & { quotas: TokenQuotas } }> {
     const secret = `mpo_${randomBytes(24).toString('base64url')}`;
+    const { maxRankSteps, ...rest } = opts.quotas ?? {};
     const row = await this.prisma.apiToken.create({
-      data: { name, tokenHash: hashToken(secret), isAdmin: opts.isAdmin ?? false },
+      data: {
+        name,
+        tokenHash: hashToken(secret),
+        isAdmin: opts.isAdmin ?? false,
+        ...rest,
+        ...(maxRankSteps != null ? { maxRankSteps: BigInt(maxRankSteps) } : {}),
+      },
     });
-    return { secret, identity: { id: row.id, name: row.name, isAdmin: row.isAdmin } };
+    return {
+      secret,
+      identity: { id: row.id, name: row.name, isAdmin: row.isAdmin, quotas: quotasOf(row) },
+    };
   }
 
   /**
@@ -79,14 +117,63 @@ export class TokenRepository {
             isAdmin: boolean;
             tokenHash: string;
             revokedAt: Date | null;
+            maxActiveTrials: number | null;
+            maxRankSteps: string | null;
+            rateLimitPerMinute: number | null;
           }>(
-            'SELECT "id"::text AS "id", "name", "isAdmin", "tokenHash", "revokedAt" FROM "ApiToken" WHERE "tokenHash" = $1',
+            'SELECT "id"::text AS "id", "name", "isAdmin", "tokenHash", "revokedAt", "maxActiveTrials", "maxRankSteps", "rateLimitPerMinute" FROM "ApiToken" WHERE "tokenHash" = $1',
             [digest],
           )
         ).rows[0]
       : await this.prisma.apiToken.findUnique({ where: { tokenHash: digest } });
     if (!row || row.revokedAt || !digestsEqual(row.tokenHash, digest)) return null;
-    return { id: row.id, name: row.name, isAdmin: row.isAdmin };
+    return { id: row.id, name: row.name, isAdmin: row.isAdmin, quotas: quotasOf(row) };
+  }
+
+  /** A token's quotas (null fields: the default), or null when there is no such token. */
+  async quotas(id: string): Promise<TokenQuotas | null> {
+    const row = await this.prisma.apiToken.findUnique({ where: { id } });
+    return row ? quotasOf(row) : null;
+  }
+
+  /** Sets the given quotas (undefined: unchanged, null: back to the default); throws P2025 for an unknown id. */
+  async setQuotas(
+    id: string,
+    quotas: Partial<TokenQuotas>,
+  ): Promise<TokenIdentity & { quotas: TokenQuotas; revokedAt: Date | null }> {
+    const { maxRankSteps, ...rest } = quotas;
+    const row = await this.prisma.apiToken.update({
+      where: { id },
+      data: {
+        ...rest,
+        ...(maxRankSteps !== undefined
+          ? { maxRankSteps: maxRankSteps === null ? null : BigInt(maxRankSteps) }
+          : {}),
+      },
+    });
+    return {
+      id: row.id,
+      name: row.name,
+      isAdmin: row.isAdmin,
+      quotas: quotasOf(row),
+      revokedAt: row.revokedAt,
+    };
+  }
+
+  /**
+   * What a token has in flight: its unfinished trials, and their rank-steps
+   * (ranks per trial, from the run's spec, × the trial's total steps; a trial
+   * without a step count counts one step per rank).
+   */
+  async usage(id: string): Promise<TokenUsage> {
+    const [row] = await this.prisma.$queryRaw<{ trials: bigint; rankSteps: bigint | null }[]>`
+      SELECT count(*)::bigint AS "trials",
+             sum(coalesce((r."spec"->'resources'->>'ranksPerTrial')::bigint, 1)
+                 * coalesce(t."totalSteps", 1))::bigint AS "rankSteps"
+      FROM "Trial" t JOIN "Run" r ON r."id" = t."runId"
+      WHERE r."ownerTokenId" = ${id}::uuid
+        AND t."status"::text = ANY(${[...ACTIVE_TRIAL_STATES]}::text[])`;
+    return { activeTrials: Number(row?.trials ?? 0), rankSteps: Number(row?.rankSteps ?? 0) };
   }
 
   async revoke(id: string): Promise<void> {

@@ -49,6 +49,8 @@ export const errorResponses = {
   400: ProblemResponse,
   401: ProblemResponse,
   404: ProblemResponse,
+  // Over the token's rate or trial quotas (plugins/quotas.ts), with Retry-After.
+  429: ProblemResponse,
   503: ProblemResponse,
 };
 

@@ -15,6 +15,7 @@ import {
 import { HttpError, UnavailableError } from '../../errors.js';
 import { ownerFilter } from '../../plugins/auth.js';
 import type { CancelPayload, FlowPayload } from '../../plugins/outbox.js';
+import { checkTrialQuotas } from '../../plugins/quotas.js';
 import rowsRoutes, { findTrial } from './rows.js';
 import {
   cancelRunSchema,
@@ -97,6 +98,9 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
         throw new ProblemsError([{ path: 'headers.idempotency-key', reason: 'must be 1 to 200 characters' }]);
       }
       checkJobTree(spec, trials, req.bodyBytes);
+      // A replay of a stored run (same Idempotency-Key) takes no new quota: it answers with that run.
+      if (!(key && (await app.db.runs.hasIdempotencyKey(req.identity!.id, key))))
+        await checkTrialQuotas(app, req, spec, trials);
       // Fail fast, before writing anything, when the run could not be queued.
       try {
         await app.queues.redis.ping();
