@@ -95,10 +95,14 @@ describe('bounded run specs', () => {
     const res = await post(body);
     expect(res.statusCode).toBe(400);
     expect(paths(res)).toContain('targetLanguages[0]');
-    expect(res.json().message).toMatch(/at most 35 characters/);
+    expect(res.json().detail).toMatch(/at most 35 characters/);
     expect((await db.runs.list({ limit: 200 })).items.some((r) => r.name === body.name)).toBe(false);
-    // No job was added (the queues' meta keys are written when the app starts).
-    expect((await redis.keys(`${t.prefix}:*`)).filter((k) => !k.endsWith(':meta'))).toEqual([]);
+    // No job was added (the queues' meta keys are written when the app starts; the rate limiter counts the
+    // token's requests under :ratelimit:).
+    const jobKeys = (await redis.keys(`${t.prefix}:*`)).filter(
+      (k) => !k.endsWith(':meta') && !k.includes(':ratelimit:'),
+    );
+    expect(jobKeys).toEqual([]);
   });
 
   it('refuses a job tree over its budget (trials × per-trial jobs) and accepts one within it', async () => {
@@ -107,7 +111,7 @@ describe('bounded run specs', () => {
     const res = await post(over);
     expect(res.statusCode).toBe(400);
     expect(paths(res)).toEqual(['search']);
-    expect(res.json().message).toMatch(
+    expect(res.json().detail).toMatch(
       /200 trials of about \d+ bytes of jobs each would store more than \d+ bytes/,
     );
     expect((await db.runs.list({ limit: 200 })).items.some((r) => r.name === over.name)).toBe(false);
@@ -173,7 +177,7 @@ describe('bounded run specs', () => {
       );
       expect(res.statusCode, String(maxSteps)).toBe(400);
       expect(paths(res)).toContain('search.asha.maxSteps');
-      expect(res.json().message).toMatch(/≤ 10000000/);
+      expect(res.json().detail).toMatch(/≤ 10000000/);
     }
   });
 
@@ -181,13 +185,13 @@ describe('bounded run specs', () => {
     const space = { beta: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], 'training.seed': seeds(1000) };
     const noCap = await post(spec({ search: seedGrid(0, { space }) }));
     expect(noCap.statusCode).toBe(400);
-    expect(noCap.json().message).toMatch(/10 beta × 1000 training\.seed = 10000 points/);
+    expect(noCap.json().detail).toMatch(/10 beta × 1000 training\.seed = 10000 points/);
 
     // The old cut kept the first 1,000 points: all of them β = 0.1.
     const cut = await post(spec({ search: seedGrid(0, { space, maxTrials: 1000 }) }));
     expect(cut.statusCode).toBe(400);
     expect(paths(cut)).toEqual(['search.maxTrials']);
-    expect(cut.json().message).toMatch(/would drop 9 of the 10 values of "beta" \(\[0\.2,0\.3/);
+    expect(cut.json().detail).toMatch(/would drop 9 of the 10 values of "beta" \(\[0\.2,0\.3/);
 
     // A cut that keeps a value of everything (the last seeds only) is accepted, as documented.
     const small = { beta: [0.5, 1], 'training.seed': [1, 2, 3] };
@@ -203,7 +207,7 @@ describe('bounded run specs', () => {
     );
     const res = await post(deep);
     expect(res.statusCode).toBe(400);
-    expect(res.json().message).toMatch(/nested deeper than 32 levels/);
+    expect(res.json().detail).toMatch(/nested deeper than 32 levels/);
     // A bracket inside a string is not nesting.
     const inString = await post(spec({ name: `run-${'['.repeat(100)}` }));
     expect(inString.statusCode).toBe(201);

@@ -235,7 +235,7 @@ describe('Redis paused (alive but not answering)', () => {
       const tookMs = Date.now() - pausedAt;
       expect(res.statusCode).toBe(503);
       expect(res.headers['retry-after']).toBeDefined();
-      expect(res.json().message).toMatch(/Redis/);
+      expect(res.json().detail).toMatch(/Redis/);
       expect(tookMs).toBeLessThan(8_000);
       expect(await runsNamed(name)).toEqual([]);
 

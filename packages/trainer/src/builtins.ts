@@ -97,7 +97,18 @@ export interface CatalogEntry {
   languages: string[];
   licence: string;
   exists: boolean;
+  /** Not shipped in the repository: the command that builds it here (absent for shipped entries). */
+  build?: string;
 }
+
+/** Builtins a user builds locally rather than finds in the clone (their checkpoint is not committed yet). */
+const BUILT_LOCALLY: Record<string, string> = {
+  'builtin:tiny-multilingual-transfer': 'mpo testbed build --testbed tiny-multilingual-transfer',
+  'builtin:mpo-transfer': 'mpo testbed build --testbed tiny-multilingual-transfer',
+};
+const MADE_HERE =
+  'made for this project by `mpo testbed build` from the MPO, alpaca and MultiJail data (their licences apply)';
+const buildField = (id: string) => (BUILT_LOCALLY[id] ? { build: BUILT_LOCALLY[id] } : {});
 
 interface ManifestFile {
   path: string;
@@ -128,8 +139,9 @@ export function builtinCatalog(): CatalogEntry[] {
       rows: f?.rows ?? null,
       bytes: bytesOf(path),
       languages: f?.languages ?? [],
-      licence: f?.licence ?? 'not listed in datasets/manifest.json',
+      licence: f?.licence ?? (BUILT_LOCALLY[id] ? MADE_HERE : 'not listed in datasets/manifest.json'),
       exists: existsSync(path),
+      ...buildField(id),
     };
   };
   const models = Object.entries(BUILTIN_MODELS).map(([id, dir]): CatalogEntry => {
@@ -144,10 +156,9 @@ export function builtinCatalog(): CatalogEntry[] {
       languages:
         f?.languages ??
         (id === 'builtin:tiny-multilingual' ? ['en', 'zh', 'ko', 'ar', 'bn', 'sw', 'ja'] : []),
-      licence:
-        f?.licence ??
-        'made for this project by `mpo testbed build` from the MPO and alpaca data (their licences apply)',
+      licence: f?.licence ?? MADE_HERE,
       exists: existsSync(join(dir(), 'config.json')),
+      ...buildField(id),
     };
   });
   return [

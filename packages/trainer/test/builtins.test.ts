@@ -53,7 +53,8 @@ describe('builtin ids', () => {
     expect(cat.get('builtin:alpaca-zh')!.languages).toEqual(['zh']);
     expect(cat.get('builtin:golden-llama')).toMatchObject({ kind: 'model', exists: true });
     for (const e of cat.values()) {
-      expect(e.bytes, e.id).toBeGreaterThan(0);
+      // What `mpo testbed build` makes here (e.build) has no bytes until it is built.
+      if (!e.build || e.exists) expect(e.bytes, e.id).toBeGreaterThan(0);
       expect(e.licence, e.id).not.toMatch(/not listed/);
     }
   });

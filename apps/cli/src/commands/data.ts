@@ -48,7 +48,7 @@ register({
       e.rows === null ? size(e.bytes) : `${e.rows} rows, ${size(e.bytes)}`,
       e.languages.join(' ') || '–',
       e.licence,
-      e.path,
+      e.exists || !e.build ? e.path : `${e.path} (not built: ${e.build})`,
     ]);
     const header = ['id', 'kind', 'rows/size', 'languages', 'licence', 'path'];
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

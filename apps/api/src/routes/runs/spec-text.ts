@@ -27,7 +27,9 @@ const documents = new WeakMap<object, ParsedConfig>();
 const warningsOf = new WeakMap<FastifyRequest, string[]>();
 
 export function registerYamlBodies(app: FastifyInstance): void {
-  app.addContentTypeParser(YAML_CONTENT_TYPES, { parseAs: 'string' }, (_req, text, done) => {
+  app.addContentTypeParser(YAML_CONTENT_TYPES, { parseAs: 'string' }, (req, text, done) => {
+    // The job-tree budget of POST /runs is relative to the request's size, whatever its syntax.
+    req.bodyBytes = Buffer.byteLength(String(text));
     try {
       const doc = parseConfigText(String(text), 'request body', 'yaml');
       if (doc.value && typeof doc.value === 'object') documents.set(doc.value, doc);
