@@ -87,7 +87,8 @@ describe('datasets/', () => {
 describe('the Docker image carries the data', () => {
   it('COPY . . with no .dockerignore pattern matching a shipped file, checked at build time', () => {
     const dockerfile = readFileSync(join(root, 'infra/Dockerfile'), 'utf8');
-    expect(dockerfile).toMatch(/^COPY \. \.$/m);
+    // The whole context, owned by the image's unprivileged user (issue 16's deployment defaults).
+    expect(dockerfile).toMatch(/^COPY (--chown=\S+ )?\. \.$/m);
     expect(dockerfile).toMatch(/mpo\.js data list --check/);
     // .dockerignore patterns as Docker reads them (** any depth, * within a name), anchored at the root.
     const patterns = readFileSync(join(root, '.dockerignore'), 'utf8')

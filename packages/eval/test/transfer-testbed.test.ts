@@ -157,7 +157,9 @@ describe('mpo eval on the transfer testbed', () => {
         utilityItems: 2,
         threads: 1,
       });
-      await runEvaluation(cfg, (r) => results.push(r), { onResponse: (r) => answers.push(r) });
+      await runEvaluation(cfg, (r) => results.push(r), {
+        onGeneration: (g) => answers.push({ lang: g.language, prompt: g.prompt }),
+      });
       const asr = results.filter((r) => r.benchmark === 'multijail').map((r) => [r.language, r.n]);
       expect(asr).toEqual([
         ['en', 2],
