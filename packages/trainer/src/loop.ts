@@ -37,7 +37,10 @@ export interface TrainingParams {
   seed: number;
   checkpointEvery: number;
   keepCheckpoints: number;
-  /** ZeRO: 0 (off, default), 1 (optimizer state sharded) or 2 (and gradients reduce-scattered). */
+  /**
+   * ZeRO: 0 (off, default), 1 (fp32 master weights and AdamW moments sharded) or 2 (and each rank
+   * keeps only its reduce-scattered gradient shard). See zero.ts for what the master is per dtype.
+   */
   zeroStage?: number;
 }
 
@@ -208,46 +211,64 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     // all-reduce across ranks that each hold one micro-batch: one rank with k
     // micro-batches and k ranks with one each then agree bit for bit.
     const microBatches = chunks(local, t.microBatchSize);
+    // ZeRO-2 reduce-scatters after every micro-batch, so every rank runs as many rounds as the rank
+    // with the most micro-batches (one with fewer contributes zeros).
+    const shardGrads = zero?.stage === 2 ? zero : null;
+    const rounds = shardGrads
+      ? microBatchRounds(globalBatch.length, worldSize, t.microBatchSize)
+      : microBatches.length;
     let acc: Float32Array | null = null;
     let loss = 0;
     let tokens = 0;
+    let reduceSec = 0;
+    let reducedBytes = 0;
     // Objective metrics and the per-language reward gaps (under RG_PREFIX), as sums and counts.
     const sums = new MetricSums();
     const lossScale = scaler?.scale ?? 1;
-    for (const mb of microBatches) {
-      // Each micro-batch's loss is its own mean; weighting by its share of the
-      // global batch makes the accumulated gradient that of the global mean.
-      const scale = mb.length / globalBatch.length;
-      const exs = mb.map((i) => examples[i]!);
-      // Batch building happens inside scoreGroups and counts as forward time.
-      let tm = performance.now();
-      const scored = await scoreGroups(model, exs, req.policy, {
-        grad: true,
-        ...(input.klReference ? { klReference: input.klReference } : {}),
-      });
-      const policy = scored.scores;
-      tokens += scored.tokens;
-      timing.forward += performance.now() - tm;
+    for (let round = 0; round < rounds; round++) {
+      const mb = microBatches[round];
+      if (mb) {
+        // Each micro-batch's loss is its own mean; weighting by its share of the
+        // global batch makes the accumulated gradient that of the global mean.
+        const scale = mb.length / globalBatch.length;
+        const exs = mb.map((i) => examples[i]!);
+        // Batch building happens inside scoreGroups and counts as forward time.
+        let tm = performance.now();
+        const scored = await scoreGroups(model, exs, req.policy, {
+          grad: true,
+          ...(input.klReference ? { klReference: input.klReference } : {}),
+        });
+        const policy = scored.scores;
+        tokens += scored.tokens;
+        timing.forward += performance.now() - tm;
 
-      tm = performance.now();
-      const ref = sliceAll(input.reference, mb);
-      const out = objective.compute(policy, ref, h, { lang: exs.map((e) => e.lang) });
-      loss += out.loss * scale;
-      sums.addAll(out.metrics, out.metricCounts, mb.length);
-      accumulateRewardGaps(policy, exs, sums);
-      timing.objective += performance.now() - tm;
+        tm = performance.now();
+        const ref = sliceAll(input.reference, mb);
+        const out = objective.compute(policy, ref, h, { lang: exs.map((e) => e.lang) });
+        loss += out.loss * scale;
+        sums.addAll(out.metrics, out.metricCounts, mb.length);
+        accumulateRewardGaps(policy, exs, sums);
+        timing.objective += performance.now() - tm;
 
-      tm = performance.now();
-      await backwardUnits(model, scored, out.grads, scale * lossScale);
-      timing.backward += performance.now() - tm;
-      tm = performance.now();
-      if (microBatches.length > 1) {
+        tm = performance.now();
+        await backwardUnits(model, scored, out.grads, scale * lossScale);
+        timing.backward += performance.now() - tm;
+      }
+      const tm = performance.now();
+      if (shardGrads) {
+        reducedBytes += (await shardGrads.accumulateShard(round === 0)).bytes;
+        const dt = performance.now() - tm;
+        reduceSec += dt / 1000;
+        timing.allreduce += dt; // the shard's additions ride along: they are a sliver of the collective
+        model.zeroGrad();
+        timing.accumulate += performance.now() - tm - dt;
+      } else if (microBatches.length > 1) {
         const g = model.gradBuffer();
         if (acc === null) acc = Float32Array.from(g);
         else for (let i = 0; i < acc.length; i++) acc[i]! += g[i]!;
         model.zeroGrad();
+        timing.accumulate += performance.now() - tm;
       }
-      timing.accumulate += performance.now() - tm;
     }
     if (acc !== null) model.gradBuffer().set(acc);
 
@@ -255,18 +276,17 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     let stopFlag = (await input.hooks?.shouldStop?.()) ? 1 : 0;
     let busbw: number | undefined;
     if (comm && worldSize > 1) {
-      const grads = model.gradBuffer();
-      const tg = performance.now();
       // nccl-tests' bus bandwidth, comparable across world sizes: bytes · 2(n−1)/n per second for
-      // an all-reduce, bytes · (n−1)/n for a reduce-scatter (ZeRO-2).
-      let busFactor = (2 * (worldSize - 1)) / worldSize;
-      if (zero?.stage === 2) {
-        await zero.reduceGradients();
-        busFactor = (worldSize - 1) / worldSize;
-      } else await comm.allReduceSum(grads);
-      const sec = (performance.now() - tg) / 1000;
-      // This rank's own measurement (a timing, not an average over examples).
-      busbw = (grads.byteLength * busFactor) / sec / 1e9;
+      // an all-reduce, bytes · (n−1)/n for a reduce-scatter (ZeRO-2, timed in the rounds above).
+      if (shardGrads) busbw = (reducedBytes * (worldSize - 1)) / worldSize / reduceSec / 1e9;
+      else {
+        const grads = model.gradBuffer();
+        const tg = performance.now();
+        await comm.allReduceSum(grads);
+        const sec = (performance.now() - tg) / 1000;
+        // This rank's own measurement (a timing, not an average over examples).
+        busbw = (grads.byteLength * 2 * (worldSize - 1)) / worldSize / sec / 1e9;
+      }
       // Loss and tokens summed over ranks; any rank asking to stop stops all.
       const v = new Float32Array([loss, tokens, stopFlag]);
       await comm.allReduceSum(v);
@@ -336,6 +356,11 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     }
   }
   return { model, step, totalSteps, stopped, resumedFrom, lastCheckpoint };
+}
+
+/** Micro-batches of the rank with the most examples of a global batch of `n` (shard() gives the first ranks one more). */
+export function microBatchRounds(n: number, worldSize: number, microBatchSize: number): number {
+  return Math.ceil(Math.ceil(n / worldSize) / microBatchSize);
 }
 
 /**

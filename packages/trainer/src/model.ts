@@ -21,6 +21,8 @@ export interface ScoreResult extends SequenceScores {
 }
 
 export interface TrainableModel {
+  /** Compute dtype ('float32', 'bfloat16', ...): ZeRO keeps a separate fp32 master below fp32. */
+  readonly dtype?: string;
   score(batch: ScoreBatch, opts?: ScoreOptions): Promise<ScoreResult>;
   backward(handle: number, grads: ScoreGrads): Promise<void>;
   release(handle: number): void;

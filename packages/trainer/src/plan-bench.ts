@@ -137,7 +137,9 @@ async function child(c: BenchConfig): Promise<void> {
     const r = await model.score({ sequences, promptLengths: sequences.map(() => 1) }, { grad: true });
     await model.backward(r.handle!, { sumLogp: sequences.map(() => 1 / c.batch) });
     if (zero) {
-      await zero.reduceGradients();
+      if (zero.stage === 2)
+        await zero.accumulateShard(true); // one micro-batch: the step's gradient shard
+      else await zero.reduceGradients();
       await zero.stepShard(hyper);
     } else await model.step(hyper);
   }

@@ -3,9 +3,12 @@
 // Parameters come from the model's config.json (the tensor shapes of LlamaForCausalLM,
 // Qwen2ForCausalLM and Gemma2ForCausalLM). Two layouts are modelled:
 //   'engine'    this project's engine: the fp32 flat parameters are kept whole on every rank (they
-//               are the fp32 forward weights, and the master copy for bf16/fp16, which adds a
-//               compute copy), backward writes one whole fp32 gradient buffer, and ZeRO (stage 1 or 2)
-//               shards AdamW's two fp32 moments: 8 bytes per trainable parameter become 8/N;
+//               are the forward weights, plus a compute copy for bf16/fp16) and backward writes one
+//               whole fp32 gradient buffer. Without ZeRO the flat parameters are also the fp32
+//               master. ZeRO (stage 1 or 2, zero.ts) shards AdamW's two fp32 moments (8 bytes per
+//               trainable parameter become 8/N) and, below fp32, keeps the fp32 master as a separate
+//               1/N slice (+4/N; the flat buffer then holds bf16 values, still in fp32 words); stage 2
+//               adds the rank's summed-gradient shard (+4/N) next to the engine's buffer;
 //   'deepspeed' the ZeRO paper's accounting (Rajbhandari et al., 2020, §5; DeepSpeed ZeRO-1/2):
 //               2-byte weights and gradients plus K = 12 bytes of optimizer state per parameter
 //               (fp32 master, momentum, variance) for mixed precision, the state sharded from
@@ -188,8 +191,10 @@ export function planMemory(input: PlanInput): MemoryPlan {
   if (layout === 'engine') {
     // Frozen LoRA base in `dtype`; trainable values as fp32 flat parameters (+ a compute copy).
     weights = lora ? P * b + T * 4 + (mixed ? T * b : 0) : P * 4 + (mixed ? P * b : 0);
-    gradients = T * 4;
-    optimizer = (8 * T) / shardOpt;
+    // The engine's backward buffer, and stage 2's reduce-scattered shard beside it.
+    gradients = T * 4 + (zero === 2 ? (4 * T) / ranks : 0);
+    // Moments, and from stage 1 below fp32 the separate fp32 master slice.
+    optimizer = ((zero >= 1 && mixed ? 12 : 8) * T) / shardOpt;
   } else {
     weights = P * b;
     gradients = (T * b) / (zero === 2 ? ranks : 1);

@@ -1,24 +1,39 @@
 // ZeRO stages 1 and 2 (Rajbhandari et al., 2020) over the data-parallel group.
 //
 // Each of N ranks owns one contiguous slice of the flat parameters (`shardRange`, aligned to the
-// engine's gradient-norm blocks) and keeps AdamW's two moments only for that slice: 8 bytes per
-// parameter per rank become 8/N. Per step:
-//   stage 1: all-reduce the whole gradient, use my slice;
-//   stage 2: reduce-scatter, so I receive only my slice of the summed gradient;
+// engine's gradient-norm blocks) and keeps, for that slice only, the fp32 master weights and AdamW's
+// two moments (stage 1), and from stage 2 also the summed gradient. Per step:
+//   stage 1: all-reduce the whole gradient (the engine's buffer), use my slice of it;
+//   stage 2: after every micro-batch, reduce-scatter the engine's gradient and add my slice into my
+//            gradient shard (`gradShard`, 1/N): the full gradient exists only in the engine's own
+//            backward buffer, for one micro-batch at a time;
 //   both:    global norm = sqrt(sum over blocks, in block order, of the blocks' sums of squares),
-//            the partials of all ranks' blocks exchanged by all-gather; AdamW on my slice with the
-//            engine's kernel; all-gather the updated slices into every rank's parameters.
+//            the partials of all ranks' blocks exchanged by all-gather; AdamW on my master slice with
+//            the engine's kernel; all-gather the updated slices into every rank's forward weights.
 // The shard collectives sum in rank order as the all-reduce does, and the norm is added in the
-// engine's block order, so a ZeRO run reproduces the unsharded data-parallel run bit for bit.
+// engine's block order, so a ZeRO run reproduces the unsharded data-parallel run bit for bit when the
+// gradient sums have the same order: always at stage 1, and at stage 2 with one micro-batch per rank
+// per step (with k > 1, stage 2 sums (rank sums) over micro-batches instead of (micro-batch sums)
+// over ranks, which agrees to rounding).
 //
-// The engine's fp32 flat parameters are also its forward weights, so every rank still holds them
-// whole; the master slice a rank updates is its part of them. Gradients, too, land in the engine's
-// full flat buffer during backward: stage 2 saves traffic and the receive side, not that buffer.
+// What the sharded master is depends on the compute dtype:
+//   float32:  the model's weights ARE the fp32 master weights and every rank needs all of them for
+//             its forward pass, so the master slice is a view of the engine's flat parameters: no
+//             second copy exists, and sharding means that each rank updates (and checkpoints the
+//             optimizer state of) only its slice and receives the others' by all-gather.
+//   bfloat16: mixed precision as ZeRO/DeepSpeed do it: the forward weights are bf16 values (the
+//             engine's flat parameters rounded to nearest-even bf16 on every rank) and the fp32
+//             master is a separate 1/N array on its owner, updated there, rounded to bf16 and
+//             all-gathered. The master slices go into the checkpoint beside the moments, so a resume
+//             continues from the fp32 masters, not from the bf16 weights. This engine still stores
+//             its forward weights in an fp32 buffer (holding bf16 values), so the whole-model term
+//             is 4 bytes per parameter, not 2: see plan.ts.
 //
-// Checkpoints: each rank writes `optimizer-rank-0000r-of-0000N.safetensors` (its moments), rank 0
-// adds `zero-manifest.json` (who owns which range, the step). Loading reads whichever files overlap
-// the new owner's range, so a run resumes on any rank count; a full `optimizer.bin` of an unsharded
-// run loads the same way (one shard covering everything).
+// Checkpoints: each rank writes `optimizer-rank-0000r-of-0000N.safetensors` (its moments and, for
+// bf16, its master slice), rank 0 adds `zero-manifest.json` (who owns which range, the step).
+// Loading reads whichever files overlap the new owner's range, so a run resumes on any rank count; a
+// full `optimizer.bin` of an unsharded run loads the same way (one shard covering everything; its
+// masters are the weights).
 import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, writeSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -30,6 +45,8 @@ export const ZERO_STAGES = [0, 1, 2] as const;
 export type ZeroStage = (typeof ZERO_STAGES)[number];
 export const ZERO_MANIFEST = 'zero-manifest.json';
 const FULL_OPTIMIZER = 'optimizer.bin';
+/** Shard-file tensor of the fp32 master weights (bf16 runs). */
+const MASTER = 'master';
 
 /** What ZeRO needs beyond the all-reduce: the two shard collectives of @mpo/allreduce. */
 export interface ShardCommunicator extends Communicator {
@@ -41,6 +58,8 @@ export interface ZeroModel {
   paramBuffer(): Float32Array;
   gradBuffer(): Float32Array;
   syncParams(): void;
+  /** Compute dtype (engine Model.dtype): 'bfloat16' gets a separate, sharded fp32 master. */
+  readonly dtype?: string;
 }
 
 export interface ZeroStepOptions {
@@ -60,6 +79,8 @@ export interface ZeroManifest {
   numParameters: number;
   /** Shard sizes are multiples of this (the engine's gradient-norm block). */
   align: number;
+  /** The shard files also hold `master` (fp32 master weights of the range; bf16 runs). */
+  master?: boolean;
   /** AdamW steps taken (bias-correction count). */
   step: number;
   shards: { rank: number; file: string; start: number; end: number }[];
@@ -73,6 +94,16 @@ export function isShardCommunicator(c: Communicator | undefined): c is ShardComm
   return typeof s?.reduceScatterSum === 'function' && typeof s.allGather === 'function';
 }
 
+/** Bytes a ZeRO rank holds for its share of the training state (the engine's buffers apart). */
+export interface ZeroHeldBytes {
+  /** Separate fp32 master slice (0 under fp32: the master is the forward weights). */
+  master: number;
+  /** AdamW's two moments of my slice. */
+  moments: number;
+  /** Stage 2's summed-gradient shard (0 at stage 1, which reads the engine's all-reduced buffer). */
+  gradients: number;
+}
+
 export class ZeroOptimizer {
   readonly start: number;
   readonly end: number;
@@ -82,6 +113,10 @@ export class ZeroOptimizer {
   /** AdamW moments of my slice. */
   m: Float32Array;
   v: Float32Array;
+  /** bf16 compute: my slice's fp32 master weights (the forward weights are their bf16 rounding). */
+  readonly ownMaster: Float32Array | null;
+  /** Stage 2: my slice of the gradient summed over ranks and micro-batches. */
+  readonly gradShard: Float32Array | null;
   step = 0;
 
   constructor(
@@ -92,30 +127,79 @@ export class ZeroOptimizer {
   ) {
     this.rank = comm?.rank ?? 0;
     this.worldSize = comm?.worldSize ?? 1;
+    if (model.dtype === 'float16')
+      throw new Error('ZeRO with float16 compute is not supported (use bfloat16 or float32)');
     const n = model.paramBuffer().length;
     ({ start: this.start, end: this.end } = shardRange(n, this.rank, this.worldSize, this.align));
-    this.m = new Float32Array(this.end - this.start);
-    this.v = new Float32Array(this.end - this.start);
+    const len = this.end - this.start;
+    this.m = new Float32Array(len);
+    this.v = new Float32Array(len);
+    this.gradShard = stage === 2 ? new Float32Array(len) : null;
+    this.ownMaster = model.dtype === 'bfloat16' ? Float32Array.from(this.slice(model.paramBuffer())) : null;
+    if (this.ownMaster) {
+      // Every rank rounds its whole copy alike, so the forward weights agree without a collective.
+      roundToBf16(model.paramBuffer(), model.paramBuffer());
+      model.syncParams();
+    }
   }
 
   get numParameters(): number {
     return this.model.paramBuffer().length;
   }
 
-  /** Sums the ranks' gradients: all of them (stage 1) or only my slice (stage 2). */
+  private slice(x: Float32Array): Float32Array {
+    return x.subarray(this.start, this.end);
+  }
+
+  /** The fp32 master weights of my slice: my own array (bf16) or the engine's weights (fp32). */
+  master(): Float32Array {
+    return this.ownMaster ?? this.slice(this.model.paramBuffer());
+  }
+
+  /** The summed gradient of my slice: stage 2's shard, or my part of the all-reduced engine buffer. */
+  grads(): Float32Array {
+    return this.gradShard ?? this.slice(this.model.gradBuffer());
+  }
+
+  /** What this rank holds for the sharded state, in bytes (each term ~1/N of the unsharded one). */
+  heldBytes(): ZeroHeldBytes {
+    return {
+      master: this.ownMaster?.byteLength ?? 0,
+      moments: this.m.byteLength + this.v.byteLength,
+      gradients: this.gradShard?.byteLength ?? 0,
+    };
+  }
+
+  /** Stage 1: sums the ranks' whole gradients in the engine's buffer. */
   async reduceGradients(): Promise<{ bytes: number }> {
     const g = this.model.gradBuffer();
+    if (this.stage === 2) throw new Error('ZeRO-2 reduces each micro-batch with accumulateShard()');
     if (!this.comm || this.worldSize === 1) return { bytes: 0 };
-    if (this.stage === 2) await this.comm.reduceScatterSum(g, this.align);
-    else await this.comm.allReduceSum(g);
+    await this.comm.allReduceSum(g);
     return { bytes: g.byteLength };
+  }
+
+  /**
+   * Stage 2, after each micro-batch's backward: reduce-scatter the engine's gradient and add my slice
+   * into the shard (`first`: the step's first micro-batch, which sets it). Every rank must call it
+   * the same number of times (a rank without a micro-batch contributes its zeroed buffer). The
+   * caller zeroes the engine's gradient afterwards.
+   */
+  async accumulateShard(first: boolean): Promise<{ bytes: number }> {
+    const shard = this.gradShard;
+    if (!shard) throw new Error('accumulateShard is ZeRO-2 only');
+    const g = this.model.gradBuffer();
+    if (this.comm && this.worldSize > 1) await this.comm.reduceScatterSum(g, this.align);
+    const mine = this.slice(g);
+    if (first) shard.set(mine);
+    else for (let i = 0; i < shard.length; i++) shard[i]! += mine[i]!;
+    return { bytes: this.comm && this.worldSize > 1 ? g.byteLength : 0 };
   }
 
   /** The global gradient norm, added exactly as the engine adds it (blocks in order, in double). */
   async gradNorm(): Promise<number> {
-    const g = this.model.gradBuffer();
-    const mine = sumSquaresBlocks(g.subarray(this.start, this.end), this.threads);
-    const all = new Float64Array(Math.ceil(g.length / this.align));
+    const mine = sumSquaresBlocks(this.grads(), this.threads);
+    const all = new Float64Array(Math.ceil(this.numParameters / this.align));
     all.set(mine, this.start / this.align);
     // The doubles travel as pairs of float32 words: all-gather only copies, so the bits survive,
     // and block b's partial lies in the shard (of 2 words per block) of the rank owning block b.
@@ -125,36 +209,45 @@ export class ZeroOptimizer {
     return Math.sqrt(s);
   }
 
-  /** AdamW on my slice, then every rank gets every slice. Returns the pre-clip norm; a non-finite one skips. */
+  /** AdamW on my master slice, then every rank gets every slice. Returns the pre-clip norm; a non-finite one skips. */
   async stepShard(o: ZeroStepOptions): Promise<{ gradNorm: number }> {
     const norm = await this.gradNorm();
     if (!Number.isFinite(norm)) return { gradNorm: norm };
     // torch.nn.utils.clip_grad_norm_'s coefficient, as the engine applies it.
     const clip = o.maxGradNorm > 0 && norm > o.maxGradNorm ? o.maxGradNorm / (norm + 1e-6) : 1;
     this.step += 1;
-    const slice = (x: Float32Array) => x.subarray(this.start, this.end);
     adamwShard(
-      { p: slice(this.model.paramBuffer()), g: slice(this.model.gradBuffer()), m: this.m, v: this.v },
+      { p: this.master(), g: this.grads(), m: this.m, v: this.v },
       { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay },
       this.step,
       clip,
       this.threads,
     );
+    // bf16: my slice of the forward weights = round-to-nearest-even(master), as torch converts.
+    if (this.ownMaster) roundToBf16(this.ownMaster, this.slice(this.model.paramBuffer()));
     if (this.comm && this.worldSize > 1) await this.comm.allGather(this.model.paramBuffer(), this.align);
     this.model.syncParams();
     return { gradNorm: norm };
   }
 
-  /** Writes my moments to `dir/optimizer-rank-…safetensors` (atomically: temp file, then rename). */
+  /** The arrays a shard file holds, by tensor name: the moments, and the master slice if separate. */
+  private shardTensors(): [string, Float32Array][] {
+    const t: [string, Float32Array][] = [
+      ['exp_avg', this.m],
+      ['exp_avg_sq', this.v],
+    ];
+    if (this.ownMaster) t.push([MASTER, this.ownMaster]);
+    return t;
+  }
+
+  /** Writes my moments (and master slice) to `dir/optimizer-rank-…safetensors` (atomically: temp file, then rename). */
   async saveShard(dir: string): Promise<string> {
     await mkdir(dir, { recursive: true });
     const len = this.end - this.start;
     const file = shardFileName(this.rank, this.worldSize);
+    const tensors = this.shardTensors();
     const header = buildHeader(
-      [
-        { name: 'exp_avg', dtype: 'F32', shape: [len] },
-        { name: 'exp_avg_sq', dtype: 'F32', shape: [len] },
-      ],
+      tensors.map(([name]) => ({ name, dtype: 'F32', shape: [len] })),
       {
         format: 'mpo-zero-adamw',
         start: String(this.start),
@@ -170,7 +263,7 @@ export class ZeroOptimizer {
       lenLe.writeBigUInt64LE(BigInt(Buffer.byteLength(header)));
       writeSync(fd, lenLe);
       writeSync(fd, Buffer.from(header, 'utf8'));
-      for (const a of [this.m, this.v]) writeAll(fd, a);
+      for (const [, a] of tensors) writeAll(fd, a);
     } finally {
       closeSync(fd);
     }
@@ -194,6 +287,7 @@ export class ZeroOptimizer {
       numParameters: this.numParameters,
       align: this.align,
       step: this.step,
+      ...(this.ownMaster ? { master: true } : {}),
       shards,
     };
     await writeFile(join(dir, ZERO_MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
@@ -202,15 +296,18 @@ export class ZeroOptimizer {
   }
 
   /**
-   * Loads my slice of the moments from a checkpoint folder written with any rank count (its
-   * manifest), or from an unsharded run's optimizer.bin.
+   * Loads my slice of the moments (and, for bf16, of the fp32 masters) from a checkpoint folder
+   * written with any rank count (its manifest), or from an unsharded run's optimizer.bin. Files
+   * without masters (fp32 runs, optimizer.bin) leave the master slice as the weights give it.
    */
   async load(dir: string): Promise<void> {
     const sources = await optimizerSources(dir, this.numParameters);
-    for (const [target, name] of [
+    const targets: [Float32Array, string][] = [
       [this.m, 'exp_avg'],
       [this.v, 'exp_avg_sq'],
-    ] as const) {
+    ];
+    if (this.ownMaster && sources.every((s) => s.tensors.has(MASTER))) targets.push([this.ownMaster, MASTER]);
+    for (const [target, name] of targets) {
       for (const s of sources) {
         const a = Math.max(this.start, s.start);
         const b = Math.min(this.end, s.end);
@@ -258,8 +355,9 @@ async function optimizerSources(dir: string, numParameters: number): Promise<Opt
   const out: OptimizerSource[] = [];
   for (const e of entries) {
     const st = await readSafetensorsHeader(e.path);
-    for (const name of ['exp_avg', 'exp_avg_sq']) {
+    for (const name of ['exp_avg', 'exp_avg_sq', MASTER]) {
       const t = st.tensors.get(name);
+      if (name === MASTER && !t) continue;
       if (t?.dtype !== 'F32' || t.shape.length !== 1 || t.shape[0] !== e.end - e.start)
         throw new Error(`${e.path}: ${name} is missing or not F32 [${e.end - e.start}]`);
     }
@@ -287,5 +385,20 @@ function readInto(path: string, position: number, dst: Float32Array): void {
     }
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * dst = src rounded to the nearest bf16 (ties to even), kept in fp32 words: c10::BFloat16's
+ * round_to_nearest_even, (u + 0x7fff + ((u >> 16) & 1)) >> 16, with NaN as the quiet 0x7fc0.
+ * dst may be src.
+ */
+export function roundToBf16(src: Float32Array, dst: Float32Array): void {
+  if (src.length !== dst.length) throw new Error('roundToBf16: lengths differ');
+  const s = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const d = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
+  for (let i = 0; i < s.length; i++) {
+    const u = s[i]!;
+    d[i] = (u & 0x7fffffff) > 0x7f800000 ? 0x7fc00000 : ((u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000) >>> 0;
   }
 }

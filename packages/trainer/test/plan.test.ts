@@ -68,13 +68,18 @@ describe('mpo plan: memory', () => {
     expect(s0.weights + s0.gradients + s0.optimizer).toBeCloseTo(16 * P, -1);
   });
 
-  it('engine layout: fp32 parameters and gradients whole on each rank, AdamW moments sharded by ZeRO', () => {
+  it('engine layout: flat parameters and gradients whole on each rank; ZeRO shards moments, bf16 masters, stage-2 gradients', () => {
+    // What zero.ts keeps per rank (ZeroOptimizer.heldBytes, checked against its buffers in
+    // zero.test.ts): 8/N moments, +4/N fp32 master below fp32, +4/N gradient shard at stage 2.
     const P = 8_030_261_248;
     const e = (zero: 0 | 1 | 2, dtype: 'fp32' | 'bf16') =>
       planMemory({ ...base, config: llama8b, layout: 'engine', zero, dtype }).perRank;
     expect(e(0, 'fp32')).toMatchObject({ weights: 4 * P, gradients: 4 * P, optimizer: 8 * P });
-    expect(e(2, 'fp32')).toMatchObject({ weights: 4 * P, gradients: 4 * P, optimizer: P });
-    expect(e(1, 'bf16')).toMatchObject({ weights: 6 * P, gradients: 4 * P, optimizer: P });
+    expect(e(1, 'fp32')).toMatchObject({ weights: 4 * P, gradients: 4 * P, optimizer: P });
+    expect(e(2, 'fp32')).toMatchObject({ weights: 4 * P, gradients: 4 * P + P / 2, optimizer: P });
+    expect(e(0, 'bf16')).toMatchObject({ weights: 6 * P, gradients: 4 * P, optimizer: 8 * P });
+    expect(e(1, 'bf16')).toMatchObject({ weights: 6 * P, gradients: 4 * P, optimizer: 1.5 * P });
+    expect(e(2, 'bf16')).toMatchObject({ weights: 6 * P, gradients: 4 * P + P / 2, optimizer: 1.5 * P });
   });
 
   it('activation checkpointing keeps one hidden state per layer; fits compares the total with the device', () => {

@@ -4,9 +4,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { launchRanks } from '@mpo/allreduce';
-import { Model } from '@mpo/engine';
+import { Model, readSafetensorsHeader } from '@mpo/engine';
 import { describe, expect, it } from 'vitest';
 import { latestCheckpoint } from '../src/index.js';
+import { roundToBf16, ZeroOptimizer } from '../src/zero.js';
 import { mpoData, tmp } from './helpers.js';
 
 const rankScript = join(import.meta.dirname, 'fixtures/zero-rank.mjs');
@@ -104,6 +105,28 @@ async function maxWeightDiff(a: string, b: string): Promise<number> {
   mb.dispose();
   return d;
 }
+
+/** The fp32 master weights of a bf16 ZeRO run's last checkpoint, assembled from its shard files. */
+async function checkpointMasters(output: string): Promise<Float32Array> {
+  const dir = latestCheckpoint(output)!.dir;
+  const mf = JSON.parse(readFileSync(join(dir, 'zero-manifest.json'), 'utf8'));
+  expect(mf.master).toBe(true);
+  const out = new Float32Array(mf.numParameters);
+  for (const s of mf.shards as { file: string; start: number; end: number }[]) {
+    const path = join(dir, s.file);
+    const t = (await readSafetensorsHeader(path)).tensors.get('master')!;
+    const bytes = readFileSync(path).subarray(t.fileOffset, t.fileOffset + (s.end - s.start) * 4);
+    out.set(new Float32Array(Uint8Array.from(bytes).buffer), s.start);
+  }
+  return out;
+}
+
+const maxDiff = (a: Float32Array, b: Float32Array) => {
+  expect(a.length).toBe(b.length);
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
+  return d;
+};
 
 describe('ZeRO over the shm group', () => {
   it('stages 1 and 2 on 2 ranks reproduce the unsharded 2-rank run bit for bit (same sum order)', async () => {
@@ -207,10 +230,134 @@ describe('ZeRO over the shm group', () => {
     fill(a.gradBuffer(), 3);
     fill(b.gradBuffer(), 3);
     const ra = await a.step(hyper);
+    await z.accumulateShard(true); // stage 2 updates from its gradient shard
     const rb = await z.stepShard(hyper);
     expect(rb.gradNorm).toBe(ra.gradNorm);
     expect(b.weightsHash()).toBe(a.weightsHash());
     a.dispose();
     b.dispose();
+  });
+
+  it('fp32, 2 micro-batches per rank: stage 1 is bit-identical; stage 2 (micro-batch order) within 1e-6', async () => {
+    const dir = tmp('zero-k2');
+    // Learning rate as in the sum-order test above (1e-4; why there).
+    const t = { batchSize: 8, microBatchSize: 2, learningRate: 1e-4 };
+    const plain = await train(2, config(join(dir, 'plain'), t));
+    const z1 = await train(2, config(join(dir, 'z1'), { ...t, zeroStage: 1 }));
+    const z2 = await train(2, config(join(dir, 'z2'), { ...t, zeroStage: 2 }));
+    expect(z1.hash).toBe(plain.hash);
+    // Stage 2 adds (rank 0 + rank 1) per micro-batch, the plain run (mb 1 + mb 2) per rank first.
+    expect(z2.hash).not.toBe(plain.hash);
+    const d = await maxWeightDiff(join(dir, 'plain', 'final'), join(dir, 'z2', 'final'));
+    expect(d).toBeLessThan(1e-6);
+  }, 300_000);
+
+  it('bf16: sharded fp32 masters on 2 ranks match the unsharded master run, bit for bit and within 1e-6', async () => {
+    const dir = tmp('zero-bf16');
+    const bf = (out: string, training: Record<string, unknown>) => ({
+      ...config(join(dir, out), { learningRate: 1e-4, ...training }),
+      dtype: 'bfloat16',
+    });
+    // One rank: its shard is the whole model, i.e. the unsharded fp32 master beside bf16 weights.
+    const whole = await train(1, bf('whole', { zeroStage: 1 }));
+    const z1 = await train(2, bf('z1', { zeroStage: 1 }));
+    const z2 = await train(2, bf('z2', { zeroStage: 2 }));
+    expect(z1.hash).toBe(whole.hash);
+    expect(z2.hash).toBe(whole.hash);
+    const masters = await checkpointMasters(join(dir, 'whole'));
+    expect(await checkpointMasters(join(dir, 'z2'))).toEqual(masters);
+    // The forward weights are the masters rounded to bf16, and the masters carry more than that.
+    const final = await Model.load(join(dir, 'z2', 'final'), { threads: 1, dtype: 'bfloat16' });
+    const rounded = new Float32Array(masters.length);
+    roundToBf16(masters, rounded);
+    expect(final.paramBuffer()).toEqual(rounded);
+    expect(final.weightsHash()).toBe(z2.hash);
+    final.dispose();
+    expect(maxDiff(masters, rounded)).toBeGreaterThan(0);
+    // Two micro-batches per rank: stage 2 sums in another order; the masters agree within 1e-6.
+    const k2 = { batchSize: 8, microBatchSize: 2 };
+    await train(2, bf('k2-z1', { ...k2, zeroStage: 1 }));
+    await train(2, bf('k2-z2', { ...k2, zeroStage: 2 }));
+    const d = maxDiff(
+      await checkpointMasters(join(dir, 'k2-z1')),
+      await checkpointMasters(join(dir, 'k2-z2')),
+    );
+    expect(d).toBeGreaterThan(0);
+    expect(d).toBeLessThan(1e-6);
+  }, 400_000);
+
+  it('bf16: resumes from the sharded masters on a different rank count (2 -> 1)', async () => {
+    const dir = tmp('zero-bf16-reshard');
+    const cfg = (out: string) => ({
+      ...config(join(dir, out), { zeroStage: 2, checkpointEvery: 5 }),
+      dtype: 'bfloat16',
+    });
+    const straight = await train(2, cfg('straight'));
+    expect(await train(2, cfg('a'), { MPO_TEST_STOP_AT: '6' })).toMatchObject({ stopped: true, step: 7 });
+    const ck = latestCheckpoint(join(dir, 'a'))!;
+    const mf = JSON.parse(readFileSync(join(ck.dir, 'zero-manifest.json'), 'utf8'));
+    expect(mf).toMatchObject({ stage: 2, worldSize: 2, step: 7, master: true });
+    // The checkpoint's masters are not the bf16 weights: resuming from the weights would differ.
+    const weights = await Model.load(ck.dir, { threads: 1, dtype: 'bfloat16' });
+    expect(maxDiff(await checkpointMasters(join(dir, 'a')), weights.paramBuffer())).toBeGreaterThan(0);
+    weights.dispose();
+    const resumed = await train(1, cfg('a'));
+    expect(resumed.resumedFrom).toBe(7);
+    expect(resumed.hash).toBe(straight.hash);
+  }, 300_000);
+});
+
+describe('ZeRO shards in one process', () => {
+  it('roundToBf16 rounds as the engine converts fp32 to bf16 (nearest, ties to even)', async () => {
+    const m = Model.init(model.init as never, { seed: 5, threads: 1 });
+    const p = m.paramBuffer();
+    const bits = new Uint32Array(p.buffer, p.byteOffset, p.length);
+    // Values around every rounding case: exact ties (low half 0x8000, both parities), just
+    // below/above, tiny and huge magnitudes (overflow to infinity), negatives.
+    for (let i = 0; i < p.length; i++) {
+      const hi = (0x3c00 + ((i * 7919) % 0x0800)) | (i % 2 ? 0x8000 : 0);
+      const lows = [0x8000, 0x7fff, 0x8001, 0x0000, 0xffff, (i * 2654435761) & 0xffff];
+      bits[i] = ((hi << 16) | lows[i % lows.length]!) >>> 0;
+    }
+    bits[0] = 0x7f7fffff; // largest finite: rounds up to +inf
+    const dir = tmp('bf16-round');
+    await m.save(dir, { dtype: 'bfloat16' });
+    const expected = Float32Array.from(p);
+    roundToBf16(expected, expected);
+    const loaded = await Model.load(dir, { threads: 1 });
+    expect(loaded.paramBuffer()).toEqual(expected);
+    expect(expected[0]).toBe(Number.POSITIVE_INFINITY);
+    m.dispose();
+    loaded.dispose();
+  });
+
+  it('per rank, master + moments + gradient bytes are 1/N of the unsharded state', () => {
+    for (const dtype of ['float32', 'bfloat16'] as const) {
+      const m = Model.init(model.init as never, { seed: 2, threads: 1, dtype });
+      const P = m.paramBuffer().length;
+      for (const stage of [1, 2] as const) {
+        // Bytes per parameter the optimizer holds: moments 8, + master 4 (bf16), + gradient 4 (stage 2).
+        const perParam = 8 + (dtype === 'bfloat16' ? 4 : 0) + (stage === 2 ? 4 : 0);
+        for (const N of [1, 2, 3]) {
+          const held = Array.from({ length: N }, (_, rank) => {
+            const comm = {
+              rank,
+              worldSize: N,
+              allReduceSum: async () => {},
+              reduceScatterSum: async () => {},
+              allGather: async () => {},
+            };
+            const b = new ZeroOptimizer(m, comm, stage).heldBytes();
+            return b.master + b.moments + b.gradients;
+          });
+          // Together the ranks hold the unsharded state exactly once...
+          expect(held.reduce((a, b) => a + b, 0)).toBe(perParam * P);
+          // ...and the largest rank about 1/N of it (shards are whole 65 536-element norm blocks).
+          expect(Math.max(...held)).toBeLessThanOrEqual(perParam * (P / N + 65_536));
+          if (N === 1) expect(held[0]).toBe(perParam * P);
+        }
+      }
+      m.dispose();
+    }
   });
 });
