@@ -252,6 +252,18 @@ describe('ZeRO over the shm group', () => {
     expect(d).toBeLessThan(1e-6);
   }, 300_000);
 
+  it('stage 2 with unequal micro-batch counts (3 examples on 2 ranks, micro-batch 1): the short rank adds zeros', async () => {
+    const dir = tmp('zero-uneven');
+    // Rank 0 has two micro-batches and rank 1 one: both must run two reduce-scatter rounds.
+    const t = { batchSize: 3, microBatchSize: 1, learningRate: 1e-4, maxSteps: 8 };
+    const z1 = await train(2, config(join(dir, 'z1'), { ...t, zeroStage: 1 }));
+    const z2 = await train(2, config(join(dir, 'z2'), { ...t, zeroStage: 2 }));
+    expect(z2.step).toBe(8);
+    // (a + b) + c against (a + c) + b: equal to rounding.
+    expect(z2.hash).not.toBe(z1.hash);
+    expect(await maxWeightDiff(join(dir, 'z1', 'final'), join(dir, 'z2', 'final'))).toBeLessThan(1e-6);
+  }, 300_000);
+
   it('bf16: sharded fp32 masters on 2 ranks match the unsharded master run, bit for bit and within 1e-6', async () => {
     const dir = tmp('zero-bf16');
     const bf = (out: string, training: Record<string, unknown>) => ({
