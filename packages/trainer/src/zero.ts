@@ -21,13 +21,15 @@
 //             its forward pass, so the master slice is a view of the engine's flat parameters: no
 //             second copy exists, and sharding means that each rank updates (and checkpoints the
 //             optimizer state of) only its slice and receives the others' by all-gather.
-//   bfloat16: mixed precision as ZeRO/DeepSpeed do it: the forward weights are bf16 values (the
-//             engine's flat parameters rounded to nearest-even bf16 on every rank) and the fp32
-//             master is a separate 1/N array on its owner, updated there, rounded to bf16 and
-//             all-gathered. The master slices go into the checkpoint beside the moments, so a resume
-//             continues from the fp32 masters, not from the bf16 weights. This engine still stores
-//             its forward weights in an fp32 buffer (holding bf16 values), so the whole-model term
-//             is 4 bytes per parameter, not 2: see plan.ts.
+//   bfloat16: mixed precision as ZeRO/DeepSpeed do it: the fp32 master is a separate 1/N array on
+//             its owner, updated there, rounded to nearest-even bf16 and all-gathered, so after every
+//             update the forward weights on every rank are bf16 values. The master slices go into
+//             the checkpoint beside the moments, so a resume continues from the fp32 masters, not
+//             from the bf16 weights. This engine still stores its forward weights in an fp32 buffer
+//             (holding bf16 values), so the whole-model term is 4 bytes per parameter, not 2: see
+//             plan.ts. Unsharded (stage 0) bf16 runs differ: their forward weights are the fp32
+//             masters themselves (norms and embeddings read them unrounded), so ZeRO's bf16 runs are
+//             compared with one rank of ZeRO (whose single slice is the whole unsharded master).
 //
 // Checkpoints: each rank writes `optimizer-rank-0000r-of-0000N.safetensors` (its moments and, for
 // bf16, its master slice), rank 0 adds `zero-manifest.json` (who owns which range, the step).
@@ -135,12 +137,10 @@ export class ZeroOptimizer {
     this.m = new Float32Array(len);
     this.v = new Float32Array(len);
     this.gradShard = stage === 2 ? new Float32Array(len) : null;
+    // The master starts as the weights loaded. They are not rounded here: the reference scores were
+    // taken with them, and the policy must start equal to its reference; every update then writes
+    // the bf16 rounding (a bf16 checkpoint or Hugging Face folder is bf16-valued already).
     this.ownMaster = model.dtype === 'bfloat16' ? Float32Array.from(this.slice(model.paramBuffer())) : null;
-    if (this.ownMaster) {
-      // Every rank rounds its whole copy alike, so the forward weights agree without a collective.
-      roundToBf16(model.paramBuffer(), model.paramBuffer());
-      model.syncParams();
-    }
   }
 
   get numParameters(): number {

@@ -286,6 +286,12 @@ describe('ZeRO over the shm group', () => {
     expect(final.weightsHash()).toBe(z2.hash);
     final.dispose();
     expect(maxDiff(masters, rounded)).toBeGreaterThan(0);
+    // The first step runs on the weights as loaded, which the reference scores were taken with:
+    // its loss is an unsharded bf16 run's to the bit (the policy starts at its reference).
+    await train(1, bf('plain', { maxSteps: 1 }));
+    const firstLoss = (out: string) =>
+      JSON.parse(readFileSync(join(dir, out, 'metrics.jsonl'), 'utf8').split('\n')[0]!).loss;
+    expect(firstLoss('whole')).toBe(firstLoss('plain'));
     // Two micro-batches per rank: stage 2 sums in another order; the masters agree within 1e-6.
     const k2 = { batchSize: 8, microBatchSize: 2 };
     await train(2, bf('k2-z1', { ...k2, zeroStage: 1 }));
