@@ -89,4 +89,61 @@ describe('TrialWriter', () => {
     expect(await closing).toEqual({ unwritten: 4 });
     await viaProxy.close();
   });
+
+  it('holds at most maxRows in memory during an outage, then writes them all once', async () => {
+    const proxy = new TcpProxy('127.0.0.1', Number(new URL(DATABASE_URL).port || 5432));
+    await proxy.open();
+    const viaProxy = createDb(proxy.url(), { connectTimeoutMs: 500 });
+    const { trialIds } = await newTrials(db, 1);
+    const id = trialIds[0]!;
+    const w = new TrialWriter(viaProxy, id, { flushRows: 20, flushMs: 20, maxBackoffMs: 200, maxRows: 100, log });
+    try {
+      await proxy.cut();
+      // The caller's loop (train-run.ts through ProtocolFollower's gate): add only while not full.
+      let next = 1;
+      const feeding = (async () => {
+        while (next <= 300) {
+          await w.room();
+          w.addRows(metricRows(step(next++)));
+        }
+      })();
+      await waitUntil(() => w.full, 'the bound', 5_000, 10);
+      await sleep(500);
+      expect(w.full).toBe(true);
+      expect(next).toBeLessThanOrEqual(27); // 4 rows a step: 25 steps fill 100 rows, one add may be in progress
+      expect(w.peakRows).toBeLessThanOrEqual(100 + 4);
+      await proxy.open();
+      await feeding;
+      expect(await w.close()).toEqual({ unwritten: 0 });
+    } finally {
+      await proxy.cut();
+      await viaProxy.close();
+    }
+    expect(w.peakRows).toBeLessThanOrEqual(104);
+    expect(await db.metrics.count(id)).toBe(300 * 4);
+  });
+
+  it('stops at a permanent error (the trial was deleted) and reports it, without retrying', async () => {
+    const { runId, trialIds } = await newTrials(db, 1);
+    const fatal: Error[] = [];
+    const w = new TrialWriter(db, trialIds[0]!, {
+      flushRows: 4,
+      flushMs: 10,
+      maxBackoffMs: 100,
+      log,
+      onFatal: (err) => fatal.push(err),
+    });
+    w.addRows(metricRows(step(1)));
+    await waitUntil(async () => (await db.metrics.count(trialIds[0]!)) === 4, 'the first write', 5_000, 20);
+    await db.runs.delete(runId);
+    w.addRows(metricRows(step(2)));
+    await waitUntil(() => fatal.length > 0, 'the fatal report', 5_000, 20);
+    expect(fatal[0]!.message).toMatch(/Foreign key constraint/);
+    expect(w.fatal).toBe(fatal[0]);
+    expect(w.failures).toBe(0); // not retried
+    w.addRows(metricRows(step(3))); // ignored: nothing more reaches Postgres
+    expect(w.full).toBe(false); // the trainer's output keeps flowing to its protocol file
+    expect(await w.close()).toEqual({ unwritten: 4 });
+    expect(fatal).toHaveLength(1);
+  });
 });
