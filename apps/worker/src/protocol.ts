@@ -8,8 +8,8 @@
 import { createReadStream, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type ParsedLine, parseTrainerLine, type TrainerMessage, TrainerOutputParser } from '@mpo/queue';
 
 export const PROTOCOL_DIR = 'protocol';

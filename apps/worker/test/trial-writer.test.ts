@@ -96,7 +96,13 @@ describe('TrialWriter', () => {
     const viaProxy = createDb(proxy.url(), { connectTimeoutMs: 500 });
     const { trialIds } = await newTrials(db, 1);
     const id = trialIds[0]!;
-    const w = new TrialWriter(viaProxy, id, { flushRows: 20, flushMs: 20, maxBackoffMs: 200, maxRows: 100, log });
+    const w = new TrialWriter(viaProxy, id, {
+      flushRows: 20,
+      flushMs: 20,
+      maxBackoffMs: 200,
+      maxRows: 100,
+      log,
+    });
     try {
       await proxy.cut();
       // The caller's loop (train-run.ts through ProtocolFollower's gate): add only while not full.
