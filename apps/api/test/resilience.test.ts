@@ -330,7 +330,9 @@ describe('Postgres away', () => {
       expect(unknown.json().detail).toMatch(/Postgres/);
       await proxy.up();
       await until(async () => /dependency="postgres"\} 1/.test((await get('/metrics', scrape)).body));
-      expect((await get('/metrics', { authorization: `Bearer unknown-${randomUUID()}` })).statusCode).toBe(401);
+      expect((await get('/metrics', { authorization: `Bearer unknown-${randomUUID()}` })).statusCode).toBe(
+        401,
+      );
       // Closing after connections were cut mid-use finishes (Db.close is bounded).
       await proxy.down();
       await get('/metrics', t.admin);
