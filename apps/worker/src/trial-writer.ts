@@ -183,7 +183,14 @@ export class TrialWriter {
         this.failures += 1;
         const delay = backoffMs(this.failures, 250, this.opts.maxBackoffMs);
         this.opts.log.warn(
-          { err: (err as Error).message, buffered: this.rows.size, attempt: this.failures, retryInMs: delay },
+          {
+            err: (err as Error).message,
+            buffered: this.rows.size,
+            attempt: this.failures,
+            retryInMs: delay,
+            // What an outage costs in memory (the bound keeps it flat): logged per failed write.
+            heapUsedMb: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
+          },
           'writing metrics to Postgres failed; keeping them buffered',
         );
         await sleep(delay, undefined, this.abandon ? { signal: this.abandon } : {}).catch(() => {});
