@@ -183,7 +183,7 @@ describe('TrialWriter', () => {
     /** Follows the file into a writer, gated like train-run.ts; returns the heap growth once it stops reading. */
     const backlogGrowth = async (trialId: string, maxRows: number) => {
       const w = new TrialWriter(viaProxy, trialId, {
-        flushRows: 500,
+        flushRows: 2_000,
         flushMs: 50,
         maxBackoffMs: 200,
         maxRows,
