@@ -441,7 +441,11 @@ export class TrainRun {
     if (stop?.kind === 'db') {
       // Reported, not retried: the trial row shows why, the job fails for good.
       const message = this.errorLine ?? stop.reason;
-      await finish('FAILED', { error: message });
+      await finish('FAILED', { error: message }).catch((err) => {
+        // The trial row itself may be gone (its run was deleted): the job's failure still says why.
+        if (!isUnrecoverable(err)) throw err;
+        log.warn({ err: (err as Error).message }, 'could not mark the trial FAILED');
+      });
       return { kind: 'fail', error: new Error(message), unrecoverable: true };
     }
     if (stop?.kind === 'cancel') {

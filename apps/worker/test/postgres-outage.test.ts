@@ -225,4 +225,43 @@ describe('Postgres stopped mid-trial (own server)', () => {
       if (!pg.running()) pg.start();
     }
   }, 900_000);
+
+  it('a permanent write error (the run was deleted mid-trial) is not retried: the job fails once, saying why', async () => {
+    const { runId, trialIds } = await newTrials(db, 1, 'pg-permanent');
+    const trialId = trialIds[0]!;
+    const q = new Queue(trainQueue('cpu'), { connection: redis, prefix: s.prefix });
+    const agent = startAgent(agentEnv(s, { DATABASE_URL: pg.url }), 'pg-permanent');
+    try {
+      const job = await q.add('train', trainData(runId, trialId, { training: { steps: 3_000 } }), {
+        ...TRAIN_JOB_OPTIONS,
+        jobId: jobIds.train(trialId),
+      });
+      await waitUntil(
+        async () => ((await db.runs.trial(trialId)).currentStep >= 20 ? true : null),
+        'step 20',
+      );
+      await db.runs.delete(runId);
+      const failed = await waitUntil(
+        async () => {
+          const j = await q.getJob(job.id!);
+          return (await j?.getState()) === 'failed' ? j : null;
+        },
+        'the job to fail',
+        120_000,
+        250,
+      );
+      expect(failed.attemptsMade).toBe(1); // unrecoverable: BullMQ does not retry it
+      expect(failed.failedReason).toMatch(/its metrics cannot be stored: .*foreign key constraint/is);
+      const fatal = agent.logs.filter(
+        (l) => l.msg === 'writing metrics to Postgres failed for good; not retrying',
+      );
+      expect(fatal).toHaveLength(1);
+      // The trainer was asked to stop (checkpoint, exit) rather than train on for nothing.
+      const exited = await agent.waitForLog((l) => l.msg === 'trainer exited', 60_000, 'the trainer to exit');
+      expect(exited.step as number).toBeLessThan(3_000);
+    } finally {
+      await agent.dispose();
+      await q.close();
+    }
+  }, 300_000);
 });

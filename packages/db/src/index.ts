@@ -65,7 +65,7 @@ export function createDb(databaseUrl?: string, opts: DbOptions = {}): Db {
   const pool = createReadPool(databaseUrl, opts);
   return {
     runs: new RunRepository(prisma, pool),
-    metrics: new MetricRepository(prisma),
+    metrics: new MetricRepository(prisma, pool),
     artifacts: new ArtifactRepository(prisma),
     generations: new GenerationRepository(prisma),
     tokens: new TokenRepository(prisma, pool),
