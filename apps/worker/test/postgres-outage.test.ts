@@ -10,14 +10,23 @@
 //  - GET /metrics answers (scrape token checked without Postgres) and says
 //    Postgres is down;
 //  - afterwards every metric row the trainer wrote to its protocol file is in
-//    Postgres exactly once, every step from 1 to the end, and the trial SUCCEEDED.
+//    Postgres exactly once, every step from 1 to the last. (The trial is long
+//    and cancelled once the backlog has landed, so that the outage falls
+//    mid-trial at any machine's step rate; it ends CANCELLED at that step.)
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createDb, type Db, migrate } from '@mpo/db';
-import { jobIds, metricRows, parseTrainerLine, TRAIN_JOB_OPTIONS, trainQueue } from '@mpo/queue';
+import {
+  jobIds,
+  metricRows,
+  parseTrainerLine,
+  setCancelKey,
+  TRAIN_JOB_OPTIONS,
+  trainQueue,
+} from '@mpo/queue';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,7 +100,7 @@ function startApi(env: Record<string, string>): { proc: ChildProcess; exited: Pr
 
 describe('Postgres stopped mid-trial (own server)', () => {
   it(`${OUTAGE_S} s outage: bounded buffer, flat memory, /metrics answers, every metric stored once`, async () => {
-    const steps = Math.max(3_000, OUTAGE_S * 200);
+    const steps = 1_000_000;
     const { runId, trialIds } = await newTrials(db, 1, 'pg-outage');
     const trialId = trialIds[0]!;
     const q = new Queue(trainQueue('cpu'), { connection: redis, prefix: s.prefix });
@@ -159,6 +168,14 @@ describe('Postgres stopped mid-trial (own server)', () => {
       pg.start();
       const outageS = (Date.now() - stoppedAt) / 1000;
 
+      // The backlog lands (Postgres catches up with the trainer), then the run is cancelled.
+      await waitUntil(
+        async () => ((await db.runs.trial(trialId)).currentStep > progress.step + 50 ? true : null),
+        'Postgres to catch up with the trainer',
+        300_000,
+        500,
+      );
+      await setCancelKey(redis, s.prefix, runId);
       const done = await waitUntil(
         async () => {
           const j = await q.getJob(jobIds.train(trialId));
@@ -166,13 +183,13 @@ describe('Postgres stopped mid-trial (own server)', () => {
           return state === 'completed' || state === 'failed' ? j : null;
         },
         'the job to finish',
-        600_000,
+        300_000,
         500,
       );
       expect(done.failedReason).toBeFalsy();
-      expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED', step: steps });
-      // The trainer was still mid-trial when Postgres came back: the outage fell inside the run.
-      expect(progress.step).toBeLessThan(steps);
+      expect(done.returnvalue).toMatchObject({ status: 'CANCELLED' });
+      const last = (done.returnvalue as { step: number }).step;
+      expect(last).toBeGreaterThan(progress.step);
 
       // Bounded: the follower stopped reading (the backlog stayed on disk), memory flat.
       const full = agent.logs.find(
@@ -185,16 +202,21 @@ describe('Postgres stopped mid-trial (own server)', () => {
       const heap = agent.logs
         .filter((l) => l.msg === 'writing metrics to Postgres failed; keeping them buffered')
         .map((l) => l.heapUsedMb as number);
-      // Printed for docs/reliability.md. RSS and heap move by tens of MB with GC timing, and at this
-      // machine's step rate the backlog is a few thousand rows either way, so the bound is asserted on
-      // the rows held (above); trial-writer.test.ts measures heap after GC against a large backlog.
+      // Printed for docs/reliability.md. At a loaded machine's step rate the backlog is a few thousand
+      // rows, so the bound itself is asserted on the rows held (above); trial-writer.test.ts measures the
+      // heap after GC against a large backlog.
       process.stdout.write(
         `postgres outage ${outageS.toFixed(0)} s: agent RSS before ${mb(rssBefore)} MB, during ` +
           `min ${mb(Math.min(...rss))} max ${mb(Math.max(...rss))} last ${mb(rss.at(-1)!)} MB; heap used at ` +
           `failed writes ${JSON.stringify(heap)} MB; peak buffered rows ${exited.peakBufferedRows} (bound ` +
           `${BUFFER_ROWS}); step at outage end ${progress.step}; first scrapes ${JSON.stringify(scrapes.slice(0, 3))}\n`,
       );
-      expect(heap.length).toBeGreaterThan(0);
+      expect(heap.length).toBeGreaterThan(3);
+      // Loose bounds (GC moves both by tens of MB): flat, not climbing. Metric batches through Prisma's
+      // createMany took RSS +98 MB and the heap at failed writes from 46 to 114 MB in this test.
+      expect(Math.max(...rss) - rssBefore).toBeLessThan(48 * 1024);
+      const half = Math.floor(heap.length / 2);
+      expect(Math.max(...heap.slice(half)) - Math.max(...heap.slice(0, half))).toBeLessThan(16);
 
       // /metrics answered through the outage, within seconds, and said Postgres was down.
       expect(scrapes.length).toBeGreaterThanOrEqual(3);
@@ -208,10 +230,10 @@ describe('Postgres stopped mid-trial (own server)', () => {
       const expected = protocolRowKeys(join(s.artifactRoot, runId, trialId));
       expect(await db.metrics.count(trialId)).toBe(expected.size);
       const loss = await db.metrics.series(trialId, 'loss', { language: null });
-      expect(loss.map((p) => p.step)).toEqual(Array.from({ length: steps }, (_, i) => i + 1));
+      expect(loss.map((p) => p.step)).toEqual(Array.from({ length: last }, (_, i) => i + 1));
       expect(await db.runs.trial(trialId)).toMatchObject({
-        status: 'SUCCEEDED',
-        currentStep: steps,
+        status: 'CANCELLED',
+        currentStep: last,
         error: null,
       });
       expect(
