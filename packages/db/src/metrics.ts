@@ -19,7 +19,9 @@ export interface MetricPoint {
 }
 
 // Postgres accepts at most 32,767 bind parameters per statement; createMany
-// binds one per column per row.
+// bound one per column per row. The unnest() statement binds six arrays
+// whatever the batch size, but keeps the same cap on rows per statement
+// (callers and tests rely on it; bigger statements buy nothing measurable).
 export const POSTGRES_MAX_BIND_PARAMETERS = 32_767;
 export const METRIC_COLUMNS = 6; // trialId, step, name, language, value, time
 export const MAX_METRIC_BATCH = Math.floor(POSTGRES_MAX_BIND_PARAMETERS / METRIC_COLUMNS);
