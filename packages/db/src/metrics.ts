@@ -21,7 +21,7 @@ export interface MetricPoint {
 // Postgres accepts at most 32,767 bind parameters per statement; createMany
 // bound one per column per row. The unnest() statement binds six arrays
 // whatever the batch size, but keeps the same cap on rows per statement
-// (callers and tests rely on it; bigger statements buy nothing measurable).
+// (callers and tests rely on it).
 export const POSTGRES_MAX_BIND_PARAMETERS = 32_767;
 export const METRIC_COLUMNS = 6; // trialId, step, name, language, value, time
 export const MAX_METRIC_BATCH = Math.floor(POSTGRES_MAX_BIND_PARAMETERS / METRIC_COLUMNS);
