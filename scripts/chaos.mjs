@@ -269,6 +269,8 @@ async function main() {
         }
         const [job, pids] = candidates[Math.floor(f.pick * candidates.length)];
         trainerKills.set(job, (trainerKills.get(job) ?? 0) + 1);
+        // Not a target again until its next attempt launches a new trainer (the agent logs that).
+        for (const a of live) a.trainers.delete(job);
         log('inject trainer-kill', { job, pids });
         for (const pid of pids) {
           try {
