@@ -81,7 +81,12 @@ export async function buildApp(opts: BuildAppOptions = {}): Promise<FastifyInsta
     ...(db ? { db } : {}),
   });
   await app.register(queuesPlugin, { redisUrl: config.redisUrl, prefix: config.queuePrefix });
-  await app.register(authPlugin, { publicPrefixes: config.publicDocs ? ['/docs'] : [] });
+  if (config.metricsToken !== undefined && config.metricsToken.length < 16)
+    throw new Error('MPO_METRICS_TOKEN must be at least 16 characters');
+  await app.register(authPlugin, {
+    publicPrefixes: config.publicDocs ? ['/docs'] : [],
+    metricsToken: config.metricsToken,
+  });
   await app.register(quotasPlugin, { defaults: config.quotaDefaults, redisUrl: config.redisUrl });
   await app.register(outboxPlugin, {
     intervalMs: config.outboxIntervalMs,

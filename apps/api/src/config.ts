@@ -16,6 +16,8 @@ export interface AppConfig {
   queuePrefix: string;
   /** Bootstrap admin token (stored hashed like any other); without it only existing tokens work. */
   adminToken: string | undefined;
+  /** A token for GET /metrics only, checked without Postgres (Prometheus keeps scraping through an outage). */
+  metricsToken: string | undefined;
   modelRoot: string;
   dataRoot: string;
   /** Reject model/data paths that do not exist at submit time. */
@@ -78,6 +80,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     redisUrl: env.REDIS_URL ?? DEFAULT_REDIS_URL,
     queuePrefix: env.MPO_QUEUE_PREFIX ?? DEFAULT_QUEUE_PREFIX,
     adminToken: env.MPO_ADMIN_TOKEN || undefined,
+    metricsToken: env.MPO_METRICS_TOKEN || undefined,
     modelRoot: resolve(env.MPO_MODEL_ROOT ?? 'models'),
     dataRoot: resolve(env.MPO_DATA_ROOT ?? 'data'),
     requirePathsExist: env.MPO_REQUIRE_PATHS_EXIST !== '0',

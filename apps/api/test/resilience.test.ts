@@ -296,6 +296,54 @@ describe('Postgres away', () => {
       await proxy.down();
     }
   });
+
+  it('keeps /metrics answering for Prometheus: the scrape token and recently confirmed tokens, without Postgres', async () => {
+    const proxy = await TcpProxy.start(pgTarget);
+    const url = new URL(DATABASE_URL);
+    url.host = `127.0.0.1:${proxy.port}`;
+    const metricsToken = `scrape-${randomUUID()}`;
+    const scrape = { authorization: `Bearer ${metricsToken}` };
+    const t = await testApp('pg-down-metrics', {
+      databaseUrl: url.toString(),
+      dbConnectTimeoutMs: 1_000,
+      metricsToken,
+    });
+    const get = (path: string, headers: Record<string, string>) =>
+      t.app.inject({ method: 'GET', url: path, headers });
+    try {
+      // Postgres confirms the admin token once (any route); the scrape token is never in Postgres.
+      expect((await get('/metrics', t.admin)).statusCode).toBe(200);
+      expect((await get('/metrics', scrape)).statusCode).toBe(200);
+      expect((await get('/runs', scrape)).statusCode).toBe(401); // /metrics only
+      await proxy.down();
+      for (const headers of [t.admin, scrape]) {
+        const started = Date.now();
+        const res = await get('/metrics', headers);
+        expect(res.statusCode).toBe(200);
+        expect(res.body).toMatch(/mpo_dependency_up\{dependency="postgres"\} 0/);
+        expect(res.body).toMatch(/mpo_dependency_up\{dependency="redis"\} 1/);
+        expect(Date.now() - started).toBeLessThan(5_000);
+      }
+      // A token Postgres never confirmed cannot be checked now: 503, not 401 (it may be valid) and not 500.
+      const unknown = await get('/metrics', { authorization: `Bearer unknown-${randomUUID()}` });
+      expect(unknown.statusCode).toBe(503);
+      expect(unknown.json().detail).toMatch(/Postgres/);
+      await proxy.up();
+      await until(async () => /dependency="postgres"\} 1/.test((await get('/metrics', scrape)).body));
+      expect((await get('/metrics', { authorization: `Bearer unknown-${randomUUID()}` })).statusCode).toBe(
+        401,
+      );
+      // Closing after connections were cut mid-use finishes (Db.close is bounded).
+      await proxy.down();
+      await get('/metrics', t.admin);
+      const closing = Date.now();
+      await t.app.close();
+      expect(Date.now() - closing).toBeLessThan(10_000);
+    } finally {
+      await t.cleanup();
+      await proxy.down();
+    }
+  });
 });
 
 describe('start-up checks', () => {

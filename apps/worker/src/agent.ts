@@ -220,7 +220,7 @@ export class Agent {
       await this.sweepWorker?.close();
       await Promise.allSettled(this.workers.map((w) => w.worker.close()));
       await removeHeartbeat(this.redis, this.cfg.prefix, this.cfg.id).catch(() => {});
-      await this.db.close().catch(() => {});
+      if (!(await this.db.close())) this.log.warn('Postgres pools did not close in time; going on');
       await this.redis.quit().catch(() => this.redis.disconnect());
       this.log.info('agent stopped');
     })();

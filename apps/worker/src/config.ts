@@ -6,6 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_DATABASE_URL } from '@mpo/db';
 import { AGENT_HEARTBEAT_MS, DEFAULT_QUEUE_PREFIX, DEFAULT_REDIS_URL, WORKER_DEFAULTS } from '@mpo/queue';
+import { DEFAULT_MAX_BUFFERED_ROWS } from './trial-writer.js';
 
 /** The repository root (apps/worker/{src,dist}/config.* → ../../..). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -49,6 +50,8 @@ export interface AgentConfig {
   metricFlushRows: number;
   /** ...or this long after the oldest one arrived. */
   metricFlushMs: number;
+  /** Metric rows held in memory at most; beyond it the protocol file on disk is the backlog (trial-writer.ts). */
+  metricBufferRows: number;
   /** Backoff cap between retries of a failed Postgres write. */
   dbRetryMaxMs: number;
   /** After SIGTERM, how long a child may take to finish its step and checkpoint before SIGKILL. */
@@ -113,6 +116,10 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     heartbeatMs: num(env.MPO_HEARTBEAT_MS, AGENT_HEARTBEAT_MS, 'MPO_HEARTBEAT_MS'),
     metricFlushRows: Math.max(1, num(env.MPO_METRIC_FLUSH_ROWS, 500, 'MPO_METRIC_FLUSH_ROWS')),
     metricFlushMs: num(env.MPO_METRIC_FLUSH_MS, 1_000, 'MPO_METRIC_FLUSH_MS'),
+    metricBufferRows: Math.max(
+      1,
+      num(env.MPO_METRIC_BUFFER_ROWS, DEFAULT_MAX_BUFFERED_ROWS, 'MPO_METRIC_BUFFER_ROWS'),
+    ),
     dbRetryMaxMs: num(env.MPO_DB_RETRY_MAX_MS, 10_000, 'MPO_DB_RETRY_MAX_MS'),
     stopGraceMs: num(env.MPO_STOP_GRACE_MS, 120_000, 'MPO_STOP_GRACE_MS'),
     gpuRankThreads: Math.max(1, num(env.MPO_GPU_RANK_THREADS, 2, 'MPO_GPU_RANK_THREADS')),

@@ -3,7 +3,7 @@
 // "not now" (trial folder busy, slots short) and "someone else owns it now"
 // (lock lost) are never mistaken for failures.
 
-import { NotFoundError } from '@mpo/db';
+import { isPermanentDbError } from '@mpo/db';
 import { ProblemsError } from '@mpo/queue';
 import type { Job } from 'bullmq';
 import { JobConfigError } from './trainer-config.js';
@@ -20,9 +20,12 @@ export type Outcome =
   /** Failed: BullMQ retries it with backoff unless `unrecoverable` (or attempts are used up). */
   | { kind: 'fail'; error: Error; unrecoverable: boolean };
 
-/** Errors no retry can fix: a payload or config that does not validate, a trial that does not exist. */
+/**
+ * Errors no retry can fix: a payload or config that does not validate, a trial that does not exist, a
+ * write Postgres refuses for good (a deleted trial's row, a value it rejects; not an outage).
+ */
 export function isUnrecoverable(err: unknown): boolean {
-  return err instanceof ProblemsError || err instanceof JobConfigError || err instanceof NotFoundError;
+  return err instanceof ProblemsError || err instanceof JobConfigError || isPermanentDbError(err);
 }
 
 /** Whether BullMQ will try the job again after this failure. */

@@ -9,6 +9,7 @@ import { createReadStream, existsSync, mkdirSync, readdirSync, writeFileSync } f
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type ParsedLine, parseTrainerLine, type TrainerMessage, TrainerOutputParser } from '@mpo/queue';
 
 export const PROTOCOL_DIR = 'protocol';
@@ -23,18 +24,24 @@ export function newProtocolFile(trialDir: string, agentId: string): string {
   return file;
 }
 
-/** Follows a file that another process appends to, handing each complete line to `onLine`. */
+/**
+ * Follows a file that another process appends to, handing each complete line
+ * to `onLine`. While `gate()` is false (the metric buffer is full: Postgres is
+ * away) it reads nothing more: the unread lines wait on disk, and memory stays
+ * flat however long the outage; reading resumes where it stopped.
+ */
 export class ProtocolFollower {
   private readonly parser = new TrainerOutputParser();
   private offset = 0;
   private timer: NodeJS.Timeout | undefined;
-  private reading: Promise<void> = Promise.resolve();
+  private reading: Promise<unknown> = Promise.resolve();
   private stopped = false;
 
   constructor(
     private readonly path: string,
     private readonly onLine: (p: ParsedLine) => void,
     private readonly pollMs = 50,
+    private readonly gate: () => boolean = () => true,
   ) {}
 
   start(): void {
@@ -47,22 +54,32 @@ export class ProtocolFollower {
     tick();
   }
 
-  /** Reads what is left (call after the child exited) and stops. */
-  async stop(): Promise<void> {
+  /**
+   * Reads what is left (call after the child exited), as fast as the gate
+   * lets it, and stops. With `abandon` aborted (the job went to another
+   * agent) it stops at once: the next attempt replays the file.
+   */
+  async stop(abandon?: AbortSignal): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.reading;
-    await this.readMore();
+    for (;;) {
+      if (abandon?.aborted) return;
+      if (await this.readMore()) break;
+      await sleep(this.pollMs);
+    }
     for (const p of this.parser.end()) this.onLine(p);
   }
 
-  private async readMore(): Promise<void> {
+  /** Reads until the end of the file (true) or until the gate closes (false). */
+  private async readMore(): Promise<boolean> {
     const fh = await open(this.path, 'r');
     try {
       const buf = Buffer.alloc(64 * 1024);
       for (;;) {
+        if (!this.gate()) return false;
         const { bytesRead } = await fh.read(buf, 0, buf.length, this.offset);
-        if (bytesRead === 0) break;
+        if (bytesRead === 0) return true;
         this.offset += bytesRead;
         for (const p of this.parser.push(buf.subarray(0, bytesRead))) this.onLine(p);
       }

@@ -66,7 +66,16 @@ type StopReason =
   | { kind: 'shutdown' }
   | { kind: 'lost' }
   /** A trial spanning hosts lost a host (gang-run.ts): kill at once, fail the attempt, retry. */
-  | { kind: 'peer'; reason: string };
+  | { kind: 'peer'; reason: string }
+  /** Its metrics cannot be stored, ever (trial-writer.ts onFatal): checkpoint, stop, fail for good. */
+  | { kind: 'db'; reason: string };
+
+/**
+ * Protocol messages read but not yet handled: with the metric buffer's bound
+ * (TrialWriter `full`), what the follower may hold in memory before it stops
+ * reading (a slow Redis, e.g. ASHA decisions, backs the chain up too).
+ */
+const MAX_QUEUED_MESSAGES = 1_000;
 
 /** CLI exit codes (apps/cli exit-codes.ts) that mean the input is wrong: retrying cannot help. */
 const INVALID_INPUT_CODES = new Set([2, 3, 4]);
@@ -79,6 +88,8 @@ export class TrainRun {
   private readonly startAbort = new AbortController();
   private readonly lostAbort = new AbortController();
   private chain: Promise<void> = Promise.resolve();
+  /** Messages in `chain` not yet handled. */
+  private queued = 0;
   private cancelCheck: Promise<void> | null = null;
   private done: TrainerDone | null = null;
   private errorLine: string | null = null;
@@ -112,6 +123,7 @@ export class TrainRun {
     if (this.stopReason) return; // the first reason stands (a lost lock overrides, above)
     this.stopReason = reason;
     if (reason.kind === 'peer') this.errorLine ??= `a host of the trial was lost: ${reason.reason}`;
+    if (reason.kind === 'db') this.errorLine ??= `its metrics cannot be stored: ${reason.reason}`;
     this.ctx.log.info({ reason }, 'stopping the trial');
     this.startAbort.abort();
     this.signalChild();
@@ -290,7 +302,9 @@ export class TrainRun {
       flushRows: cfg.metricFlushRows,
       flushMs: cfg.metricFlushMs,
       maxBackoffMs: cfg.dbRetryMaxMs,
+      maxRows: cfg.metricBufferRows,
       log,
+      onFatal: (err) => this.requestStop({ kind: 'db', reason: err.message }),
     });
     this.events = new TrialEvents(plan.output, log);
     this.events.hparams(
@@ -301,16 +315,35 @@ export class TrainRun {
       (p) => this.job.updateProgress(p),
       (err) => log.warn({ err: (err as Error).message }, 'progress update failed'),
     );
-    const follower = new ProtocolFollower(protocolFile, (p) => {
-      if (!p.ok) {
-        log.warn({ line: p.line.slice(0, 300), reason: p.reason }, 'unreadable protocol line');
-        return;
-      }
-      const msg = p.message;
-      this.chain = this.chain
-        .then(() => this.onMessage(msg, d, plan.output, protocolFile, state, writer, progress))
-        .catch((err) => log.error({ err }, 'handling a protocol message failed'));
-    });
+    let paused = false;
+    const follower = new ProtocolFollower(
+      protocolFile,
+      (p) => {
+        if (!p.ok) {
+          log.warn({ line: p.line.slice(0, 300), reason: p.reason }, 'unreadable protocol line');
+          return;
+        }
+        const msg = p.message;
+        this.queued += 1;
+        this.chain = this.chain
+          .then(() => this.onMessage(msg, d, plan.output, protocolFile, state, writer, progress))
+          .catch((err) => log.error({ err }, 'handling a protocol message failed'))
+          .finally(() => {
+            this.queued -= 1;
+          });
+      },
+      50,
+      () => {
+        const open = this.queued < MAX_QUEUED_MESSAGES && !writer.full;
+        if (!open && !paused)
+          log.warn(
+            { bufferedRows: writer.pendingRows, queued: this.queued },
+            'metric buffer full; the protocol file holds the backlog',
+          );
+        paused = !open;
+        return open;
+      },
+    );
 
     try {
       this.child = gang
@@ -347,14 +380,17 @@ export class TrainRun {
     const exit = await this.child.exited;
     unwatch();
     clearTimeout(this.killTimer);
-    await follower.stop();
+    await follower.stop(this.lostAbort.signal);
     await this.chain;
     await progress.settle();
 
     // Read through a method: TypeScript narrowed the field to null above, but stop() may have run since.
     const stop = this.currentStop();
     const completed = this.done !== null && !this.done.stopped && exit.exitCode === 0;
-    log.info({ exitCode: exit.exitCode, stop, step: state.step, completed }, 'trainer exited');
+    log.info(
+      { exitCode: exit.exitCode, stop, step: state.step, completed, peakBufferedRows: writer.peakRows },
+      'trainer exited',
+    );
 
     const events = this.events;
     if (stop?.kind === 'lost') {
@@ -402,6 +438,16 @@ export class TrainRun {
       );
     };
 
+    if (stop?.kind === 'db') {
+      // Reported, not retried: the trial row shows why, the job fails for good.
+      const message = this.errorLine ?? stop.reason;
+      await finish('FAILED', { error: message }).catch((err) => {
+        // The trial row itself may be gone (its run was deleted): the job's failure still says why.
+        if (!isUnrecoverable(err)) throw err;
+        log.warn({ err: (err as Error).message }, 'could not mark the trial FAILED');
+      });
+      return { kind: 'fail', error: new Error(message), unrecoverable: true };
+    }
     if (stop?.kind === 'cancel') {
       await finish('CANCELLED', { error: null });
       return { kind: 'complete', result: result('CANCELLED', { reason: 'run cancelled' }) };
@@ -519,6 +565,7 @@ export class TrainRun {
         writer.addCheckpoint({ step: m.step, path: m.path, bytes: m.bytes, sha256: m.sha256 });
         continue;
       }
+      await writer.room(this.lostAbort.signal); // a long replay during an outage stays within the bound too
       writer.addRows(metricRows(m as Parameters<typeof metricRows>[0]));
       this.events?.rows(metricRows(m as Parameters<typeof metricRows>[0]));
       for (const due of state.observe(m)) replayedRungs.set(due.rung, due.value);

@@ -5,8 +5,14 @@
 // with backoff; rows are keyed by (name, step, language), and the repository
 // skips rows it already holds, so a retried or replayed batch never
 // duplicates a step and nothing is dropped.
+//
+// The buffer is bounded: at `maxRows` rows (buffered + in flight) `full` is
+// true and the caller stops reading the trainer's protocol file, which is
+// the backlog during a long outage (on disk, not in memory). A write that
+// fails for good (isPermanentDbError: a deleted trial, a refused value) is not
+// retried: the writer stops and reports it through `onFatal`.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Db } from '@mpo/db';
+import { type Db, isPermanentDbError } from '@mpo/db';
 import type { MetricRow } from '@mpo/queue';
 import type { Logger } from './log.js';
 import { backoffMs, withTimeout } from './retry.js';
@@ -31,7 +37,14 @@ export interface TrialWriterOptions {
   log: Logger;
   /** A write that has not answered after this long counts as failed (default 30 s). */
   timeoutMs?: number;
+  /** Rows held in memory (buffered + in flight) at which `full` turns true (default 10,000). */
+  maxRows?: number;
+  /** Called once when a write failed for good; the writer has stopped. */
+  onFatal?: (err: Error) => void;
 }
+
+/** Two full metric batches (packages/db DEFAULT_METRIC_BATCH, 5,000 rows): a few MB of rows at most. */
+export const DEFAULT_MAX_BUFFERED_ROWS = 10_000;
 
 type Row = MetricRow & { time: Date };
 
@@ -46,9 +59,15 @@ export class TrialWriter {
   private closing = false;
   private abandon: AbortSignal | undefined;
   private readonly pump: Promise<void>;
+  /** Rows of the write in progress (they are back in `rows` if it fails). */
+  private inFlight = 0;
   /** Rows Postgres accepted (new ones; re-sent duplicates are not counted). */
   inserted = 0;
   failures = 0;
+  /** The most rows ever held at once (buffered + in flight): what the bound is measured by. */
+  peakRows = 0;
+  /** The error that stopped the writer for good, if any. */
+  fatal: Error | null = null;
 
   constructor(
     private readonly db: Pick<Db, 'metrics' | 'artifacts' | 'runs'>,
@@ -59,8 +78,20 @@ export class TrialWriter {
   }
 
   addRows(rows: readonly MetricRow[], time = new Date()): void {
+    if (this.fatal) return; // nothing more reaches Postgres; the protocol file keeps them
     for (const r of rows) this.rows.set(keyOf(r), { ...r, time });
+    this.peakRows = Math.max(this.peakRows, this.rows.size + this.inFlight);
     this.touched();
+  }
+
+  /** At the bound: read no more trainer output until a write made room (never true once stopped for good). */
+  get full(): boolean {
+    return !this.fatal && this.rows.size + this.inFlight >= (this.opts.maxRows ?? DEFAULT_MAX_BUFFERED_ROWS);
+  }
+
+  /** Resolves once `full` is false (polled: writes take milliseconds to seconds), or when `signal` aborts. */
+  async room(signal?: AbortSignal): Promise<void> {
+    while (this.full && !signal?.aborted) await sleep(50);
   }
 
   addCheckpoint(c: CheckpointRecord): void {
@@ -140,10 +171,26 @@ export class TrialWriter {
         await this.writeOnce();
         this.failures = 0;
       } catch (err) {
+        if (isPermanentDbError(err)) {
+          this.fatal = err as Error;
+          this.opts.log.error(
+            { err: (err as Error).message, unwritten: this.pending },
+            'writing metrics to Postgres failed for good; not retrying',
+          );
+          this.opts.onFatal?.(this.fatal);
+          return;
+        }
         this.failures += 1;
         const delay = backoffMs(this.failures, 250, this.opts.maxBackoffMs);
         this.opts.log.warn(
-          { err: (err as Error).message, buffered: this.rows.size, attempt: this.failures, retryInMs: delay },
+          {
+            err: (err as Error).message,
+            buffered: this.rows.size,
+            attempt: this.failures,
+            retryInMs: delay,
+            // What an outage costs in memory (the bound keeps it flat): logged per failed write.
+            heapUsedMb: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
+          },
           'writing metrics to Postgres failed; keeping them buffered',
         );
         await sleep(delay, undefined, this.abandon ? { signal: this.abandon } : {}).catch(() => {});
@@ -159,6 +206,7 @@ export class TrialWriter {
     this.checkpoints = new Map();
     this.progress = null;
     this.firstPendingAt = null;
+    this.inFlight = rows.length;
     const timeout = this.opts.timeoutMs ?? 30_000;
     try {
       if (rows.length) {
@@ -189,6 +237,8 @@ export class TrialWriter {
       if (progress) this.progress = { ...progress, ...(this.progress as TrialProgressRecord | null) };
       this.firstPendingAt ??= Date.now();
       throw err;
+    } finally {
+      this.inFlight = 0;
     }
   }
 }

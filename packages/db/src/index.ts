@@ -32,7 +32,32 @@ export interface Db {
   series: SeriesReader;
   /** Round-trips to Postgres (for readiness checks). */
   ping(): Promise<void>;
-  close(): Promise<void>;
+  /**
+   * Ends both pools, waiting at most `timeoutMs` (default MPO_DB_CLOSE_TIMEOUT_MS or 5000): after a
+   * connection was cut mid-query, pg's pool.end() waits for a client that is never released, and a
+   * process shutting down must not hang on it. Returns whether the pools ended in time.
+   */
+  close(timeoutMs?: number): Promise<boolean>;
+}
+
+/** Waits for `p` at most `ms`; true when it settled in time (a rejection counts as settled). */
+export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([
+      p.then(
+        () => true,
+        () => true,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export function createDb(databaseUrl?: string, opts: DbOptions = {}): Db {
@@ -40,7 +65,7 @@ export function createDb(databaseUrl?: string, opts: DbOptions = {}): Db {
   const pool = createReadPool(databaseUrl, opts);
   return {
     runs: new RunRepository(prisma, pool),
-    metrics: new MetricRepository(prisma),
+    metrics: new MetricRepository(prisma, pool),
     artifacts: new ArtifactRepository(prisma),
     generations: new GenerationRepository(prisma),
     tokens: new TokenRepository(prisma, pool),
@@ -49,8 +74,7 @@ export function createDb(databaseUrl?: string, opts: DbOptions = {}): Db {
     ping: async () => {
       await prisma.$queryRaw`SELECT 1`;
     },
-    close: async () => {
-      await Promise.all([prisma.$disconnect(), pool.end()]);
-    },
+    close: (timeoutMs = Number(process.env.MPO_DB_CLOSE_TIMEOUT_MS ?? 5_000)) =>
+      settlesWithin(Promise.all([prisma.$disconnect(), pool.end()]), timeoutMs),
   };
 }

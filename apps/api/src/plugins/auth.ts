@@ -13,14 +13,19 @@
 // request (a revoked token stops working at once); state-changing requests
 // authenticated by the cookie must come from the same origin.
 import { randomBytes } from 'node:crypto';
-import { hashToken, type TokenIdentity } from '@mpo/db';
+import { digestsEqual, hashToken, settlesWithin, type TokenIdentity } from '@mpo/db';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { errorBody } from '../errors.js';
+import { errorBody, UnavailableError, unavailableDependency } from '../errors.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     auth?: 'public' | 'token' | 'admin';
+    /**
+     * Also answer while Postgres is away (Prometheus's /metrics): the token is then checked against the
+     * scrape token (MPO_METRICS_TOKEN) and the tokens Postgres confirmed in the last TOKEN_CACHE_MS.
+     */
+    authOffline?: boolean;
     /** Also accept the token from the session cookie (SESSION_COOKIE). */
     authCookie?: boolean;
   }
@@ -95,12 +100,86 @@ function crossSite(req: FastifyRequest): boolean {
   }
 }
 
+/** How long a token Postgres confirmed stays good for `authOffline` routes while Postgres is away. */
+export const TOKEN_CACHE_MS = 15 * 60_000;
+/** A token check on an `authOffline` route waits this long for Postgres before counting it as away. */
+export const OFFLINE_VERIFY_TIMEOUT_MS = 2_000;
+const TOKEN_CACHE_MAX = 1_000;
+
+/** The identity of the scrape token (MPO_METRICS_TOKEN): /metrics only, never stored in Postgres. */
+export const SCRAPE_IDENTITY: TokenIdentity = {
+  id: '00000000-0000-0000-0000-00000000005c',
+  name: 'metrics scrape (MPO_METRICS_TOKEN)',
+  isAdmin: false,
+};
+
+/**
+ * Token checks for routes that must answer without Postgres: Postgres first
+ * (bounded in time); when it is away, the scrape token, else the answer
+ * Postgres gave for the same token at most TOKEN_CACHE_MS ago (a token revoked
+ * during an outage keeps reading /metrics until Postgres is back or the entry
+ * ages out). Keyed by sha256, like the database: no secret is kept.
+ */
+export class OfflineTokens {
+  private readonly confirmed = new Map<string, { identity: TokenIdentity; at: number }>();
+  private readonly scrapeDigest: string | undefined;
+
+  constructor(scrapeToken: string | undefined) {
+    this.scrapeDigest = scrapeToken ? hashToken(scrapeToken) : undefined;
+  }
+
+  isScrapeToken(secret: string): boolean {
+    return this.scrapeDigest !== undefined && digestsEqual(hashToken(secret), this.scrapeDigest);
+  }
+
+  /** Remembers (or forgets, for null) what Postgres said about a token. */
+  remember(secret: string, identity: TokenIdentity | null): void {
+    const digest = hashToken(secret);
+    this.confirmed.delete(digest);
+    if (!identity) return;
+    if (this.confirmed.size >= TOKEN_CACHE_MAX) this.confirmed.delete(this.confirmed.keys().next().value!);
+    this.confirmed.set(digest, { identity, at: Date.now() });
+  }
+
+  recent(secret: string): TokenIdentity | null {
+    const hit = this.confirmed.get(hashToken(secret));
+    return hit && Date.now() - hit.at < TOKEN_CACHE_MS ? hit.identity : null;
+  }
+
+  /** The identity for an `authOffline` route; throws UnavailableError when Postgres is away and nothing vouches. */
+  async verify(app: FastifyInstance, secret: string): Promise<TokenIdentity | null> {
+    if (this.isScrapeToken(secret)) return SCRAPE_IDENTITY;
+    let outcome: { identity: TokenIdentity | null } | { err: unknown } | undefined;
+    const answered = await settlesWithin(
+      app.db.tokens.verify(secret).then(
+        (identity) => {
+          outcome = { identity };
+        },
+        (err) => {
+          outcome = { err };
+        },
+      ),
+      OFFLINE_VERIFY_TIMEOUT_MS,
+    );
+    if (answered && outcome && 'identity' in outcome) {
+      this.remember(secret, outcome.identity);
+      return outcome.identity;
+    }
+    const err = outcome && 'err' in outcome ? outcome.err : undefined;
+    if (err !== undefined && unavailableDependency(err) !== 'postgres') throw err;
+    const recent = this.recent(secret);
+    if (recent) return recent;
+    throw new UnavailableError('postgres', { cause: err });
+  }
+}
+
 /** The owner filter for repository calls: admins see every run, others their own. */
 export const ownerFilter = (req: FastifyRequest): string | undefined =>
   req.identity?.isAdmin ? undefined : (req.identity?.id ?? '00000000-0000-0000-0000-000000000000');
 
 export default fp(
-  async (app, opts: { publicPrefixes?: string[] }) => {
+  async (app, opts: { publicPrefixes?: string[]; metricsToken?: string }) => {
+    const offline = new OfflineTokens(opts.metricsToken);
     app.decorateRequest('identity', null);
     app.addHook('onRequest', async (req, reply) => {
       const mode = req.routeOptions.config?.auth ?? 'token';
@@ -121,7 +200,14 @@ export default fp(
       if (session && crossSite(req)) {
         return reply.code(403).send(errorBody(403, 'cross-site request refused'));
       }
-      const identity = secret ? await app.db.tokens.verify(secret) : await sessionIdentity(app, session!);
+      const identity = !secret
+        ? await sessionIdentity(app, session!)
+        : req.routeOptions.config?.authOffline
+          ? await offline.verify(app, secret)
+          : await app.db.tokens.verify(secret).then((id) => {
+              offline.remember(secret, id);
+              return id;
+            });
       if (!identity) {
         return reply
           .code(401)

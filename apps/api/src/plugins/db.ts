@@ -25,7 +25,11 @@ export default fp<DbPluginOptions>(
       opts.db ??
       createDb(opts.databaseUrl, { poolSize: opts.poolSize, connectTimeoutMs: opts.connectTimeoutMs });
     app.decorate('db', db);
-    if (!opts.db) app.addHook('onClose', async () => db.close());
+    if (!opts.db)
+      app.addHook('onClose', async () => {
+        if (!(await db.close()))
+          app.log.warn('Postgres pools did not close in time (a cut connection); going on');
+      });
     try {
       await db.ping();
     } catch (err) {

@@ -3,12 +3,28 @@
 // depths, job durations, trials by status, trial outcomes, training tokens/s
 // and all-reduce bandwidth of running trials, outbox backlog and failures, and
 // whether Redis and Postgres answer. Gauges that need Redis or Postgres are
-// read at scrape time and skipped (not failed) when the dependency is away.
+// read at scrape time and skipped (not failed) when the dependency is away;
+// Postgres reads wait a second at most, and the scrape token is checked
+// without Postgres (plugins/auth.ts authOffline), so a scrape answers within
+// seconds through an outage.
 import { ALL_QUEUES, JOB_STATES, readAgents } from '@mpo/queue';
 import fp from 'fastify-plugin';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 const OUTCOMES = ['SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED'] as const;
+
+/**
+ * A dependency's answer within a second, else a rejection: a scrape must come back within Prometheus's
+ * scrape timeout (10 s by default) even when Postgres or Redis is silent (a cut connection waits for
+ * the connect timeout, 5 s, per query).
+ */
+function withinASecond<T>(p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('no answer within 1 s')), 1_000);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -66,20 +82,11 @@ export default fp(
       labelNames: ['dependency'] as const,
       registers: [register],
       async collect() {
-        const answers = async (fn: () => Promise<unknown>) => {
-          let timer: NodeJS.Timeout | undefined;
-          const timeout = new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error('timeout')), 1_000);
-          });
-          try {
-            await Promise.race([fn(), timeout]);
-            return 1;
-          } catch {
-            return 0;
-          } finally {
-            clearTimeout(timer);
-          }
-        };
+        const answers = (fn: () => Promise<unknown>) =>
+          withinASecond(fn()).then(
+            () => 1,
+            () => 0,
+          );
         const [redis, postgres] = await Promise.all([
           answers(() => app.queues.redis.ping()),
           answers(() => app.db.ping()),
@@ -121,7 +128,7 @@ export default fp(
       registers: [register],
       async collect() {
         try {
-          const counts = await app.db.runs.trialStatusCounts();
+          const counts = await withinASecond(app.db.runs.trialStatusCounts());
           for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
           for (const outcome of OUTCOMES) {
             const delta = counts[outcome] - (seen.get(outcome) ?? 0);
@@ -262,7 +269,7 @@ export default fp(
         registers: [register],
         async collect() {
           try {
-            const rows = await app.db.metrics.latestOfRunningTrials(metric);
+            const rows = await withinASecond(app.db.metrics.latestOfRunningTrials(metric));
             const total = rows.reduce((a, r) => a + r.value, 0);
             this.set(scale * (reduce === 'sum' ? total : rows.length ? total / rows.length : 0));
           } catch {
@@ -289,7 +296,7 @@ export default fp(
       registers: [register],
       async collect() {
         try {
-          this.set(await app.db.outbox.pendingCount({ prefix: app.queues.prefix }));
+          this.set(await withinASecond(app.db.outbox.pendingCount({ prefix: app.queues.prefix })));
         } catch {
           // Postgres away: mpo_dependency_up says so.
         }
@@ -300,7 +307,11 @@ export default fp(
     app.decorate('appMetrics', { runsCreated });
     app.get(
       '/metrics',
-      { schema: { tags: ['ops'], summary: 'Prometheus metrics', produces: ['text/plain'] } },
+      {
+        // Answers through a Postgres outage (mpo_dependency_up says it is away): auth.ts authOffline.
+        config: { authOffline: true },
+        schema: { tags: ['ops'], summary: 'Prometheus metrics', produces: ['text/plain'] },
+      },
       async (_req, reply) => {
         const body = await register.metrics();
         return reply.type(register.contentType).send(body);
