@@ -227,6 +227,14 @@ export class RunRepository {
     return run;
   }
 
+  /** A run's spec alone (what a worker rebuilds a trial's job from: @mpo/queue `trainJobFromRef`). */
+  async spec(id: string): Promise<Prisma.JsonValue> {
+    if (!isUuid(id)) throw new NotFoundError('run', id);
+    const run = await this.prisma.run.findUnique({ where: { id }, select: { spec: true } });
+    if (!run) throw new NotFoundError('run', id);
+    return run.spec;
+  }
+
   /**
    * A run's trials as (id, index), in one small query: the ownership check and
    * trial lookup of hot read paths (metrics), without loading the run.

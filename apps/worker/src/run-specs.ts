@@ -1,0 +1,60 @@
+// The full payload of a train or eval job. Jobs published since issue 16 carry
+// only their trial's own fields (@mpo/queue `TrialJobRef`); the run-level
+// fields come from the run's spec in Postgres, read once per run and kept
+// while the agent works on that run's trials. Older jobs carry everything and
+// are used as they are.
+import type { Db } from '@mpo/db';
+import {
+  type EvalJobData,
+  evalJobFromRef,
+  parseEvalJobData,
+  parseEvalJobPayload,
+  parseTrainJobData,
+  parseTrainJobPayload,
+  type RunSpec,
+  type TrainJobData,
+  TRIAL_REF_VERSION,
+  type TrialJobRef,
+  trainJobFromRef,
+} from '@mpo/queue';
+
+/** Specs of this many runs are kept (an agent rarely works on more at once). */
+const KEEP = 32;
+
+export class RunSpecs {
+  private readonly specs = new Map<string, Promise<RunSpec>>();
+
+  constructor(private readonly db: Db) {}
+
+  /** The run's spec; a failed read is not kept (the caller retries). */
+  get(runId: string): Promise<RunSpec> {
+    let spec = this.specs.get(runId);
+    if (spec) {
+      // Most recently used last: the oldest entry is the one dropped.
+      this.specs.delete(runId);
+      this.specs.set(runId, spec);
+      return spec;
+    }
+    spec = this.db.runs.spec(runId).then((s) => s as unknown as RunSpec);
+    spec.catch(() => this.specs.get(runId) === spec && this.specs.delete(runId));
+    this.specs.set(runId, spec);
+    if (this.specs.size > KEEP) this.specs.delete(this.specs.keys().next().value!);
+    return spec;
+  }
+}
+
+const isRef = (d: TrialJobRef | { v: number }): d is TrialJobRef => d.v === TRIAL_REF_VERSION;
+
+/**
+ * A train job's full payload. A reference is rebuilt from its run's spec and checked like a
+ * payload (a spec the contract no longer accepts fails the job with every problem named).
+ */
+export async function trainJob(data: unknown, read: (runId: string) => Promise<RunSpec>): Promise<TrainJobData> {
+  const d = parseTrainJobPayload(data);
+  return isRef(d) ? parseTrainJobData(trainJobFromRef(await read(d.runId), d)) : d;
+}
+
+export async function evalJob(data: unknown, read: (runId: string) => Promise<RunSpec>): Promise<EvalJobData> {
+  const d = parseEvalJobPayload(data);
+  return isRef(d) ? parseEvalJobData(evalJobFromRef(await read(d.runId), d)) : d;
+}
