@@ -11,6 +11,7 @@ import {
   parseEvalJobPayload,
   parseTrainJobData,
   parseTrainJobPayload,
+  ProblemsError,
   type RunSpec,
   type TrainJobData,
   TRIAL_REF_VERSION,
@@ -46,15 +47,27 @@ export class RunSpecs {
 const isRef = (d: TrialJobRef | { v: number }): d is TrialJobRef => d.v === TRIAL_REF_VERSION;
 
 /**
- * A train job's full payload. A reference is rebuilt from its run's spec and checked like a
- * payload (a spec the contract no longer accepts fails the job with every problem named).
+ * A trial job rebuilt from its run's spec, checked like a payload. A spec it cannot be rebuilt from (not a
+ * run spec, or one the contract no longer accepts) fails the job at once, naming the run: retrying reads
+ * the same spec.
  */
+function rebuild<T>(ref: TrialJobRef, spec: RunSpec, build: (s: RunSpec, r: TrialJobRef) => unknown, parse: (d: unknown) => T): T {
+  let data: unknown;
+  try {
+    data = build(spec, ref);
+  } catch (err) {
+    throw new ProblemsError([{ path: 'spec', reason: (err as Error).message }], `spec of run ${ref.runId}`);
+  }
+  return parse(data);
+}
+
+/** A train job's full payload: a reference rebuilt from its run's spec, or an older job's own payload. */
 export async function trainJob(data: unknown, read: (runId: string) => Promise<RunSpec>): Promise<TrainJobData> {
   const d = parseTrainJobPayload(data);
-  return isRef(d) ? parseTrainJobData(trainJobFromRef(await read(d.runId), d)) : d;
+  return isRef(d) ? rebuild(d, await read(d.runId), trainJobFromRef, parseTrainJobData) : d;
 }
 
 export async function evalJob(data: unknown, read: (runId: string) => Promise<RunSpec>): Promise<EvalJobData> {
   const d = parseEvalJobPayload(data);
-  return isRef(d) ? parseEvalJobData(evalJobFromRef(await read(d.runId), d)) : d;
+  return isRef(d) ? rebuild(d, await read(d.runId), evalJobFromRef, parseEvalJobData) : d;
 }
