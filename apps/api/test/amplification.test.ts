@@ -104,7 +104,9 @@ async function storedBefore(body: Record<string, unknown>) {
     })),
     outbox: (runId, trialIds) => {
       planned = trialIds.map((trialId, i) => ({ trialId, plan: trials[i]! }));
-      return [{ kind: OUTBOX_KINDS.flow, payload: { prefix, runId, spec: s, trials: planned } as unknown as Json }];
+      return [
+        { kind: OUTBOX_KINDS.flow, payload: { prefix, runId, spec: s, trials: planned } as unknown as Json },
+      ];
     },
   });
   created.push(run.id);
@@ -178,7 +180,9 @@ describe('request amplification (stored bytes / request bytes)', () => {
     const line = (what: string, b: { redis: number; postgres: number }) =>
       `${what} ${(total(b) / requestBytes).toFixed(1)}x (Redis ${b.redis} B + Postgres ${b.postgres} B, ` +
       `${Math.round(total(b) / now.trials)} B a trial)`;
-    console.log(`${name}: request ${requestBytes} B, ${now.trials} trials; ${line('before', before)}; ${line('after', now)}`);
+    console.log(
+      `${name}: request ${requestBytes} B, ${now.trials} trials; ${line('before', before)}; ${line('after', now)}`,
+    );
     expect(m.after).toBeLessThan(m.before);
     // Every trial costs its Trial row and two BullMQ jobs (a job hash of about 1.3 KB whatever its payload,
     // a dependency set, event-stream entries): about 4 KB, however few request bytes the trial took; a run

@@ -120,7 +120,9 @@ describe('bounded run specs', () => {
     const within = await post(long(2));
     expect(within.statusCode, within.body).toBe(201);
     expect(within.json().trialCount).toBe(62);
-    const budget = JOB_TREE_BUDGET.requestFactor * Buffer.byteLength(JSON.stringify(long(2))) + JOB_TREE_BUDGET.perTrialBytes * 62;
+    const budget =
+      JOB_TREE_BUDGET.requestFactor * Buffer.byteLength(JSON.stringify(long(2))) +
+      JOB_TREE_BUDGET.perTrialBytes * 62;
     const stored = await db.runs.storedBytes(within.json().id);
     expect(stored.run + stored.trials + stored.outbox).toBeLessThan(budget);
   });

@@ -3,8 +3,6 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import pino from 'pino';
 import {
   parseTrainJobData,
   parseTrialJobRef,
@@ -13,6 +11,8 @@ import {
   trainJobFromRef,
 } from '@mpo/queue';
 import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import pino from 'pino';
 import { type BuildAppOptions, buildApp } from '../src/index.js';
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgresql://root@127.0.0.1:5432/mpo';

@@ -1,13 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createDb, type Db, SKETCH_CAP } from '@mpo/db';
-import {
-  evalQueue,
-  jobIds,
-  parseTrialJobRef,
-  QUEUES,
-  redisKeys,
-  trainQueue,
-} from '@mpo/queue';
+import { evalQueue, jobIds, parseTrialJobRef, QUEUES, redisKeys, trainQueue } from '@mpo/queue';
 import { FlowProducer } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -80,6 +73,7 @@ describe('POST /runs', () => {
     await producer.close();
     const train = tree.children![0]!.children![0]!.job;
     expect(parseTrialJobRef(train.data).slots).toEqual({ device: 'cpu', count: 4, ranksPerHost: 2 });
+    expect((await trainJobOf(t.app, train.data)).slots).toEqual({ device: 'cpu', count: 4, ranksPerHost: 2 });
     const bad = await post(spec({ resources: { ranks: 4, ranksPerHost: 3, device: 'cpu' } }));
     expect(bad.statusCode).toBe(400);
     expect(bad.json().problems).toEqual([

@@ -59,8 +59,8 @@ import { gateGpuSlots, probeEngineCuda } from './gpu-gate.js';
 import { jobLogger, type Logger } from './log.js';
 import type { Outcome } from './outcome.js';
 import { withTimeout } from './retry.js';
-import { finalizeRun } from './sweep-run.js';
 import { RunSpecs } from './run-specs.js';
+import { finalizeRun } from './sweep-run.js';
 import { type RunContext, TrainRun } from './train-run.js';
 
 /** A job whose slots are busy now comes back after this long. */

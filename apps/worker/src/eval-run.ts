@@ -124,7 +124,9 @@ export class EvalRun {
 
   private async runInner(): Promise<Outcome> {
     const { cfg, db, log } = this.ctx;
-    const d = await evalJob(this.job.data, (runId) => this.retry('read the run spec', () => this.ctx.specs.get(runId)));
+    const d = await evalJob(this.job.data, (runId) =>
+      this.retry('read the run spec', () => this.ctx.specs.get(runId)),
+    );
     const trial = await this.retry('read trial', () => db.runs.trial(d.trialId));
     if (NOT_EVALUATED.has(trial.status)) return skipped(`trial is ${trial.status}`);
     const dir = trialDir(cfg.artifactRoot, d.runId, d.trialId);

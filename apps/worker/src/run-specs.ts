@@ -7,14 +7,14 @@ import type { Db } from '@mpo/db';
 import {
   type EvalJobData,
   evalJobFromRef,
+  ProblemsError,
   parseEvalJobData,
   parseEvalJobPayload,
   parseTrainJobData,
   parseTrainJobPayload,
-  ProblemsError,
   type RunSpec,
-  type TrainJobData,
   TRIAL_REF_VERSION,
+  type TrainJobData,
   type TrialJobRef,
   trainJobFromRef,
 } from '@mpo/queue';
@@ -51,7 +51,12 @@ const isRef = (d: TrialJobRef | { v: number }): d is TrialJobRef => d.v === TRIA
  * run spec, or one the contract no longer accepts) fails the job at once, naming the run: retrying reads
  * the same spec.
  */
-function rebuild<T>(ref: TrialJobRef, spec: RunSpec, build: (s: RunSpec, r: TrialJobRef) => unknown, parse: (d: unknown) => T): T {
+function rebuild<T>(
+  ref: TrialJobRef,
+  spec: RunSpec,
+  build: (s: RunSpec, r: TrialJobRef) => unknown,
+  parse: (d: unknown) => T,
+): T {
   let data: unknown;
   try {
     data = build(spec, ref);
@@ -62,12 +67,18 @@ function rebuild<T>(ref: TrialJobRef, spec: RunSpec, build: (s: RunSpec, r: Tria
 }
 
 /** A train job's full payload: a reference rebuilt from its run's spec, or an older job's own payload. */
-export async function trainJob(data: unknown, read: (runId: string) => Promise<RunSpec>): Promise<TrainJobData> {
+export async function trainJob(
+  data: unknown,
+  read: (runId: string) => Promise<RunSpec>,
+): Promise<TrainJobData> {
   const d = parseTrainJobPayload(data);
   return isRef(d) ? rebuild(d, await read(d.runId), trainJobFromRef, parseTrainJobData) : d;
 }
 
-export async function evalJob(data: unknown, read: (runId: string) => Promise<RunSpec>): Promise<EvalJobData> {
+export async function evalJob(
+  data: unknown,
+  read: (runId: string) => Promise<RunSpec>,
+): Promise<EvalJobData> {
   const d = parseEvalJobPayload(data);
   return isRef(d) ? rebuild(d, await read(d.runId), evalJobFromRef, parseEvalJobData) : d;
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { FlowProducer, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { FlowProducer, Queue, UnrecoverableError, Worker } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   buildRunFlow,
@@ -110,9 +110,14 @@ describe('run flow', () => {
       const t = { trialId: randomUUID(), plan };
       // The point as the publisher reads it back from the Trial row (runs/index.ts trialHyperparameters).
       const row = jsonb({ ...plan.hyperparameters, ...plan.params }) as Record<string, unknown>;
-      const ref = trialJobRef(runId, stored, { trialId: t.trialId, plan: { index: plan.index, params: pointOf(stored, row) } });
+      const ref = trialJobRef(runId, stored, {
+        trialId: t.trialId,
+        plan: { index: plan.index, params: pointOf(stored, row) },
+      });
       expect(trainJobFromRef(stored, ref)).toEqual(trainJobData(runId, spec, t));
-      expect(evalJobFromRef(stored, trialJobRef(runId, stored, t, true))).toEqual(evalJobData(runId, spec, t));
+      expect(evalJobFromRef(stored, trialJobRef(runId, stored, t, true))).toEqual(
+        evalJobData(runId, spec, t),
+      );
     }
   });
 

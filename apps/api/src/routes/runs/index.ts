@@ -120,7 +120,11 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
         outbox: (runId, trialIds) => {
           // Stored: the run's id (the publisher reads the rest back). Published now: the plan in hand.
           const stored = { prefix: app.queues.prefix, runId };
-          payload = { ...stored, spec, trials: trialIds.map((trialId, i) => ({ trialId, plan: trials[i]! })) };
+          payload = {
+            ...stored,
+            spec,
+            trials: trialIds.map((trialId, i) => ({ trialId, plan: trials[i]! })),
+          };
           return [{ kind: OUTBOX_KINDS.flow, payload: stored }];
         },
       });
