@@ -3,6 +3,14 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import {
+  parseTrainJobData,
+  parseTrialJobRef,
+  type RunSpec,
+  type TrainJobData,
+  trainJobFromRef,
+} from '@mpo/queue';
+import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { type BuildAppOptions, buildApp } from '../src/index.js';
@@ -171,4 +179,10 @@ export async function ownRedis(): Promise<{ url: string; port: number; stop(): P
         proc.kill('SIGKILL');
       }),
   };
+}
+
+/** What a worker trains from a published train job: its trial reference rebuilt from the run's stored spec. */
+export async function trainJobOf(app: FastifyInstance, data: unknown): Promise<TrainJobData> {
+  const ref = parseTrialJobRef(data);
+  return parseTrainJobData(trainJobFromRef((await app.db.runs.spec(ref.runId)) as unknown as RunSpec, ref));
 }

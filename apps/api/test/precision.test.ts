@@ -1,10 +1,10 @@
 // POST /runs with training.dtype and training.activationCheckpointing (issue 14): the train jobs carry
 // them to the worker; fp16 on the CPU is a 400 naming the field, with nothing written.
-import { jobIds, parseTrainJobData, QUEUES, type TrainJobData } from '@mpo/queue';
-import { FlowProducer, type Job } from 'bullmq';
+import { jobIds, QUEUES } from '@mpo/queue';
+import { FlowProducer } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REDIS_URL, spec, testApp } from './helpers.js';
+import { REDIS_URL, spec, testApp, trainJobOf } from './helpers.js';
 
 let t: Awaited<ReturnType<typeof testApp>>;
 let redis: Redis;
@@ -39,7 +39,7 @@ describe('POST /runs precision fields', () => {
     await producer.close();
     expect(tree.children!.length).toBeGreaterThan(0);
     for (const child of tree.children!) {
-      const data = parseTrainJobData((child.children![0]!.job as Job<TrainJobData>).data);
+      const data = await trainJobOf(t.app, child.children![0]!.job.data);
       expect(data.training).toMatchObject({ dtype: 'bf16', activationCheckpointing: true });
     }
   });

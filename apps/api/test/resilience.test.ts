@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createDb, type Db, OUTBOX_KINDS } from '@mpo/db';
-import { buildRunFlow, jobIds, parseRunSpec, QUEUES } from '@mpo/queue';
+import { buildRunFlow, jobIds, parseRunSpec, parseTrialJobRef, QUEUES } from '@mpo/queue';
 import { FlowProducer } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,10 +114,17 @@ describe('Redis away', () => {
         lastError: 'Redis went away between commit and publish',
       });
       failing = false;
-      // The periodic drain (every 200 ms here) publishes it.
-      await until(() => flowInRedis(t.prefix, id));
+      // The stored row names the run only; the periodic drain (every 200 ms here) reads the run back and publishes it.
+      expect(row!.payload).toEqual({ prefix: t.prefix, runId: id });
+      const tree = await until(() => flowInRedis(t.prefix, id));
       await until(async () => (await db.outbox.pendingCount({ runId: id })) === 0);
-      expect((await db.runs.get(id)).trials.every((x) => x.status === 'QUEUED')).toBe(true);
+      const run = await db.runs.get(id);
+      expect(run.trials.every((x) => x.status === 'QUEUED')).toBe(true);
+      // Every trial's jobs carry its own point, read back from its row.
+      const points = tree.children!.map((c) => parseTrialJobRef(c.children![0]!.job.data));
+      expect(points.map((p) => [p.trialId, p.trialIndex, p.params]).sort()).toEqual(
+        run.trials.map((x) => [x.id, x.index, { beta: (x.hyperparameters as { beta: number }).beta }]).sort(),
+      );
     } finally {
       await t.cleanup();
     }

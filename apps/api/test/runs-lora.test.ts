@@ -1,10 +1,10 @@
 // POST /runs with training.lora: stored with the run and carried into every train job; bad fields
 // answer 400 naming them.
-import { jobIds, parseTrainJobData, QUEUES, type TrainJobData } from '@mpo/queue';
-import { FlowProducer, type Job } from 'bullmq';
+import { jobIds, QUEUES } from '@mpo/queue';
+import { FlowProducer } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REDIS_URL, spec, testApp } from './helpers.js';
+import { REDIS_URL, spec, testApp, trainJobOf } from './helpers.js';
 
 let t: Awaited<ReturnType<typeof testApp>>;
 let redis: Redis;
@@ -31,8 +31,7 @@ describe('POST /runs with training.lora', () => {
     const tree = await producer.getFlow({ id: jobIds.run(id), queueName: QUEUES.sweep, prefix: t.prefix });
     await producer.close();
     for (const child of tree.children!) {
-      const train = child.children![0]!.job as Job<TrainJobData>;
-      expect(parseTrainJobData(train.data).training.lora).toEqual(lora);
+      expect((await trainJobOf(t.app, child.children![0]!.job.data)).training.lora).toEqual(lora);
     }
   });
 

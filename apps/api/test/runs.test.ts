@@ -1,19 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { createDb, type Db, SKETCH_CAP } from '@mpo/db';
-import {
-  evalQueue,
-  jobIds,
-  parseTrainJobData,
-  QUEUES,
-  redisKeys,
-  type TrainJobData,
-  trainQueue,
-} from '@mpo/queue';
-import { FlowProducer, type Job } from 'bullmq';
+import { evalQueue, jobIds, parseTrialJobRef, QUEUES, redisKeys, trainQueue } from '@mpo/queue';
+import { FlowProducer } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { DATABASE_URL, REDIS_URL, spec, testApp } from './helpers.js';
+import { DATABASE_URL, REDIS_URL, spec, testApp, trainJobOf } from './helpers.js';
 
 let t: Awaited<ReturnType<typeof testApp>>;
 let db: Db;
@@ -57,9 +49,9 @@ describe('POST /runs', () => {
     const run = (await get(`/runs/${body.id}`)).json();
     for (const child of tree.children!) {
       expect(child.job.queueName).toBe(evalQueue('cpu'));
-      const train = child.children![0]!.job as Job<TrainJobData>;
+      const train = child.children![0]!.job;
       expect(train.queueName).toBe(trainQueue('cpu'));
-      const data = parseTrainJobData(train.data);
+      const data = await trainJobOf(t.app, train.data);
       expect(data.slots).toEqual({ device: 'cpu', count: 2 });
       expect(data.runId).toBe(body.id);
       expect(run.trials.map((x: { id: string }) => x.id)).toContain(data.trialId);
@@ -79,8 +71,9 @@ describe('POST /runs', () => {
     const producer = new FlowProducer({ connection: redis, prefix: t.prefix });
     const tree = await producer.getFlow({ id: jobIds.run(id), queueName: QUEUES.sweep, prefix: t.prefix });
     await producer.close();
-    const train = tree.children![0]!.children![0]!.job as Job<TrainJobData>;
-    expect(parseTrainJobData(train.data).slots).toEqual({ device: 'cpu', count: 4, ranksPerHost: 2 });
+    const train = tree.children![0]!.children![0]!.job;
+    expect(parseTrialJobRef(train.data).slots).toEqual({ device: 'cpu', count: 4, ranksPerHost: 2 });
+    expect((await trainJobOf(t.app, train.data)).slots).toEqual({ device: 'cpu', count: 4, ranksPerHost: 2 });
     const bad = await post(spec({ resources: { ranks: 4, ranksPerHost: 3, device: 'cpu' } }));
     expect(bad.statusCode).toBe(400);
     expect(bad.json().problems).toEqual([

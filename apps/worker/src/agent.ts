@@ -35,8 +35,8 @@ import {
   joinGang,
   localSlots,
   openGangIds,
-  parseEvalJobData,
-  parseTrainJobData,
+  parseEvalJobPayload,
+  parseTrainJobPayload,
   QUEUES,
   type RunningJob,
   readGang,
@@ -59,6 +59,7 @@ import { gateGpuSlots, probeEngineCuda } from './gpu-gate.js';
 import { jobLogger, type Logger } from './log.js';
 import type { Outcome } from './outcome.js';
 import { withTimeout } from './retry.js';
+import { RunSpecs } from './run-specs.js';
 import { finalizeRun } from './sweep-run.js';
 import { type RunContext, TrainRun } from './train-run.js';
 
@@ -117,6 +118,7 @@ export class Agent {
   readonly startedAt = Date.now();
   private redis!: Redis;
   private db!: Db;
+  private specs!: RunSpecs;
   private readonly workers: { worker: Worker; device: Device; kind: 'train' | 'eval' }[] = [];
   private sweepWorker: Worker | null = null;
   private readonly running = new Map<string, Active>();
@@ -152,6 +154,7 @@ export class Agent {
     );
     await assertNoEviction(this.redis, cfg.redisUrl);
     this.db = createDb(cfg.databaseUrl);
+    this.specs = new RunSpecs(this.db);
 
     const workerOpts: WorkerOptions = {
       connection: this.redis,
@@ -303,7 +306,7 @@ export class Agent {
     const log = jobLogger(this.log, job);
     let req: SlotRequirement;
     try {
-      req = (kind === 'train' ? parseTrainJobData(job.data) : parseEvalJobData(job.data)).slots;
+      req = (kind === 'train' ? parseTrainJobPayload(job.data) : parseEvalJobPayload(job.data)).slots;
       if (req.ranksPerHost !== undefined && req.count % req.ranksPerHost !== 0)
         throw new Error(`slots.ranksPerHost (${req.ranksPerHost}) must divide slots.count (${req.count})`);
       if (kind === 'eval' && hostsOf(req) > 1) throw new Error('an eval job runs on one host');
@@ -328,6 +331,7 @@ export class Agent {
       redis: this.redis,
       log,
       agentAlive: async (id) => (await this.redis.exists(redisKeys(this.cfg.prefix).agent(id))) === 1,
+      specs: this.specs,
     };
     const run = kind === 'train' ? new TrainRun(ctx, job, lease) : new EvalRun(ctx, job, lease);
     const active: Active = {

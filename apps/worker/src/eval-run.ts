@@ -12,13 +12,14 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import type { NewEvaluation } from '@mpo/db';
 import { readGenerations } from '@mpo/eval';
-import { type EvalJobData, type EvalJobResult, parseEvalJobData } from '@mpo/queue';
+import type { EvalJobData, EvalJobResult } from '@mpo/queue';
 import { BUILTIN_DATA } from '@mpo/trainer';
 import type { Job } from 'bullmq';
 import { type ChildHandle, startChild } from './child.js';
 import type { SlotLease } from './devices.js';
 import { isUnrecoverable, type Outcome, willRetry } from './outcome.js';
 import { AbortedError, retrying, withTimeout } from './retry.js';
+import { evalJob } from './run-specs.js';
 import type { RunContext } from './train-run.js';
 import { confined, guessDataFormat, trialDir } from './trainer-config.js';
 import { TrialEvents } from './trial-events.js';
@@ -123,7 +124,9 @@ export class EvalRun {
 
   private async runInner(): Promise<Outcome> {
     const { cfg, db, log } = this.ctx;
-    const d = parseEvalJobData(this.job.data);
+    const d = await evalJob(this.job.data, (runId) =>
+      this.retry('read the run spec', () => this.ctx.specs.get(runId)),
+    );
     const trial = await this.retry('read trial', () => db.runs.trial(d.trialId));
     if (NOT_EVALUATED.has(trial.status)) return skipped(`trial is ${trial.status}`);
     const dir = trialDir(cfg.artifactRoot, d.runId, d.trialId);

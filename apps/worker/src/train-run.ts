@@ -25,7 +25,6 @@ import {
   isCancelled,
   localSlots,
   metricRows,
-  parseTrainJobData,
   redisKeys,
   type TrainerCheckpoint,
   type TrainerDone,
@@ -45,6 +44,7 @@ import type { Logger } from './log.js';
 import { isUnrecoverable, type Outcome, willRetry } from './outcome.js';
 import { newProtocolFile, ProtocolFollower, replayProtocol } from './protocol.js';
 import { AbortedError, retrying, withTimeout } from './retry.js';
+import { type RunSpecs, trainJob } from './run-specs.js';
 import { buildTrainConfig } from './trainer-config.js';
 import { TrialEvents } from './trial-events.js';
 import { acquireTrialLock } from './trial-lock.js';
@@ -58,6 +58,8 @@ export interface RunContext {
   log: Logger;
   /** Whether another agent's heartbeat is alive (trial folder lock held on another host). */
   agentAlive: (agentId: string) => Promise<boolean>;
+  /** Run specs, which slim jobs are rebuilt from (run-specs.ts). */
+  specs: RunSpecs;
 }
 
 type StopReason =
@@ -175,7 +177,9 @@ export class TrainRun {
 
   private async runInner(): Promise<Outcome> {
     const { cfg, db, redis } = this.ctx;
-    const d = parseTrainJobData(this.job.data);
+    const d = await trainJob(this.job.data, (runId) =>
+      this.dbRetry('read the run spec', () => this.ctx.specs.get(runId), this.startAbort.signal),
+    );
     const trial = await this.dbRetry('read trial', () => db.runs.trial(d.trialId), this.startAbort.signal);
     if (trial.runId !== d.runId) {
       throw new Error(`trial ${d.trialId} belongs to run ${trial.runId}, not ${d.runId}`);

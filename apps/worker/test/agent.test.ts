@@ -13,6 +13,7 @@ import {
   readAgents,
   setCancelKey,
   TRAIN_JOB_OPTIONS,
+  TRIAL_REF_VERSION,
   trainQueue,
 } from '@mpo/queue';
 import { FlowProducer, type Job, Queue } from 'bullmq';
@@ -93,7 +94,7 @@ describe('agent with a fake trainer', () => {
     await deleteKeys(redis, s.prefix);
   });
 
-  const addTrain = (data: ReturnType<typeof trainData>, opts = {}) =>
+  const addTrain = (data: { trialId: string; [field: string]: unknown }, opts = {}) =>
     train.add('train', data, { ...TRAIN_JOB_OPTIONS, jobId: jobIds.train(data.trialId), ...opts });
 
   it('advertises its slots and queues in a heartbeat', async () => {
@@ -257,6 +258,22 @@ describe('agent with a fake trainer', () => {
     expect(await done.getState()).toBe('failed');
     expect(done.attemptsMade).toBe(1);
     expect(done.failedReason).toMatch(/model "..\/..\/outside": must stay inside the root/);
+  });
+
+  it('fails a trial reference whose run spec cannot rebuild the job, without retrying it', async () => {
+    const { runId, trialIds } = await newTrials(db, 1); // its stored spec is {test: true}
+    const ref = {
+      v: TRIAL_REF_VERSION,
+      runId,
+      trialId: trialIds[0]!,
+      trialIndex: 0,
+      params: {},
+      slots: { device: 'cpu', count: 1 },
+    };
+    const done = await finished(await addTrain(ref), 'bad reference');
+    expect(await done.getState()).toBe('failed');
+    expect(done.attemptsMade).toBe(1);
+    expect(done.failedReason).toContain(`invalid spec of run ${runId}: spec: `);
   });
 
   it('records evaluation results, skips unfinished trials, and explains a missing eval command', async () => {

@@ -8,7 +8,7 @@ import type { PrismaClient } from './generated/prisma/client.js';
 
 /** What an outbox row asks the publisher to do. */
 export const OUTBOX_KINDS = {
-  /** payload: {prefix, runId, spec, trials} (the plan; older rows: {prefix, flow}); on publish the run's PENDING trials become QUEUED. */
+  /** payload: {prefix, runId} (older rows: the plan {prefix, runId, spec, trials}, or {prefix, flow}); on publish the run's PENDING trials become QUEUED. */
   flow: 'flow',
   /** payload: {prefix, runId, requestedAt}; sets the run's cancel key in Redis. */
   cancel: 'cancel',

@@ -227,6 +227,27 @@ export class RunRepository {
     return run;
   }
 
+  /** A run's spec alone (what a worker rebuilds a trial's job from: @mpo/queue `trainJobFromRef`). */
+  async spec(id: string): Promise<Prisma.JsonValue> {
+    if (!isUuid(id)) throw new NotFoundError('run', id);
+    const run = await this.prisma.run.findUnique({ where: { id }, select: { spec: true } });
+    if (!run) throw new NotFoundError('run', id);
+    return run.spec;
+  }
+
+  /**
+   * Bytes a run's rows take in Postgres (`pg_column_size` of each row: after TOAST compression, without
+   * tuple headers and indexes): the Run row, its Trial rows, its Outbox rows. What a request costs in
+   * storage (issue 16: amplification).
+   */
+  async storedBytes(id: string): Promise<{ run: number; trials: number; outbox: number }> {
+    const [r] = await this.prisma.$queryRaw<Array<{ run: number; trials: number; outbox: number }>>`
+      SELECT (SELECT coalesce(sum(pg_column_size(r.*)), 0) FROM "Run" r WHERE r."id" = ${id}::uuid)::int AS "run",
+             (SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM "Trial" t WHERE t."runId" = ${id}::uuid)::int AS "trials",
+             (SELECT coalesce(sum(pg_column_size(o.*)), 0) FROM "Outbox" o WHERE o."runId" = ${id}::uuid)::int AS "outbox"`;
+    return r!;
+  }
+
   /**
    * A run's trials as (id, index), in one small query: the ownership check and
    * trial lookup of hot read paths (metrics), without loading the run.

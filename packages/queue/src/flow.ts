@@ -2,13 +2,22 @@
 // per trial ← that trial's train job. A parent starts only when its children
 // are done, so a trial is evaluated after it trained and the run is finalized
 // after every trial was evaluated. Building the tree is pure (the API stores
-// it in the outbox row and publishes it after commit).
+// the run in Postgres and publishes the tree after commit). Train and eval
+// jobs carry only their trial's own fields (`TrialJobRef`); the worker reads
+// the run's spec once and rebuilds the rest (`trainJobFromRef`).
 import type { FlowJob, JobsOptions } from 'bullmq';
 import { ashaRungs } from './asha.js';
-import { CONTRACT_VERSION, type EvalJobData, type SweepJobData, type TrainJobData } from './jobs.js';
+import {
+  CONTRACT_VERSION,
+  type EvalJobData,
+  type SweepJobData,
+  TRIAL_REF_VERSION,
+  type TrainJobData,
+  type TrialJobRef,
+} from './jobs.js';
 import { evalQueue, JOB_NAMES, jobIds, QUEUES, trainQueue } from './names.js';
 import type { RunSpec } from './spec.js';
-import type { TrialPlan } from './sweep.js';
+import { type TrialPlan, trialPlan } from './sweep.js';
 
 const DAY_S = 24 * 3600;
 
@@ -105,8 +114,46 @@ export function evalJobData(runId: string, spec: RunSpec, t: PlannedTrial): Eval
   };
 }
 
+/** What a trial's jobs need of it: its id, index and point. */
+export interface TrialPoint {
+  trialId: string;
+  plan: Pick<TrialPlan, 'index' | 'params'>;
+}
+
+/** The payload of a trial's train job (`eval: false`) or eval job (one slot of the run's device). */
+export function trialJobRef(runId: string, spec: RunSpec, t: TrialPoint, eval_ = false): TrialJobRef {
+  const { device, ranksPerTrial, ranksPerHost } = spec.resources;
+  return {
+    v: TRIAL_REF_VERSION,
+    runId,
+    trialId: t.trialId,
+    trialIndex: t.plan.index,
+    params: t.plan.params,
+    slots: eval_
+      ? { device, count: 1 }
+      : { device, count: ranksPerTrial, ...(ranksPerHost !== undefined ? { ranksPerHost } : {}) },
+  };
+}
+
+const plannedOf = (spec: RunSpec, ref: TrialJobRef): PlannedTrial => ({
+  trialId: ref.trialId,
+  plan: trialPlan(spec, ref.trialIndex, ref.params),
+});
+
+/**
+ * The full train payload of a trial job, rebuilt from the run's spec (what the job carried before issue
+ * 16). The job's `slots` win over the spec's: they are what the agent reserved.
+ */
+export function trainJobFromRef(spec: RunSpec, ref: TrialJobRef): TrainJobData {
+  return { ...trainJobData(ref.runId, spec, plannedOf(spec, ref)), slots: ref.slots };
+}
+
+export function evalJobFromRef(spec: RunSpec, ref: TrialJobRef): EvalJobData {
+  return { ...evalJobData(ref.runId, spec, plannedOf(spec, ref)), slots: ref.slots };
+}
+
 /** The whole run as one FlowProducer tree. */
-export function buildRunFlow(runId: string, spec: RunSpec, trials: readonly PlannedTrial[]): FlowJob {
+export function buildRunFlow(runId: string, spec: RunSpec, trials: readonly TrialPoint[]): FlowJob {
   if (trials.length === 0) throw new Error('a run needs at least one trial');
   const device = spec.resources.device;
   const data: SweepJobData = {
@@ -124,13 +171,13 @@ export function buildRunFlow(runId: string, spec: RunSpec, trials: readonly Plan
     children: trials.map((t) => ({
       name: JOB_NAMES.eval,
       queueName: evalQueue(device),
-      data: evalJobData(runId, spec, t),
+      data: trialJobRef(runId, spec, t, true),
       opts: { ...EVAL_JOB_OPTIONS, jobId: jobIds.eval(t.trialId) },
       children: [
         {
           name: JOB_NAMES.train,
           queueName: trainQueue(device),
-          data: trainJobData(runId, spec, t),
+          data: trialJobRef(runId, spec, t),
           opts: { ...TRAIN_JOB_OPTIONS, jobId: jobIds.train(t.trialId) },
         },
       ],
@@ -139,16 +186,18 @@ export function buildRunFlow(runId: string, spec: RunSpec, trials: readonly Plan
 }
 
 /**
- * What one request may make the platform store. A run's jobs repeat the
- * run-level fields (languages, data list) in every trial's train and eval job,
- * so a small spec can expand into a large tree: `POST /runs` checks this
- * budget before anything is stored. The budget is 20× the request plus a
- * per-trial allowance that a typical trial fits in (its two jobs and its plan
- * in the outbox: about 2 KiB with three languages), never above `maxBytes`.
+ * What one request may make the platform store. Every trial costs its Trial
+ * row and two jobs whatever the request spent on it, so a small spec can
+ * expand into many trials: `POST /runs` checks this budget before anything is
+ * stored. The budget is 20× the request plus a per-trial allowance that a
+ * trial's own share fits in (its two `TrialJobRef` jobs with their options
+ * and its Trial row: about 700 B for a one-key point), never above `maxBytes`.
+ * The run-level lists are stored once, on the Run row, and count against the
+ * 20×.
  */
 export const JOB_TREE_BUDGET = {
   requestFactor: 20,
-  perTrialBytes: 2048,
+  perTrialBytes: 1024,
   maxBytes: 16 * 1024 * 1024,
 } as const;
 
@@ -172,15 +221,19 @@ export function jobTreeSize(spec: RunSpec, trials: readonly TrialPlan[], request
   const budget = Math.min(b.maxBytes, b.requestFactor * requestBytes + b.perTrialBytes * trials.length);
   const bytesOf = (v: unknown) => Buffer.byteLength(JSON.stringify(v));
   const jobOptions = bytesOf(TRAIN_JOB_OPTIONS) + bytesOf(EVAL_JOB_OPTIONS);
-  // The sweep job and the outbox's copy of the spec, once per run.
+  // Once per run: the spec on the Run row, the sweep job, the outbox row ({prefix, runId}).
   let bytes =
-    bytesOf(SWEEP_JOB_OPTIONS) + bytesOf({ runId: NIL_UUID, strategy: spec.search.strategy }) + bytesOf(spec);
+    bytesOf(spec) +
+    bytesOf(SWEEP_JOB_OPTIONS) +
+    bytesOf({ runId: NIL_UUID, strategy: spec.search.strategy }) +
+    bytesOf({ prefix: 'mpo', runId: NIL_UUID });
   let counted = 0;
   for (const plan of trials) {
     if (bytes > budget) break;
     const t = { trialId: NIL_UUID, plan };
-    bytes += bytesOf(trainJobData(NIL_UUID, spec, t)) + bytesOf(evalJobData(NIL_UUID, spec, t));
-    bytes += jobOptions + bytesOf(t);
+    // Two jobs, and the Trial row: its ids and hyperparameters (the method's and the point's).
+    bytes += bytesOf(trialJobRef(NIL_UUID, spec, t)) + bytesOf(trialJobRef(NIL_UUID, spec, t, true));
+    bytes += jobOptions + 2 * NIL_UUID.length + bytesOf(plan.hyperparameters) + bytesOf(plan.params);
     counted++;
   }
   return { bytes, budget, counted };

@@ -149,6 +149,30 @@ export const EvalJobDataSchema = Type.Object(
 );
 export type EvalJobData = Static<typeof EvalJobDataSchema>;
 
+/** Contract version of `TrialJobRef` payloads (train and eval jobs published since issue 16). */
+export const TRIAL_REF_VERSION = 2;
+
+/**
+ * What a train or eval job carries since issue 16: the trial's own fields only. The run-level fields
+ * (model, data, languages, eval settings, ASHA) are stored once, in the run's spec (Postgres), and the
+ * worker rebuilds the full `TrainJobData` / `EvalJobData` from it (flow.ts `trainJobFromRef`,
+ * `evalJobFromRef`), so a run's jobs no longer repeat its lists once per trial. `slots` stays in the
+ * job: an agent fits it to its free slots before it reads anything else.
+ */
+export const TrialJobRefSchema = Type.Object(
+  {
+    v: Type.Literal(TRIAL_REF_VERSION),
+    runId: Uuid,
+    trialId: Uuid,
+    trialIndex: Type.Integer({ minimum: 0 }),
+    /** The trial's point: search-space key → value. */
+    params: Type.Record(Type.String(), Type.Unknown()),
+    slots: SlotRequirementSchema,
+  },
+  { additionalProperties: false, $id: 'TrialJobRef' },
+);
+export type TrialJobRef = Static<typeof TrialJobRefSchema>;
+
 /** The run-level parent (queue `sweep`): runs once every trial's eval has finished or failed. */
 export const SweepJobDataSchema = Type.Object(
   {
@@ -214,6 +238,17 @@ function parser<S extends TSchema>(schema: S, what: string) {
 export const parseTrainJobData = parser(TrainJobDataSchema, 'train job data');
 export const parseEvalJobData = parser(EvalJobDataSchema, 'eval job data');
 export const parseSweepJobData = parser(SweepJobDataSchema, 'sweep job data');
+export const parseTrialJobRef = parser(TrialJobRefSchema, 'trial job reference');
+
+const isRef = (data: unknown) => (data as { v?: unknown } | null)?.v === TRIAL_REF_VERSION;
+/**
+ * A train job's payload as published: a `TrialJobRef`, or (jobs queued before issue 16, and jobs a
+ * tool adds directly) the full `TrainJobData`.
+ */
+export const parseTrainJobPayload = (data: unknown): TrialJobRef | TrainJobData =>
+  isRef(data) ? parseTrialJobRef(data) : parseTrainJobData(data);
+export const parseEvalJobPayload = (data: unknown): TrialJobRef | EvalJobData =>
+  isRef(data) ? parseTrialJobRef(data) : parseEvalJobData(data);
 export const parseTrainJobResult = parser(TrainJobResultSchema, 'train job result');
 export const parseEvalJobResult = parser(EvalJobResultSchema, 'eval job result');
 export const parseTrainProgress = parser(TrainProgressSchema, 'train progress');

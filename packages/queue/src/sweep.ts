@@ -95,9 +95,30 @@ export function expandTrials(spec: RunSpec): TrialPlan[] {
       points.push(point);
     }
   }
-  return points.map((params, index) => {
-    const { hyperparameters, training } = applyPoint(spec, params);
-    const totalSteps = spec.search.asha ? spec.search.asha.maxSteps : (training.steps ?? null);
-    return { index, params, hyperparameters, training, totalSteps };
-  });
+  return points.map((params, index) => trialPlan(spec, index, params));
+}
+
+/**
+ * The plan of trial `index` at the point `params`: what `expandTrials` returns for it. A worker rebuilds
+ * a trial's plan with it from the run's spec and the point its job carries (flow.ts `TrialJobRef`).
+ */
+export function trialPlan(
+  spec: Pick<RunSpec, 'hyperparameters' | 'training' | 'search'>,
+  index: number,
+  params: Record<string, unknown>,
+): TrialPlan {
+  const { hyperparameters, training } = applyPoint(spec, params);
+  const totalSteps = spec.search.asha ? spec.search.asha.maxSteps : (training.steps ?? null);
+  return { index, params, hyperparameters, training, totalSteps };
+}
+
+/**
+ * A trial's point read back from its row: the space's keys picked from the row's hyperparameters (which
+ * hold every sampled key, "training.*" ones under their space name: runs/index.ts trialHyperparameters).
+ */
+export function pointOf(
+  spec: Pick<RunSpec, 'search'>,
+  stored: Record<string, unknown>,
+): Record<string, unknown> {
+  return Object.fromEntries(Object.keys(spec.search.space).map((k) => [k, stored[k]]));
 }

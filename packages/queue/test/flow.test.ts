@@ -1,17 +1,25 @@
 import { randomUUID } from 'node:crypto';
-import { FlowProducer, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { FlowProducer, Queue, UnrecoverableError, Worker } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   buildRunFlow,
+  evalJobData,
+  evalJobFromRef,
   evalQueue,
   jobIds,
   parseEvalJobData,
   parseRunSpec,
   parseSweepJobData,
   parseTrainJobData,
+  parseTrainJobPayload,
+  parseTrialJobRef,
+  pointOf,
   QUEUES,
-  type TrainJobData,
+  type TrialJobRef,
+  trainJobData,
+  trainJobFromRef,
   trainQueue,
+  trialJobRef,
   WORKER_DEFAULTS,
 } from '../src/index.js';
 import { roots, validSpec } from './fixtures.js';
@@ -31,7 +39,7 @@ function plannedRun(trials = 3) {
 
 describe('run flow', () => {
   it('lands in Redis as run ← eval per trial ← train, with slot requirements', async () => {
-    const { runId, planned, flow } = plannedRun(3);
+    const { runId, spec, planned, flow } = plannedRun(3);
     const producer = new FlowProducer({ connection: t.redis, prefix: t.prefix });
     await producer.add(flow);
     const tree = await producer.getFlow({ id: jobIds.run(runId), queueName: QUEUES.sweep, prefix: t.prefix });
@@ -41,16 +49,22 @@ describe('run flow', () => {
     expect(tree.children).toHaveLength(3);
     for (const child of tree.children ?? []) {
       expect(child.job.queueName).toBe(evalQueue('cpu'));
-      const ev = parseEvalJobData(child.job.data);
+      const ev = parseTrialJobRef(child.job.data);
       expect(child.job.id).toBe(jobIds.eval(ev.trialId));
       expect(ev.slots).toEqual({ device: 'cpu', count: 1 });
       expect(child.children).toHaveLength(1);
-      const train = child.children![0]!.job as Job<TrainJobData>;
+      const train = child.children![0]!.job;
       expect(train.queueName).toBe(trainQueue('cpu'));
       expect(train.id).toBe(jobIds.train(ev.trialId));
-      const data = parseTrainJobData(train.data);
-      expect(data.slots).toEqual({ device: 'cpu', count: 2 });
-      expect(data.trialId).toBe(ev.trialId);
+      const ref = parseTrialJobRef(train.data);
+      expect(ref.slots).toEqual({ device: 'cpu', count: 2 });
+      expect(ref.trialId).toBe(ev.trialId);
+      // The job holds the trial's point alone; the rest is rebuilt from the spec, as the job carried it before.
+      const p = planned.find((x) => x.trialId === ref.trialId)!;
+      expect(ref.params).toEqual(p.plan.params);
+      expect(trainJobFromRef(spec, ref)).toEqual(parseTrainJobData(trainJobData(runId, spec, p)));
+      expect(evalJobFromRef(spec, ev)).toEqual(parseEvalJobData(evalJobData(runId, spec, p)));
+      expect(parseTrainJobPayload(train.data)).toEqual(ref);
       expect(await train.getState()).toBe('waiting');
     }
     expect(new Set(tree.children!.map((c) => (c.job.data as { trialId: string }).trialId))).toEqual(
@@ -65,6 +79,48 @@ describe('run flow', () => {
     await producer.close();
   });
 
+  it('rebuilds every trial from the spec as stored (keys reordered like JSONB) and its row', () => {
+    const base = validSpec();
+    base.search = {
+      strategy: 'random',
+      space: {
+        'training.seed': { type: 'int', min: 0, max: 1000 },
+        beta: { type: 'loguniform', min: 0.01, max: 1 },
+        'training.learningRate': [1e-5, 3e-5],
+      },
+      maxTrials: 8,
+      metric: 'heldout/reward_gap',
+      mode: 'max',
+    } as never;
+    const { spec, trials } = parseRunSpec(base, roots());
+    // Postgres JSONB orders object keys by length, then bytes: the spec the worker reads back.
+    const jsonb = (v: unknown): unknown =>
+      Array.isArray(v)
+        ? v.map(jsonb)
+        : v && typeof v === 'object'
+          ? Object.fromEntries(
+              Object.entries(v)
+                .sort(([a], [b]) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0))
+                .map(([k, x]) => [k, jsonb(x)]),
+            )
+          : v;
+    const stored = jsonb(spec) as typeof spec;
+    const runId = randomUUID();
+    for (const plan of trials) {
+      const t = { trialId: randomUUID(), plan };
+      // The point as the publisher reads it back from the Trial row (runs/index.ts trialHyperparameters).
+      const row = jsonb({ ...plan.hyperparameters, ...plan.params }) as Record<string, unknown>;
+      const ref = trialJobRef(runId, stored, {
+        trialId: t.trialId,
+        plan: { index: plan.index, params: pointOf(stored, row) },
+      });
+      expect(trainJobFromRef(stored, ref)).toEqual(trainJobData(runId, spec, t));
+      expect(evalJobFromRef(stored, trialJobRef(runId, stored, t, true))).toEqual(
+        evalJobData(runId, spec, t),
+      );
+    }
+  });
+
   it('runs train → eval → run; a failed trial fails its eval but not the run', async () => {
     const { runId, planned, flow } = plannedRun(3);
     const prefix = `${t.prefix}-exec`;
@@ -73,7 +129,7 @@ describe('run flow', () => {
     const failing = planned[1]!.trialId;
     const order: string[] = [];
     const opts = { connection: t.redis.duplicate(), prefix, ...WORKER_DEFAULTS };
-    const trainW = new Worker<TrainJobData>(
+    const trainW = new Worker<TrialJobRef>(
       trainQueue('cpu'),
       async (job) => {
         order.push(`train ${job.data.trialIndex}`);

@@ -4,8 +4,8 @@
 // was away, and once at start-up to drain what a crashed process left behind.
 // Publishing is idempotent (deterministic job ids, SET), so a row published
 // twice after a crash between Redis and the Postgres commit does no harm.
-import { OUTBOX_KINDS, OUTBOX_RETRY, type OutboxRow, type RetryPolicy } from '@mpo/db';
-import { buildRunFlow, jobIds, type PlannedTrial, type RunSpec, setCancelKey } from '@mpo/queue';
+import { type Db, OUTBOX_KINDS, OUTBOX_RETRY, type OutboxRow, type RetryPolicy } from '@mpo/db';
+import { buildRunFlow, jobIds, pointOf, type RunSpec, setCancelKey, type TrialPoint } from '@mpo/queue';
 import type { FlowJob } from 'bullmq';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
@@ -19,19 +19,30 @@ declare module 'fastify' {
 
 /**
  * Outbox payloads; `prefix` scopes a row to the deployment that wrote it.
- * A run's flow is stored as its plan (the spec once, each trial's own fields),
- * not as the BullMQ tree, which repeats the run-level fields in every job: the
- * tree is built from the plan when the row is published. Rows written before
- * this change carry the tree (`flow`) and are published as they are.
+ * A run's flow row names the run only: its spec (on the Run row) and its
+ * trials' points (on the Trial rows) are read back when it is published, so
+ * the row stays small whatever the run's size. Older rows carry the plan
+ * (`spec`, `trials`: also what POST /runs hands the fast path in memory) or
+ * the BullMQ tree (`flow`); both are published as they are.
  */
 export type FlowPayload = { prefix: string } & (
-  | { runId: string; spec: RunSpec; trials: PlannedTrial[] }
+  | { runId: string }
+  | { runId: string; spec: RunSpec; trials: TrialPoint[] }
   | { flow: FlowJob }
 );
 
 /** The BullMQ tree of a flow row. */
-export const flowOf = (p: FlowPayload): FlowJob =>
-  'flow' in p ? p.flow : buildRunFlow(p.runId, p.spec, p.trials);
+export async function flowOf(db: Db, p: FlowPayload): Promise<FlowJob> {
+  if ('flow' in p) return p.flow;
+  if ('spec' in p) return buildRunFlow(p.runId, p.spec, p.trials);
+  const run = await db.runs.get(p.runId);
+  const spec = run.spec as unknown as RunSpec;
+  const trials = run.trials.map((t) => ({
+    trialId: t.id,
+    plan: { index: t.index, params: pointOf(spec, t.hyperparameters as Record<string, unknown>) },
+  }));
+  return buildRunFlow(p.runId, spec, trials);
+}
 export interface CancelPayload {
   prefix: string;
   runId: string;
@@ -63,7 +74,7 @@ export class OutboxPublisher {
   publishRow = async (row: OutboxRow): Promise<void> => {
     const { redis, flow, prefix } = this.app.queues;
     if (row.kind === OUTBOX_KINDS.flow) {
-      await flow.add(flowOf(row.payload as FlowPayload));
+      await flow.add(await flowOf(this.app.db, row.payload as FlowPayload));
     } else if (row.kind === OUTBOX_KINDS.cancel) {
       const { runId, requestedAt } = row.payload as CancelPayload;
       await setCancelKey(redis, prefix, runId, new Date(requestedAt));

@@ -118,13 +118,14 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
           ...(t.totalSteps !== null ? { totalSteps: t.totalSteps } : {}),
         })),
         outbox: (runId, trialIds) => {
+          // Stored: the run's id (the publisher reads the rest back). Published now: the plan in hand.
+          const stored = { prefix: app.queues.prefix, runId };
           payload = {
-            prefix: app.queues.prefix,
-            runId,
+            ...stored,
             spec,
             trials: trialIds.map((trialId, i) => ({ trialId, plan: trials[i]! })),
           };
-          return [{ kind: OUTBOX_KINDS.flow, payload: payload as unknown as Json }];
+          return [{ kind: OUTBOX_KINDS.flow, payload: stored }];
         },
       });
       const log = req.log.child({ runId: run.id });
