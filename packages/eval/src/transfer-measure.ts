@@ -26,6 +26,11 @@ export interface LanguageMeasures {
   refusalHarmless: number;
   ppl: number;
   translation?: number;
+  /**
+   * Mean avgLogp of each side of the two gaps (rg = chosen − rejected, rgHarmless = refusal − answer), so a
+   * change of a gap reads as a refusal gaining probability or an answer losing it.
+   */
+  logp: { chosen: number; rejected: number; refusalHarmless: number; answerHarmless: number };
   n: { rg: number; harmful: number; harmless: number };
 }
 
@@ -184,6 +189,7 @@ export async function measureTransfer(
         refusalHarmless,
         ppl,
         ...(translation !== undefined ? { translation } : {}),
+        logp: { chosen: mean(c), rejected: mean(r), refusalHarmless: mean(hc), answerHarmless: mean(hr) },
         n: { rg: pairs.length, harmful: harmful.length, harmless: harmless.length },
       });
     }

@@ -176,11 +176,13 @@ function measuresTable(rows: Measures): string {
 function deltaTable(base: Measures, after: Measures): string {
   const sign = (x: number, digits: number) => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
   return [
-    '| lang | Δ RG harmful | Δ RG harmless | Δ ASR (pts) | Δ harmless refused (pts) | Δ PPL |',
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    '| lang | Δ RG harmful | Δ RG harmless | Δ logp refusal harmful | Δ logp refusal harmless | Δ ASR (pts) | Δ harmless refused (pts) | Δ PPL |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...after.map((a) => {
       const b = base.find((x) => x.lang === a.lang)!;
-      return `| ${a.lang} | ${sign(a.rg - b.rg, 3)} | ${sign(a.rgHarmless - b.rgHarmless, 3)} | ${sign(100 * (a.asr - b.asr), 1)} | ${sign(100 * (a.refusalHarmless - b.refusalHarmless), 1)} | ${sign(a.ppl - b.ppl, 2)} |`;
+      // A gap's change split: how much the refusal itself gained on harmful and on harmless prompts.
+      const refusal = `${sign(a.logp.chosen - b.logp.chosen, 3)} | ${sign(a.logp.refusalHarmless - b.logp.refusalHarmless, 3)}`;
+      return `| ${a.lang} | ${sign(a.rg - b.rg, 3)} | ${sign(a.rgHarmless - b.rgHarmless, 3)} | ${refusal} | ${sign(100 * (a.asr - b.asr), 1)} | ${sign(100 * (a.refusalHarmless - b.refusalHarmless), 1)} | ${sign(a.ppl - b.ppl, 2)} |`;
     }),
   ].join('\n');
 }
