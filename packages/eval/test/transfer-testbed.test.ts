@@ -14,7 +14,7 @@ import {
   SISTER_LANGUAGES,
   wordsOf,
 } from '../src/transfer-lexicon.js';
-import { readTestbedFiles, transferSteps } from '../src/transfer-measure.js';
+import { readTestbedFiles, testbedFilesFor, transferSteps } from '../src/transfer-measure.js';
 import { buildTransferTestbed, transferCorpus, writeTransferFiles } from '../src/transfer-testbed.js';
 
 describe('sister-language relexification', () => {
@@ -121,6 +121,16 @@ describe('testbed corpus (builtin:tiny-multilingual-transfer)', () => {
     expect(Math.abs(swapped - corpus.labelNoise)).toBeLessThan(0.08);
     const files = readTestbedFiles(dir);
     expect(files.lexicon.forward.get('qab')).toEqual(corpus.lexicon.forward.get('qab'));
+  });
+
+  it('measures a testbed build with its own lexicon, a model trained from it with the testbed’s', () => {
+    const other = mkdtempSync(join(tmpdir(), 'mpo-transfer-files-'));
+    writeTransferFiles(other, transferCorpus(2, 0.02));
+    const trained = mkdtempSync(join(tmpdir(), 'mpo-transfer-trained-'));
+    const qab = (f: ReturnType<typeof testbedFilesFor>) => f.lexicon.forward.get('qab');
+    expect(qab(testbedFilesFor(other, dir))).toEqual(readTestbedFiles(other).lexicon.forward.get('qab'));
+    expect(qab(testbedFilesFor(other, dir))).not.toEqual(corpus.lexicon.forward.get('qab'));
+    expect(qab(testbedFilesFor(trained, dir))).toEqual(corpus.lexicon.forward.get('qab'));
   });
 });
 

@@ -128,7 +128,7 @@ async function measure(rest: string[]): Promise<number> {
   const threads = intOption('threads', values.threads, 1);
   const testbedDir = BUILTIN_MODELS['builtin:tiny-multilingual-transfer']!();
   const model = values.model ? resolve(values.model) : testbedDir;
-  const { measureTransfer, readTestbedFiles, transferSteps } = await import('@mpo/eval');
+  const { measureTransfer, testbedFilesFor, transferSteps } = await import('@mpo/eval');
   if (values.transfer) {
     const work = mkdtempSync(join(tmpdir(), 'mpo-transfer-steps-'));
     try {
@@ -149,7 +149,7 @@ async function measure(rest: string[]): Promise<number> {
     }
     return ExitCode.ok;
   }
-  const rows = await measureTransfer(model, readTestbedFiles(testbedDir), {
+  const rows = await measureTransfer(model, testbedFilesFor(model, testbedDir), {
     items,
     threads,
     translation: true,
