@@ -21,13 +21,40 @@ export interface SisterLanguage {
   alpacaShare: number;
   /** Translation pairs (each direction) in the base training. */
   translationPairs: number;
+  /**
+   * Share of the English harmful training prompts that also appear in this language with their refusal:
+   * the little target-language safety data a real model's pre-training and instruction data carry, more for
+   * higher-resource languages.
+   */
+  safetyShare: number;
 }
 
 /** High, middle and low resource, the shape of the paper's zh / ko-ar / bn-sw. */
 export const SISTER_LANGUAGES: readonly SisterLanguage[] = [
-  { code: 'qaa', script: [0x0430, 0x044f], alignment: 0.8, alpacaShare: 1, translationPairs: 3000 }, // Cyrillic
-  { code: 'qab', script: [0x03b1, 0x03c9], alignment: 0.6, alpacaShare: 0.35, translationPairs: 1500 }, // Greek
-  { code: 'qac', script: [0x0561, 0x0586], alignment: 0.4, alpacaShare: 0.12, translationPairs: 600 }, // Armenian
+  {
+    code: 'qaa',
+    script: [0x0430, 0x044f],
+    alignment: 0.8,
+    alpacaShare: 1,
+    translationPairs: 3000,
+    safetyShare: 0.03,
+  }, // Cyrillic
+  {
+    code: 'qab',
+    script: [0x03b1, 0x03c9],
+    alignment: 0.6,
+    alpacaShare: 0.35,
+    translationPairs: 1500,
+    safetyShare: 0.01,
+  }, // Greek
+  {
+    code: 'qac',
+    script: [0x0561, 0x0586],
+    alignment: 0.4,
+    alpacaShare: 0.12,
+    translationPairs: 600,
+    safetyShare: 0,
+  }, // Armenian
 ];
 
 /** Words (letters and marks), single digits, and single other non-space characters. */

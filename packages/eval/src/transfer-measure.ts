@@ -9,7 +9,7 @@
 //   refusalHarmless  share of held-out harmless prompts whose answer is a refusal;
 //   ppl         exp(−mean over held-out alpaca answers of their mean token log-prob);
 //   translation word accuracy of greedy English → language translation of held-out sentences.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadMpoJson, splitByGroup } from '@mpo/data';
 import { HfTokenizer, Model, stopTokenIds } from '@mpo/engine';
@@ -26,6 +26,11 @@ export interface LanguageMeasures {
   refusalHarmless: number;
   ppl: number;
   translation?: number;
+  /**
+   * Mean avgLogp of each side of the two gaps (rg = chosen − rejected, rgHarmless = refusal − answer), so a
+   * change of a gap reads as a refusal gaining probability or an answer losing it.
+   */
+  logp: { chosen: number; rejected: number; refusalHarmless: number; answerHarmless: number };
   n: { rg: number; harmful: number; harmless: number };
 }
 
@@ -62,6 +67,13 @@ export function readTestbedFiles(dir: string): TestbedFiles {
 }
 
 /** Whether a language code is one of the transfer testbed's sister languages. */
+/**
+ * The testbed files that go with a model: its own when it is a testbed build (each seed has its own lexicon),
+ * else the testbed's it was trained from (a trained model keeps only the tokenizer).
+ */
+export const testbedFilesFor = (modelDir: string, testbedDir: string): TestbedFiles =>
+  readTestbedFiles(existsSync(join(modelDir, 'data/lexicon.json')) ? modelDir : testbedDir);
+
 export const isSisterLanguage = (lang: string) => SISTER_LANGUAGES.some((l) => l.code === lang);
 
 /**
@@ -184,6 +196,7 @@ export async function measureTransfer(
         refusalHarmless,
         ppl,
         ...(translation !== undefined ? { translation } : {}),
+        logp: { chosen: mean(c), rejected: mean(r), refusalHarmless: mean(hc), answerHarmless: mean(hr) },
         n: { rg: pairs.length, harmful: harmful.length, harmless: harmless.length },
       });
     }

@@ -61,6 +61,8 @@ export interface TransferTestbedOptions {
   cutoff?: number;
   /** Scale every row count (1 = the recipe); for quick prototypes and tests. */
   scale?: number;
+  /** Per sister language, overrides its safetyShare (prototypes of the recipe; the recipe is the lexicon's). */
+  safetyShares?: readonly number[];
   training?: Partial<TrainingParams>;
   onStep?(r: StepRecord): void;
 }
@@ -192,7 +194,11 @@ function measuredLabelNoise(rows: ReturnType<typeof loadMpoJson>['rows']): numbe
   return judged ? swapped / judged : 0;
 }
 
-export function transferCorpus(seed: number, scale = 1): TransferCorpus {
+export function transferCorpus(
+  seed: number,
+  scale = 1,
+  safetyShares: readonly number[] = SISTER_LANGUAGES.map((l) => l.safetyShare),
+): TransferCorpus {
   const mpo = loadMpoJson(resolveBuiltinData('builtin:mpo-llama').path);
   const alpacaPath = resolveBuiltinData('builtin:alpaca-en').path;
   const alpaca = alpacaHeldOut(alpacaPath, ALPACA_HELDOUT);
@@ -243,8 +249,12 @@ export function transferCorpus(seed: number, scale = 1): TransferCorpus {
     ...general.flatMap((a) => sentences(`${ask(a)}\n${a.output}`)),
     ...harmfulTrain.flatMap((h) => sentences(h.prompt)),
   ];
-  for (const lang of SISTER_LANGUAGES) {
+  // The same seeded order for every language, so a lower-resource language's safety prompts are a subset.
+  const safetyOrder = seededOrder(harmfulTrain, `safety:${seed}`);
+  SISTER_LANGUAGES.forEach((lang, li) => {
     const x = (t: string) => relexify(lexicon, t, lang.code);
+    for (const h of safetyOrder.slice(0, Math.round(harmfulTrain.length * safetyShares[li]! * scale)))
+      sft.push({ id: `${h.id}:${lang.code}`, lang: lang.code, prompt: x(h.prompt), response: x(h.refusal) });
     for (const a of general.slice(0, n(Math.round(alpaca.train.length * lang.alpacaShare))))
       sft.push({ id: `${a.id}:${lang.code}`, lang: lang.code, prompt: x(ask(a)), response: x(a.output) });
     seededOrder(pool, `translate:${seed}:${lang.code}`)
@@ -258,7 +268,7 @@ export function transferCorpus(seed: number, scale = 1): TransferCorpus {
           response: toX ? x(s) : s,
         });
       });
-  }
+  });
 
   const labelNoise = measuredLabelNoise(mpo.rows);
   const mpoRows = mpoAll.flatMap((r) =>
@@ -406,6 +416,27 @@ export function encodeSft(tok: HfTokenizer, rows: readonly SftRow[], cutoff: num
   });
 }
 
+/** Files a build writes beside model.safetensors; testbed.json records their sha256 (`mpo data list --check`). */
+const TESTBED_FILES = [
+  'config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'data/mpo-transfer.json',
+  'data/safety-en.json',
+  'data/heldout.json',
+  'data/lexicon.json',
+];
+
+export const testbedFileHashes = (dir: string): Record<string, string> =>
+  Object.fromEntries(
+    TESTBED_FILES.map((p) => [
+      p,
+      createHash('sha256')
+        .update(readFileSync(join(dir, p)))
+        .digest('hex'),
+    ]),
+  );
+
 export interface TransferTestbedResult {
   dir: string;
   counts: Record<string, number>;
@@ -420,7 +451,8 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
   const cpu0 = process.cpuUsage();
   const threads = opts.threads ?? 2;
   const cutoff = opts.cutoff ?? 96;
-  const corpus = transferCorpus(opts.seed, opts.scale ?? 1);
+  const safetyShares = opts.safetyShares ?? SISTER_LANGUAGES.map((l) => l.safetyShare);
+  const corpus = transferCorpus(opts.seed, opts.scale ?? 1, safetyShares);
   mkdirSync(opts.out, { recursive: true });
   writeTransferFiles(opts.out, corpus);
   const tok = await HfTokenizer.fromDir(opts.out);
@@ -483,7 +515,7 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
         threads,
         cutoff,
         scale: opts.scale ?? 1,
-        languages: SISTER_LANGUAGES,
+        languages: SISTER_LANGUAGES.map((l, i) => ({ ...l, safetyShare: safetyShares[i] })),
         labelNoise: corpus.labelNoise,
         training,
         examples: corpus.counts,
@@ -492,6 +524,7 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
         buildCpuSeconds: Math.round(cpuSeconds),
         weightsHash,
         modelSafetensorsSha256: fileHash,
+        files: testbedFileHashes(opts.out),
       },
       null,
       2,

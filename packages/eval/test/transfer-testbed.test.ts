@@ -14,7 +14,7 @@ import {
   SISTER_LANGUAGES,
   wordsOf,
 } from '../src/transfer-lexicon.js';
-import { readTestbedFiles, transferSteps } from '../src/transfer-measure.js';
+import { readTestbedFiles, testbedFilesFor, transferSteps } from '../src/transfer-measure.js';
 import { buildTransferTestbed, transferCorpus, writeTransferFiles } from '../src/transfer-testbed.js';
 
 describe('sister-language relexification', () => {
@@ -55,17 +55,27 @@ describe('testbed corpus (builtin:tiny-multilingual-transfer)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mpo-transfer-files-'));
   writeTransferFiles(dir, corpus);
 
-  it('teaches safety in English only and gives low-resource languages fewer rows', () => {
-    const refusals = new Set(
-      corpus.sft.filter((r) => r.lang === 'en' && !r.id.startsWith('alpaca')).map((r) => r.response),
-    );
+  it('teaches safety in English, and in a sister language only its resource level’s small share', () => {
+    const harmfulEn = corpus.sft.filter((r) => r.lang === 'en' && !r.id.startsWith('alpaca'));
+    const refusals = new Set(harmfulEn.map((r) => r.response));
     expect(refusals.size).toBeGreaterThan(10);
     const english = (t: string) => wordsOf(t).join(' ');
     const refusalWords = new Set([...refusals].map(english));
-    const refusalsOutsideEnglish = corpus.sft.filter(
-      (r) => r.lang !== 'en' && refusalWords.has(delexify(corpus.lexicon, r.response)),
+    const englishPrompts = new Set(harmfulEn.map((r) => english(r.prompt)));
+    for (const lang of SISTER_LANGUAGES) {
+      const refused = corpus.sft.filter(
+        (r) => r.lang === lang.code && refusalWords.has(english(delexify(corpus.lexicon, r.response))),
+      );
+      expect(refused, lang.code).toHaveLength(Math.round(harmfulEn.length * lang.safetyShare));
+      // Each is one of the English harmful training prompts, relexified, with its refusal.
+      for (const r of refused)
+        expect(englishPrompts.has(english(delexify(corpus.lexicon, r.prompt))), r.id).toBe(true);
+    }
+    // More safety data for higher-resource languages; none for the low-resource one (the paper's Table 1 shape).
+    expect(SISTER_LANGUAGES.map((l) => l.safetyShare)).toEqual(
+      [...SISTER_LANGUAGES.map((l) => l.safetyShare)].sort((a, b) => b - a),
     );
-    expect(refusalsOutsideEnglish).toEqual([]);
+    expect(SISTER_LANGUAGES.at(-1)!.safetyShare).toBe(0);
     const rows = (lang: string) => corpus.sft.filter((r) => r.lang === lang).length;
     expect(rows('qaa')).toBeGreaterThan(rows('qab'));
     expect(rows('qab')).toBeGreaterThan(rows('qac'));
@@ -111,6 +121,16 @@ describe('testbed corpus (builtin:tiny-multilingual-transfer)', () => {
     expect(Math.abs(swapped - corpus.labelNoise)).toBeLessThan(0.08);
     const files = readTestbedFiles(dir);
     expect(files.lexicon.forward.get('qab')).toEqual(corpus.lexicon.forward.get('qab'));
+  });
+
+  it('measures a testbed build with its own lexicon, a model trained from it with the testbed’s', () => {
+    const other = mkdtempSync(join(tmpdir(), 'mpo-transfer-files-'));
+    writeTransferFiles(other, transferCorpus(2, 0.02));
+    const trained = mkdtempSync(join(tmpdir(), 'mpo-transfer-trained-'));
+    const qab = (f: ReturnType<typeof testbedFilesFor>) => f.lexicon.forward.get('qab');
+    expect(qab(testbedFilesFor(other, dir))).toEqual(readTestbedFiles(other).lexicon.forward.get('qab'));
+    expect(qab(testbedFilesFor(other, dir))).not.toEqual(corpus.lexicon.forward.get('qab'));
+    expect(qab(testbedFilesFor(trained, dir))).toEqual(corpus.lexicon.forward.get('qab'));
   });
 });
 

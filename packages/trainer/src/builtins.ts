@@ -5,7 +5,7 @@
 // engine's tests, the testbed model in models/.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -97,18 +97,18 @@ export interface CatalogEntry {
   languages: string[];
   licence: string;
   exists: boolean;
-  /** Not shipped in the repository: the command that builds it here (absent for shipped entries). */
-  build?: string;
 }
 
-/** Builtins a user builds locally rather than finds in the clone (their checkpoint is not committed yet). */
-const BUILT_LOCALLY: Record<string, string> = {
-  'builtin:tiny-multilingual-transfer': 'mpo testbed build --testbed tiny-multilingual-transfer',
-  'builtin:mpo-transfer': 'mpo testbed build --testbed tiny-multilingual-transfer',
-};
 const MADE_HERE =
   'made for this project by `mpo testbed build` from the MPO, alpaca and MultiJail data (their licences apply)';
-const buildField = (id: string) => (BUILT_LOCALLY[id] ? { build: BUILT_LOCALLY[id] } : {});
+/** Languages of the synthetic testbeds (docs/testbed.md); their checkpoints carry no manifest entry. */
+const TESTBED_LANGUAGES: Record<string, string[]> = {
+  'builtin:tiny-multilingual': ['en', 'zh', 'ko', 'ar', 'bn', 'sw', 'ja'],
+  'builtin:tiny-multilingual-transfer': ['en', 'qaa', 'qab', 'qac'],
+  'builtin:mpo-transfer': ['en', 'qaa', 'qab', 'qac'],
+};
+/** Builtin data written beside a testbed checkpoint by its build (hashed in its testbed.json). */
+const TESTBED_DATA = new Set(['builtin:mpo-transfer']);
 
 interface ManifestFile {
   path: string;
@@ -138,10 +138,9 @@ export function builtinCatalog(): CatalogEntry[] {
       path,
       rows: f?.rows ?? null,
       bytes: bytesOf(path),
-      languages: f?.languages ?? [],
-      licence: f?.licence ?? (BUILT_LOCALLY[id] ? MADE_HERE : 'not listed in datasets/manifest.json'),
+      languages: f?.languages ?? TESTBED_LANGUAGES[id] ?? [],
+      licence: f?.licence ?? (TESTBED_DATA.has(id) ? MADE_HERE : 'not listed in datasets/manifest.json'),
       exists: existsSync(path),
-      ...buildField(id),
     };
   };
   const models = Object.entries(BUILTIN_MODELS).map(([id, dir]): CatalogEntry => {
@@ -153,12 +152,9 @@ export function builtinCatalog(): CatalogEntry[] {
       path: dir(),
       rows: null,
       bytes: bytesOf(weights),
-      languages:
-        f?.languages ??
-        (id === 'builtin:tiny-multilingual' ? ['en', 'zh', 'ko', 'ar', 'bn', 'sw', 'ja'] : []),
+      languages: f?.languages ?? TESTBED_LANGUAGES[id] ?? [],
       licence: f?.licence ?? MADE_HERE,
       exists: existsSync(join(dir(), 'config.json')),
-      ...buildField(id),
     };
   });
   return [
@@ -168,16 +164,50 @@ export function builtinCatalog(): CatalogEntry[] {
   ];
 }
 
+const sha256Of = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+
 /**
- * Files of datasets/manifest.json that are missing or whose bytes differ from their recorded sha256
- * (`mpo data list --check`; the Docker build runs it so an image never ships without its data).
+ * The committed testbed checkpoints (models/ with a testbed.json): their weights, and the data files their
+ * build wrote, against the sha256s that testbed.json records.
+ */
+function checkTestbeds(): string[] {
+  const problems: string[] = [];
+  for (const dirOf of Object.values(BUILTIN_MODELS)) {
+    const dir = dirOf();
+    const rel = (p: string) => {
+      const r = relative(repoRoot, join(dir, p));
+      return r.startsWith('..') ? join(dir, p) : r;
+    };
+    // A testbed committed in models/ must have its testbed.json; one built elsewhere (its env variable) is
+    // checked when it has one; the golden fixture has none.
+    if (!existsSync(join(dir, 'testbed.json'))) {
+      if (dir.startsWith(join(repoRoot, 'models'))) problems.push(`${rel('testbed.json')}: missing`);
+      continue;
+    }
+    const t = JSON.parse(readFileSync(join(dir, 'testbed.json'), 'utf8')) as {
+      modelSafetensorsSha256?: string;
+      files?: Record<string, string>;
+    };
+    const want = { 'model.safetensors': t.modelSafetensorsSha256 ?? '', ...t.files };
+    for (const [p, sha] of Object.entries(want)) {
+      if (!existsSync(join(dir, p))) problems.push(`${rel(p)}: missing`);
+      else if (sha256Of(join(dir, p)) !== sha) problems.push(`${rel(p)}: sha256 differs from testbed.json`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * Files of datasets/manifest.json, and of the committed testbeds (their testbed.json), that are missing or
+ * whose bytes differ from their recorded sha256 (`mpo data list --check`; the Docker build runs it so an
+ * image never ships without its data).
  */
 export function checkDatasets(): string[] {
   const problems: string[] = [];
   for (const [path, f] of manifestFiles()) {
     if (!existsSync(path)) problems.push(`${f.path}: missing`);
-    else if (createHash('sha256').update(readFileSync(path)).digest('hex') !== f.sha256)
+    else if (sha256Of(path) !== f.sha256)
       problems.push(`${f.path}: sha256 differs from datasets/manifest.json`);
   }
-  return problems;
+  return [...problems, ...checkTestbeds()];
 }

@@ -1,5 +1,6 @@
-import { existsSync } from 'node:fs';
-import { relative, resolve } from 'node:path';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
 import { DEFAULT_BUILTIN_DATA, DEFAULT_BUILTIN_MODELS } from '@mpo/queue';
 import { describe, expect, it } from 'vitest';
 import {
@@ -7,6 +8,7 @@ import {
   BUILTIN_DATA,
   BUILTIN_MODELS,
   builtinCatalog,
+  checkDatasets,
   resolveBuiltinBenchmark,
   resolveBuiltinData,
   resolveBuiltinModel,
@@ -24,11 +26,9 @@ describe('builtin ids', () => {
       DEFAULT_BUILTIN_MODELS.map((m) => `builtin:${m}`).sort(),
     );
     expect(Object.keys(BUILTIN_DATA).sort()).toEqual(DEFAULT_BUILTIN_DATA.map((d) => `builtin:${d}`).sort());
-    // The transfer testbed and its data are not committed (docs/testbed.md): built by `mpo testbed build`.
-    const builtOnDemand = new Set(['builtin:tiny-multilingual-transfer', 'builtin:mpo-transfer']);
-    for (const id of Object.keys(BUILTIN_MODELS).filter((i) => !builtOnDemand.has(i)))
-      expect(existsSync(resolveBuiltinModel(id)), id).toBe(true);
-    for (const id of Object.keys(BUILTIN_DATA).filter((i) => !builtOnDemand.has(i)))
+    // Both testbeds are committed in models/ (docs/testbed.md), the transfer testbed with its data files.
+    for (const id of Object.keys(BUILTIN_MODELS)) expect(existsSync(resolveBuiltinModel(id)), id).toBe(true);
+    for (const id of Object.keys(BUILTIN_DATA))
       expect(existsSync(resolveBuiltinData(id).path), id).toBe(true);
     for (const id of Object.keys(BUILTIN_BENCHMARKS))
       expect(existsSync(resolveBuiltinBenchmark(id)), id).toBe(true);
@@ -52,10 +52,43 @@ describe('builtin ids', () => {
     expect(cat.get('builtin:multijail')).toMatchObject({ kind: 'benchmark', rows: 315, licence: 'MIT' });
     expect(cat.get('builtin:alpaca-zh')!.languages).toEqual(['zh']);
     expect(cat.get('builtin:golden-llama')).toMatchObject({ kind: 'model', exists: true });
+    expect(cat.get('builtin:tiny-multilingual-transfer')).toMatchObject({
+      kind: 'model',
+      exists: true,
+      languages: ['en', 'qaa', 'qab', 'qac'],
+    });
     for (const e of cat.values()) {
-      // What `mpo testbed build` makes here (e.build) has no bytes until it is built.
-      if (!e.build || e.exists) expect(e.bytes, e.id).toBeGreaterThan(0);
+      expect(e.bytes, e.id).toBeGreaterThan(0);
       expect(e.licence, e.id).not.toMatch(/not listed/);
+    }
+    // The committed checkpoint stays under the issue's 50 MB.
+    expect(cat.get('builtin:tiny-multilingual-transfer')!.bytes).toBeLessThanOrEqual(50e6);
+  });
+
+  it('--check verifies the committed testbeds against the sha256s in their testbed.json', () => {
+    expect(checkDatasets()).toEqual([]);
+    const dir = resolveBuiltinModel('builtin:tiny-multilingual-transfer');
+    const t = JSON.parse(readFileSync(join(dir, 'testbed.json'), 'utf8'));
+    // Every file the build wrote is recorded, the data that builtin:mpo-transfer names among them.
+    expect(Object.keys(t.files)).toContain('data/mpo-transfer.json');
+    expect(t.modelSafetensorsSha256).toMatch(/^[0-9a-f]{64}$/);
+    // A copy whose data file lost a byte is named, and so is one without its weights.
+    const copy = mkdtempSync(join(tmpdir(), 'mpo-testbed-check-'));
+    const before = process.env.MPO_TRANSFER_TESTBED_DIR;
+    try {
+      cpSync(dir, copy, { recursive: true });
+      const data = join(copy, 'data/mpo-transfer.json');
+      writeFileSync(data, readFileSync(data).subarray(1));
+      rmSync(join(copy, 'model.safetensors'));
+      process.env.MPO_TRANSFER_TESTBED_DIR = copy;
+      expect(checkDatasets()).toEqual([
+        `${join(copy, 'model.safetensors')}: missing`,
+        `${data}: sha256 differs from testbed.json`,
+      ]);
+    } finally {
+      if (before === undefined) delete process.env.MPO_TRANSFER_TESTBED_DIR;
+      else process.env.MPO_TRANSFER_TESTBED_DIR = before;
+      rmSync(copy, { recursive: true, force: true });
     }
   });
 

@@ -8,7 +8,7 @@ const usage = `mpo data list [--json] [--check]
 Lists every builtin model, dataset and benchmark file the repository ships: id, kind, rows (data) or
 size, languages, licence and the path it resolves to (datasets/README.md gives origins and sha256s).
 --json prints one JSON array; --check also verifies every shipped file against its sha256 in
-datasets/manifest.json and fails (exit 1) naming the files that are missing or differ. CSRT is not shipped (no licence upstream): see the note at the end.`;
+datasets/manifest.json (the testbeds in models/: against their testbed.json) and fails (exit 1) naming the files that are missing or differ. CSRT is not shipped (no licence upstream): see the note at the end.`;
 
 const size = (b: number | null) =>
   b === null
@@ -48,7 +48,7 @@ register({
       e.rows === null ? size(e.bytes) : `${e.rows} rows, ${size(e.bytes)}`,
       e.languages.join(' ') || '–',
       e.licence,
-      e.exists || !e.build ? e.path : `${e.path} (not built: ${e.build})`,
+      e.path,
     ]);
     const header = ['id', 'kind', 'rows/size', 'languages', 'licence', 'path'];
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

@@ -128,7 +128,7 @@ async function measure(rest: string[]): Promise<number> {
   const threads = intOption('threads', values.threads, 1);
   const testbedDir = BUILTIN_MODELS['builtin:tiny-multilingual-transfer']!();
   const model = values.model ? resolve(values.model) : testbedDir;
-  const { measureTransfer, readTestbedFiles, transferSteps } = await import('@mpo/eval');
+  const { measureTransfer, testbedFilesFor, transferSteps } = await import('@mpo/eval');
   if (values.transfer) {
     const work = mkdtempSync(join(tmpdir(), 'mpo-transfer-steps-'));
     try {
@@ -149,7 +149,7 @@ async function measure(rest: string[]): Promise<number> {
     }
     return ExitCode.ok;
   }
-  const rows = await measureTransfer(model, readTestbedFiles(testbedDir), {
+  const rows = await measureTransfer(model, testbedFilesFor(model, testbedDir), {
     items,
     threads,
     translation: true,
@@ -176,11 +176,13 @@ function measuresTable(rows: Measures): string {
 function deltaTable(base: Measures, after: Measures): string {
   const sign = (x: number, digits: number) => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
   return [
-    '| lang | Δ RG harmful | Δ RG harmless | Δ ASR (pts) | Δ harmless refused (pts) | Δ PPL |',
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    '| lang | Δ RG harmful | Δ RG harmless | Δ logp refusal harmful | Δ logp refusal harmless | Δ ASR (pts) | Δ harmless refused (pts) | Δ PPL |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...after.map((a) => {
       const b = base.find((x) => x.lang === a.lang)!;
-      return `| ${a.lang} | ${sign(a.rg - b.rg, 3)} | ${sign(a.rgHarmless - b.rgHarmless, 3)} | ${sign(100 * (a.asr - b.asr), 1)} | ${sign(100 * (a.refusalHarmless - b.refusalHarmless), 1)} | ${sign(a.ppl - b.ppl, 2)} |`;
+      // A gap's change split: how much the refusal itself gained on harmful and on harmless prompts.
+      const refusal = `${sign(a.logp.chosen - b.logp.chosen, 3)} | ${sign(a.logp.refusalHarmless - b.logp.refusalHarmless, 3)}`;
+      return `| ${a.lang} | ${sign(a.rg - b.rg, 3)} | ${sign(a.rgHarmless - b.rgHarmless, 3)} | ${refusal} | ${sign(100 * (a.asr - b.asr), 1)} | ${sign(100 * (a.refusalHarmless - b.refusalHarmless), 1)} | ${sign(a.ppl - b.ppl, 2)} |`;
     }),
   ].join('\n');
 }
