@@ -114,7 +114,8 @@ still goes to the file).
 ID: tiny-multilingual-transfer (default; English and three synthetic sister languages, docs/testbed.md) or
 tiny-multilingual. Default ${SIZES.full.seeds} seeds, ${SIZES.full.budget} steps, lr ${SIZES.full.learningRates.join(',')}, ${SIZES.full.maxPrompts} prompts per language
 (about 60 minutes on two idle cores); --quick: ${SIZES.quick.seeds} seeds, ${SIZES.quick.budget} steps, lr ${SIZES.quick.learningRates.join(',')}, ${SIZES.quick.maxPrompts} prompts
-(about 10 minutes). Needs a running API (MPO_API_URL, MPO_TOKEN) and a worker. docs/results.md.`;
+(about 10 minutes). --runs ID,... waits for and reports the runs an earlier reproduce with the same flags
+submitted (in its order) instead of submitting. Needs a running API (MPO_API_URL, MPO_TOKEN) and a worker. docs/results.md.`;
 
 export interface ReproducePlan {
   testbed: string;
@@ -273,6 +274,47 @@ async function waitFor(api: ApiClient, ids: string[], timeoutMs: number): Promis
   }
 }
 
+async function submit(api: ApiClient, plan: ReproducePlan): Promise<{ v: Variant; id: string }[]> {
+  const out: { v: Variant; id: string }[] = [];
+  for (const v of plan.variants) {
+    const r = await api.request<{ id: string; trialCount: number }>('POST', '/runs', specFor(plan, v));
+    out.push({ v, id: r.id });
+    process.stderr.write(`submitted ${v.label}: run ${r.id} (${r.trialCount} trials)\n`);
+  }
+  return out;
+}
+
+/**
+ * --runs: the runs an earlier `mpo reproduce` with the same flags submitted (its stderr lists them), in the
+ * order of its variants, waited for and reported again instead of submitting new ones.
+ */
+async function attach(
+  api: ApiClient,
+  plan: ReproducePlan,
+  ids: string[],
+): Promise<{ v: Variant; id: string }[]> {
+  if (ids.length !== plan.variants.length)
+    throw new CliError(
+      `--runs: ${ids.length} run ids for ${plan.variants.length} methods (${plan.variants.map((v) => v.key).join(',')})`,
+      ExitCode.usage,
+    );
+  const out: { v: Variant; id: string }[] = [];
+  for (const [i, v] of plan.variants.entries()) {
+    const run = await api.get<{ id: string; spec: Record<string, unknown> }>(
+      `/runs/${encodeURIComponent(ids[i]!)}`,
+    );
+    const given = (run.spec.hyperparameters ?? {}) as Record<string, unknown>;
+    const same = Object.entries(v.hyperparameters).every(([k, x]) => given[k] === x);
+    if (run.spec.method !== v.method || !same)
+      throw new CliError(
+        `--runs: run ${ids[i]} is not ${v.label} (method ${String(run.spec.method)})`,
+        ExitCode.usage,
+      );
+    out.push({ v, id: run.id });
+  }
+  return out;
+}
+
 /** sha256 and recipe of the checkpoint the report came from, when the testbed records them. */
 function checkpointNote(testbed: string): string {
   const dir = BUILTIN_MODELS[`builtin:${testbed}`]!();
@@ -303,6 +345,7 @@ register({
         quick: { type: 'boolean', default: false },
         out: { type: 'string' },
         timeout: { type: 'string', default: '240' },
+        runs: { type: 'string' },
         ...JSON_FLAG,
       },
     });
@@ -313,13 +356,14 @@ register({
       ...(values.token ? { token: values.token } : {}),
     });
     const started = Date.now();
-    const base = await evaluateBase(plan);
-    const submitted: { v: Variant; id: string }[] = [];
-    for (const v of plan.variants) {
-      const r = await api.request<{ id: string; trialCount: number }>('POST', '/runs', specFor(plan, v));
-      submitted.push({ v, id: r.id });
-      process.stderr.write(`submitted ${v.label}: run ${r.id} (${r.trialCount} trials)\n`);
-    }
+    const submitted = values.runs ? await attach(api, plan, values.runs.split(',')) : await submit(api, plan);
+    // The base model's evaluation runs while the worker trains: it is the same for every run. If it fails,
+    // the runs it would be compared with are cancelled rather than left to train for nothing.
+    const base = await evaluateBase(plan).catch(async (err) => {
+      for (const s of submitted)
+        await api.request('POST', `/runs/${encodeURIComponent(s.id)}/cancel`).catch(() => {});
+      throw err;
+    });
     const views = await waitFor(
       api,
       submitted.map((s) => s.id),

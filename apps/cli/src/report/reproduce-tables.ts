@@ -65,6 +65,7 @@ export interface Arm {
   runId: string;
   learningRate: number;
   seeds: number[];
+  /** Trials that did not succeed with evaluations (failed, cancelled, stopped): left out of every figure. */
   failed: number;
   cells: Record<string, Record<Measure, Summary | null>>;
   /** ASR averaged over every evaluated language (MultiJail's "avg"), over seeds. */
@@ -191,9 +192,9 @@ const table = (head: string[], rows: string[][]) =>
     `| ${head.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`,
     ...rows.map((r) => `| ${r.join(' | ')} |`),
   ].join('\n');
-const lrText = (lr: number) => lr.toExponential(0).replace('e-', 'e-');
+const lrText = (lr: number) => lr.toExponential(0);
 const armName = (a: Arm) =>
-  `${a.label} (lr ${lrText(a.learningRate)}, ${a.seeds.length} seeds${a.failed ? `, ${a.failed} failed` : ''})`;
+  `${a.label} (lr ${lrText(a.learningRate)}, ${a.seeds.length} seeds${a.failed ? `, ${a.failed} not finished` : ''})`;
 
 function table1(t: ReproduceTables, mpo: Arm | undefined): string {
   if (!mpo) return '_MPO was not run._';
