@@ -86,6 +86,9 @@ describe('mpo reproduce', () => {
         'tiny-multilingual',
         '--methods',
         'mpo,dpo',
+        // Fails with the runs' ids before the test's own timeout, so the assertion prints the logs.
+        '--timeout',
+        '13',
         '--seeds',
         '2',
         '--lr',

@@ -96,7 +96,7 @@ export const VARIANTS: Variant[] = [
  */
 export const SIZES = {
   full: { seeds: 3, budget: 40, learningRates: [1e-4, 3e-4], maxPrompts: 40 },
-  quick: { seeds: 2, budget: 20, learningRates: [3e-4], maxPrompts: 16 },
+  quick: { seeds: 2, budget: 16, learningRates: [3e-4], maxPrompts: 12 },
 } as const;
 
 const usage = `mpo reproduce [--testbed ID] [--seeds N] [--budget STEPS] [--lr X,Y] [--methods KEY,...]
