@@ -298,7 +298,7 @@ function gridTable(t: ReproduceTables): string {
     ...targets.map((l) => fmt(sumOf(a, l, 'refused'), 'refused')),
     ...targets.map((l) => fmt(sumOf(a, l, 'rg'), 'rg')),
     Number.isFinite(a.selection) ? (100 * a.selection).toFixed(1) : '–',
-    t.selected.includes(a) ? 'yes' : '',
+    t.selected.includes(a) && a.seeds.length > 0 ? 'yes' : '',
   ]);
   return table(
     [
