@@ -18,7 +18,6 @@ mkdirSync(work, { recursive: true });
 const mpoBin = join(root, 'apps/cli/bin/mpo.js');
 const token = `demo_${randomBytes(16).toString('hex')}`;
 const prefix = `mpo-demo-${stamp}`;
-const tty = process.stdout.isTTY === true;
 const started = Date.now();
 const children = [];
 const say = (s) => process.stdout.write(`${s}\n`);

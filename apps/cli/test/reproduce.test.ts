@@ -106,19 +106,23 @@ describe('mpo reproduce', () => {
     expect(r.code, `${r.stderr}\n--- worker ---\n${workerLog}`).toBe(0);
     expect(r.stderr).toMatch(/submitted MPO: run \S+ \(2 trials\)/);
     expect(r.stderr).toMatch(/"phase":"reproduce"/);
-    const res = r.lines.at(-1) as Record<string, any>;
+    const res = r.lines.at(-1) as {
+      plan: unknown;
+      arms: { key: string; seeds: number[]; runId: string; cells: Record<string, Record<string, Summary>> }[];
+      base: { cells: Record<string, Record<string, number | null>> };
+    };
     expect(res.plan).toMatchObject({
       testbed: 'tiny-multilingual',
       seeds: 2,
       budget: 1,
       variants: ['mpo', 'dpo'],
     });
-    expect(res.arms.map((a: { key: string; seeds: number[] }) => [a.key, a.seeds])).toEqual([
+    expect(res.arms.map((a) => [a.key, a.seeds])).toEqual([
       ['mpo', [1, 2]],
       ['dpo', [1, 2]],
     ]);
     // Every summary is the mean ± sd of the two trials' evaluations as GET /runs/:id/evaluations returns them.
-    for (const arm of res.arms as { runId: string; cells: Record<string, Record<string, Summary>> }[]) {
+    for (const arm of res.arms) {
       const api = (await (
         await fetch(`${url}/runs/${arm.runId}/evaluations`, { headers: { authorization: `Bearer ${token}` } })
       ).json()) as { evaluations: { benchmark: string; language: string; metric: string; value: number }[] };
@@ -138,7 +142,7 @@ describe('mpo reproduce', () => {
       }
     }
     // The base model's "before" (evaluated by the command) and the markdown written beside the JSON.
-    expect(res.base.cells.en.rg).toEqual(expect.any(Number));
+    expect(res.base.cells.en!.rg).toEqual(expect.any(Number));
     const md = readFileSync(out, 'utf8');
     expect(md).toContain('mpo reproduce --testbed tiny-multilingual --methods mpo,dpo');
     expect(md).toMatch(/## Table 1 shape/);

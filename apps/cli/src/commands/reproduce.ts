@@ -236,7 +236,10 @@ async function evaluateBase(plan: ReproducePlan): Promise<Figure[]> {
   let phase = '';
   await runEvaluation(cfg, (r) => out.push(r), {
     onProgress: (p) => {
-      if (p.benchmark !== phase) progress.phase((phase = p.benchmark), p.total);
+      if (p.benchmark !== phase) {
+        phase = p.benchmark;
+        progress.phase(phase, p.total);
+      }
       progress.update(p.done);
     },
   });
@@ -256,7 +259,10 @@ async function waitFor(api: ApiClient, ids: string[], timeoutMs: number): Promis
     const finished = views.filter((v) => FINISHED.has(v.status)).length;
     const trained = trials.filter((t) => FINISHED.has(t.status) || t.status === 'STOPPED').length;
     // Trials learn their step count when they start: a new total restarts the rate, an unchanged one keeps it.
-    if (total !== shownTotal) progress.phase('reproduce', (shownTotal = total));
+    if (total !== shownTotal) {
+      shownTotal = total;
+      progress.phase('reproduce', total);
+    }
     progress.update(
       done,
       `trials trained ${trained}/${trials.length}, runs done ${finished}/${views.length}`,
