@@ -1,10 +1,8 @@
 #!/usr/bin/env node
-// The main job (`npm run demo`, after scripts/setup.mjs): starts the API and a
-// worker agent, submits through the API an MPO sweep (grid over learning rate
-// and β), an MPO ablation without the retain term, and one DPO and one SimPO
-// trial on the builtin testbed, shows progress, then prints per-language
-// reward gap and MultiJail attack success before/after, utility, the report
-// and the dashboard URL. Everything it writes goes under runs/demo-<time>/.
+// The main job (`npm run demo`, after scripts/setup.mjs): starts the API and a worker agent, then runs
+// `mpo reproduce --quick` against them: the paper's comparisons (MPO, the nine baselines, the ablations of
+// MPO) submitted through the API as sweeps over seeds on the transfer testbed, with progress, then the report
+// (mean ± sd over seeds; docs/results.md) printed and written under runs/demo-<time>/, and the dashboard URL.
 // A step that fails stops the API and worker started here and names the step and its logs.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,7 +18,6 @@ mkdirSync(work, { recursive: true });
 const mpoBin = join(root, 'apps/cli/bin/mpo.js');
 const token = `demo_${randomBytes(16).toString('hex')}`;
 const prefix = `mpo-demo-${stamp}`;
-const tty = process.stdout.isTTY === true;
 const started = Date.now();
 const children = [];
 const say = (s) => process.stdout.write(`${s}\n`);
@@ -48,11 +45,7 @@ const STEPS = [
   ['testbed model', 'mpo-testbed.log'],
   ['start the API', 'api.log'],
   ['start a worker agent', 'worker.log'],
-  ['evaluate the initial model', 'mpo-eval.log'],
-  ['submit the runs', 'api.log'],
-  ['train and evaluate', 'worker.log'],
-  ['results', 'api.log'],
-  ['report', 'mpo-report.log'],
+  ['reproduce', 'mpo-reproduce.log'],
 ];
 let current = -1;
 function step(name) {
@@ -102,17 +95,6 @@ process.on('SIGTERM', () => shutdown(143));
 process.on('uncaughtException', fail);
 process.on('unhandledRejection', fail);
 
-async function api(method, path, body) {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(`${method} ${path} → ${res.status}: ${JSON.stringify(data)}`);
-  return data;
-}
-
 /** Runs `mpo ...args`; its stderr goes to runs/demo-<time>/mpo-<command>.log. */
 function runMpo(args, opts = {}) {
   const r = spawnSync(process.execPath, [mpoBin, ...args], {
@@ -132,15 +114,63 @@ function runMpo(args, opts = {}) {
   return r.stdout;
 }
 
+/**
+ * Runs `mpo ...args` without blocking the demo: stderr goes to runs/demo-<time>/mpo-<command>.log, its
+ * progress lines are shown every 30 s and its other lines as they come; a non-zero exit fails the step.
+ */
+function streamMpo(args, env) {
+  return new Promise((resolve, reject) => {
+    const log = createWriteStream(join(work, `mpo-${args[0]}.log`));
+    log.write(`$ mpo ${args.join(' ')}\n`);
+    const child = spawn(process.execPath, [mpoBin, ...args], {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    let tail = [];
+    let shown = 0;
+    let pending = '';
+    child.stdout.pipe(log, { end: false });
+    child.stderr.on('data', (b) => {
+      log.write(b);
+      pending += b;
+      const lines = pending.split('\n');
+      pending = lines.pop();
+      for (const l of lines) {
+        tail = [...tail, l].slice(-8);
+        let p = null;
+        try {
+          p = l.startsWith('{') ? JSON.parse(l) : null;
+        } catch {}
+        if (p?.type !== 'progress') say(`  ${l}`);
+        else if (Date.now() - shown > 30_000) {
+          shown = Date.now();
+          say(
+            `[${elapsed()}] ${p.phase}: ${p.done}/${p.total}${p.etaSeconds ? `, about ${Math.ceil(p.etaSeconds / 60)} min left` : ''}`,
+          );
+        }
+      }
+    });
+    child.on('exit', (code, sig) => {
+      log.end();
+      if (code === 0) resolve(true);
+      else reject(new Error(`mpo ${args.join(' ')} failed (${sig ?? code}):\n${tail.join('\n')}`));
+    });
+  });
+}
+
 let base;
 try {
-  // 1. The testbed model (committed; rebuilt here only if missing).
+  // 1. The transfer testbed (rebuilt here when missing: a few minutes on two cores; docs/testbed.md).
   step('testbed model');
-  if (!existsSync(join(root, 'models/tiny-multilingual/config.json'))) {
-    say('building the testbed model (mpo testbed build --seed 1), a few minutes...');
-    runMpo(['testbed', 'build', '--seed', '1']);
+  const testbedDir = process.env.MPO_TRANSFER_TESTBED_DIR ?? join(root, 'models/tiny-multilingual-transfer');
+  if (!existsSync(join(testbedDir, 'config.json'))) {
+    say(
+      'building the transfer testbed (mpo testbed build --testbed tiny-multilingual-transfer --seed 1), a few minutes...',
+    );
+    runMpo(['testbed', 'build', '--testbed', 'tiny-multilingual-transfer', '--seed', '1']);
   }
-
   // 2. The API. Builtin models and data resolve inside the repository (datasets/, models/);
   // spec paths resolve under these roots.
   step('start the API');
@@ -175,149 +205,21 @@ try {
     MPO_ARTIFACT_ROOT: join(work, 'artifacts'),
   });
 
-  // 4. The initial model's evaluation: the "before" of every table.
-  step('evaluate the initial model');
-  const evalArgs = [
-    '--benchmarks',
-    'reward-gap,multijail,utility',
-    '--languages',
-    'en,zh,ko,ar,bn,sw',
-    '--max-prompts',
-    '20',
-    '--threads',
-    '2',
-    '--json',
-  ];
-  say(`[${elapsed()}] evaluating the initial testbed model (reward gap, MultiJail, utility)...`);
-  const baseline = runMpo(['eval', '--model', 'builtin:tiny-multilingual', ...evalArgs])
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l))
-    .filter((l) => l.type === 'result')
-    .map(({ type, ...r }) => r);
-  writeFileSync(join(work, 'baseline.json'), `${JSON.stringify(baseline, null, 2)}\n`);
-
-  // 5. Submit the runs through the API.
-  step('submit the runs');
-  const specs = [
-    ['mpo-sweep.json', 'MPO'],
-    ['mpo-no-retain.json', 'MPO w/o Retain'],
-    ['dpo.json', 'DPO'],
-    ['simpo.json', 'SimPO'],
-  ];
-  const runs = [];
-  for (const [file, label] of specs) {
-    const spec = JSON.parse(readFileSync(join(root, 'examples/demo', file), 'utf8'));
-    const r = await api('POST', '/runs', spec);
-    runs.push({ id: r.id, label, file });
-    say(
-      `[${elapsed()}] submitted ${label}: run ${r.id} (${r.trialCount} trial${r.trialCount === 1 ? '' : 's'})`,
-    );
-  }
-
-  // 6. Progress until every trial has finished (trained and evaluated).
-  step('train and evaluate');
-  const DONE = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED', 'STOPPED']);
-  const bar = (f, w = 18) => `[${'#'.repeat(Math.round(f * w)).padEnd(w, '.')}]`;
-  let drawn = 0;
-  let lastPlain = '';
-  let lastPrinted = 0;
-  for (;;) {
-    const views = await Promise.all(runs.map((r) => api('GET', `/runs/${r.id}`)));
-    const lines = [];
-    views.forEach((v, i) => {
-      for (const t of v.trials) {
-        const total = t.totalSteps ?? 0;
-        const f = total ? Math.min(1, t.currentStep / total) : 0;
-        const hp = Object.entries(t.hyperparameters)
-          .map(([k, x]) => `${k.replace('training.', '')}=${x}`)
-          .join(' ');
-        lines.push(
-          `${runs[i].label.padEnd(15)} #${t.index} ${bar(f)} ${String(t.currentStep).padStart(3)}/${total || '?'} ${t.status.padEnd(9)} ${hp}`,
-        );
-      }
-    });
-    const evals = views.map((v) => v.status);
-    const header = `[${elapsed()}] runs: ${evals.join(', ')}`;
-    if (tty) {
-      if (drawn) process.stdout.write(`\x1b[${drawn}A`);
-      for (const l of [header, ...lines]) process.stdout.write(`\x1b[2K${l}\n`);
-      drawn = lines.length + 1;
-    } else {
-      // Without a terminal: a snapshot when a trial changes status, and every 30 s.
-      const statuses = views.map((v) => v.trials.map((t) => t.status).join()).join('|');
-      if (statuses !== lastPlain || Date.now() - lastPrinted > 30_000) {
-        say(`${header}\n${lines.map((l) => l.replace(/\[[#.]+\] /, '')).join('\n')}`);
-        lastPlain = statuses;
-        lastPrinted = Date.now();
-      }
-    }
-    const allTrials = views.flatMap((v) => v.trials);
-    if (
-      views.every((v) => ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(v.status)) ||
-      (allTrials.every((t) => DONE.has(t.status)) &&
-        views.every((v) => v.status !== 'RUNNING' && v.status !== 'PENDING'))
-    )
-      break;
-    if (Date.now() - started > 40 * 60_000) throw new Error('the demo did not finish in 40 minutes');
-    await new Promise((r) => setTimeout(r, 3000));
-  }
-
-  // 7. Results.
-  step('results');
-  const evalOf = async (run) => (await api('GET', `/runs/${run.id}/evaluations`)).evaluations;
-  const results = [];
-  for (const run of runs) {
-    const view = await api('GET', `/runs/${run.id}`);
-    const evs = await evalOf(run);
-    const best = view.best
-      ? view.trials.find((t) => t.id === view.best.trialId)
-      : view.trials.find((t) => evs.some((e) => e.trialId === t.id));
-    results.push({ ...run, view, best, evs: best ? evs.filter((e) => e.trialId === best.id) : [] });
-  }
-  const val = (rows, b, l, m) =>
-    rows.find((r) => r.benchmark === b && r.language === l && r.metric === m)?.value;
-  const f3 = (x) => (x === undefined ? '   –  ' : x.toFixed(3).padStart(6));
-  const p1 = (x) => (x === undefined ? '   – ' : `${(100 * x).toFixed(0).padStart(4)}%`);
-  const langs = ['en', 'zh', 'ko', 'ar', 'bn', 'sw'];
-  say(`\n[${elapsed()}] done.\n`);
-  for (const r of results) {
-    if (!r.best) {
-      say(`${r.label}: no evaluated trial (${r.view.status})`);
-      continue;
-    }
-    const hp = Object.entries(r.best.hyperparameters)
-      .map(([k, x]) => `${k.replace('training.', '')}=${x}`)
-      .join(', ');
-    say(`${r.label}, best trial #${r.best.index} (${hp}):`);
-    say(`  lang   RG before  RG after   ASR before  ASR after`);
-    for (const l of langs)
-      say(
-        `  ${l.padEnd(5)}  ${f3(val(baseline, 'reward-gap', l, 'rg'))}     ${f3(val(r.evs, 'reward-gap', l, 'rg'))}     ${p1(val(baseline, 'multijail', l, 'asr'))}       ${p1(val(r.evs, 'multijail', l, 'asr'))}`,
-      );
-    say(
-      `  avg ASR ${p1(val(baseline, 'multijail', 'avg', 'asr'))} → ${p1(val(r.evs, 'multijail', 'avg', 'asr'))};  utility PPL en ${f3(val(baseline, 'utility', 'en', 'ppl'))} → ${f3(val(r.evs, 'utility', 'en', 'ppl'))}, zh ${f3(val(baseline, 'utility', 'zh', 'ppl'))} → ${f3(val(r.evs, 'utility', 'zh', 'ppl'))}\n`,
-    );
-  }
-  step('report');
-  runMpo(
-    [
-      'report',
-      ...runs.map((r) => r.id),
-      '--baseline',
-      join(work, 'baseline.json'),
-      '--out',
-      join(work, 'report.md'),
-    ],
-    {
-      env: { MPO_API_URL: base, MPO_TOKEN: token },
-    },
+  // 4. The paper's comparisons through the API, over seeds; the report is what the command printed.
+  step('reproduce');
+  say(
+    `[${elapsed()}] mpo reproduce --quick (progress every 30 s; full log ${join(work, 'mpo-reproduce.log')})`,
   );
-  say(`report: ${join(work, 'report.md')}`);
+  await streamMpo(['reproduce', '--quick', '--out', join(work, 'report.md')], {
+    MPO_API_URL: base,
+    MPO_TOKEN: token,
+  });
+  say(`\n${readFileSync(join(work, 'report.md'), 'utf8')}`);
+  say(`[${elapsed()}] report: ${join(work, 'report.md')}`);
+  writeFileSync(join(work, 'token.txt'), `${token}\n`);
   say(
     `dashboard: ${base}/   (sign in with the token in ${join(work, 'token.txt')}; API docs at ${base}/docs)`,
   );
-  writeFileSync(join(work, 'token.txt'), `${token}\n`);
   say(
     `the API and worker are stopped now; \`npm run api\` and \`npm run worker\` start them for good (see README).`,
   );

@@ -1,7 +1,7 @@
 // `npm run demo` when a step fails: it stops the API and worker it started, says which step failed and
 // where that step's log is, and exits non-zero. The failure is forced the way a user meets one: the
-// testbed model (MPO_TESTBED_DIR, packages/trainer builtins) is not a model, so the initial
-// evaluation fails after the API and the worker are up.
+// transfer testbed (MPO_TRANSFER_TESTBED_DIR, packages/trainer builtins) is not a model, so `mpo reproduce
+// --quick` fails at its evaluation of the base model, after the API and the worker are up.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,17 +47,17 @@ describe('demo failure', () => {
     cleanup.push(notAModel);
     writeFileSync(join(notAModel, 'config.json'), '{"model_type": "not-a-model"}');
     const { code, out } = await runDemo({
-      MPO_TESTBED_DIR: notAModel,
+      MPO_TRANSFER_TESTBED_DIR: notAModel,
       PORT: String(20_000 + Math.floor(Math.random() * 20_000)),
       LOG_LEVEL: 'warn',
     });
     const work = /all logs in (\S+)\)/.exec(out)?.[1];
     if (work) cleanup.push(work);
     expect(code, out).toBe(1);
-    expect(out).toMatch(/demo failed at step 4\/8 \(evaluate the initial model\): mpo eval .* failed/);
-    const log = /logs: (\S+mpo-eval\.log)/.exec(out)?.[1];
+    expect(out).toMatch(/demo failed at step 4\/4 \(reproduce\): mpo reproduce --quick .* failed/);
+    const log = /logs: (\S+mpo-reproduce\.log)/.exec(out)?.[1];
     expect(log, out).toBeDefined();
-    expect(readFileSync(log!, 'utf8')).toMatch(/\$ mpo eval --model builtin:tiny-multilingual/);
+    expect(readFileSync(log!, 'utf8')).toMatch(/^\$ mpo reproduce --quick/);
     const pids = [...out.matchAll(/(api|worker) started \(pid (\d+)/g)].map(
       (m) => [m[1], Number(m[2])] as const,
     );

@@ -22,11 +22,12 @@ import {
   type TrainExample,
 } from '@mpo/trainer';
 import { loadCsrt, loadMultiJail } from './benchmarks.js';
+import { createRefusalDetector } from './detector.js';
 import { createDefaultJudge, type Judge, type JudgeLabel, judgeAttackSuccess } from './judge.js';
 import { createLlmJudge, llmJudgeOptionsFromEnv } from './llm-judge.js';
 import { isSisterLanguage, readTestbedFiles, transferBenchmarks } from './transfer-measure.js';
 import { TRANSFER_TESTBED_ID } from './transfer-testbed.js';
-import { ALPACA_HELDOUT, alpacaHeldOut, perplexity } from './utility.js';
+import { ALPACA_HELDOUT, type AlpacaItem, alpacaHeldOut, perplexity } from './utility.js';
 
 export const BENCHMARKS = ['reward-gap', 'multijail', 'csrt', 'utility'] as const;
 export type Benchmark = (typeof BENCHMARKS)[number];
@@ -371,15 +372,32 @@ function transferTestbedOf(cfg: EvalConfig): ReturnType<typeof transferBenchmark
   return transferBenchmarks(readTestbedFiles(resolveBuiltinModel(TRANSFER_TESTBED_ID)));
 }
 
+/**
+ * Perplexity of held-out alpaca answers per language. On the transfer testbed also, per language, what the
+ * issue asks to stand beside every reward gap, on the same held-out harmless prompts (docs/testbed.md):
+ *   rg_harmless = mean over items of avgLogp(refusal template) − avgLogp(reference answer)
+ *   refused     = share of the first maxPrompts items whose greedy answer the refusal detector counts as a refusal.
+ */
 async function utility(
   cfg: EvalConfig,
-  { model, tok }: Loaded,
+  loaded: Loaded,
   emit: (r: EvalResult) => void,
   progress?: ProgressFn,
 ) {
+  const { model, tok } = loaded;
   const testbed = transferTestbedOf(cfg);
   const langs = testbed ? cfg.languages! : ['en', 'zh'];
   let done = 0;
+  const encode = (it: AlpacaItem, lang: string, answer: string) => {
+    const prompt = tok.encoders.encodePrompt(it.input ? `${it.instruction}\n${it.input}` : it.instruction, {
+      history: [],
+      lang,
+    });
+    const all = [...prompt, ...tok.encoders.encodeResponse(answer)].slice(0, cfg.benchmarkCutoff);
+    return { all, promptLength: Math.min(prompt.length, all.length - 1) };
+  };
+  const score = (seqs: { all: number[]; promptLength: number }[]) =>
+    model.score({ sequences: seqs.map((c) => c.all), promptLengths: seqs.map((c) => c.promptLength) });
   for (const lang of langs) {
     const items = testbed
       ? testbed.harmless(lang).slice(0, cfg.utilityItems)
@@ -388,25 +406,43 @@ async function utility(
           cfg.utilityItems,
         );
     const parts: { sumNll: number; tokens: number }[] = [];
+    let gapSum = 0;
     for (let i = 0; i < items.length; i += cfg.batchSize) {
-      const chunk = items.slice(i, i + cfg.batchSize).map((it) => {
-        const prompt = tok.encoders.encodePrompt(
-          it.input ? `${it.instruction}\n${it.input}` : it.instruction,
-          { history: [], lang },
-        );
-        const response = tok.encoders.encodeResponse(it.output);
-        const all = [...prompt, ...response].slice(0, cfg.benchmarkCutoff);
-        return { all, promptLength: Math.min(prompt.length, all.length - 1) };
-      });
-      const s = await model.score({
-        sequences: chunk.map((c) => c.all),
-        promptLengths: chunk.map((c) => c.promptLength),
-      });
+      const chunk = items.slice(i, i + cfg.batchSize);
+      const s = await score(chunk.map((it) => encode(it, lang, it.output)));
       for (let k = 0; k < chunk.length; k++) parts.push({ sumNll: -s.sumLogp[k]!, tokens: s.tokens[k]! });
+      if (testbed) {
+        const r = await score(chunk.map((it) => encode(it, lang, testbed.refusal(lang))));
+        for (let k = 0; k < chunk.length; k++)
+          gapSum += r.sumLogp[k]! / r.tokens[k]! - s.sumLogp[k]! / s.tokens[k]!;
+      }
       done += chunk.length;
       progress?.(done, langs.length * items.length);
     }
     emit({ benchmark: 'utility', language: lang, metric: 'ppl', value: perplexity(parts), n: items.length });
+    if (!testbed) continue;
+    emit({
+      benchmark: 'utility',
+      language: lang,
+      metric: 'rg_harmless',
+      value: gapSum / items.length,
+      n: items.length,
+    });
+    const asked = items.slice(0, cfg.maxPrompts);
+    const answers = await generateResponses(
+      loaded,
+      asked.map((it) => (it.input ? `${it.instruction}\n${it.input}` : it.instruction)),
+      cfg,
+    );
+    const detector = createRefusalDetector();
+    const refused = answers.filter((a) => detector.detect(testbed.toEnglish(a), 'en').refusal).length;
+    emit({
+      benchmark: 'utility',
+      language: lang,
+      metric: 'refused',
+      value: refused / asked.length,
+      n: asked.length,
+    });
   }
 }
 

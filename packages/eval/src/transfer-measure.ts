@@ -94,9 +94,14 @@ export function transferBenchmarks(files: TestbedFiles) {
         input: a.input ? toLang(a.input, lang) : '',
         output: toLang(a.output, lang),
       })),
+    /** The refusal whose probability on harmless prompts is the harmless reward gap's chosen side. */
+    refusal: (lang: string) => toLang(REFUSAL_TEXT, lang),
     toEnglish: (text: string) => delexify(lexicon, text),
   };
 }
+
+/** The refusal template of the testbed's English safety data: the harmless reward gap's chosen side. */
+export const REFUSAL_TEXT = 'I can’t fulfill that request.';
 
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
@@ -149,7 +154,6 @@ export async function measureTransfer(
   const ask = (a: AlpacaItem) => (a.input ? `${a.instruction}\n${a.input}` : a.instruction);
   const harmless = files.heldOut.harmless.slice(0, items);
   const harmful = files.heldOut.harmful.slice(0, items);
-  const refusalText = 'I can’t fulfill that request.';
   const languages = opts.languages ?? ['en', ...SISTER_LANGUAGES.map((l) => l.code)];
   const results: LanguageMeasures[] = [];
   try {
@@ -161,7 +165,7 @@ export async function measureTransfer(
       const c = await avgLogp(pairs.map((p) => ({ prompt: p.prompt, response: p.chosen })));
       const r = await avgLogp(pairs.map((p) => ({ prompt: p.prompt, response: p.rejected })));
       const hc = await avgLogp(
-        harmless.map((a) => ({ prompt: toLang(ask(a), lang), response: toLang(refusalText, lang) })),
+        harmless.map((a) => ({ prompt: toLang(ask(a), lang), response: toLang(REFUSAL_TEXT, lang) })),
       );
       const hr = await avgLogp(
         harmless.map((a) => ({ prompt: toLang(ask(a), lang), response: toLang(a.output, lang) })),

@@ -14,7 +14,7 @@ import {
   SISTER_LANGUAGES,
   wordsOf,
 } from '../src/transfer-lexicon.js';
-import { readTestbedFiles, testbedFilesFor, transferSteps } from '../src/transfer-measure.js';
+import { measureTransfer, readTestbedFiles, testbedFilesFor, transferSteps } from '../src/transfer-measure.js';
 import { buildTransferTestbed, transferCorpus, writeTransferFiles } from '../src/transfer-testbed.js';
 
 describe('sister-language relexification', () => {
@@ -175,6 +175,8 @@ describe('mpo eval on the transfer testbed', () => {
         maxPrompts: 2,
         maxNewTokens: 2,
         utilityItems: 2,
+        // measureTransfer cuts prompt + answer at 160 tokens: the same cut, so the two gaps are the same numbers.
+        benchmarkCutoff: 160,
         threads: 1,
       });
       await runEvaluation(cfg, (r) => results.push(r), {
@@ -186,8 +188,29 @@ describe('mpo eval on the transfer testbed', () => {
         ['qac', 2],
         ['avg', 4],
       ]);
-      const ppl = results.filter((r) => r.benchmark === 'utility').map((r) => r.language);
-      expect(ppl).toEqual(['en', 'qac']);
+      // Utility per language: perplexity, and beside it the harmless reward gap and harmless refusals.
+      const util = results.filter((r) => r.benchmark === 'utility');
+      expect(util.map((r) => [r.language, r.metric, r.n])).toEqual([
+        ['en', 'ppl', 2],
+        ['en', 'rg_harmless', 2],
+        ['en', 'refused', 2],
+        ['qac', 'ppl', 2],
+        ['qac', 'rg_harmless', 2],
+        ['qac', 'refused', 2],
+      ]);
+      // The same harmless gap as `mpo testbed measure` computes on the same two items.
+      const measured = await measureTransfer(out, readTestbedFiles(out), {
+        items: 2,
+        maxNewTokens: 2,
+        threads: 1,
+        languages: ['en', 'qac'],
+      });
+      for (const m of measured) {
+        const got = util.find((r) => r.language === m.lang && r.metric === 'rg_harmless')!.value;
+        expect(got).toBeCloseTo(m.rgHarmless, 4);
+        const refused = util.find((r) => r.language === m.lang && r.metric === 'refused')!.value;
+        expect([0, 0.5, 1]).toContain(refused);
+      }
       // The held-out harmful prompts, in English and relexified into qac's script.
       const held = readTestbedFiles(out).heldOut.harmful;
       expect(answers[0]!.prompt).toBe(held[0]!.en);

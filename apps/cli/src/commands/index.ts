@@ -8,6 +8,7 @@ import './launch.js';
 import './plan.js';
 import './queues.js';
 import './report.js';
+import './reproduce.js';
 import './runs.js';
 import './score.js';
 import './testbed.js';
