@@ -14,7 +14,12 @@ import {
   SISTER_LANGUAGES,
   wordsOf,
 } from '../src/transfer-lexicon.js';
-import { measureTransfer, readTestbedFiles, testbedFilesFor, transferSteps } from '../src/transfer-measure.js';
+import {
+  measureTransfer,
+  readTestbedFiles,
+  testbedFilesFor,
+  transferSteps,
+} from '../src/transfer-measure.js';
 import { buildTransferTestbed, transferCorpus, writeTransferFiles } from '../src/transfer-testbed.js';
 
 describe('sister-language relexification', () => {
