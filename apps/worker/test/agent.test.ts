@@ -26,6 +26,7 @@ import {
   deleteKeys,
   evalData,
   FAKE_MPO,
+  finishedJob,
   newRedis,
   newTrials,
   type Scratch,
@@ -55,23 +56,32 @@ afterAll(async () => {
 });
 
 /** Waits until `job` is completed or failed, and returns it re-read. */
-async function finished(job: Job, what: string, timeoutMs = 60_000): Promise<Job> {
+function finished(job: Job, what: string, timeoutMs = 60_000): Promise<Job> {
   const key = `${job.queueQualifiedName}`;
   let q = queues.get(key);
   if (!q) {
     q = new Queue(job.queueName, { connection: redis, prefix: job.queueQualifiedName.split(':')[0] });
     queues.set(key, q);
   }
-  const queue = q;
-  return waitUntil(
-    async () => {
-      const j = await queue.getJob(job.id!);
-      const state = await j?.getState();
-      return state === 'completed' || state === 'failed' ? j : null;
-    },
-    `${what} (${job.queueName}/${job.id}) to finish`,
-    timeoutMs,
-  );
+  return finishedJob(q, job.id!, what, timeoutMs);
+}
+
+/**
+ * Waits for `job` and asserts it completed; when it failed instead, the
+ * assertion names the failure reason and the agent's log lines for that job,
+ * so an intermittent failure says what happened.
+ */
+async function completed(job: Job, what: string, agent: AgentHandle, timeoutMs = 60_000): Promise<Job> {
+  const done = await finished(job, what, timeoutMs);
+  const state = await done.getState();
+  if (state !== 'completed') {
+    const lines = agent.logs.filter((l) => JSON.stringify(l).includes(job.id!)).slice(-20);
+    throw new Error(
+      `${what} (${job.queueName}/${job.id}) ended ${state} after ${done.attemptsMade} attempt(s): ${done.failedReason}\n` +
+        `agent log for it:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`,
+    );
+  }
+  return done;
 }
 
 describe('agent with a fake trainer', () => {
@@ -197,7 +207,9 @@ describe('agent with a fake trainer', () => {
     const { runId, trialIds } = await newTrials(db, 3);
     const asha = {
       rungs: [3],
-      maxSteps: 9,
+      // Far beyond the rung, so a stop at step 3 shows as an early end even on a loaded
+      // machine, where the fake's 20 ms steps run on while the decision is taken.
+      maxSteps: 60,
       reductionFactor: 3,
       metric: 'heldout/reward_gap_mean',
       mode: 'max' as const,
@@ -210,8 +222,8 @@ describe('agent with a fake trainer', () => {
           trainData(runId, trialIds[i]!, {
             trialIndex: i,
             asha,
-            totalSteps: 9,
-            training: { steps: 9, seed },
+            totalSteps: 60,
+            training: { steps: 60, seed },
           }),
         ),
       );
@@ -226,7 +238,7 @@ describe('agent with a fake trainer', () => {
     const stopped = await db.runs.trial(trialIds[1]!);
     expect(stopped).toMatchObject({ status: 'STOPPED', stoppedAtRung: 0 });
     expect(stopped.stopReason).toMatch(/ranks 2 of 2; only the top 1/);
-    expect(stopped.currentStep).toBeLessThan(9);
+    expect(stopped.currentStep).toBeLessThan(60);
     expect(await redis.hlen(`${s.prefix}:asha:${runId}:0`)).toBe(4); // 3 trials + the arrival counter
   });
 
@@ -279,12 +291,12 @@ describe('agent with a fake trainer', () => {
   it('records evaluation results, skips unfinished trials, and explains a missing eval command', async () => {
     const { runId, trialIds } = await newTrials(db, 3);
     const trained = await addTrain(trainData(runId, trialIds[0]!, { training: { steps: 3 } }));
-    await finished(trained, 'train job');
+    await completed(trained, 'train job', agent);
     const ok = await evals.add('eval', evalData(runId, trialIds[0]!, { languages: ['en', 'zh', 'ko'] }), {
       ...EVAL_JOB_OPTIONS,
       jobId: jobIds.eval(trialIds[0]!),
     });
-    expect((await finished(ok, 'eval')).returnvalue).toEqual({ status: 'EVALUATED', evaluations: 3 });
+    expect((await completed(ok, 'eval', agent)).returnvalue).toEqual({ status: 'EVALUATED', evaluations: 3 });
     const rows = await db.artifacts.evaluations({ trialId: trialIds[0]! });
     expect(rows.map((r) => [r.benchmark, r.language, r.metric, r.value, r.n])).toEqual([
       ['multijail', 'en', 'asr', 0.2, 5],

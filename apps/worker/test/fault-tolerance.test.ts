@@ -28,6 +28,7 @@ import {
   DATABASE_URL,
   deleteKeys,
   evalData,
+  finishedJob,
   newRedis,
   newTrials,
   type Scratch,
@@ -117,17 +118,8 @@ async function expectSameAsUninterrupted(runId: string, trialId: string): Promis
   });
 }
 
-async function waitForJob(queue: Queue, id: string, timeoutMs = 100_000): Promise<Job> {
-  return waitUntil(
-    async () => {
-      const j = await queue.getJob(id);
-      const state = await j?.getState();
-      return state === 'completed' || state === 'failed' ? j : null;
-    },
-    `job ${id} to finish`,
-    timeoutMs,
-  );
-}
+const waitForJob = (queue: Queue, id: string, timeoutMs = 100_000): Promise<Job> =>
+  finishedJob(queue, id, 'job', timeoutMs);
 
 const stepReached = (trialId: string, step: number) =>
   waitUntil(async () => ((await db.runs.trial(trialId)).currentStep >= step ? true : null), `step ${step}`);

@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Db } from '@mpo/db';
 import { CONTRACT_VERSION, type EvalJobData, type TrainJobData } from '@mpo/queue';
+import type { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgresql://root@127.0.0.1:5432/mpo';
@@ -183,6 +184,33 @@ export async function waitUntil<T>(
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(intervalMs);
   }
+}
+
+/**
+ * Waits until the job `id` of `queue` has finished (completed, or failed with
+ * every attempt spent; `states` narrows that) and returns it read after its
+ * state. The order matters: reading the job before its state, a job that
+ * finishes between the two reads comes back finished but with the hash of its
+ * active self (no return value, an old attempt count, no failure reason),
+ * which under load failed assertions at random.
+ */
+export async function finishedJob(
+  queue: Queue,
+  id: string,
+  what: string,
+  timeoutMs = 60_000,
+  { states = ['completed', 'failed'], intervalMs = 100 }: { states?: string[]; intervalMs?: number } = {},
+): Promise<Job> {
+  return waitUntil(
+    async () => {
+      const state = await queue.getJobState(id);
+      if (!states.includes(state)) return null;
+      return (await queue.getJob(id)) ?? null;
+    },
+    `${what} (${queue.name}/${id}) to finish`,
+    timeoutMs,
+    intervalMs,
+  );
 }
 
 export async function newTrials(db: Db, n: number, name = 'worker-test') {

@@ -32,6 +32,7 @@ import {
   agentEnv,
   DATABASE_URL,
   deleteKeys,
+  finishedJob,
   newRedis,
   newTrials,
   type Scratch,
@@ -77,16 +78,7 @@ function hostAgent(host: string, core: number, id: string, extra: Record<string,
   return a;
 }
 
-const finished = (id: string) =>
-  waitUntil(
-    async () => {
-      const j = await q.getJob(id);
-      const st = await j?.getState();
-      return st === 'completed' || st === 'failed' ? (j as Job) : null;
-    },
-    `job ${id}`,
-    90_000,
-  );
+const finished = (id: string) => finishedJob(q, id, 'job', 90_000);
 
 const finalDir = (trialId: string) => join(s.artifactRoot, runId, trialId, 'final');
 

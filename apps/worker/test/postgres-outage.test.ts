@@ -36,6 +36,7 @@ import {
   type AgentHandle,
   agentEnv,
   deleteKeys,
+  finishedJob,
   newRedis,
   newTrials,
   type Scratch,
@@ -176,16 +177,7 @@ describe('Postgres stopped mid-trial (own server)', () => {
         500,
       );
       await setCancelKey(redis, s.prefix, runId);
-      const done = await waitUntil(
-        async () => {
-          const j = await q.getJob(jobIds.train(trialId));
-          const state = await j?.getState();
-          return state === 'completed' || state === 'failed' ? j : null;
-        },
-        'the job to finish',
-        300_000,
-        500,
-      );
+      const done = await finishedJob(q, jobIds.train(trialId), 'the job', 300_000, { intervalMs: 500 });
       expect(done.failedReason).toBeFalsy();
       expect(done.returnvalue).toMatchObject({ status: 'CANCELLED' });
       const last = (done.returnvalue as { step: number }).step;
@@ -263,15 +255,10 @@ describe('Postgres stopped mid-trial (own server)', () => {
         'step 20',
       );
       await db.runs.delete(runId);
-      const failed = await waitUntil(
-        async () => {
-          const j = await q.getJob(job.id!);
-          return (await j?.getState()) === 'failed' ? j : null;
-        },
-        'the job to fail',
-        120_000,
-        250,
-      );
+      const failed = await finishedJob(q, job.id!, 'the job', 120_000, {
+        states: ['failed'],
+        intervalMs: 250,
+      });
       expect(failed.attemptsMade).toBe(1); // unrecoverable: BullMQ does not retry it
       expect(failed.failedReason).toMatch(/its metrics cannot be stored: .*foreign key constraint/is);
       const fatal = agent.logs.filter(

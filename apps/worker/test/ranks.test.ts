@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDb, type Db } from '@mpo/db';
 import { jobIds, TRAIN_JOB_OPTIONS, trainQueue } from '@mpo/queue';
-import { type Job, Queue } from 'bullmq';
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pidAlive } from '../src/trial-lock.js';
@@ -16,6 +16,7 @@ import {
   agentEnv,
   DATABASE_URL,
   deleteKeys,
+  finishedJob,
   newRedis,
   newTrials,
   type Scratch,
@@ -41,16 +42,7 @@ afterAll(async () => {
   await db.close();
 });
 
-const finished = (q: Queue, id: string) =>
-  waitUntil(
-    async () => {
-      const j = await q.getJob(id);
-      const st = await j?.getState();
-      return st === 'completed' || st === 'failed' ? (j as Job) : null;
-    },
-    `job ${id}`,
-    100_000,
-  );
+const finished = (q: Queue, id: string) => finishedJob(q, id, 'job', 100_000);
 
 it('trains 2 ranks on 2 slots like 1 rank, across a SIGKILL of its agent', async () => {
   const q = new Queue(trainQueue('cpu'), { connection: redis, prefix: s.prefix });
