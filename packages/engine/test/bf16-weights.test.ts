@@ -50,6 +50,11 @@ describe.skipIf(!engineInfo().bf16Gemm)('bf16 weight storage', () => {
     expect(rb.sumLogp).toEqual(ra.sumLogp);
     await a.backward(ra.handle!, { sumLogp: [1, -0.5] });
     await b.backward(rb.handle!, { sumLogp: [1, -0.5] });
+    // Generation (the non-fused path with a KV cache) reads the same weights the same way.
+    const gen = { maxNewTokens: 6, eosTokenIds: [] };
+    expect(await b.generate([seqs[0]!.slice(0, 5)], gen)).toEqual(
+      await a.generate([seqs[0]!.slice(0, 5)], gen),
+    );
     const ga = a.gradBuffer();
     const gb = b.gradBits();
     // Every gradient is the fp32 one rounded to bf16 (matrices: the GEMM's fp32 dW rounded by
@@ -88,6 +93,8 @@ describe.skipIf(!engineInfo().bf16Gemm)('bf16 weight storage', () => {
     );
     const m = Model.init(tinyConfig(), { seed: 1, threads: 1, dtype: 'bfloat16', weightStorage: 'bfloat16' });
     models.push(m);
-    expect(() => m.enableLora({ rank: 2, alpha: 4, targetModules: ['q_proj'] })).toThrow(/bf16 weight storage/);
+    expect(() => m.enableLora({ rank: 2, alpha: 4, targetModules: ['q_proj'] })).toThrow(
+      /bf16 weight storage/,
+    );
   });
 });
