@@ -74,6 +74,24 @@ describe.skipIf(!engineInfo().bf16Gemm)('bf16 weight storage', () => {
     for (const v of gb) if (v !== 0) nonzero++;
     expect(nonzero).toBeGreaterThan(gb.length / 2);
 
+    // Activation checkpointing recomputes each layer in backward from the same bf16 weights: the
+    // gradient within one bf16 rounding of the kept-activations one.
+    const kept = widen(Uint16Array.from(gb));
+    b.zeroGrad();
+    b.setActivationCheckpointing(true);
+    const rc = await b.score(batch, { grad: true });
+    expect(rc.sumLogp).toEqual(rb.sumLogp);
+    await b.backward(rc.handle!, { sumLogp: [1, -0.5] });
+    b.setActivationCheckpointing(false);
+    const recomputed = widen(b.gradBits());
+    let gmax = 0;
+    let gerr = 0;
+    for (let i = 0; i < kept.length; i++) {
+      gmax = Math.max(gmax, Math.abs(kept[i]!));
+      gerr = Math.max(gerr, Math.abs(kept[i]! - recomputed[i]!));
+    }
+    expect(gerr).toBeLessThanOrEqual(gmax * 2 ** -7);
+
     // Writing bits and syncParams() changes what the model computes; save() writes the values.
     const bits = b.paramBits();
     bits.set(round(new Float32Array(bits.length).fill(0.01)));
