@@ -143,6 +143,8 @@ export class ZeroOptimizer {
     private readonly comm: ShardCommunicator | undefined,
     readonly stage: 1 | 2,
     private readonly threads = 1,
+    /** Elements per gradient bucket of a rank's shard (bf16 weights); a multiple of the norm block. */
+    private readonly bucketElems = GRAD_BUCKET,
   ) {
     this.rank = comm?.rank ?? 0;
     this.worldSize = comm?.worldSize ?? 1;
@@ -151,6 +153,8 @@ export class ZeroOptimizer {
     this.bf16Weights = model.weightStorage === 'bfloat16';
     if (this.bf16Weights && (model.dtype !== 'bfloat16' || !model.paramBits || !model.gradBits))
       throw new Error('ZeRO: bf16 weight storage needs a bfloat16 model with paramBits()/gradBits()');
+    if (!Number.isInteger(bucketElems / this.align) || bucketElems <= 0)
+      throw new Error(`ZeRO: the gradient bucket must be a positive multiple of ${this.align} elements`);
     const n = this.bf16Weights ? model.paramBits!().length : model.paramBuffer().length;
     this.n = n;
     ({ start: this.start, end: this.end } = shardRange(n, this.rank, this.worldSize, this.align));
@@ -248,7 +252,7 @@ export class ZeroOptimizer {
     }
     const N = this.worldSize;
     const S = Math.ceil(this.n / (N * this.align)) * this.align; // nominal shard size (shardRange)
-    const B = Math.min(S, GRAD_BUCKET);
+    const B = Math.min(S, this.bucketElems);
     this.bucket ??= new Float32Array(N * B);
     const buf = this.bucket;
     const bits = new Uint32Array(buf.buffer, buf.byteOffset, buf.length);
