@@ -3,7 +3,8 @@
 // Each of N ranks owns one contiguous slice of the flat parameters (`shardRange`, aligned to the
 // engine's gradient-norm blocks) and keeps, for that slice only, the fp32 master weights and AdamW's
 // two moments (stage 1), and from stage 2 also the summed gradient. Per step:
-//   stage 1: all-reduce the whole gradient (the engine's buffer), use my slice of it;
+//   stage 1: all-reduce the whole gradient (the engine's buffer), use my slice of it (with bf16
+//            weight storage: per micro-batch and bucket, as stage 2 does; see below);
 //   stage 2: after every micro-batch, reduce-scatter the engine's gradient and add my slice into my
 //            gradient shard (`gradShard`, 1/N): the full gradient exists only in the engine's own
 //            backward buffer, for one micro-batch at a time;
@@ -203,8 +204,10 @@ export class ZeroOptimizer {
 
   /** Stage 1: sums the ranks' whole gradients in the engine's buffer. */
   async reduceGradients(): Promise<{ bytes: number }> {
-    const g = this.model.gradBuffer();
     if (this.stage === 2) throw new Error('ZeRO-2 reduces each micro-batch with accumulateShard()');
+    if (this.bf16Weights)
+      throw new Error('ZeRO with bf16 weights reduces each micro-batch with accumulateShard()');
+    const g = this.model.gradBuffer();
     if (!this.comm || this.worldSize === 1) return { bytes: 0 };
     await this.comm.allReduceSum(g);
     return { bytes: g.byteLength };
