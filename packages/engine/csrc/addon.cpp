@@ -209,6 +209,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                            InstanceMethod<&NativeModel::ZeroGrad>("zeroGrad"),
                            InstanceMethod<&NativeModel::GradBuffer>("gradBuffer"),
                            InstanceMethod<&NativeModel::ParamBuffer>("paramBuffer"),
+                           InstanceMethod<&NativeModel::ParamBits>("paramBits"),
+                           InstanceMethod<&NativeModel::GradBits>("gradBits"),
                            InstanceMethod<&NativeModel::SyncParams>("syncParams"),
                            InstanceMethod<&NativeModel::Step>("step"),
                            InstanceMethod<&NativeModel::GradNorm>("gradNorm"),
@@ -227,7 +229,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                        });
   }
 
-  // new NativeModel(config, device, dtype, threads)
+  // new NativeModel(config, device, dtype, threads[, bf16Weights])
   NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
     Napi::Env env = info.Env();
     try {
@@ -235,7 +237,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       auto device = mpo::parseDevice(info[1].As<Napi::String>().Utf8Value());
       auto dtype = mpo::parseDtype(info[2].As<Napi::String>().Utf8Value());
       const int threads = info[3].As<Napi::Number>().Int32Value();
-      model_ = std::make_shared<Model>(cfg, device, dtype, threads);
+      const bool bf16Weights = info.Length() > 4 && info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
+      model_ = std::make_shared<Model>(cfg, device, dtype, threads, bf16Weights);
     } catch (const Napi::Error&) {
       throw;
     } catch (const std::exception& e) {
@@ -245,6 +248,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   std::shared_ptr<Model> model_;
   Napi::Reference<Napi::Float32Array> gradRef_, paramRef_;
+  Napi::Reference<Napi::Uint16Array> gradBitsRef_, paramBitsRef_;
 
   Model& m(const Napi::Env& env) {
     if (!model_) throw Napi::Error::New(env, "model was disposed");
@@ -424,11 +428,43 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return Napi::Float32Array::New(env, keep->numel(), ab, 0);
   }
 
+  // A Uint16Array over a bf16 flat buffer (bf16 weight storage, CPU). Its ArrayBuffer covers the
+  // even-length allocation (one padding element for an odd count), so it can be viewed as words.
+  static Napi::Uint16Array externalBits(Napi::Env env, const at::Tensor& t) {
+    auto* keep = new at::Tensor(t);
+    const int64_t words = (keep->numel() + 1) / 2;
+    auto ab = Napi::ArrayBuffer::New(env, keep->data_ptr(), words * 4,
+                                     [](Napi::Env, void*, at::Tensor* k) { delete k; }, keep);
+    return Napi::Uint16Array::New(env, keep->numel(), ab, 0);
+  }
+  static void needFp32(Napi::Env env, const Model& mm, const char* what) {
+    if (mm.bf16Weights)
+      throw Napi::Error::New(env, std::string(what) + ": the weights are stored in bf16 (use paramBits()/gradBits())");
+  }
+
+  // bf16 weight storage: the bf16 bits of the weights / gradients, zero-copy. After writing into
+  // paramBits() call syncParams().
+  Napi::Value ParamBits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& mm = m(env);
+    if (!mm.bf16Weights) throw Napi::Error::New(env, "paramBits: the weights are not stored in bf16");
+    if (paramBitsRef_.IsEmpty()) paramBitsRef_ = Napi::Persistent(externalBits(env, mm.flatParam));
+    return paramBitsRef_.Value();
+  }
+  Napi::Value GradBits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& mm = m(env);
+    if (!mm.bf16Weights) throw Napi::Error::New(env, "gradBits: the weights are not stored in bf16");
+    if (gradBitsRef_.IsEmpty()) gradBitsRef_ = Napi::Persistent(externalBits(env, mm.flatGrad));
+    return gradBitsRef_.Value();
+  }
+
   // The flat gradient buffer. CPU: the gradients themselves (zero-copy). CUDA: a host mirror,
   // refreshed by this call; what JS writes into it is copied back before the next backward/step.
   Napi::Value GradBuffer(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& mm = m(env);
+    needFp32(env, mm, "gradBuffer");
     std::lock_guard<std::mutex> g(mm.mu);
     if (mm.device.is_cpu()) {
       if (gradRef_.IsEmpty()) gradRef_ = Napi::Persistent(external(env, mm.flatGrad));
@@ -448,6 +484,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value ParamBuffer(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& mm = m(env);
+    needFp32(env, mm, "paramBuffer");
     std::lock_guard<std::mutex> g(mm.mu);
     if (mm.device.is_cpu()) {
       if (paramRef_.IsEmpty()) paramRef_ = Napi::Persistent(external(env, mm.flatParam));

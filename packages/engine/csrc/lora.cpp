@@ -78,6 +78,7 @@ AdaptersOff::~AdaptersOff() { tlAdaptersOff = prev_; }
 
 void enableLora(Model& m, const LoraOptions& opt) {
   if (m.lora) throw std::invalid_argument("lora: adapters are already enabled on this model");
+  if (m.bf16Weights) throw std::invalid_argument("lora: not supported with bf16 weight storage (ZeRO)");
   checkOptions(opt);
   bool want[kLoraSites] = {};
   for (const auto& t : opt.targets) want[siteOf(t)] = true;
@@ -137,6 +138,7 @@ void enableLora(Model& m, const LoraOptions& opt) {
     p.offset = t.offset;
     p.numel = t.numel;
     p.master = m.flatParam.narrow(0, t.offset, t.numel).view(t.shape);
+    p.copy = !m.computeIsMaster();
     p.compute = m.computeIsMaster() ? at::from_blob(m.flatParam.data_ptr<float>() + t.offset, t.shape, f32)
                                     : at::empty(t.shape, f32.dtype(m.dtype));
     p.compute.requires_grad_(true);

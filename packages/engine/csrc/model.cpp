@@ -101,8 +101,10 @@ at::ScalarType activationDtype(at::Device dev, at::ScalarType dt) {
 }
 }  // namespace
 
-Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
-    : cfg(c), device(dev), dtype(dt), actDtype(activationDtype(dev, dt)), threads(nthreads) {
+Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads, bool bf16W)
+    : cfg(c), device(dev), dtype(dt), actDtype(activationDtype(dev, dt)), bf16Weights(bf16W), threads(nthreads) {
+  if (bf16Weights && (dtype != at::kBFloat16 || !device.is_cpu()))
+    throw std::invalid_argument("bf16 weight storage needs dtype bfloat16 on the CPU");
   if (cfg.slidingWindow < 0) throw std::invalid_argument("sliding_window must be positive");
   if (cfg.heads % cfg.kvHeads != 0)
     throw std::invalid_argument("num_attention_heads must be a multiple of num_key_value_heads");
@@ -155,8 +157,15 @@ Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
 
   // 2. Flat master buffers and the parameter views.
   auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
-  flatParam = at::zeros({off}, f32);
-  flatGrad = at::zeros({off}, f32);
+  if (bf16Weights) {
+    // Allocated to an even length, so JavaScript can move the bits as 32-bit words (all-gather).
+    auto b16 = f32.dtype(at::kBFloat16);
+    flatParam = at::zeros({off + (off & 1)}, b16).narrow(0, 0, off);
+    flatGrad = at::zeros({off + (off & 1)}, b16).narrow(0, 0, off);
+  } else {
+    flatParam = at::zeros({off}, f32);
+    flatGrad = at::zeros({off}, f32);
+  }
   for (auto& pd : pend) {
     Param prm;
     prm.name = pd.name;
@@ -165,11 +174,20 @@ Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
     prm.numel = 1;
     for (auto s : pd.shape) prm.numel *= s;
     prm.master = flatParam.narrow(0, prm.offset, prm.numel).view(prm.shape);
-    if (computeIsMaster()) {
+    if (bf16Weights) {
+      // Matrices: bf16 aliases of the storage (from_blob, as below). 1-D tensors on the mixed
+      // path: fp32 copies, which the fused norm kernels need (a few KiB per layer).
+      const bool vector = pd.shape.size() == 1 && actDtype != at::kBFloat16;
+      prm.copy = vector;
+      prm.compute = vector ? at::empty(prm.shape, f32.dtype(actDtype))
+                           : at::from_blob(flatParam.data_ptr<at::BFloat16>() + prm.offset, prm.shape,
+                                           f32.dtype(at::kBFloat16));
+    } else if (computeIsMaster()) {
       // from_blob: an alias of the flat storage with its own autograd identity, so that the
       // optimizer's raw in-place updates of flatParam do not touch autograd metadata.
       prm.compute = at::from_blob(flatParam.data_ptr<float>() + prm.offset, prm.shape, f32);
     } else {
+      prm.copy = true;
       prm.compute = at::empty(prm.shape, f32.dtype(actDtype));
     }
     prm.compute.requires_grad_(true);
@@ -195,7 +213,16 @@ Model::Model(const Config& c, at::Device dev, at::ScalarType dt, int nthreads)
   }
   norm = params[i++].compute;
   lmHead = cfg.tie ? embed : params[i++].compute;
-  if (fusedCpu(embed) && (mixedBf16() || !directGemm(dtype))) {
+  if (bf16Weights && mixedBf16()) {
+    // The mixed GEMM reads the bf16 storage itself: no second copy.
+    for (auto& L : layers) {
+      L.wqkvT = L.wqkv;
+      L.woT = L.wo;
+      L.wguT = L.wgu;
+      L.wdownT = L.wdown;
+    }
+    lmHeadT = lmHead;
+  } else if (fusedCpu(norm) && (mixedBf16() || !directGemm(dtype))) {
     // bf16 copies of W for the mixed-precision GEMM, else W^T for ATen's mm (kernels.h)
     const bool bf16 = mixedBf16();
     auto tOf = [bf16](const at::Tensor& w) {
@@ -219,7 +246,7 @@ void Model::weightsChanged() {
 }
 
 void Model::refreshTransposed() {
-  if (!lmHeadT.defined()) return;
+  if (!lmHeadT.defined() || bf16Weights) return;  // bf16Weights: they alias the weights
   // One (W, W^T) pair per task, spread over the worker threads: a strided copy of every weight.
   std::vector<std::pair<at::Tensor, at::Tensor>> pairs;
   for (auto& L : layers) {
@@ -237,9 +264,9 @@ void Model::refreshTransposed() {
 }
 
 void Model::refreshCompute() {
-  if (computeIsMaster()) return;
   at::NoGradGuard g;
-  for (auto& p : params) p.compute.copy_(p.master);
+  for (auto& p : params)
+    if (p.copy) p.compute.copy_(p.master);
 }
 
 void Model::syncGradFromHost() {
@@ -492,7 +519,7 @@ LayerInputs Model::layerInputs(int64_t B, int64_t T, const at::Tensor& positions
   }
   // Training/scoring path (positions 0..T-1, causal mask only, no cache) on the CPU in fp32/fp64:
   // fused RoPE and attention kernels (kernels.h).
-  in.fused = in.causal && !positions.defined() && !cache && fusedCpu(embed);
+  in.fused = in.causal && !positions.defined() && !cache && fusedCpu(norm);  // (embed may be bf16 storage)
   if (cfg.slidingWindow > 0 && in.Tk > cfg.slidingWindow) {
     at::Tensor w = windowMask(T, in.Tk, in.past, cfg.slidingWindow, ropeCos.options());
     in.slidingMask = in.mask.defined() ? in.mask + w : w;
@@ -568,6 +595,7 @@ at::Tensor Model::forward(const at::Tensor& ids, const at::Tensor& positions, co
   const LoraPass adapters(*this, ids);  // [LoRA] adapter outputs added at the projection sites (layer())
   in.adapters = &adapters;
   at::Tensor x = at::embedding(embed, ids);  // [B,T,D]
+  if (x.scalar_type() != actDtype) x = x.to(actDtype);  // bf16 storage on the mixed path: exact
   if (cfg.gemma()) {
     // Gemma: embeddings times sqrt(hidden), the factor rounded to the compute dtype as transformers does.
     const double s = at::scalar_tensor(std::sqrt(static_cast<double>(cfg.hidden)), at::TensorOptions().dtype(dtype))

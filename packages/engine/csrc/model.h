@@ -7,6 +7,14 @@
 // fp32 buffers are the "master" copy and `compute` tensors are converted copies that are refreshed
 // after every optimizer step.
 //
+// bf16 weight storage (`bf16Weights`, CPU bfloat16 only, for ZeRO): flatParam and flatGrad are
+// bf16 (2 bytes per parameter each) and there is no fp32 copy of the whole model: the fp32 master
+// weights and AdamW state live sharded in the trainer (packages/trainer/src/zero.ts). Every matrix
+// (embedding, projections, LM head) is then a bf16 view of flatParam used directly by the mixed
+// GEMM (no second bf16 copy), and only the 1-D tensors (norms, biases) get small fp32 compute
+// copies, so the forward pass is the mixed path's, bit for bit, for the same (bf16-valued) weights.
+// Gradients are rounded to bf16 when they are added into flatGrad.
+//
 // Hugging Face stores q_proj, k_proj, v_proj (and gate_proj, up_proj) as separate tensors; laid out
 // one after another in the flat buffer they form a single contiguous [q;k;v] (and [gate;up]) matrix,
 // so the forward pass does one GEMM instead of three (two).
@@ -69,8 +77,9 @@ struct Param {
   std::string name;
   std::vector<int64_t> shape;
   int64_t offset = 0, numel = 0;
-  at::Tensor master;   // fp32 view of flatParam
+  at::Tensor master;   // view of flatParam (fp32, or bf16 with bf16Weights)
   at::Tensor compute;  // leaf used by the forward pass (== master on CPU fp32); requires_grad
+  bool copy = false;   // compute is a separate tensor refreshed from master (else an alias of it)
 };
 
 struct LayerWeights {
@@ -113,7 +122,7 @@ struct GraphHandle {
 
 class Model {
  public:
-  Model(const Config& cfg, at::Device device, at::ScalarType dtype, int threads);
+  Model(const Config& cfg, at::Device device, at::ScalarType dtype, int threads, bool bf16Weights = false);
 
   const Config cfg;
   const at::Device device;
@@ -125,9 +134,11 @@ class Model {
   // backward is its bf16 input.
   const at::ScalarType actDtype;
   bool mixedBf16() const { return dtype == at::kBFloat16 && actDtype == at::kFloat; }
+  // flatParam/flatGrad are bf16 and no fp32 weight copy exists (see the file comment).
+  const bool bf16Weights;
   int threads;
 
-  at::Tensor flatParam, flatGrad;  // fp32, on `device`
+  at::Tensor flatParam, flatGrad;  // fp32 (bf16 with bf16Weights), on `device`
   std::vector<at::Tensor> workerGrads;  // backward(): per-worker accumulation buffers (worker >= 1)
   std::vector<HfTensor> hfTensors;
   std::vector<Param> params;

@@ -8,6 +8,8 @@
 
 #include <cmath>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "ops.h"
@@ -58,7 +60,17 @@ AdamConsts adamConsts(const StepOptions& o, int64_t t, double clip) {
 
 }  // namespace
 
+namespace {
+void noMaster(const Model& m, const char* what) {
+  if (m.bf16Weights)
+    throw std::invalid_argument(std::string(what) +
+                                ": the weights are stored in bf16 only (no fp32 master here); "
+                                "the sharded optimizer (ZeRO) keeps the masters and AdamW state");
+}
+}  // namespace
+
 void ensureOptimizerState(Model& m) {
+  noMaster(m, "optimizer state");
   if (m.expAvg.defined()) return;
   m.expAvg = at::zeros_like(m.flatParam);
   m.expAvgSq = at::zeros_like(m.flatParam);
@@ -66,6 +78,7 @@ void ensureOptimizerState(Model& m) {
 }
 
 double gradNorm(Model& m) {
+  noMaster(m, "gradNorm");
   m.syncGradFromHost();
   if (!m.device.is_cpu()) return std::sqrt(m.flatGrad.to(at::kDouble).pow(2).sum().item<double>());
   // Fixed blocks summed in double, then added in block order: the same result whatever the

@@ -46,6 +46,7 @@ export {
   type ScoreOptions,
   type ScoreResult,
   type StepOptions,
+  type WeightStorage,
 } from './model.js';
 export { engineInfo, native } from './native.js';
 export { adamwShard, normBlock, type ShardStepOptions, sumSquaresBlocks } from './optimizer.js';

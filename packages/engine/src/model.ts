@@ -31,10 +31,20 @@ export type Dtype = 'float32' | 'bfloat16' | 'float16';
 type AnyDtype = Dtype | 'float64';
 export type Pooling = 'last' | 'mean' | 'meanUnmasked';
 
+/**
+ * Where the weights live: 'float32' (default) keeps every weight as an fp32 master in the engine;
+ * 'bfloat16' (dtype bfloat16 on the CPU only) stores weights and gradients in bf16, 2 bytes per
+ * parameter each, with no fp32 copy: the fp32 master and AdamW state are then the trainer's
+ * (sharded by ZeRO), step()/gradNorm()/paramBuffer()/gradBuffer() refuse and paramBits()/gradBits()
+ * expose the bf16 bits.
+ */
+export type WeightStorage = 'float32' | 'bfloat16';
+
 export interface LoadOptions {
   device?: Device;
-  /** Compute dtype (default float32). Parameters are kept as fp32 master weights in any case. */
+  /** Compute dtype (default float32). Parameters are fp32 master weights unless weightStorage says bf16. */
   dtype?: Dtype;
+  weightStorage?: WeightStorage;
   threads?: number;
   /** Activation checkpointing per decoder layer (see setActivationCheckpointing). Default false. */
   activationCheckpointing?: boolean;
@@ -44,6 +54,7 @@ export interface InitOptions {
   seed: number;
   device?: Device;
   dtype?: AnyDtype;
+  weightStorage?: WeightStorage;
   threads?: number;
   activationCheckpointing?: boolean;
   /** Standard deviation of the normal init of matrices (default 0.02, as initializer_range). */
@@ -142,6 +153,7 @@ export class Model {
   readonly config: LlamaConfig;
   readonly device: Device;
   readonly dtype: AnyDtype;
+  readonly weightStorage: WeightStorage;
   /** dtype save() writes by default: the checkpoint's own dtype when loaded, else the compute dtype. */
   saveDtype: Dtype;
   private nm: NativeModel | null;
@@ -151,9 +163,17 @@ export class Model {
   private loraOpts: Required<LoraOptions> | null = null;
   private readonly threads: number;
 
-  private constructor(config: LlamaConfig, device: Device, dtype: AnyDtype, threads: number) {
+  private constructor(
+    config: LlamaConfig,
+    device: Device,
+    dtype: AnyDtype,
+    threads: number,
+    weightStorage: WeightStorage = 'float32',
+  ) {
     validateConfig(config);
     checkDevice(device);
+    if (weightStorage === 'bfloat16' && (dtype !== 'bfloat16' || device !== 'cpu'))
+      throw new Error('weightStorage bfloat16 needs dtype bfloat16 on the CPU');
     if (dtype === 'float16' && device === 'cpu') {
       throw new Error(
         'float16 compute needs a CUDA device (libtorch has no CPU float16 GEMM); on the CPU use float32 ' +
@@ -164,7 +184,14 @@ export class Model {
     this.device = device;
     this.dtype = dtype;
     this.saveDtype = dtype === 'float64' ? 'float32' : dtype;
-    this.nm = new (native().NativeModel)(toNativeConfig(config), device, dtype, threads);
+    this.weightStorage = weightStorage;
+    this.nm = new (native().NativeModel)(
+      toNativeConfig(config),
+      device,
+      dtype,
+      threads,
+      weightStorage === 'bfloat16',
+    );
     this.table = this.nm.tensorTable();
     this.nParams = this.nm.numParameters();
     this.threads = threads;
@@ -299,7 +326,13 @@ export class Model {
 
   /** Random init (normal(0, std) matrices, unit norms, zero biases), deterministic in the seed. */
   static init(config: LlamaConfig, opts: InitOptions): Model {
-    const m = new Model(config, opts.device ?? 'cpu', opts.dtype ?? 'float32', defaultThreads(opts.threads));
+    const m = new Model(
+      config,
+      opts.device ?? 'cpu',
+      opts.dtype ?? 'float32',
+      defaultThreads(opts.threads),
+      opts.weightStorage,
+    );
     m.n.initRandom(opts.seed, opts.std ?? 0.02);
     if (opts.activationCheckpointing) m.setActivationCheckpointing(true);
     return m;
@@ -317,7 +350,13 @@ export class Model {
     }
     const config = fromHfConfig(hf);
     const tensors = await readCheckpointTensors(dir);
-    const m = new Model(config, opts.device ?? 'cpu', opts.dtype ?? 'float32', defaultThreads(opts.threads));
+    const m = new Model(
+      config,
+      opts.device ?? 'cpu',
+      opts.dtype ?? 'float32',
+      defaultThreads(opts.threads),
+      opts.weightStorage,
+    );
     try {
       const entries = m.table.map((t) => {
         const st = tensors.get(t.name);
@@ -501,6 +540,16 @@ export class Model {
     return this.n.paramBuffer();
   }
 
+  /** weightStorage 'bfloat16': the bf16 bits of the weights (zero-copy; call syncParams() after writing). */
+  paramBits(): Uint16Array {
+    return this.n.paramBits();
+  }
+
+  /** weightStorage 'bfloat16': the bf16 bits of the gradients (zero-copy), layout as gradBuffer(). */
+  gradBits(): Uint16Array {
+    return this.n.gradBits();
+  }
+
   /** Propagate writes into paramBuffer() to the compute copies (needed for non-fp32 compute or CUDA). */
   syncParams(): void {
     this.n.syncParams();
@@ -532,6 +581,19 @@ export class Model {
 
   /** sha256 (hex) over all fp32 master parameters in layout order. */
   weightsHash(): string {
+    if (this.weightStorage === 'bfloat16') {
+      // The fp32 words of the bf16 values (bits << 16), in slices: the same hash as an fp32-stored
+      // model holding the same values, without a full fp32 copy.
+      const bits = this.n.paramBits();
+      const h = createHash('sha256');
+      const word = new Uint32Array(Math.min(bits.length, 1 << 20));
+      for (let i = 0; i < bits.length; i += word.length) {
+        const n = Math.min(word.length, bits.length - i);
+        for (let j = 0; j < n; j++) word[j] = bits[i + j]! << 16;
+        h.update(new Uint8Array(word.buffer, 0, n * 4));
+      }
+      return h.digest('hex');
+    }
     const p = this.n.paramBuffer();
     return createHash('sha256')
       .update(new Uint8Array(p.buffer, p.byteOffset, p.byteLength))

@@ -104,6 +104,8 @@ export interface NativeModel {
   zeroGrad(): void;
   gradBuffer(): Float32Array;
   paramBuffer(): Float32Array;
+  paramBits(): Uint16Array;
+  gradBits(): Uint16Array;
   syncParams(): void;
   step(opts: {
     lr: number;
@@ -140,7 +142,13 @@ export interface NativeModel {
 }
 
 export interface NativeAddon {
-  NativeModel: new (config: NativeConfig, device: string, dtype: string, threads: number) => NativeModel;
+  NativeModel: new (
+    config: NativeConfig,
+    device: string,
+    dtype: string,
+    threads: number,
+    bf16Weights?: boolean,
+  ) => NativeModel;
   torchVersion: string;
   cudaBuild: boolean;
   cudaDevices: number;

@@ -213,7 +213,9 @@ export async function trainLoop(input: LoopInput): Promise<LoopResult> {
     const microBatches = chunks(local, t.microBatchSize);
     // ZeRO-2 reduce-scatters after every micro-batch, so every rank runs as many rounds as the rank
     // with the most micro-batches (one with fewer contributes zeros).
-    const shardGrads = zero?.stage === 2 ? zero : null;
+    // With bf16 weight storage both stages do (zero.ts): the engine's bf16 gradient cannot hold a
+    // sum over micro-batches to fp32 precision, so it is drained into the fp32 shard after each.
+    const shardGrads = zero?.stage === 2 || zero?.bf16Weights ? zero : null;
     const rounds = shardGrads
       ? microBatchRounds(globalBatch.length, worldSize, t.microBatchSize)
       : microBatches.length;

@@ -23,6 +23,8 @@ export interface ScoreResult extends SequenceScores {
 export interface TrainableModel {
   /** Compute dtype ('float32', 'bfloat16', ...): ZeRO keeps a separate fp32 master below fp32. */
   readonly dtype?: string;
+  /** 'bfloat16': weights and gradients are bf16 only (engine weightStorage; ZeRO keeps the masters). */
+  readonly weightStorage?: string;
   score(batch: ScoreBatch, opts?: ScoreOptions): Promise<ScoreResult>;
   backward(handle: number, grads: ScoreGrads): Promise<void>;
   release(handle: number): void;
@@ -31,6 +33,9 @@ export interface TrainableModel {
   /** The flat fp32 parameters (ZeRO writes the gathered shards here, then syncParams()). */
   paramBuffer(): Float32Array;
   syncParams(): void;
+  /** weightStorage 'bfloat16': the bf16 bits of the weights and of the gradients. */
+  paramBits?(): Uint16Array;
+  gradBits?(): Uint16Array;
   step(opts: {
     lr: number;
     beta1?: number;

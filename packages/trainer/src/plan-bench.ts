@@ -22,6 +22,17 @@ interface BenchConfig {
   ranks: number;
   /** LoRA rank (adapters on all seven projections, base frozen in fp32). */
   lora?: number;
+  /** Compute dtype (default fp32). bf16 with ZeRO runs on the engine's bf16 weight storage, as the trainer does. */
+  dtype?: 'fp32' | 'bf16';
+}
+
+/** The engine options the trainer uses for a configuration (run.ts modelOptionsOf). */
+function engineOptions(c: BenchConfig) {
+  if (c.dtype !== 'bf16') return {};
+  return {
+    dtype: 'bfloat16' as const,
+    ...(c.zero > 0 && !c.lora ? { weightStorage: 'bfloat16' as const } : {}),
+  };
 }
 
 const base: LlamaConfig = {
@@ -38,6 +49,16 @@ const base: LlamaConfig = {
   attentionBias: false,
   tieWordEmbeddings: false,
   maxPositionEmbeddings: 1024,
+};
+
+/** C's model: 16 layers, 113.7M parameters (C's name says 122M). */
+const m122: LlamaConfig = {
+  ...base,
+  numHiddenLayers: 16,
+  hiddenSize: 640,
+  intermediateSize: 1728,
+  numAttentionHeads: 10,
+  numKeyValueHeads: 5,
 };
 
 /**
@@ -61,14 +82,7 @@ export const BENCH_CONFIGS: BenchConfig[] = [
   },
   {
     name: 'C: 122M (16 layers), batch 2 x 256, ZeRO-2 x 2 ranks',
-    model: {
-      ...base,
-      numHiddenLayers: 16,
-      hiddenSize: 640,
-      intermediateSize: 1728,
-      numAttentionHeads: 10,
-      numKeyValueHeads: 5,
-    },
+    model: m122,
     batch: 2,
     cutoff: 256,
     zero: 2,
@@ -82,6 +96,37 @@ export const BENCH_CONFIGS: BenchConfig[] = [
     zero: 0,
     ranks: 1,
     lora: 16,
+  },
+  // bf16 with ZeRO (weights and gradient in bf16 only, fp32 master + moments + gradient sharded)
+  // against the same model trained unsharded in bf16 (fp32 masters whole, bf16 GEMM copies). A
+  // short batch keeps the activations (fp32 on this CPU's mixed path, planned at 2 bytes) small
+  // beside the training state the two layouts differ in.
+  {
+    name: 'F: 114M (model C), bf16, batch 1 x 128, ZeRO-2 x 2 ranks',
+    model: m122,
+    batch: 1,
+    cutoff: 128,
+    zero: 2,
+    ranks: 2,
+    dtype: 'bf16',
+  },
+  {
+    name: 'H: 114M (model C), bf16, batch 1 x 128, ZeRO-1 x 2 ranks',
+    model: m122,
+    batch: 1,
+    cutoff: 128,
+    zero: 1,
+    ranks: 2,
+    dtype: 'bf16',
+  },
+  {
+    name: 'G: 114M (model C), bf16, batch 1 x 128, 1 rank, unsharded',
+    model: m122,
+    batch: 1,
+    cutoff: 128,
+    zero: 0,
+    ranks: 1,
+    dtype: 'bf16',
   },
 ];
 
@@ -105,14 +150,14 @@ async function child(c: BenchConfig): Promise<void> {
       numAttentionHeads: 2,
       numKeyValueHeads: 1,
     },
-    { seed: 1, threads: 1 },
+    { seed: 1, threads: 1, ...(c.dtype === 'bf16' ? { dtype: 'bfloat16' as const } : {}) },
   );
   const w = await warm.score({ sequences: [[1, 2, 3, 4]], promptLengths: [1] }, { grad: true });
   await warm.backward(w.handle!, { sumLogp: [1] });
   await warm.step({ lr: 1e-4 });
   warm.dispose();
   const before = rssBytes('VmRSS');
-  const model = Model.init(c.model, { seed: 1, threads: 1 });
+  const model = Model.init(c.model, { seed: 1, threads: 1, ...engineOptions(c) });
   if (c.lora) model.enableLora({ rank: c.lora, alpha: 2 * c.lora, targetModules: [...LORA_TARGETS] });
   const zero =
     c.zero > 0
@@ -137,7 +182,7 @@ async function child(c: BenchConfig): Promise<void> {
     const r = await model.score({ sequences, promptLengths: sequences.map(() => 1) }, { grad: true });
     await model.backward(r.handle!, { sumLogp: sequences.map(() => 1 / c.batch) });
     if (zero) {
-      if (zero.stage === 2)
+      if (zero.stage === 2 || zero.bf16Weights)
         await zero.accumulateShard(true); // one micro-batch: the step's gradient shard
       else await zero.reduceGradients();
       await zero.stepShard(hyper);
@@ -187,7 +232,7 @@ async function main(): Promise<void> {
     const plan = planMemory({
       config: toHfConfig(c.model),
       ranks: c.ranks,
-      dtype: 'fp32',
+      dtype: c.dtype ?? 'fp32',
       zero: c.zero,
       ...(c.lora ? { lora: c.lora } : {}),
       checkpointing: false,

@@ -6,9 +6,14 @@
 //               are the forward weights, plus a compute copy for bf16/fp16) and backward writes one
 //               whole fp32 gradient buffer. Without ZeRO the flat parameters are also the fp32
 //               master. ZeRO (stage 1 or 2, zero.ts) shards AdamW's two fp32 moments (8 bytes per
-//               trainable parameter become 8/N) and, below fp32, keeps the fp32 master as a separate
-//               1/N slice (+4/N; the flat buffer then holds bf16 values, still in fp32 words); stage 2
-//               adds the rank's summed-gradient shard (+4/N) next to the engine's buffer;
+//               trainable parameter become 8/N); fp32 stage 2 adds the rank's summed-gradient shard
+//               (+4/N) next to the engine's buffer. bf16 with ZeRO (full fine-tuning) uses the
+//               engine's bf16 weight storage (model.h): weights 2 bytes and gradient buffer 2 bytes
+//               per parameter, no fp32 copy of the model; the fp32 master slice and the moments
+//               (12/N) and the fp32 gradient shard (4/N, both stages: zero.ts drains the bf16
+//               gradient into it after every micro-batch) are the rank's, plus one bucket of the
+//               gradient collectives (N x min(shard, 4 Mi) fp32 values) as workspace. (The bf16
+//               weight storage is CPU-only today; a CUDA run still holds the fp32 layout.)
 //   'deepspeed' the ZeRO paper's accounting (Rajbhandari et al., 2020, §5; DeepSpeed ZeRO-1/2):
 //               2-byte weights and gradients plus K = 12 bytes of optimizer state per parameter
 //               (fp32 master, momentum, variance) for mixed precision, the state sharded from
@@ -188,7 +193,19 @@ export function planMemory(input: PlanInput): MemoryPlan {
   let weights: number;
   let gradients: number;
   let optimizer: number;
-  if (layout === 'engine') {
+  // The engine's bf16 weight storage (see the file comment): bf16 + ZeRO, full fine-tuning.
+  const bf16Weights = layout === 'engine' && dtype === 'bf16' && zero >= 1 && !lora;
+  let bucket = 0;
+  if (bf16Weights) {
+    weights = P * 2;
+    gradients = P * 2 + (4 * P) / ranks;
+    optimizer = (12 * P) / ranks;
+    if (ranks > 1) {
+      const align = 65_536; // the engine's gradient-norm block: shard sizes are multiples of it
+      const shard = Math.ceil(P / (ranks * align)) * align;
+      bucket = ranks * Math.min(shard, 1 << 22) * 4;
+    }
+  } else if (layout === 'engine') {
     // Frozen LoRA base in `dtype`; trainable values as fp32 flat parameters (+ a compute copy).
     weights = lora ? P * b + T * 4 + (mixed ? T * b : 0) : P * 4 + (mixed ? P * b : 0);
     // The engine's backward buffer, and stage 2's reduce-scattered shard beside it.
@@ -206,7 +223,7 @@ export function planMemory(input: PlanInput): MemoryPlan {
   const logits = tokens * s.vocab * 4;
   const layerActs = input.checkpointing ? s.layers * tokens * s.hidden * b + perLayer : s.layers * perLayer;
   const activations = layerActs + logits;
-  const workspace = 4 * logits;
+  const workspace = 4 * logits + bucket;
   const reserve = input.reserveGB * 1e9;
   const total = weights + gradients + optimizer + activations + workspace + reserve;
   const deviceBytes = input.deviceMemoryGB * 1e9;

@@ -62,11 +62,19 @@ export function resolveModelDir(
 
 /** Engine options of every model a run loads (the initial one and checkpoints on resume). */
 function modelOptionsOf(config: TrainConfig) {
+  // bf16 + ZeRO on the CPU: the engine stores the weights in bf16 only and the fp32 masters live
+  // sharded in ZeroOptimizer (zero.ts), so no rank holds a full fp32 copy of the model.
+  const bf16Weights =
+    config.dtype === 'bfloat16' &&
+    (config.training.zeroStage ?? 0) > 0 &&
+    !config.lora &&
+    config.device === 'cpu';
   return {
     threads: config.threads,
     device: config.device as 'cpu',
     dtype: config.dtype,
     activationCheckpointing: config.activationCheckpointing === true,
+    ...(bf16Weights ? { weightStorage: 'bfloat16' as const } : {}),
   };
 }
 

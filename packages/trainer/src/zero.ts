@@ -3,7 +3,8 @@
 // Each of N ranks owns one contiguous slice of the flat parameters (`shardRange`, aligned to the
 // engine's gradient-norm blocks) and keeps, for that slice only, the fp32 master weights and AdamW's
 // two moments (stage 1), and from stage 2 also the summed gradient. Per step:
-//   stage 1: all-reduce the whole gradient (the engine's buffer), use my slice of it;
+//   stage 1: all-reduce the whole gradient (the engine's buffer), use my slice of it (with bf16
+//            weight storage: per micro-batch and bucket, as stage 2 does; see below);
 //   stage 2: after every micro-batch, reduce-scatter the engine's gradient and add my slice into my
 //            gradient shard (`gradShard`, 1/N): the full gradient exists only in the engine's own
 //            backward buffer, for one micro-batch at a time;
@@ -25,9 +26,14 @@
 //             its owner, updated there, rounded to nearest-even bf16 and all-gathered, so after every
 //             update the forward weights on every rank are bf16 values. The master slices go into
 //             the checkpoint beside the moments, so a resume continues from the fp32 masters, not
-//             from the bf16 weights. This engine still stores its forward weights in an fp32 buffer
-//             (holding bf16 values), so the whole-model term is 4 bytes per parameter, not 2: see
-//             plan.ts. Unsharded (stage 0) bf16 runs differ: their forward weights are the fp32
+//             from the bf16 weights. On the CPU the trainer loads the model with the engine's bf16
+//             weight storage (run.ts): the engine then holds the weights and the gradient in bf16
+//             only (2 + 2 bytes per parameter, no fp32 copy of the model), the all-gather moves bf16
+//             bits, and the gradient is drained after every micro-batch, at both stages, into the
+//             fp32 shard (`gradShard`) by bucketed collectives that widen one bucket of bf16
+//             gradients to fp32 at a time (reduce-scatter at stage 2, all-reduce at stage 1): a bf16
+//             buffer cannot accumulate micro-batches to fp32 precision, and the full fp32 gradient
+//             is never formed. Unsharded (stage 0) bf16 runs differ: their forward weights are fp32
 //             masters themselves (norms and embeddings read them unrounded), so ZeRO's bf16 runs are
 //             compared with one rank of ZeRO (whose single slice is the whole unsharded master).
 //
@@ -62,7 +68,14 @@ export interface ZeroModel {
   syncParams(): void;
   /** Compute dtype (engine Model.dtype): 'bfloat16' gets a separate, sharded fp32 master. */
   readonly dtype?: string;
+  /** Engine weight storage: 'bfloat16' keeps weights and gradients in bf16 only (paramBits/gradBits). */
+  readonly weightStorage?: string;
+  paramBits?(): Uint16Array;
+  gradBits?(): Uint16Array;
 }
+
+/** Elements per gradient bucket (bf16 weight storage): a multiple of every shard alignment. */
+export const GRAD_BUCKET = 1 << 22;
 
 export interface ZeroStepOptions {
   lr: number;
@@ -117,8 +130,13 @@ export class ZeroOptimizer {
   v: Float32Array;
   /** bf16 compute: my slice's fp32 master weights (the forward weights are their bf16 rounding). */
   readonly ownMaster: Float32Array | null;
-  /** Stage 2: my slice of the gradient summed over ranks and micro-batches. */
+  /** Stage 2 (and both stages with bf16 weights): my slice of the gradient summed over ranks and micro-batches. */
   readonly gradShard: Float32Array | null;
+  /** The engine stores weights and gradients in bf16 only (ZeroModel.weightStorage). */
+  readonly bf16Weights: boolean;
+  private readonly n: number;
+  /** Bucket of the bf16-weight collectives (worldSize x bucket elements), allocated on first use. */
+  private bucket: Float32Array | null = null;
   step = 0;
 
   constructor(
@@ -126,25 +144,39 @@ export class ZeroOptimizer {
     private readonly comm: ShardCommunicator | undefined,
     readonly stage: 1 | 2,
     private readonly threads = 1,
+    /** Elements per gradient bucket of a rank's shard (bf16 weights); a multiple of the norm block. */
+    private readonly bucketElems = GRAD_BUCKET,
   ) {
     this.rank = comm?.rank ?? 0;
     this.worldSize = comm?.worldSize ?? 1;
     if (model.dtype === 'float16')
       throw new Error('ZeRO with float16 compute is not supported (use bfloat16 or float32)');
-    const n = model.paramBuffer().length;
+    this.bf16Weights = model.weightStorage === 'bfloat16';
+    if (this.bf16Weights && (model.dtype !== 'bfloat16' || !model.paramBits || !model.gradBits))
+      throw new Error('ZeRO: bf16 weight storage needs a bfloat16 model with paramBits()/gradBits()');
+    if (!Number.isInteger(bucketElems / this.align) || bucketElems <= 0)
+      throw new Error(`ZeRO: the gradient bucket must be a positive multiple of ${this.align} elements`);
+    const n = this.bf16Weights ? model.paramBits!().length : model.paramBuffer().length;
+    this.n = n;
     ({ start: this.start, end: this.end } = shardRange(n, this.rank, this.worldSize, this.align));
     const len = this.end - this.start;
     this.m = new Float32Array(len);
     this.v = new Float32Array(len);
-    this.gradShard = stage === 2 ? new Float32Array(len) : null;
+    this.gradShard = stage === 2 || this.bf16Weights ? new Float32Array(len) : null;
     // The master starts as the weights loaded. They are not rounded here: the reference scores were
     // taken with them, and the policy must start equal to its reference; every update then writes
-    // the bf16 rounding (a bf16 checkpoint or Hugging Face folder is bf16-valued already).
-    this.ownMaster = model.dtype === 'bfloat16' ? Float32Array.from(this.slice(model.paramBuffer())) : null;
+    // the bf16 rounding (a bf16 checkpoint or Hugging Face folder is bf16-valued already). With bf16
+    // weight storage the weights loaded are bf16 values already (the engine rounded them).
+    if (this.bf16Weights) {
+      this.ownMaster = new Float32Array(len);
+      widenBf16(model.paramBits!().subarray(this.start, this.end), this.ownMaster);
+    } else {
+      this.ownMaster = model.dtype === 'bfloat16' ? Float32Array.from(this.slice(model.paramBuffer())) : null;
+    }
   }
 
   get numParameters(): number {
-    return this.model.paramBuffer().length;
+    return this.n;
   }
 
   private slice(x: Float32Array): Float32Array {
@@ -172,8 +204,10 @@ export class ZeroOptimizer {
 
   /** Stage 1: sums the ranks' whole gradients in the engine's buffer. */
   async reduceGradients(): Promise<{ bytes: number }> {
-    const g = this.model.gradBuffer();
     if (this.stage === 2) throw new Error('ZeRO-2 reduces each micro-batch with accumulateShard()');
+    if (this.bf16Weights)
+      throw new Error('ZeRO with bf16 weights reduces each micro-batch with accumulateShard()');
+    const g = this.model.gradBuffer();
     if (!this.comm || this.worldSize === 1) return { bytes: 0 };
     await this.comm.allReduceSum(g);
     return { bytes: g.byteLength };
@@ -188,12 +222,61 @@ export class ZeroOptimizer {
   async accumulateShard(first: boolean): Promise<{ bytes: number }> {
     const shard = this.gradShard;
     if (!shard) throw new Error('accumulateShard is ZeRO-2 only');
+    if (this.bf16Weights) return this.drainBf16(shard, first);
     const g = this.model.gradBuffer();
     if (this.comm && this.worldSize > 1) await this.comm.reduceScatterSum(g, this.align);
     const mine = this.slice(g);
     if (first) shard.set(mine);
     else for (let i = 0; i < shard.length; i++) shard[i]! += mine[i]!;
     return { bytes: this.comm && this.worldSize > 1 ? g.byteLength : 0 };
+  }
+
+  /**
+   * bf16 weight storage: my slice of the ranks' summed bf16 gradients, widened to fp32, into the
+   * shard. Bucket k holds, for every rank r in rank order, elements [k B, (k+1) B) of r's shard
+   * (zeros past its end), so one reduce-scatter with alignment B hands each rank its own piece:
+   * the sums run in rank order over fp32 values, as the fp32 path's reduce-scatter does. Stage 1
+   * all-reduces the bucket instead (every rank receives the full sums; it keeps its piece).
+   */
+  private async drainBf16(shard: Float32Array, first: boolean): Promise<{ bytes: number }> {
+    const g16 = this.model.gradBits!();
+    const len = this.end - this.start;
+    const add = (k: number, v: number) => {
+      shard[k] = first ? v : shard[k]! + v;
+    };
+    const word = new Uint32Array(1);
+    const f = new Float32Array(word.buffer);
+    if (!this.comm || this.worldSize === 1) {
+      for (let k = 0; k < len; k++) {
+        word[0] = g16[this.start + k]! << 16;
+        add(k, f[0]!);
+      }
+      return { bytes: 0 };
+    }
+    const N = this.worldSize;
+    const S = Math.ceil(this.n / (N * this.align)) * this.align; // nominal shard size (shardRange)
+    const B = Math.min(S, this.bucketElems);
+    this.bucket ??= new Float32Array(N * B);
+    const buf = this.bucket;
+    const bits = new Uint32Array(buf.buffer, buf.byteOffset, buf.length);
+    let bytes = 0;
+    for (let o = 0; o < S; o += B) {
+      for (let r = 0; r < N; r++) {
+        const end = Math.min(this.n, (r + 1) * S);
+        for (let j = 0; j < B; j++) {
+          const idx = r * S + o + j;
+          bits[r * B + j] = o + j < S && idx < end ? g16[idx]! << 16 : 0;
+        }
+      }
+      if (this.stage === 2)
+        await this.comm.reduceScatterSum(buf, this.align); // B is a multiple: rank r gets [r B, (r+1) B)
+      else await this.comm.allReduceSum(buf);
+      // The loop's bus bandwidth counts bytes as a reduce-scatter moves them; an all-reduce moves twice that.
+      bytes += buf.byteLength * (this.stage === 2 ? 1 : 2);
+      const mine = this.rank * B;
+      for (let j = 0; j < B && o + j < len; j++) add(o + j, buf[mine + j]!);
+    }
+    return { bytes };
   }
 
   /** The global gradient norm, added exactly as the engine adds it (blocks in order, in double). */
@@ -224,8 +307,20 @@ export class ZeroOptimizer {
       this.threads,
     );
     // bf16: my slice of the forward weights = round-to-nearest-even(master), as torch converts.
-    if (this.ownMaster) roundToBf16(this.ownMaster, this.slice(this.model.paramBuffer()));
-    if (this.comm && this.worldSize > 1) await this.comm.allGather(this.model.paramBuffer(), this.align);
+    if (this.bf16Weights) {
+      // bf16 storage: the bits go straight into the engine's weights, and the all-gather moves
+      // them as 32-bit words (two per word; shards are whole words since the alignment is even).
+      const bits = this.model.paramBits!();
+      roundToBf16Bits(this.ownMaster!, bits.subarray(this.start, this.end));
+      if (this.comm && this.worldSize > 1)
+        await this.comm.allGather(
+          new Float32Array(bits.buffer, bits.byteOffset, Math.ceil(this.n / 2)),
+          this.align / 2,
+        );
+    } else {
+      if (this.ownMaster) roundToBf16(this.ownMaster, this.slice(this.model.paramBuffer()));
+      if (this.comm && this.worldSize > 1) await this.comm.allGather(this.model.paramBuffer(), this.align);
+    }
     this.model.syncParams();
     return { gradNorm: norm };
   }
@@ -401,4 +496,21 @@ export function roundToBf16(src: Float32Array, dst: Float32Array): void {
     const u = s[i]!;
     d[i] = (u & 0x7fffffff) > 0x7f800000 ? 0x7fc00000 : ((u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000) >>> 0;
   }
+}
+
+/** dst = src rounded to the nearest bf16 (as roundToBf16), as bf16 bits. */
+export function roundToBf16Bits(src: Float32Array, dst: Uint16Array): void {
+  if (src.length !== dst.length) throw new Error('roundToBf16Bits: lengths differ');
+  const s = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < s.length; i++) {
+    const u = s[i]!;
+    dst[i] = (u & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+  }
+}
+
+/** dst = the fp32 values of the bf16 bits in src (exact). */
+export function widenBf16(src: Uint16Array, dst: Float32Array): void {
+  if (src.length !== dst.length) throw new Error('widenBf16: lengths differ');
+  const d = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
+  for (let i = 0; i < src.length; i++) d[i] = src[i]! << 16;
 }

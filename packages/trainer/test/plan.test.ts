@@ -71,6 +71,8 @@ describe('mpo plan: memory', () => {
   it('engine layout: flat parameters and gradients whole on each rank; ZeRO shards moments, bf16 masters, stage-2 gradients', () => {
     // What zero.ts keeps per rank (ZeroOptimizer.heldBytes, checked against its buffers in
     // zero.test.ts): 8/N moments, +4/N fp32 master below fp32, +4/N gradient shard at stage 2.
+    // bf16 + ZeRO: the engine's bf16 weight storage, 2 + 2 bytes of weights and gradient per
+    // parameter and nothing fp32 whole; the fp32 gradient shard (4/N) at both stages.
     const P = 8_030_261_248;
     const e = (zero: 0 | 1 | 2, dtype: 'fp32' | 'bf16') =>
       planMemory({ ...base, config: llama8b, layout: 'engine', zero, dtype }).perRank;
@@ -78,8 +80,12 @@ describe('mpo plan: memory', () => {
     expect(e(1, 'fp32')).toMatchObject({ weights: 4 * P, gradients: 4 * P, optimizer: P });
     expect(e(2, 'fp32')).toMatchObject({ weights: 4 * P, gradients: 4 * P + P / 2, optimizer: P });
     expect(e(0, 'bf16')).toMatchObject({ weights: 6 * P, gradients: 4 * P, optimizer: 8 * P });
-    expect(e(1, 'bf16')).toMatchObject({ weights: 6 * P, gradients: 4 * P, optimizer: 1.5 * P });
-    expect(e(2, 'bf16')).toMatchObject({ weights: 6 * P, gradients: 4 * P + P / 2, optimizer: 1.5 * P });
+    expect(e(1, 'bf16')).toMatchObject({ weights: 2 * P, gradients: 2 * P + P / 2, optimizer: 1.5 * P });
+    expect(e(2, 'bf16')).toMatchObject({ weights: 2 * P, gradients: 2 * P + P / 2, optimizer: 1.5 * P });
+    // One bucket of the gradient collectives: 8 ranks x 4 Mi fp32 values.
+    const ws = (zero: 0 | 1 | 2) =>
+      planMemory({ ...base, config: llama8b, layout: 'engine', zero }).perRank.workspace;
+    expect(ws(2) - ws(0)).toBe(8 * 2 ** 22 * 4);
   });
 
   it('activation checkpointing keeps one hidden state per layer; fits compares the total with the device', () => {

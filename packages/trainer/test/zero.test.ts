@@ -3,11 +3,11 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { launchRanks } from '@mpo/allreduce';
+import { launchRanks, shardRange } from '@mpo/allreduce';
 import { Model, readSafetensorsHeader } from '@mpo/engine';
 import { describe, expect, it } from 'vitest';
 import { latestCheckpoint } from '../src/index.js';
-import { roundToBf16, ZeroOptimizer } from '../src/zero.js';
+import { roundToBf16, roundToBf16Bits, ZeroOptimizer } from '../src/zero.js';
 import { mpoData, tmp } from './helpers.js';
 
 const rankScript = join(import.meta.dirname, 'fixtures/zero-rank.mjs');
@@ -287,21 +287,34 @@ describe('ZeRO over the shm group', () => {
     final.dispose();
     expect(maxDiff(masters, rounded)).toBeGreaterThan(0);
     // The first step runs on the weights as loaded, which the reference scores were taken with:
-    // its loss is an unsharded bf16 run's to the bit (the policy starts at its reference).
-    await train(1, bf('plain', { maxSteps: 1 }));
+    // its loss is an unsharded bf16 run's to the bit (the policy starts at its reference). ZeRO's
+    // bf16 runs store the weights in bf16 (the engine rounds the fp32 init when it loads it), so
+    // both start from the same bf16-valued checkpoint here: the forward pass is the same computation.
+    const initDir = join(dir, 'init-bf16');
+    const m0 = Model.init(model.init as never, { seed: model.seed, threads: 1 });
+    await m0.save(initDir, { dtype: 'bfloat16' });
+    m0.dispose();
+    const fromInit = (out: string, training: Record<string, unknown>) => ({
+      ...bf(out, { maxSteps: 1, ...training }),
+      model: initDir,
+    });
+    await train(1, fromInit('first-zero', { zeroStage: 1 }));
+    await train(1, fromInit('plain', {}));
     const firstLoss = (out: string) =>
       JSON.parse(readFileSync(join(dir, out, 'metrics.jsonl'), 'utf8').split('\n')[0]!).loss;
-    expect(firstLoss('whole')).toBe(firstLoss('plain'));
-    // Two micro-batches per rank: stage 2 sums in another order; the masters agree within 1e-6.
+    expect(firstLoss('first-zero')).toBe(firstLoss('plain'));
+    // Two micro-batches per rank. With the engine's bf16 weight storage both stages drain every
+    // micro-batch's bf16 gradient into the fp32 shard (the bf16 buffer cannot accumulate to fp32
+    // precision), so stage 1 sums in stage 2's order (ranks per micro-batch, then micro-batches)
+    // and the masters agree exactly; against one rank with four micro-batches (another order)
+    // within 1e-6 (here exactly too: fp32 sums of four bf16 gradients are mostly exact).
     const k2 = { batchSize: 8, microBatchSize: 2 };
     await train(2, bf('k2-z1', { ...k2, zeroStage: 1 }));
     await train(2, bf('k2-z2', { ...k2, zeroStage: 2 }));
-    const d = maxDiff(
-      await checkpointMasters(join(dir, 'k2-z1')),
-      await checkpointMasters(join(dir, 'k2-z2')),
-    );
-    expect(d).toBeGreaterThan(0);
-    expect(d).toBeLessThan(1e-6);
+    const k2z2 = await checkpointMasters(join(dir, 'k2-z2'));
+    expect(maxDiff(await checkpointMasters(join(dir, 'k2-z1')), k2z2)).toBe(0);
+    await train(1, bf('k2-one', { ...k2, zeroStage: 2 }));
+    expect(maxDiff(await checkpointMasters(join(dir, 'k2-one')), k2z2)).toBeLessThan(1e-6);
   }, 400_000);
 
   it('bf16: resumes from the sharded masters on a different rank count (2 -> 1)', async () => {
@@ -378,4 +391,145 @@ describe('ZeRO shards in one process', () => {
       m.dispose();
     }
   });
+
+  it('bf16 weight storage: the engine holds bf16 only; the rank 16/N bytes per parameter', () => {
+    const m = Model.init(model.init as never, {
+      seed: 2,
+      threads: 1,
+      dtype: 'bfloat16',
+      weightStorage: 'bfloat16',
+    });
+    const P = m.numParameters;
+    for (const stage of [1, 2] as const) {
+      for (const N of [1, 2, 3]) {
+        const held = Array.from({ length: N }, (_, rank) => {
+          const comm = {
+            rank,
+            worldSize: N,
+            allReduceSum: async () => {},
+            reduceScatterSum: async () => {},
+            allGather: async () => {},
+          };
+          const z = new ZeroOptimizer(m, comm, stage);
+          expect(z.bf16Weights).toBe(true);
+          const b = z.heldBytes();
+          // fp32 master 4 + moments 8 + gradient shard 4 (both stages) per parameter of the slice
+          return b.master + b.moments + b.gradients;
+        });
+        expect(held.reduce((a, b) => a + b, 0)).toBe(16 * P);
+      }
+    }
+    // The engine's own buffers: 2 bytes of weights and 2 of gradient per parameter.
+    expect(m.paramBits().byteLength).toBe(2 * P);
+    expect(m.gradBits().byteLength).toBe(2 * P);
+    m.dispose();
+  });
+
+  it('bf16 weight storage: bucketed reduce-scatter (stage 2) and all-reduce (stage 1) give each rank the fp32 sum of the bf16 gradients', async () => {
+    // Two ranks in one process over a tiny in-memory group with the shm group's semantics; buckets
+    // of one norm block, so each rank's shard (two blocks, and the rest) takes two buckets.
+    const N = 2;
+    const align = 65_536;
+    const models = [0, 1].map(() =>
+      Model.init(model.init as never, { seed: 4, threads: 1, dtype: 'bfloat16', weightStorage: 'bfloat16' }),
+    );
+    const P = models[0]!.numParameters;
+    // Gradient bits: varied magnitudes and signs, different per rank.
+    const grads = models.map((m, r) => {
+      const g = m.gradBits();
+      for (let i = 0; i < P; i++)
+        g[i] = (0x3a00 + ((i * 37 + r * 11) % 0x0900)) | ((i + r) % 3 === 0 ? 0x8000 : 0);
+      return Uint16Array.from(g);
+    });
+    const f32 = (b: number) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!;
+    const group = memoryGroup(N);
+    for (const stage of [1, 2] as const) {
+      const zs = models.map((m, rank) => new ZeroOptimizer(m, group.comm(rank), stage, 1, align));
+      await Promise.all(zs.map((z) => z.accumulateShard(true)));
+      await Promise.all(zs.map((z) => z.accumulateShard(false))); // the same gradient again: 2x
+      for (const z of zs) {
+        const shard = z.grads();
+        expect(shard.length).toBe(z.end - z.start);
+        for (let k = 0; k < shard.length; k += 997) {
+          const i = z.start + k;
+          const once = f32(grads[0]![i]!) + f32(grads[1]![i]!);
+          expect(shard[k]).toBe(Math.fround(Math.fround(once) + Math.fround(once)));
+        }
+      }
+      // The update: every rank ends with every slice, the bf16 rounding of its owner's master.
+      const hyper = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
+      await Promise.all(zs.map((z) => z.stepShard(hyper)));
+      expect(models[1]!.weightsHash()).toBe(models[0]!.weightsHash());
+      for (const z of zs) {
+        const want = new Uint16Array(z.end - z.start);
+        roundToBf16Bits(z.master(), want);
+        expect(models[0]!.paramBits().subarray(z.start, z.end)).toEqual(want);
+      }
+    }
+    for (const m of models) m.dispose();
+  });
 });
+
+/** An in-process group with the shm group's collectives (sums in rank order), for tests. */
+function memoryGroup(N: number) {
+  type Op = { bufs: Float32Array[]; arrived: number; done: Promise<void>; release: () => void };
+  const ops = new Map<string, Op>();
+  const counters = Array.from({ length: N }, () => 0);
+  const meet = async (rank: number, buf: Float32Array, finish: (bufs: Float32Array[]) => void) => {
+    const key = String(counters[rank]!++);
+    let op = ops.get(key);
+    if (!op) {
+      let release = () => {};
+      const done = new Promise<void>((r) => {
+        release = r;
+      });
+      op = { bufs: [], arrived: 0, done, release };
+      ops.set(key, op);
+    }
+    op.bufs[rank] = buf;
+    if (++op.arrived === N) {
+      finish(op.bufs);
+      ops.delete(key);
+      op.release();
+    }
+    await op.done;
+  };
+  const sumInto = (bufs: Float32Array[], dst: Float32Array[], a: number, b: number) => {
+    for (let i = a; i < b; i++) {
+      let s = bufs[0]![i]!;
+      for (let r = 1; r < N; r++) s = Math.fround(s + bufs[r]![i]!);
+      for (const d of dst) d[i] = s;
+    }
+  };
+  return {
+    comm: (rank: number) => ({
+      rank,
+      worldSize: N,
+      allReduceSum: (buf: Float32Array) => meet(rank, buf, (bufs) => sumInto(bufs, bufs, 0, buf.length)),
+      reduceScatterSum: (buf: Float32Array, align: number) =>
+        meet(rank, buf, (bufs) => {
+          const parts = bufs.map((_, r) => shardRange(buf.length, r, N, align));
+          const sums = parts.map(({ start, end }) => {
+            const t = new Float32Array(end - start);
+            for (let i = start; i < end; i++) {
+              let s = bufs[0]![i]!;
+              for (let r = 1; r < N; r++) s = Math.fround(s + bufs[r]![i]!);
+              t[i - start] = s;
+            }
+            return t;
+          });
+          parts.forEach(({ start }, r) => {
+            bufs[r]!.set(sums[r]!, start);
+          });
+        }),
+      allGather: (buf: Float32Array, align: number) =>
+        meet(rank, buf, (bufs) => {
+          for (let r = 0; r < N; r++) {
+            const { start, end } = shardRange(buf.length, r, N, align);
+            const own = bufs[r]!.slice(start, end);
+            for (const d of bufs) d.set(own, start);
+          }
+        }),
+    }),
+  };
+}
