@@ -23,6 +23,7 @@ import {
   type Gang,
   hostsOf,
   isCancelled,
+  isInvalidInputExit,
   localSlots,
   metricRows,
   redisKeys,
@@ -78,9 +79,6 @@ type StopReason =
  * reading (a slow Redis, e.g. ASHA decisions, backs the chain up too).
  */
 const MAX_QUEUED_MESSAGES = 1_000;
-
-/** CLI exit codes (apps/cli exit-codes.ts) that mean the input is wrong: retrying cannot help. */
-const INVALID_INPUT_CODES = new Set([2, 3, 4]);
 
 export class TrainRun {
   private stopReason: StopReason | null = null;
@@ -483,7 +481,7 @@ export class TrainRun {
     const message =
       this.errorLine ??
       `trainer exited with code ${exit.exitCode} without finishing${tail ? `; stderr:\n${tail}` : ''}`;
-    const unrecoverable = INVALID_INPUT_CODES.has(exit.exitCode);
+    const unrecoverable = isInvalidInputExit(exit.exitCode);
     const retry = willRetry(this.job, unrecoverable);
     await finish(retry ? 'QUEUED' : 'FAILED', {
       error: retry ? `attempt ${attempt} failed (will retry): ${message}` : message,

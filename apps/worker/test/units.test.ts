@@ -10,7 +10,7 @@ import { startChild, withheldEnv } from '../src/child.js';
 import { Coalescer } from '../src/coalesce.js';
 import { parseCommand } from '../src/config.js';
 import { detectDevices, detectGpus, parseDevices, SlotPool } from '../src/devices.js';
-import { evalConfig, parseEvalLine } from '../src/eval-run.js';
+import { evalConfig } from '../src/eval-run.js';
 import { createLogger } from '../src/log.js';
 import { newProtocolFile, ProtocolFollower, replayProtocol } from '../src/protocol.js';
 import { buildTrainConfig, guessDataFormat, JobConfigError } from '../src/trainer-config.js';
@@ -334,31 +334,6 @@ describe('trial bookkeeping', () => {
     const s = new TrialState({ metric: 'loss', mode: 'min' }, asha);
     s.observe(step(1, 1));
     expect(s.flushRungs()).toEqual([{ rung: 0, step: 1, value: Number.NaN }]);
-  });
-});
-
-describe('eval result lines', () => {
-  it('parses results, errors and other lines', () => {
-    expect(
-      parseEvalLine(
-        '{"type":"result","benchmark":"multijail","language":"zh","metric":"asr","value":0.25,"n":100}',
-      ),
-    ).toEqual({
-      kind: 'result',
-      result: { benchmark: 'multijail', language: 'zh', metric: 'asr', value: 0.25, n: 100 },
-    });
-    expect(parseEvalLine('')).toBeNull();
-    expect(parseEvalLine('{"type":"progress","done":3}')).toEqual({ kind: 'other' });
-    expect(parseEvalLine('{"type":"error","message":"boom"}')).toEqual({ kind: 'error', message: 'boom' });
-    expect(parseEvalLine('nope')).toEqual({ kind: 'bad', reason: 'not JSON' });
-    const bad = parseEvalLine(
-      '{"type":"result","benchmark":"","language":"zh","metric":"asr","value":null,"n":1.5}',
-    );
-    expect(bad).toEqual({
-      kind: 'bad',
-      reason:
-        'benchmark must be a non-empty string; value must be a finite number; n must be a non-negative integer',
-    });
   });
 });
 
