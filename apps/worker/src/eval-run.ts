@@ -6,7 +6,7 @@
 // <trial>/eval/generations.jsonl and become Generation rows, replacing an
 // earlier attempt's. Trials that did not finish (stopped by ASHA, cancelled,
 // failed) are skipped.
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NewEvaluation } from '@mpo/db';
 import { readGenerations } from '@mpo/eval';
@@ -18,6 +18,7 @@ import {
   parseEvalLine,
 } from '@mpo/queue';
 import { BUILTIN_DATA } from '@mpo/trainer';
+import { writeFileWhole } from '@mpo/util';
 import type { Job } from 'bullmq';
 import { type ChildHandle, startChild } from './child.js';
 import type { SlotLease } from './devices.js';
@@ -93,8 +94,7 @@ export class EvalRun {
     mkdirSync(outDir, { recursive: true });
     const configPath = join(outDir, 'eval-config.json');
     const config = evalConfig(d, weights, cfg);
-    writeFileSync(`${configPath}.tmp`, `${JSON.stringify(config, null, 2)}\n`);
-    renameSync(`${configPath}.tmp`, configPath);
+    writeFileWhole(configPath, `${JSON.stringify(config, null, 2)}\n`);
 
     const results: EvalResultLine[] = [];
     let errorLine: string | null = null;

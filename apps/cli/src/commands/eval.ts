@@ -2,6 +2,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { GenerationRecord } from '@mpo/eval';
 import type { EvalMessage } from '@mpo/queue';
+import { errorMessage } from '@mpo/util';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { numberFlag } from '../flags.js';
 import { createProgress, createReporter } from '../progress.js';
@@ -116,7 +117,7 @@ register({
       );
       if (saveTo) writeGenerations(saveTo, generations);
     } catch (err) {
-      emit({ type: 'error', message: (err as Error).message });
+      emit({ type: 'error', message: errorMessage(err) });
       throw err;
     }
     progress.finish();

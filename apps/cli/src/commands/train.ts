@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { presetNames } from '@mpo/objectives';
 import { isLlamaFactoryConfig, locateProblems, type TrainerMessage, type TrainerMetrics } from '@mpo/queue';
 import { ConfigError, parseTrainConfig, runTraining } from '@mpo/trainer';
+import { errorMessage } from '@mpo/util';
 import { communicatorFromEnv } from '../comm.js';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { optionalNumberFlag } from '../flags.js';
@@ -148,7 +149,7 @@ register({
       }
       return ExitCode.ok;
     } catch (err) {
-      emit({ type: 'error', message: (err as Error).message });
+      emit({ type: 'error', message: errorMessage(err) });
       throw err;
     } finally {
       process.off('SIGTERM', onSignal);
