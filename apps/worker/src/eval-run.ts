@@ -1,11 +1,11 @@
 // One eval job: evaluate a trial's final weights with
 // `mpo eval --config FILE --json`, which prints one line per result (the
-// protocol of packages/queue/src/eval-protocol.ts). The results become Evaluation rows, written once at the end (a
-// retried job writes none twice). The generations behind the attack-success
-// rates (`--save-responses`: prompt, response, language, verdict) stay as
-// <trial>/eval/generations.jsonl and become Generation rows, replacing an
-// earlier attempt's. Trials that did not finish (stopped by ASHA, cancelled,
-// failed) are skipped.
+// protocol of packages/queue/src/eval-protocol.ts). The results become
+// Evaluation rows, written once at the end (a retried job writes none twice).
+// The generations behind the attack-success rates (`--save-responses`: prompt,
+// response, language, verdict) stay as <trial>/eval/generations.jsonl and
+// become Generation rows, replacing an earlier attempt's. Trials that did not
+// finish (stopped by ASHA, cancelled, failed) are skipped.
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NewEvaluation } from '@mpo/db';
