@@ -24,6 +24,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { mulberry32 } from '@mpo/util';
 import { ownPostgres, ownRedis } from './lib/own-servers.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -41,17 +42,8 @@ const KINDS = ['agent-kill', 'agent-term', 'trainer-kill', 'redis-pause', 'postg
 const log = (msg, extra = {}) =>
   process.stdout.write(`${JSON.stringify({ t: new Date().toISOString().slice(11, 19), msg, ...extra })}\n`);
 
-/** mulberry32: a small seeded PRNG, so a seed always gives the same fault schedule. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG (mulberry32), so a seed always gives the same fault schedule. */
+const rng = mulberry32;
 
 /** FAULTS faults, each at a random point of the sweep's total progress (sum of the trials' steps). */
 function schedule(random) {

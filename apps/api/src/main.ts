@@ -3,6 +3,7 @@
 // DATABASE_URL, REDIS_URL, MPO_ADMIN_TOKEN, MPO_MODEL_ROOT, MPO_DATA_ROOT,
 // MPO_QUEUE_PREFIX, LOG_LEVEL). A failed start-up check (Postgres or Redis
 // unreachable, Redis not noeviction) exits 1 with the reason on stderr.
+import { errorMessage } from '@mpo/util';
 import { buildApp } from './app.js';
 
 const port = Number(process.env.PORT ?? 3000);
@@ -12,7 +13,7 @@ let app: Awaited<ReturnType<typeof buildApp>>;
 try {
   app = await buildApp();
 } catch (err) {
-  process.stderr.write(`api: start-up failed: ${(err as Error).message}\n`);
+  process.stderr.write(`api: start-up failed: ${errorMessage(err)}\n`);
   process.exit(1);
 }
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -1,6 +1,7 @@
 // A small client for the control plane's HTTP API. Token and URL come from
 // flags or the environment (MPO_API_URL, MPO_TOKEN, falling back to
 // MPO_ADMIN_TOKEN). Every failure becomes a CliError with a distinct exit code.
+import { errorMessage } from '@mpo/util';
 import { CliError, ExitCode } from './exit-codes.js';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:3000';
@@ -46,7 +47,7 @@ export class ApiClient {
         signal: AbortSignal.timeout(30_000),
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? errorMessage(err);
       throw new CliError(`cannot reach the API at ${this.url} (${cause})`, ExitCode.unavailable);
     }
     const text = await res.text();

@@ -1,3 +1,4 @@
+import { errorMessage } from '@mpo/util';
 import { CliError, ExitCode } from './exit-codes.js';
 import { all, lookup } from './registry.js';
 import './commands/index.js';
@@ -35,7 +36,7 @@ export async function main(argv: string[]): Promise<number> {
     return await cmd.run(rest);
   } catch (err) {
     if (String((err as { code?: string }).code).startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`mpo ${name}: ${(err as Error).message}\n\nusage: ${cmd.usage}\n`);
+      process.stderr.write(`mpo ${name}: ${errorMessage(err)}\n\nusage: ${cmd.usage}\n`);
       return ExitCode.usage;
     }
     if (err instanceof CliError) {

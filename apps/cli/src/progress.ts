@@ -38,7 +38,8 @@ export class Eta {
 export interface Reporter {
   /** True when drawing a progress line on a terminal (events are then not printed). */
   readonly tty: boolean;
-  event(obj: Record<string, unknown> & { type: string }): void;
+  /** Any JSON object with a type; train and eval pass their protocols' messages (@mpo/queue). */
+  event<T extends { type: string }>(obj: T): void;
   line(text: string): void;
   done(): void;
 }

@@ -5,6 +5,7 @@ import {
   parseConfigText,
   jsonSyntaxErrorOffset as syntaxErrorOffset,
 } from '@mpo/queue';
+import { errorMessage } from '@mpo/util';
 import { CliError, ExitCode } from './exit-codes.js';
 
 function readText(path: string, what: string): string {
@@ -13,7 +14,7 @@ function readText(path: string, what: string): string {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new CliError(
-      `${what} ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
+      `${what} ${path}: ${code === 'ENOENT' ? 'no such file' : errorMessage(err)}`,
       code === 'ENOENT' ? ExitCode.notFound : ExitCode.invalidInput,
     );
   }
@@ -48,9 +49,6 @@ export function readJsonFile(path: string, what: string): unknown {
     const pos = syntaxErrorOffset(text);
     const before = text.slice(0, pos).split('\n');
     const where = ` at line ${before.length}, column ${before.at(-1)!.length + 1}`;
-    throw new CliError(
-      `${what} ${path}: invalid JSON${where}: ${(err as Error).message}`,
-      ExitCode.invalidInput,
-    );
+    throw new CliError(`${what} ${path}: invalid JSON${where}: ${errorMessage(err)}`, ExitCode.invalidInput);
   }
 }

@@ -21,6 +21,7 @@
 // takes one host's share of slots and opens a gang (train-run.ts); a gang
 // loop here takes seats in other agents' open gangs while this agent has the
 // slots they need (gang-run.ts, README "Trials that span hosts").
+
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -49,6 +50,7 @@ import {
   WORKER_REDIS_OPTIONS,
   writeHeartbeat,
 } from '@mpo/queue';
+import { errorMessage } from '@mpo/util';
 import { type Job, UnrecoverableError, Worker, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { type AgentConfig, REPO_ROOT } from './config.js';
@@ -241,7 +243,7 @@ export class Agent {
       try {
         job = await worker.getNextJob(token, { block: true });
       } catch (err) {
-        this.log.warn({ queue: worker.name, err: (err as Error).message }, 'fetching a job failed');
+        this.log.warn({ queue: worker.name, err: errorMessage(err) }, 'fetching a job failed');
         await sleep(1_000, undefined, { signal }).catch(() => {});
         continue;
       }
@@ -266,7 +268,7 @@ export class Agent {
           if (!this.seats.has(id)) await this.tryJoin(id);
         }
       } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'looking for open gangs failed');
+        this.log.warn({ err: errorMessage(err) }, 'looking for open gangs failed');
       }
       await sleep(GANG_POLL_MS, undefined, { signal }).catch(() => {});
     }
@@ -291,7 +293,7 @@ export class Agent {
     const seat = new GangSeat({ cfg, redis: this.redis, log }, id, joined.hostRank, lease);
     const done = seat
       .run()
-      .catch((err) => log.error({ err: (err as Error).message }, 'gang seat failed'))
+      .catch((err) => log.error({ err: errorMessage(err) }, 'gang seat failed'))
       .finally(() => {
         this.seats.delete(id);
         this.slots.release(lease);
@@ -311,8 +313,8 @@ export class Agent {
         throw new Error(`slots.ranksPerHost (${req.ranksPerHost}) must divide slots.count (${req.count})`);
       if (kind === 'eval' && hostsOf(req) > 1) throw new Error('an eval job runs on one host');
     } catch (err) {
-      log.error({ err: (err as Error).message }, 'invalid job payload');
-      await job.moveToFailed(new UnrecoverableError((err as Error).message), token, false).catch(() => {});
+      log.error({ err: errorMessage(err) }, 'invalid job payload');
+      await job.moveToFailed(new UnrecoverableError(errorMessage(err)), token, false).catch(() => {});
       return 0;
     }
     const fit = fits(req, this.slots.snapshot());
@@ -322,7 +324,7 @@ export class Agent {
       log.debug({ slots: req, fit, delayMs: delay }, 'job does not fit the free slots; putting it back');
       await job
         .moveToDelayed(Date.now() + delay, token)
-        .catch((err) => log.warn({ err: (err as Error).message }, 'could not put the job back'));
+        .catch((err) => log.warn({ err: errorMessage(err) }, 'could not put the job back'));
       return fit === 'never' ? NEVER_BACKOFF_MS : 0;
     }
     const ctx: RunContext = {
@@ -418,7 +420,7 @@ export class Agent {
           if (ok) a.lockedUntil = Math.max(a.lockedUntil, sentAt + this.cfg.lockDurationMs);
           else if (!a.lost) this.loseLock(a, 'another agent holds it (the job was re-queued)');
         } catch (err) {
-          const message = (err as Error).message;
+          const message = errorMessage(err);
           if (!a.lost && Date.now() >= a.lockedUntil)
             this.loseLock(a, `ran out ${Date.now() - a.lockedUntil} ms ago; last renewal: ${message}`);
           else jobLogger(this.log, a.job).warn({ err: message }, 'renewing the job lock failed');
@@ -472,7 +474,7 @@ export class Agent {
       );
     } catch (err) {
       this.beatQueued = false;
-      this.log.warn({ err: (err as Error).message }, 'heartbeat failed');
+      this.log.warn({ err: errorMessage(err) }, 'heartbeat failed');
     }
   }
 }

@@ -1,19 +1,24 @@
 // One eval job: evaluate a trial's final weights with
-// `mpo eval --config FILE --json`, which prints one line per result:
-//   {"type":"result","benchmark","language","metric","value","n"}
-// (anything else on stdout is ignored; {"type":"error","message"} explains a
-// failure). The results become Evaluation rows, written once at the end (a
-// retried job writes none twice). The generations behind the attack-success
-// rates (`--save-responses`: prompt, response, language, verdict) stay as
-// <trial>/eval/generations.jsonl and become Generation rows, replacing an
-// earlier attempt's. Trials that did not finish (stopped by ASHA, cancelled,
-// failed) are skipped.
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+// `mpo eval --config FILE --json`, which prints one line per result (the
+// protocol of packages/queue/src/eval-protocol.ts). The results become
+// Evaluation rows, written once at the end (a retried job writes none twice).
+// The generations behind the attack-success rates (`--save-responses`: prompt,
+// response, language, verdict) stay as <trial>/eval/generations.jsonl and
+// become Generation rows, replacing an earlier attempt's. Trials that did not
+// finish (stopped by ASHA, cancelled, failed) are skipped.
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NewEvaluation } from '@mpo/db';
 import { readGenerations } from '@mpo/eval';
-import type { EvalJobData, EvalJobResult } from '@mpo/queue';
+import {
+  type EvalJobData,
+  type EvalJobResult,
+  type EvalResultLine,
+  isInvalidInputExit,
+  parseEvalLine,
+} from '@mpo/queue';
 import { BUILTIN_DATA } from '@mpo/trainer';
+import { writeFileWhole } from '@mpo/util';
 import type { Job } from 'bullmq';
 import { type ChildHandle, startChild } from './child.js';
 import type { SlotLease } from './devices.js';
@@ -23,56 +28,6 @@ import { evalJob } from './run-specs.js';
 import type { RunContext } from './train-run.js';
 import { confined, guessDataFormat, trialDir } from './trainer-config.js';
 import { TrialEvents } from './trial-events.js';
-
-export interface EvalResultLine {
-  benchmark: string;
-  language: string;
-  metric: string;
-  value: number;
-  n: number;
-}
-
-export type EvalLine =
-  | { kind: 'result'; result: EvalResultLine }
-  | { kind: 'error'; message: string }
-  | { kind: 'other' }
-  | { kind: 'bad'; reason: string };
-
-const str = (v: unknown) => typeof v === 'string' && v.length > 0;
-
-/** Parses one stdout line of `mpo eval --json`. */
-export function parseEvalLine(line: string): EvalLine | null {
-  const text = line.trim();
-  if (!text) return null;
-  let v: Record<string, unknown>;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return { kind: 'bad', reason: 'not JSON' };
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    return { kind: 'bad', reason: 'not an object' };
-  if (v.type === 'error') return { kind: 'error', message: String(v.message ?? 'unknown error') };
-  if (v.type !== 'result') return { kind: 'other' };
-  const problems: string[] = [];
-  if (!str(v.benchmark)) problems.push('benchmark must be a non-empty string');
-  if (!str(v.language)) problems.push('language must be a non-empty string');
-  if (!str(v.metric)) problems.push('metric must be a non-empty string');
-  if (typeof v.value !== 'number' || !Number.isFinite(v.value))
-    problems.push('value must be a finite number');
-  if (!Number.isInteger(v.n) || (v.n as number) < 0) problems.push('n must be a non-negative integer');
-  if (problems.length) return { kind: 'bad', reason: problems.join('; ') };
-  return {
-    kind: 'result',
-    result: {
-      benchmark: v.benchmark as string,
-      language: v.language as string,
-      metric: v.metric as string,
-      value: v.value as number,
-      n: v.n as number,
-    },
-  };
-}
 
 /** The eval job's generations artifact, in the trial's eval folder. */
 export const GENERATIONS_FILE = 'generations.jsonl';
@@ -139,8 +94,7 @@ export class EvalRun {
     mkdirSync(outDir, { recursive: true });
     const configPath = join(outDir, 'eval-config.json');
     const config = evalConfig(d, weights, cfg);
-    writeFileSync(`${configPath}.tmp`, `${JSON.stringify(config, null, 2)}\n`);
-    renameSync(`${configPath}.tmp`, configPath);
+    writeFileWhole(configPath, `${JSON.stringify(config, null, 2)}\n`);
 
     const results: EvalResultLine[] = [];
     let errorLine: string | null = null;
@@ -166,18 +120,9 @@ export class EvalRun {
     if (this.stopped) throw new AbortedError('eval');
     if (exit.exitCode !== 0) {
       const tail = this.child.stderrTail();
-      if (exit.exitCode === 2 && tail.some((l) => l.includes("unknown command 'eval'"))) {
-        return {
-          kind: 'fail',
-          unrecoverable: true,
-          error: new Error(
-            'this build of the mpo CLI has no `eval` command yet (apps/cli); the trial trained, but cannot be evaluated by this agent',
-          ),
-        };
-      }
       const message =
         errorLine ?? `mpo eval exited with code ${exit.exitCode}; stderr:\n${tail.slice(-10).join('\n')}`;
-      const unrecoverable = [2, 3, 4].includes(exit.exitCode);
+      const unrecoverable = isInvalidInputExit(exit.exitCode);
       log.warn(
         { exitCode: exit.exitCode, willRetry: willRetry(this.job, unrecoverable) },
         'evaluation failed',

@@ -10,7 +10,7 @@ export {
   type SlotLease,
   SlotPool,
 } from './devices.js';
-export { type EvalLine, type EvalResultLine, evalConfig, parseEvalLine } from './eval-run.js';
+export { evalConfig } from './eval-run.js';
 export { createLogger, jobLogger } from './log.js';
 export type { Outcome } from './outcome.js';
 export { newProtocolFile, ProtocolFollower, replayProtocol } from './protocol.js';

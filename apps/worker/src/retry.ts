@@ -2,7 +2,9 @@
 // for a while, so the writes a job cannot finish without (trial status, the
 // last metrics) are retried with capped exponential backoff until they land,
 // or until the caller gives up through its AbortSignal.
+
 import { setTimeout as sleep } from 'node:timers/promises';
+import { errorMessage } from '@mpo/util';
 import type { Logger } from './log.js';
 
 export interface RetryOptions {
@@ -41,10 +43,7 @@ export async function retrying<T>(
     } catch (err) {
       if (opts.fatal?.(err)) throw err;
       const delay = backoffMs(attempt, min, max);
-      opts.log.warn(
-        { err: (err as Error).message, attempt, retryInMs: delay },
-        `${opts.what} failed; retrying`,
-      );
+      opts.log.warn({ err: errorMessage(err), attempt, retryInMs: delay }, `${opts.what} failed; retrying`);
       try {
         await sleep(delay, undefined, opts.signal ? { signal: opts.signal } : {});
       } catch {

@@ -3,6 +3,7 @@
 // fields come from the run's spec in Postgres, read once per run and kept
 // while the agent works on that run's trials. Older jobs carry everything and
 // are used as they are.
+
 import type { Db } from '@mpo/db';
 import {
   type EvalJobData,
@@ -18,6 +19,7 @@ import {
   type TrialJobRef,
   trainJobFromRef,
 } from '@mpo/queue';
+import { errorMessage } from '@mpo/util';
 
 /** Specs of this many runs are kept (an agent rarely works on more at once). */
 const KEEP = 32;
@@ -61,7 +63,7 @@ function rebuild<T>(
   try {
     data = build(spec, ref);
   } catch (err) {
-    throw new ProblemsError([{ path: 'spec', reason: (err as Error).message }], `spec of run ${ref.runId}`);
+    throw new ProblemsError([{ path: 'spec', reason: errorMessage(err) }], `spec of run ${ref.runId}`);
   }
   return parse(data);
 }

@@ -14,7 +14,7 @@
 // until the child has exited, so the next attempt resumes from the checkpoint
 // the child wrote on its way out (killing it at once lost every step since
 // the last periodic checkpoint).
-import { renameSync, writeFileSync } from 'node:fs';
+
 import { join } from 'node:path';
 import type { Db, TrialStatus } from '@mpo/db';
 import {
@@ -23,6 +23,7 @@ import {
   type Gang,
   hostsOf,
   isCancelled,
+  isInvalidInputExit,
   localSlots,
   metricRows,
   redisKeys,
@@ -33,6 +34,7 @@ import {
   type TrainJobResult,
   type TrainProgress,
 } from '@mpo/queue';
+import { errorMessage, writeFileWhole } from '@mpo/util';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type ChildHandle, startChild } from './child.js';
@@ -78,9 +80,6 @@ type StopReason =
  * reading (a slow Redis, e.g. ASHA decisions, backs the chain up too).
  */
 const MAX_QUEUED_MESSAGES = 1_000;
-
-/** CLI exit codes (apps/cli exit-codes.ts) that mean the input is wrong: retrying cannot help. */
-const INVALID_INPUT_CODES = new Set([2, 3, 4]);
 
 export class TrainRun {
   private stopReason: StopReason | null = null;
@@ -235,9 +234,7 @@ export class TrainRun {
   ): Promise<Outcome> {
     const { cfg } = this.ctx;
     const configPath = join(plan.output, 'train-config.json');
-    const tmp = `${configPath}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(plan.config, null, 2)}\n`);
-    renameSync(tmp, configPath);
+    writeFileWhole(configPath, `${JSON.stringify(plan.config, null, 2)}\n`);
 
     let gang: Gang | null = null;
     const hosts = hostsOf(d.slots);
@@ -317,7 +314,7 @@ export class TrainRun {
     );
     const progress = new Coalescer<TrainProgress>(
       (p) => this.job.updateProgress(p),
-      (err) => log.warn({ err: (err as Error).message }, 'progress update failed'),
+      (err) => log.warn({ err: errorMessage(err) }, 'progress update failed'),
     );
     let paused = false;
     const follower = new ProtocolFollower(
@@ -448,7 +445,7 @@ export class TrainRun {
       await finish('FAILED', { error: message }).catch((err) => {
         // The trial row itself may be gone (its run was deleted): the job's failure still says why.
         if (!isUnrecoverable(err)) throw err;
-        log.warn({ err: (err as Error).message }, 'could not mark the trial FAILED');
+        log.warn({ err: errorMessage(err) }, 'could not mark the trial FAILED');
       });
       return { kind: 'fail', error: new Error(message), unrecoverable: true };
     }
@@ -483,7 +480,7 @@ export class TrainRun {
     const message =
       this.errorLine ??
       `trainer exited with code ${exit.exitCode} without finishing${tail ? `; stderr:\n${tail}` : ''}`;
-    const unrecoverable = INVALID_INPUT_CODES.has(exit.exitCode);
+    const unrecoverable = isInvalidInputExit(exit.exitCode);
     const retry = willRetry(this.job, unrecoverable);
     await finish(retry ? 'QUEUED' : 'FAILED', {
       error: retry ? `attempt ${attempt} failed (will retry): ${message}` : message,
@@ -496,7 +493,7 @@ export class TrainRun {
       const run = await this.ctx.db.runs.get(runId);
       if (run.status === 'PENDING') await this.ctx.db.runs.setStatus(runId, 'RUNNING');
     } catch (err) {
-      this.ctx.log.warn({ err: (err as Error).message }, 'could not mark the run RUNNING');
+      this.ctx.log.warn({ err: errorMessage(err) }, 'could not mark the run RUNNING');
     }
   }
 
@@ -623,7 +620,7 @@ export class TrainRun {
       .then((cancelled) => {
         if (cancelled) this.requestStop({ kind: 'cancel' });
       })
-      .catch((err) => this.ctx.log.warn({ err: (err as Error).message }, 'cancel check failed'))
+      .catch((err) => this.ctx.log.warn({ err: errorMessage(err) }, 'cancel check failed'))
       .finally(() => {
         this.cancelCheck = null;
       });

@@ -5,10 +5,12 @@
 // re-queued after a crash resumes from the checkpoints its last agent wrote.
 // Everything the resume hash covers (threads included) is derived from the
 // payload alone, never from the agent that happens to run it.
+
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { PathError, resolveUnderRoot, type TrainJobData } from '@mpo/queue';
 import { BUILTIN_DATA, ConfigError, parseTrainConfig, resolveBuiltinModel } from '@mpo/trainer';
+import { errorMessage } from '@mpo/util';
 
 export interface Roots {
   modelRoot: string;
@@ -45,7 +47,7 @@ function modelSpec(ref: TrainJobData['model'], root: string): unknown {
     try {
       resolveBuiltinModel(id);
     } catch (err) {
-      throw new JobConfigError(`model: ${(err as Error).message}`);
+      throw new JobConfigError(`model: ${errorMessage(err)}`);
     }
     return id;
   }
@@ -57,7 +59,7 @@ function modelSpec(ref: TrainJobData['model'], root: string): unknown {
     try {
       spec = JSON.parse(readFileSync(abs, 'utf8'));
     } catch (err) {
-      throw new JobConfigError(`model "${ref.path}": not valid JSON (${(err as Error).message})`);
+      throw new JobConfigError(`model "${ref.path}": not valid JSON (${errorMessage(err)})`);
     }
     const s = spec as { init?: unknown; seed?: unknown };
     if (typeof s !== 'object' || s === null || typeof s.init !== 'object' || s.init === null)

@@ -6,8 +6,10 @@
 // directory, where the hparams dashboard finds them as the trial's metrics.
 // TensorBoard logs are a convenience beside Postgres: a failing disk is
 // logged once and the trial goes on.
+
 import { join } from 'node:path';
 import type { MetricRow } from '@mpo/queue';
+import { errorMessage } from '@mpo/util';
 import type { Logger } from './log.js';
 import { EventWriter, flattenHParams, type SessionStatus } from './tensorboard.js';
 
@@ -95,7 +97,7 @@ export class TrialEvents {
   }
 
   private failed(err: unknown): void {
-    this.log.warn({ err: (err as Error).message }, 'writing the TensorBoard log failed; it stops here');
+    this.log.warn({ err: errorMessage(err) }, 'writing the TensorBoard log failed; it stops here');
     this.writer = null;
   }
 }

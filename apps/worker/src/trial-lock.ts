@@ -7,8 +7,9 @@
 // process (same host: a restarted container has the same host name and pid),
 // or its heartbeat has expired (another host).
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileWhole } from '@mpo/util';
 
 export interface LockOwner {
   agentId: string;
@@ -80,9 +81,7 @@ export async function acquireTrialLock(
     if (alive) return { ok: false, owner: held };
   }
   // The owner is gone (or the file is unreadable): take the folder over atomically.
-  const tmp = `${path}.${owner.token}`;
-  writeFileSync(tmp, body);
-  renameSync(tmp, path);
+  writeFileWhole(path, body, owner.token);
   if (readOwner(path)?.token !== owner.token) return { ok: false, owner: readOwner(path) ?? owner };
   return { ok: true, release };
 }

@@ -11,9 +11,11 @@
 // the backlog during a long outage (on disk, not in memory). A write that
 // fails for good (isPermanentDbError: a deleted trial, a refused value) is not
 // retried: the writer stops and reports it through `onFatal`.
+
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Db, isPermanentDbError } from '@mpo/db';
 import type { MetricRow } from '@mpo/queue';
+import { errorMessage } from '@mpo/util';
 import type { Logger } from './log.js';
 import { backoffMs, withTimeout } from './retry.js';
 
@@ -174,7 +176,7 @@ export class TrialWriter {
         if (isPermanentDbError(err)) {
           this.fatal = err as Error;
           this.opts.log.error(
-            { err: (err as Error).message, unwritten: this.pending },
+            { err: errorMessage(err), unwritten: this.pending },
             'writing metrics to Postgres failed for good; not retrying',
           );
           this.opts.onFatal?.(this.fatal);
@@ -184,7 +186,7 @@ export class TrialWriter {
         const delay = backoffMs(this.failures, 250, this.opts.maxBackoffMs);
         this.opts.log.warn(
           {
-            err: (err as Error).message,
+            err: errorMessage(err),
             buffered: this.rows.size,
             attempt: this.failures,
             retryInMs: delay,

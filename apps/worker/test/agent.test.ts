@@ -341,7 +341,9 @@ describe('agent with a fake trainer', () => {
     const failed = await finished(missing, 'eval without the command');
     expect(await failed.getState()).toBe('failed');
     expect(failed.attemptsMade).toBe(1); // unrecoverable: not retried
-    expect(failed.failedReason).toMatch(/no `eval` command/);
+    // Was /no `eval` command/: the worker's special case for a CLI without `eval` is gone (every CLI has
+    // it). The meaning holds: a usage exit (2) fails for good, and the reason carries the child's stderr.
+    expect(failed.failedReason).toMatch(/mpo eval exited with code 2; stderr:\nmpo: unknown command 'eval'/);
   });
 
   it('runs a whole flow: train → eval → the run finalized', async () => {

@@ -49,6 +49,17 @@ export interface Scratch {
   artifactRoot: string;
 }
 
+/** Ids of a run and trial for tests that build payloads without a database. */
+export const RUN_ID = '00000000-0000-4000-8000-000000000001';
+export const TRIAL_ID = '00000000-0000-4000-8000-000000000002';
+
+/** The model, data and artifact roots of a scratch folder, as trainer-config.ts takes them. */
+export const rootsOf = (s: Scratch) => ({
+  modelRoot: s.modelRoot,
+  dataRoot: s.dataRoot,
+  artifactRoot: s.artifactRoot,
+});
+
 /** A Redis prefix and model/data/artifact roots of this test's own (the model root holds tiny.json). */
 export function scratch(tag: string): Scratch {
   const dir = mkdtempSync(join(tmpdir(), `mpo-worker-${tag}-`));

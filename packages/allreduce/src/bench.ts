@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { errorMessage } from '@mpo/util';
 import { freeLoopbackPort } from './bench-gloo.js';
 import type { Transport } from './group.js';
 import { parseCoreList } from './group.js';
@@ -167,14 +168,14 @@ export async function allreduceBenchMain(argv: string[]): Promise<number> {
     if (!Number.isInteger(o.ranks ?? 2) || (o.ranks ?? 2) < 1)
       throw new Error('--ranks must be a positive integer');
   } catch (e) {
-    process.stderr.write(`mpo allreduce bench: ${(e as Error).message}\n${BENCH_USAGE}`);
+    process.stderr.write(`mpo allreduce bench: ${errorMessage(e)}\n${BENCH_USAGE}`);
     return 2;
   }
   try {
     await allreduceBench(o);
     return 0;
   } catch (e) {
-    process.stderr.write(`mpo allreduce bench: ${(e as Error).message}\n`);
+    process.stderr.write(`mpo allreduce bench: ${errorMessage(e)}\n`);
     return 1;
   }
 }

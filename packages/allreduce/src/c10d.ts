@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { errorMessage } from '@mpo/util';
 import { AllReduceError, type ReduceOp } from './group.js';
 import { packageRoot } from './native.js';
 
@@ -77,7 +78,7 @@ export class C10dCommunicator {
       await n.connect();
     } catch (e) {
       throw new AllReduceError(
-        `c10d ${opts.backend ?? 'gloo'} rendezvous at ${opts.host}:${opts.port} failed: ${(e as Error).message}`,
+        `c10d ${opts.backend ?? 'gloo'} rendezvous at ${opts.host}:${opts.port} failed: ${errorMessage(e)}`,
       );
     }
     return new C10dCommunicator(n, opts);
@@ -89,7 +90,7 @@ export class C10dCommunicator {
     try {
       await this.#native.allReduceSum(buf);
     } catch (e) {
-      throw new AllReduceError(`c10d ${this.backend} all-reduce failed: ${(e as Error).message}`);
+      throw new AllReduceError(`c10d ${this.backend} all-reduce failed: ${errorMessage(e)}`);
     }
     if (op === 'avg') for (let i = 0; i < buf.length; i++) buf[i]! /= this.worldSize;
   }

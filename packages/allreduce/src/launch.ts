@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { availableParallelism, constants } from 'node:os';
 import { createInterface } from 'node:readline';
+import { errorMessage } from '@mpo/util';
 import { formatCoreList, groupNameFromJobId, parseCoreList } from './group.js';
 import { native, rankExecPath } from './native.js';
 
@@ -338,7 +339,7 @@ export async function launchMain(argv: string[]): Promise<number> {
           return usage(`unknown option ${f}`);
       }
     } catch (e) {
-      return usage((e as Error).message);
+      return usage(errorMessage(e));
     }
   }
   if (!o.ranks || !Number.isInteger(o.ranks) || o.ranks < 1) return usage('--ranks K is required (K >= 1)');
@@ -357,7 +358,7 @@ export async function launchMain(argv: string[]): Promise<number> {
       env: o.timeoutMs ? { MPO_ALLREDUCE_TIMEOUT_MS: o.timeoutMs } : {},
     });
   } catch (e) {
-    process.stderr.write(`mpo launch: ${(e as Error).message}\n`);
+    process.stderr.write(`mpo launch: ${errorMessage(e)}\n`);
     return 1;
   }
   const forward = (sig: NodeJS.Signals) => () => launched.kill(sig);

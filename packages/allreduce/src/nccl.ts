@@ -1,3 +1,4 @@
+import { errorMessage } from '@mpo/util';
 import {
   AllReduceError,
   type CommBuffer,
@@ -87,7 +88,7 @@ export class NcclCommunicator implements Communicator {
           await this.#comm.allReduceHost(buf, o);
         }
       } catch (e) {
-        throw new AllReduceError((e as Error).message);
+        throw new AllReduceError(errorMessage(e));
       }
     });
   }

@@ -1,5 +1,4 @@
 export { type AlpacaLoadOptions, loadAlpacaJson } from './alpaca.js';
-export { type Batch, type BatchCursor, Batcher, type BatcherOptions } from './batcher.js';
 export { DataError, type Dropped } from './errors.js';
 export { hash53, hashHex } from './hash.js';
 export { klPartners, withKlCompletions } from './kl.js';
@@ -13,7 +12,7 @@ export {
 export { loadMpoJson, type MpoLoadOptions, type MpoLoadResult } from './mpo.js';
 export { type LoadResult, loadPairwiseJsonl, type PairwiseLoadOptions } from './pairwise.js';
 export { loadPretokenizedJsonl, type PretokenizedLoadOptions } from './pretokenized.js';
-export { permutation, Rng, type RngState } from './rng.js';
+export { Rng, type RngState } from './rng.js';
 export { type Split, type SplitOptions, splitByGroup } from './split.js';
 export {
   type Encoders,

@@ -1,5 +1,7 @@
 // Reading files with errors that point at a file and a line.
+
 import { readFileSync } from 'node:fs';
+import { errorMessage } from '@mpo/util';
 import { DataError } from './errors.js';
 
 export function readText(path: string): string {
@@ -8,7 +10,7 @@ export function readText(path: string): string {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new DataError(`cannot read file (${code ?? (e as Error).message})`, path);
+    throw new DataError(`cannot read file (${code ?? errorMessage(e)})`, path);
   }
   // A UTF-8 BOM is not part of the data (MultiJail.csv starts with one; editors add them to JSON too).
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
@@ -26,7 +28,7 @@ export function parseJson(text: string, file: string, baseLine = 1): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    const msg = (e as Error).message;
+    const msg = errorMessage(e);
     const pos = /position (\d+)/.exec(msg);
     const line = pos ? baseLine - 1 + lineAt(text, Number(pos[1])) : baseLine - 1 + lineAt(text, text.length);
     throw new DataError(`malformed JSON: ${msg}`, file, line);

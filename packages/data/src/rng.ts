@@ -107,8 +107,3 @@ export class Rng {
     return a;
   }
 }
-
-/** A seeded permutation of 0..n−1. */
-export function permutation(n: number, seed: number | string): number[] {
-  return Rng.seeded(seed).shuffle(Array.from({ length: n }, (_, i) => i));
-}

@@ -1,6 +1,11 @@
-// PRNG known answers, serialisable state, and a batcher that resumes exactly.
+// PRNG known answers and serialisable state. (The Batcher tested here once is gone: nothing used it; the
+// trainer orders its data itself, packages/trainer order.ts.)
 import { describe, expect, it } from 'vitest';
-import { Batcher, permutation, Rng } from '../src/index.js';
+import { Rng } from '../src/index.js';
+
+/** A seeded permutation of 0..n−1 (the data package's `permutation` until nothing but this test used it). */
+const permutation = (n: number, seed: number | string) =>
+  Rng.seeded(seed).shuffle(Array.from({ length: n }, (_, i) => i));
 
 describe('Rng (xoshiro128**)', () => {
   it('matches the reference generator from state {1, 2, 3, 4}', () => {
@@ -41,56 +46,5 @@ describe('Rng (xoshiro128**)', () => {
     expect([...p].sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i));
     expect(p).toEqual(permutation(100, 5));
     expect(p).not.toEqual(permutation(100, 6));
-  });
-});
-
-describe('Batcher', () => {
-  const items = Array.from({ length: 23 }, (_, i) => `x${i}`);
-
-  it('each epoch yields every item once, in a new order', () => {
-    const b = new Batcher(items, { batchSize: 5, seed: 3 });
-    expect(b.batchesPerEpoch).toBe(5);
-    const epochs: number[][] = [[], []];
-    for (let i = 0; i < 10; i++) {
-      const batch = b.next();
-      expect(batch.index).toBe(i % 5);
-      expect(batch.items).toEqual(batch.indices.map((j) => items[j]));
-      epochs[batch.epoch]!.push(...batch.indices);
-      expect(batch.indices.length).toBe(i % 5 === 4 ? 3 : 5);
-    }
-    for (const e of epochs) expect([...e].sort((a, b) => a - b)).toEqual(items.map((_, i) => i));
-    expect(epochs[0]).not.toEqual(epochs[1]);
-  });
-
-  it('resuming from a saved cursor continues exactly as an uninterrupted run', () => {
-    const straight = new Batcher(items, { batchSize: 4, seed: 11 });
-    const all = Array.from({ length: 20 }, () => straight.next());
-    for (const stop of [0, 1, 5, 6, 13]) {
-      const first = new Batcher(items, { batchSize: 4, seed: 11 });
-      for (let i = 0; i < stop; i++) first.next();
-      const cursor = JSON.parse(JSON.stringify(first.cursor()));
-      const resumed = new Batcher(items, { batchSize: 4, seed: 11 }, cursor);
-      const rest = Array.from({ length: 20 - stop }, () => resumed.next());
-      expect(rest).toEqual(all.slice(stop));
-    }
-  });
-
-  it('dropLast and no shuffling', () => {
-    const b = new Batcher(items, { batchSize: 5, seed: 0, shuffle: false, dropLast: true });
-    expect(b.batchesPerEpoch).toBe(4);
-    const seen = Array.from({ length: 5 }, () => b.next());
-    expect(seen[0]!.indices).toEqual([0, 1, 2, 3, 4]);
-    expect(seen[3]!.indices).toEqual([15, 16, 17, 18, 19]);
-    expect(seen[4]).toMatchObject({ epoch: 1, index: 0, indices: [0, 1, 2, 3, 4] });
-  });
-
-  it('refuses a cursor from other data or settings', () => {
-    const c = new Batcher(items, { batchSize: 4, seed: 11 }).cursor();
-    expect(() => new Batcher(items.slice(1), { batchSize: 4, seed: 11 }, c)).toThrow(/cursor size is 23/);
-    expect(() => new Batcher(items, { batchSize: 4, seed: 12 }, c)).toThrow(/cursor seed is 11/);
-    expect(() => new Batcher(items, { batchSize: 4, seed: 11 }, { ...c, position: 99 })).toThrow(
-      /bad cursor/,
-    );
-    expect(() => new Batcher([], { batchSize: 4, seed: 1 })).toThrow(RangeError);
   });
 });

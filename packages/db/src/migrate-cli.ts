@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm run db:migrate`: applies pending migrations to DATABASE_URL.
 // --create-database creates the database first when missing.
+import { errorMessage } from '@mpo/util';
 import { ensureDatabase, migrate } from './migrate.js';
 
 const databaseUrl = process.env.DATABASE_URL;
@@ -15,6 +16,6 @@ try {
   const { applied, skipped } = await migrate({ databaseUrl });
   process.stderr.write(`migrations: ${applied.length} applied, ${skipped.length} already applied\n`);
 } catch (err) {
-  process.stderr.write(`db:migrate failed: ${(err as Error).message}\n`);
+  process.stderr.write(`db:migrate failed: ${errorMessage(err)}\n`);
   process.exit(1);
 }

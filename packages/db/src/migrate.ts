@@ -3,10 +3,12 @@
 // `prisma migrate status` later see them as applied. We cannot use `migrate
 // deploy` itself: with the pg driver adapter it fails on Postgres
 // (prisma/orm#27403, "Column type 'name' could not be deserialized").
+
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { errorMessage } from '@mpo/util';
 import pg from 'pg';
 
 export const DEFAULT_MIGRATIONS_DIR = resolve(
@@ -136,7 +138,7 @@ async function applyOne(client: pg.Client, m: MigrationFile): Promise<void> {
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
-    throw new MigrationError(m.name, (err as Error).message, { cause: err });
+    throw new MigrationError(m.name, errorMessage(err), { cause: err });
   }
 }
 

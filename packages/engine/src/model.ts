@@ -5,6 +5,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fromHfConfig, type LlamaConfig, toHfConfig, toNativeConfig, validateConfig } from './config.js';
+import { errorMessage } from './errors.js';
 import {
   ADAPTER_CONFIG_FILE,
   ADAPTER_WEIGHTS_FILE,
@@ -286,7 +287,7 @@ export class Model {
     try {
       raw = JSON.parse(await readFile(cfgPath, 'utf8')) as Record<string, unknown>;
     } catch (e) {
-      throw new Error(`${cfgPath}: ${(e as Error).message}`);
+      throw new Error(`${cfgPath}: ${errorMessage(e)}`);
     }
     const found = fromPeftAdapterConfig(raw, cfgPath);
     if (!this.loraOpts) this.enableLora({ ...found, seed: opts.seed ?? 0 });

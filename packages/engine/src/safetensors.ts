@@ -3,6 +3,7 @@
 // Bytes are moved by the addon (tensor_io.cpp); names, shapes and offsets are checked here.
 import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { errorMessage } from './errors.js';
 
 export type StDtype = 'F32' | 'F16' | 'BF16';
 export const DTYPE_BYTES: Record<string, number> = {
@@ -93,7 +94,7 @@ export async function readCheckpointTensors(dir: string): Promise<Map<string, St
       weightMap = (JSON.parse(await readFile(index, 'utf8')) as { weight_map: Record<string, string> })
         .weight_map;
     } catch (e) {
-      throw new Error(`${index}: cannot parse (${(e as Error).message})`);
+      throw new Error(`${index}: cannot parse (${errorMessage(e)})`);
     }
     if (!weightMap || typeof weightMap !== 'object') throw new Error(`${index}: no weight_map`);
     const files = [...new Set(Object.values(weightMap))];

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer as HfJsTokenizer } from '@huggingface/tokenizers';
+import { errorMessage } from './errors.js';
 
 export interface Tokenizer {
   readonly kind: 'byte' | 'hf';
@@ -141,7 +142,7 @@ export class HfTokenizer implements Tokenizer {
     try {
       json = await read('tokenizer.json');
     } catch (e) {
-      throw new Error(`${join(dir, 'tokenizer.json')}: ${(e as Error).message}`);
+      throw new Error(`${join(dir, 'tokenizer.json')}: ${errorMessage(e)}`);
     }
     const cfg = existsSync(join(dir, 'tokenizer_config.json')) ? await read('tokenizer_config.json') : {};
     return new HfTokenizer(json, cfg);

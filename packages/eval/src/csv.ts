@@ -1,6 +1,8 @@
 // A small RFC 4180 CSV reader. The benchmark files are a few hundred KB, so a whole-string parser is enough and
 // keeps the error messages exact: every problem names the file and the physical line it starts on.
+
 import { readFileSync } from 'node:fs';
+import { errorMessage } from '@mpo/util';
 
 export class CsvError extends Error {
   constructor(
@@ -106,7 +108,7 @@ export function readCsv(path: string): CsvTable {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new CsvError(`cannot read: ${(e as Error).message}`, path, 0);
+    throw new CsvError(`cannot read: ${errorMessage(e)}`, path, 0);
   }
   return parseCsv(text, path);
 }

@@ -1,14 +1,14 @@
 // The generations file of an evaluation (`mpo eval --save-responses FILE`): one GenerationRecord per line, so a
 // reader can check what each attack-success figure counted. Written whole (temp file, then rename): a file that
 // exists is complete.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeFileWhole } from '@mpo/util';
+
 import { JUDGE_LABELS } from './judge.js';
 import type { GenerationRecord } from './run-eval.js';
 
 export function writeGenerations(path: string, records: readonly GenerationRecord[]): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, records.map((r) => `${JSON.stringify(r)}\n`).join(''));
-  renameSync(tmp, path);
+  writeFileWhole(path, records.map((r) => `${JSON.stringify(r)}\n`).join(''));
 }
 
 /** Reads a generations file, naming the line and field of the first malformed record. */

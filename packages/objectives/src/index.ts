@@ -4,10 +4,10 @@ export { type CpoHparams, cpo } from './methods/cpo.js';
 export { type DpoHparams, dpo } from './methods/dpo.js';
 export { type IpoHparams, ipo } from './methods/ipo.js';
 export { type KtoHparams, kto } from './methods/kto.js';
+export { type LengthDpoHparams, lengthDpo } from './methods/length-dpo.js';
 export { type MpoHparams, mpo } from './methods/mpo.js';
 export { type OrpoHparams, orpo } from './methods/orpo.js';
-export { type RDpoHparams, rDpo } from './methods/r-dpo.js';
-export { type RdpoHparams, rdpo } from './methods/rdpo.js';
+export { type RobustDpoHparams, robustDpo } from './methods/robust-dpo.js';
 export { type SftHparams, sft } from './methods/sft.js';
 export { type SimpoHparams, simpo } from './methods/simpo.js';
 export {

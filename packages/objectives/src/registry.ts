@@ -4,10 +4,10 @@ import { type CpoHparams, cpo } from './methods/cpo.js';
 import { type DpoHparams, dpo } from './methods/dpo.js';
 import { type IpoHparams, ipo } from './methods/ipo.js';
 import { type KtoHparams, kto } from './methods/kto.js';
+import { type LengthDpoHparams, lengthDpo } from './methods/length-dpo.js';
 import { type MpoHparams, mpo } from './methods/mpo.js';
 import { type OrpoHparams, orpo } from './methods/orpo.js';
-import { type RDpoHparams, rDpo } from './methods/r-dpo.js';
-import { type RdpoHparams, rdpo } from './methods/rdpo.js';
+import { type RobustDpoHparams, robustDpo } from './methods/robust-dpo.js';
 import { type SftHparams, sft } from './methods/sft.js';
 import { type SimpoHparams, simpo } from './methods/simpo.js';
 import type { Objective, Problem } from './types.js';
@@ -17,11 +17,11 @@ export interface HparamsByMethod {
   sft: SftHparams;
   dpo: DpoHparams;
   ipo: IpoHparams;
-  rdpo: RdpoHparams;
+  rdpo: RobustDpoHparams;
   cpo: CpoHparams;
   kto: KtoHparams;
   orpo: OrpoHparams;
-  'r-dpo': RDpoHparams;
+  'r-dpo': LengthDpoHparams;
   simpo: SimpoHparams;
 }
 
@@ -33,11 +33,11 @@ export const objectives: { readonly [M in MethodName]: Objective<HparamsByMethod
   sft,
   dpo,
   ipo,
-  rdpo,
+  rdpo: robustDpo,
   cpo,
   kto,
   orpo,
-  'r-dpo': rDpo,
+  'r-dpo': lengthDpo,
   simpo,
 };
 

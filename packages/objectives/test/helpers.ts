@@ -1,4 +1,5 @@
 // Random scores and a central-finite-difference gradient check, all in float64.
+import { mulberry32 } from '@mpo/util';
 import { expect } from 'vitest';
 import type {
   AnyObjective,
@@ -10,17 +11,8 @@ import type {
 } from '../src/index.js';
 import { poolingField } from '../src/index.js';
 
-/** Deterministic PRNG for test inputs (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG for test inputs. */
+export const rng = mulberry32;
 
 export function randomScores(rand: () => number, n: number, hiddenSize: number): SequenceScores {
   const tokens = new Int32Array(n);

@@ -3,6 +3,7 @@
 // (JSON is YAML 1.2 flow syntax, so the same positions serve both) and
 // `locate` turns a problem's dotted path ("training.steps", "data[1]") into
 // "file:line:column: training.steps: ...".
+import { errorMessage } from '@mpo/util';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import type { Problem } from './problems.js';
 
@@ -65,7 +66,7 @@ export function parseConfigText(text: string, source: string, format?: ConfigFor
     } catch (err) {
       // YAML accepted what JSON does not (comments, single quotes, ...): say where JSON stops.
       const at = lines.linePos(jsonSyntaxErrorOffset(text));
-      throw new ConfigSyntaxError(source, at.line, at.col, `invalid JSON: ${(err as Error).message}`);
+      throw new ConfigSyntaxError(source, at.line, at.col, `invalid JSON: ${errorMessage(err)}`);
     }
   } else value = doc.toJS({ maxAliasCount: 100 });
   const position = (path: string) => {
@@ -111,7 +112,7 @@ export function jsonSyntaxErrorOffset(text: string): number {
       JSON.parse(text.slice(0, n));
       return true;
     } catch (e) {
-      const msg = (e as Error).message;
+      const msg = errorMessage(e);
       // Cut-short prefixes fail at their very end: either this message, or an
       // "... at position N" with N the prefix length.
       const at = /at position (\d+)/.exec(msg);

@@ -4,6 +4,8 @@ export * from './asha.js';
 export * from './cancel.js';
 export * from './config-text.js';
 export * from './connection.js';
+export * from './eval-protocol.js';
+export * from './exit-codes.js';
 export * from './flow.js';
 export * from './gang.js';
 export * from './jobs.js';

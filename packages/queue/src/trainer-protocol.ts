@@ -11,7 +11,14 @@
 //
 // `metrics` values are a number, or {language: number} for per-language
 // metrics. Steps are 1-based optimizer steps. SIGTERM asks the child to finish
-// its current step, checkpoint and exit with a `done` whose `stopped` is true.
+// its current step, checkpoint and exit with a `done` whose `stopped` is true
+// (exit code ExitCode.interrupted, exit-codes.ts).
+//
+// `mpo train` (apps/cli) builds every line as a TrainerMessage, so the CLI and
+// the worker cannot drift apart. A `step` also carries `epoch`, `seconds` and
+// `timing` and a `done` carries `weightsHash`, `finalDir` and `resumedFrom`:
+// optional, for people and scripts reading the CLI's output; the worker needs
+// none of them.
 import { type Static, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { schemaProblems } from './schema-problems.js';
@@ -42,6 +49,10 @@ export const TrainerStepSchema = Type.Object({
   // JSON has no NaN: a diverged loss arrives as null.
   loss: Type.Union([Type.Number(), Type.Null()]),
   metrics: Metrics,
+  epoch: Type.Optional(Type.Number()),
+  seconds: Type.Optional(Type.Number()),
+  /** Seconds per phase of the step (forward, backward, optimizer, ...). */
+  timing: Type.Optional(Type.Record(Type.String(), Type.Number())),
 });
 export const TrainerEvalSchema = Type.Object({ type: Type.Literal('eval'), step: Step, metrics: Metrics });
 export const TrainerCheckpointSchema = Type.Object({ type: Type.Literal('checkpoint'), ...CheckpointFields });
@@ -51,6 +62,9 @@ export const TrainerDoneSchema = Type.Object({
   totalSteps: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]),
   stopped: Type.Boolean(),
   checkpoint: Type.Union([Type.Object(CheckpointFields), Type.Null()]),
+  weightsHash: Type.Optional(Type.String()),
+  finalDir: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  resumedFrom: Type.Optional(Type.Union([Step, Type.Null()])),
 });
 export const TrainerErrorSchema = Type.Object({ type: Type.Literal('error'), message: Type.String() });
 
@@ -63,6 +77,7 @@ export const TrainerMessageSchema = Type.Union([
   TrainerErrorSchema,
 ]);
 export type TrainerMessage = Static<typeof TrainerMessageSchema>;
+export type TrainerMetrics = Static<typeof Metrics>;
 export type TrainerStep = Static<typeof TrainerStepSchema>;
 export type TrainerEval = Static<typeof TrainerEvalSchema>;
 export type TrainerCheckpoint = Static<typeof TrainerCheckpointSchema>;
@@ -150,7 +165,7 @@ export function metricRows(msg: TrainerStep | TrainerEval): MetricRow[] {
  * a plain number, or the mean over languages of a per-language metric
  * (`"heldout/reward_gap:zh"` selects one language). Undefined when absent.
  */
-export function metricValue(metrics: Static<typeof Metrics>, metric: string): number | undefined {
+export function metricValue(metrics: TrainerMetrics, metric: string): number | undefined {
   const [name, lang] = metric.includes(':')
     ? (metric.split(':', 2) as [string, string])
     : [metric, undefined];

@@ -13,9 +13,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CONFIG_S, Model } from '@mpo/engine';
 import { getObjective } from '@mpo/objectives';
+import { mulberry32 } from '@mpo/util';
 import { trainLoop } from './loop.js';
 import type { TrainableModel } from './model.js';
-import { mulberry32 } from './order.js';
 import { computeReference } from './reference.js';
 import type { Communicator, StepRecord, TrainExample } from './types.js';
 

@@ -1,6 +1,7 @@
 // `mpo train --config FILE` (JSON or YAML): the training config, validated by its
 // TypeBox schema (@mpo/queue train-config.ts, published as schemas/train-config.schema.json),
 // then the cross-field checks and the defaults. Every problem is listed (path and reason).
+
 import { createHash } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
 import {
@@ -22,6 +23,7 @@ import {
   type TrainConfigInput,
   TrainConfigSchema,
 } from '@mpo/queue';
+import { errorMessage } from '@mpo/util';
 import { resolveBuiltinData } from './builtins.js';
 import type { TrainingParams } from './loop.js';
 import { type LoraSpec, parseLoraSpec } from './lora.js';
@@ -215,7 +217,7 @@ function dataSpec(
       path = b.path;
       format ??= b.format;
     } catch (err) {
-      bad('data.path', (err as Error).message);
+      bad('data.path', errorMessage(err));
       return undefined;
     }
   } else path = abs(path);

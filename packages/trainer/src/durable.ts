@@ -10,6 +10,7 @@
 // Readers call `verifyDir`: a directory whose files do not match its manifest
 // (truncated, missing, rewritten) is torn, and `newestIntact` falls back to
 // the previous one.
+
 import { createHash } from 'node:crypto';
 import {
   closeSync,
@@ -26,6 +27,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { errorMessage } from '@mpo/util';
 
 export const MANIFEST_FILE = 'manifest.json';
 const CHUNK = 1 << 20;
@@ -151,7 +153,7 @@ export function verifyDir(dir: string): Verdict {
   try {
     manifest = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
   } catch (err) {
-    return { ok: false, reason: `unreadable manifest: ${(err as Error).message}` };
+    return { ok: false, reason: `unreadable manifest: ${errorMessage(err)}` };
   }
   for (const [f, want] of Object.entries(manifest.files ?? {})) {
     const p = join(dir, f);

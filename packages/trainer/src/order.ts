@@ -1,18 +1,7 @@
 // Seeded data order. Each epoch's permutation is a pure function of (seed,
 // epoch), so the trainer's whole data RNG state is (seed, epoch, cursor): a
 // resumed run replays exactly the batches an uninterrupted one would see.
-
-/** mulberry32: a small, fast 32-bit PRNG with good statistical quality. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '@mpo/util';
 
 /** Fisher–Yates permutation of 0..n-1 for (seed, epoch). */
 export function epochOrder(n: number, seed: number, epoch: number): number[] {

@@ -27,9 +27,11 @@
 // full set while it is recomputed. The fp32 logits of the scored positions are kept too (V per
 // token, all positions assumed scored). Workspace is what exists only during backward: the
 // logits' gradient and the softmax and log-sum-exp temporaries, 4·V fp32 values per token.
+
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LORA_TARGET_MODULES } from '@mpo/engine';
+import { errorMessage } from '@mpo/util';
 
 export const PLAN_DTYPES = ['fp32', 'bf16', 'fp16'] as const;
 export type PlanDtype = (typeof PLAN_DTYPES)[number];
@@ -243,7 +245,7 @@ export function readModelConfig(path: string): Record<string, unknown> {
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${file}: ${(e as Error).message}`);
+    throw new Error(`${file}: ${errorMessage(e)}`);
   }
 }
 

@@ -3,9 +3,10 @@
 // under a key hashing (weights, data, template, cutoff, requests) and reused by
 // every trial of a sweep. The training step never runs a reference model.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { GroupRequest, ScoresByGroup, SequenceScores } from '@mpo/objectives';
+import { writeFileWhole } from '@mpo/util';
 import type { TrainableModel } from './model.js';
 import { PAD_MULTIPLE, scoreGroups } from './scoring.js';
 import type { TrainExample } from './types.js';
@@ -71,10 +72,8 @@ export async function cachedReference(
   if (existsSync(path)) return { scores: decode(readFileSync(path)), hit: true, path };
   const scores = await compute();
   mkdirSync(cacheDir, { recursive: true });
-  // Write then rename: concurrent trials of a sweep may race; each rename is atomic.
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, encode(scores));
-  renameSync(tmp, path);
+  // Concurrent trials of a sweep may race: each writes a whole file of its own, then renames it.
+  writeFileWhole(path, encode(scores));
   return { scores, hit: false, path };
 }
 

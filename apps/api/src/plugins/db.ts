@@ -1,7 +1,9 @@
 // Postgres through @mpo/db's repositories (the API never touches Prisma). The
 // admin token from the environment is stored (hashed) at start-up, so it
 // authenticates like any other token and owns the runs it creates.
+
 import { createDb, type Db } from '@mpo/db';
+import { errorMessage } from '@mpo/util';
 import fp from 'fastify-plugin';
 
 declare module 'fastify' {
@@ -33,7 +35,7 @@ export default fp<DbPluginOptions>(
     try {
       await db.ping();
     } catch (err) {
-      throw new Error(`Postgres unreachable at ${redact(opts.databaseUrl)}: ${(err as Error).message}`, {
+      throw new Error(`Postgres unreachable at ${redact(opts.databaseUrl)}: ${errorMessage(err)}`, {
         cause: err,
       });
     }

@@ -3,7 +3,9 @@
 // fails fast while Redis is away (PRODUCER_REDIS_OPTIONS) so requests get a
 // 503 instead of hanging, and reconnects in the background. Start-up refuses a
 // Redis whose maxmemory-policy is not noeviction.
+
 import { ALL_QUEUES, assertNoEviction, PRODUCER_REDIS_OPTIONS, type QueueName, redactUrl } from '@mpo/queue';
+import { errorMessage } from '@mpo/util';
 import { FlowProducer, Queue } from 'bullmq';
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
@@ -47,7 +49,7 @@ export default fp<QueuesPluginOptions>(
       await redis.connect();
     } catch (err) {
       redis.disconnect();
-      throw new Error(`Redis unreachable at ${redactUrl(opts.redisUrl)}: ${(err as Error).message}`, {
+      throw new Error(`Redis unreachable at ${redactUrl(opts.redisUrl)}: ${errorMessage(err)}`, {
         cause: err,
       });
     }

@@ -1,7 +1,9 @@
 // /healthz: the process is up (no dependencies, no token: for liveness probes).
 // /readyz: Redis and Postgres answer within a second (token required, like
 // every route but /healthz).
+
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { errorMessage } from '@mpo/util';
 import { Type } from '@sinclair/typebox';
 import { ErrorSchema } from './common.js';
 
@@ -23,7 +25,7 @@ async function check(fn: () => Promise<unknown>, timeoutMs = 1_000) {
     ]);
     return { ok: true, ms: performance.now() - t0 };
   } catch (err) {
-    return { ok: false, ms: performance.now() - t0, error: (err as Error).message };
+    return { ok: false, ms: performance.now() - t0, error: errorMessage(err) };
   } finally {
     clearTimeout(timer);
   }

@@ -1,6 +1,8 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { GenerationRecord } from '@mpo/eval';
+import type { EvalMessage } from '@mpo/queue';
+import { errorMessage } from '@mpo/util';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { numberFlag } from '../flags.js';
 import { createProgress, createReporter } from '../progress.js';
@@ -82,6 +84,8 @@ register({
       throw err;
     }
     const rep = createReporter(values.json);
+    // Every stdout line is an EvalMessage: the worker parses them with the same types.
+    const emit = (m: EvalMessage) => rep.event(m);
     const progress = createProgress({ label: 'eval', total: 0, json: values.json });
     let phase = '';
     const rows: string[] = [];
@@ -92,7 +96,7 @@ register({
         cfg,
         (r) => {
           n++;
-          rep.event({ type: 'result', ...r });
+          emit({ type: 'result', ...r });
           rows.push(
             `${r.benchmark.padEnd(11)} ${r.language.padEnd(5)} ${r.metric.padEnd(4)} ${r.value.toFixed(4).padStart(9)}  n=${r.n}`,
           );
@@ -113,12 +117,12 @@ register({
       );
       if (saveTo) writeGenerations(saveTo, generations);
     } catch (err) {
-      rep.event({ type: 'error', message: (err as Error).message });
+      emit({ type: 'error', message: errorMessage(err) });
       throw err;
     }
     progress.finish();
     rep.done();
-    rep.event({ type: 'done', results: n });
+    emit({ type: 'done', results: n });
     if (rep.tty) process.stdout.write(`${rows.join('\n')}\n`);
     return ExitCode.ok;
   },

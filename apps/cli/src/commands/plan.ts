@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { errorMessage } from '@mpo/util';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { register } from '../registry.js';
 
@@ -59,7 +60,7 @@ register({
         },
       }));
     } catch (e) {
-      throw new CliError(`${(e as Error).message}\n\nusage: ${usage}`, ExitCode.usage);
+      throw new CliError(`${errorMessage(e)}\n\nusage: ${usage}`, ExitCode.usage);
     }
     const { planMemory, readModelConfig, formatPlan, PLAN_DTYPES, PLAN_LAYOUTS } = await import(
       '@mpo/trainer'
@@ -82,7 +83,7 @@ register({
     try {
       config = readModelConfig(model);
     } catch (e) {
-      throw new CliError(`--model: ${(e as Error).message}`, ExitCode.invalidInput);
+      throw new CliError(`--model: ${errorMessage(e)}`, ExitCode.invalidInput);
     }
     let plan: ReturnType<typeof planMemory>;
     try {
@@ -104,7 +105,7 @@ register({
       });
     } catch (e) {
       if (e instanceof CliError) throw e;
-      throw new CliError(`${(e as Error).message}`, ExitCode.invalidInput);
+      throw new CliError(`${errorMessage(e)}`, ExitCode.invalidInput);
     }
     process.stdout.write(values.json ? `${JSON.stringify(plan)}\n` : `${formatPlan(plan)}\n`);
     return 0;

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { errorMessage } from '@mpo/util';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { numberFlag, optionalNumberFlag } from '../flags.js';
 import { createProgress } from '../progress.js';
@@ -101,7 +102,7 @@ register({
       );
     } catch (err) {
       // Data errors already say file:line and what is wrong.
-      throw new CliError((err as Error).message, ExitCode.invalidInput);
+      throw new CliError(errorMessage(err), ExitCode.invalidInput);
     }
     // MPO rows: the target pair of each row, and the dominant pair once per prompt.
     const pairs = ds.examples.map((e) => ({ id: e.id, lang: e.lang, pair: e.target }));

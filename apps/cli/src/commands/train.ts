@@ -1,8 +1,9 @@
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { presetNames } from '@mpo/objectives';
-import { isLlamaFactoryConfig, locateProblems } from '@mpo/queue';
+import { isLlamaFactoryConfig, locateProblems, type TrainerMessage, type TrainerMetrics } from '@mpo/queue';
 import { ConfigError, parseTrainConfig, runTraining } from '@mpo/trainer';
+import { errorMessage } from '@mpo/util';
 import { communicatorFromEnv } from '../comm.js';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { optionalNumberFlag } from '../flags.js';
@@ -80,7 +81,10 @@ register({
     const comm = await communicatorFromEnv();
     const rank = comm?.rank ?? 0;
     const out = createReporter(values.json || rank !== 0);
-    const emit = rank === 0 ? out.event : () => {};
+    // Every line is a TrainerMessage: the worker parses them with the same types.
+    const emit = (m: TrainerMessage): void => {
+      if (rank === 0) out.event(m);
+    };
     let stopRequested = false;
     const onSignal = () => {
       stopRequested = true;
@@ -99,7 +103,7 @@ register({
           shouldStop: () => stopRequested,
           onStep: (r) => {
             eta ??= new Eta(r.step - 1);
-            const metrics: Record<string, unknown> = {
+            const metrics: TrainerMetrics = {
               ...r.metrics,
               lr: r.lr,
               gradNorm: r.gradNorm,
@@ -145,7 +149,7 @@ register({
       }
       return ExitCode.ok;
     } catch (err) {
-      emit({ type: 'error', message: (err as Error).message });
+      emit({ type: 'error', message: errorMessage(err) });
       throw err;
     } finally {
       process.off('SIGTERM', onSignal);

@@ -1,6 +1,7 @@
 // A minimal client for OpenAI-compatible `POST /v1/chat/completions`, with retries: 429, 5xx, network errors,
 // timeouts and malformed bodies are retried with exponential backoff (honouring Retry-After); other statuses
 // (400, 401, 404, …) are configuration errors and fail at once.
+import { errorMessage } from '@mpo/util';
 import type { RateLimiter } from './rate-limit.js';
 
 export interface ChatMessage {
@@ -72,7 +73,7 @@ async function once(o: ChatClientOptions, messages: ChatMessage[]): Promise<stri
       signal: AbortSignal.timeout(o.timeoutMs),
     });
   } catch (e) {
-    throw new Retryable(`network error: ${(e as Error).message}`);
+    throw new Retryable(`network error: ${errorMessage(e)}`);
   }
   const text = await res.text().catch((e: Error) => {
     throw new Retryable(`reading the body failed: ${e.message}`);

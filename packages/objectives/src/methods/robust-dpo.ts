@@ -3,12 +3,13 @@ import { defineObjective, referenceMarginLoss, targetPairRequests } from '../def
 import { logSigmoid, sigmoid } from '../math.js';
 import { referenceTargetPair } from './dpo.js';
 
-export interface RdpoHparams {
+export interface RobustDpoHparams {
   beta: number;
   epsilon: number;
 }
 
-export const rdpo = defineObjective<RdpoHparams>({
+// Registry name `rdpo` (kept: configs and sweeps name it).
+export const robustDpo = defineObjective<RobustDpoHparams>({
   name: 'rdpo',
   description: 'rDPO: [(1−ε)·L(w,l) − ε·L(l,w)]/(1−2ε), L(w,l) = −log σ(βh)',
   schema: [

@@ -3,12 +3,13 @@ import { defineObjective, referenceMarginLoss, targetPairRequests } from '../def
 import { logSigmoid, sigmoid } from '../math.js';
 import { referenceTargetPair } from './dpo.js';
 
-export interface RDpoHparams {
+export interface LengthDpoHparams {
   beta: number;
   alpha: number;
 }
 
-export const rDpo = defineObjective<RDpoHparams>({
+// Registry name `r-dpo` (kept: configs and sweeps name it).
+export const lengthDpo = defineObjective<LengthDpoHparams>({
   name: 'r-dpo',
   description: 'R-DPO: −log σ(βh + α(|y_w| − |y_l|)), h = DPO log-ratio margin',
   schema: [
