@@ -32,14 +32,5 @@ export {
   truncatePair,
   truncateSingle,
 } from './truncate.js';
-export type {
-  ChatMessage,
-  MpoRow,
-  PairwiseRow,
-  SftRow,
-  TextPair,
-  TokenizedMpoRow,
-  TokenizedPair,
-  TokenizedPairRow,
-  TokenizedSftRow,
-} from './types.js';
+// Every row type of types.ts is public.
+export type * from './types.js';
