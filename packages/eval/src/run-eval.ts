@@ -9,9 +9,11 @@ import { existsSync } from 'node:fs';
 import type { Model } from '@mpo/engine';
 import {
   buildDataset,
+  ConfigProblemsError,
   CSRT_ENV,
   CSRT_SOURCE,
   loadInitialModel,
+  type Problem,
   parseTrainConfig,
   resolveBuiltinBenchmark,
   resolveBuiltinData,
@@ -83,14 +85,11 @@ export interface GenerationRecord {
   judge: string;
 }
 
-export interface Problem {
-  path: string;
-  reason: string;
-}
+export type { Problem };
 
-export class EvalConfigError extends Error {
-  constructor(readonly problems: Problem[]) {
-    super(`invalid evaluation config:\n${problems.map((p) => `  ${p.path}: ${p.reason}`).join('\n')}`);
+export class EvalConfigError extends ConfigProblemsError {
+  constructor(problems: Problem[]) {
+    super('evaluation config', problems);
     this.name = 'EvalConfigError';
   }
 }

@@ -101,9 +101,19 @@ export const TRAINING_DEFAULTS: TrainingParams = {
 
 export type { Problem };
 
-export class ConfigError extends Error {
-  constructor(readonly problems: Problem[]) {
-    super(`invalid training config:\n${problems.map((p) => `  ${p.path}: ${p.reason}`).join('\n')}`);
+/** A config rejected with every problem found, one a line under `invalid <what>:` (what the CLI prints). */
+export class ConfigProblemsError extends Error {
+  constructor(
+    what: string,
+    readonly problems: Problem[],
+  ) {
+    super(`invalid ${what}:\n${problems.map((p) => `  ${p.path}: ${p.reason}`).join('\n')}`);
+  }
+}
+
+export class ConfigError extends ConfigProblemsError {
+  constructor(problems: Problem[]) {
+    super('training config', problems);
     this.name = 'ConfigError';
   }
 }
