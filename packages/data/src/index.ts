@@ -2,6 +2,7 @@ export { type AlpacaLoadOptions, loadAlpacaJson } from './alpaca.js';
 export { type Batch, type BatchCursor, Batcher, type BatcherOptions } from './batcher.js';
 export { DataError, type Dropped } from './errors.js';
 export { hash53, hashHex } from './hash.js';
+export { isObject } from './io.js';
 export { klPartners, withKlCompletions } from './kl.js';
 export {
   assignDistinct,

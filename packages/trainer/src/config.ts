@@ -3,6 +3,7 @@
 // then the cross-field checks and the defaults. Every problem is listed (path and reason).
 import { createHash } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
+import { isObject } from '@mpo/data';
 import {
   isMethodName,
   methodNames,
@@ -118,16 +119,13 @@ export class ConfigError extends ConfigProblemsError {
   }
 }
 
-const isObj = (x: unknown): x is Record<string, unknown> =>
-  typeof x === 'object' && x !== null && !Array.isArray(x);
-
 /**
  * Validates a parsed config against the training config schema (@mpo/queue train-config.ts), runs the
  * cross-field checks a schema cannot say, and fills defaults. Relative paths resolve against `baseDir` (the
  * config file's folder). Throws ConfigError listing every problem.
  */
 export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainConfig {
-  if (!isObj(raw)) throw new ConfigError([{ path: '(root)', reason: 'must be a JSON object' }]);
+  if (!isObject(raw)) throw new ConfigError([{ path: '(root)', reason: 'must be a JSON object' }]);
   const problems = schemaProblems(TrainConfigSchema, raw);
   const bad = (path: string, reason: string) => {
     if (!problems.some((p) => p.path === path)) problems.push({ path, reason });
@@ -139,7 +137,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
 
   // Only a builtin id brings its own format.
-  if (isObj(c.data) && c.data.format === undefined && !String(c.data.path).startsWith('builtin:'))
+  if (isObject(c.data) && c.data.format === undefined && !String(c.data.path).startsWith('builtin:'))
     bad('data.format', `must be one of ${DATA_FORMATS.join(', ')}`);
   const data = clean('data') && c.data ? dataSpec(c.data, abs, bad) : undefined;
   // A preset (MPO's per-backbone values, packages/objectives presets.ts) fills method, β, training fields and
