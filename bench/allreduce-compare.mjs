@@ -7,27 +7,16 @@
 // prints our figures only and says so.
 import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { median, numOpt, root } from './lib.mjs';
 import { referenceScript, torchPython } from './reference/python.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { allreduceBench } = await import(join(root, 'packages/allreduce/dist/index.js'));
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const ranks = opt('--ranks', 2);
-const reps = opt('--reps', 5);
+const ranks = numOpt('--ranks', 2);
+const reps = numOpt('--reps', 5);
 const python = torchPython();
 const peer = python ? referenceScript('gloo_allreduce.py') : null;
 const sizes = [4 << 10, 256 << 10, 4 << 20, 64 << 20];
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const ours = new Map();
 const gloo = new Map();
 const loads = [];

@@ -10,15 +10,9 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { median, opt, root } from './lib.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
 const reps = Number(opt('--reps', '5'));
 const base = [
   '--pairs',
@@ -36,11 +30,6 @@ const variants = [
   ['bf16', ['--dtype', 'bfloat16']],
   ['fp32 + checkpointing', ['--dtype', 'float32', '--checkpointing']],
 ];
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const runs = new Map(variants.map(([name]) => [name, []]));
 const loads = [];
 for (let r = 0; r < reps; r++) {

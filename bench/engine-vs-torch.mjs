@@ -10,16 +10,10 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { median, opt, root } from './lib.mjs';
 import { referenceScript, torchPython } from './reference/python.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
 const reps = Number(opt('--reps', '5'));
 const steps = Number(opt('--steps', '5'));
 const waitLoad = Number(opt('--wait-load', '0'));
@@ -31,11 +25,6 @@ const python = torchPython();
 const peer = python ? referenceScript('torch_mpo_step.py') : null;
 if (!existsSync(cli)) throw new Error('build the engine first: npm run build -w @mpo/engine');
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function quiet() {
   if (!waitLoad) return;

@@ -5,25 +5,14 @@
 // prints the median seconds per step, the ratio to full fine-tuning and the trainable parameters
 // (AdamW state = 8 bytes each). Needs `npm run build -w @mpo/engine`.
 import { loadavg } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { median, numOpt, root } from './lib.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { CONFIG_S, Model, LORA_TARGET_MODULES } = await import(join(root, 'packages/engine/dist/index.js'));
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const reps = opt('--reps', 5);
-const pairs = opt('--pairs', 4);
-const threads = opt('--threads', 2);
+const reps = numOpt('--reps', 5);
+const pairs = numOpt('--pairs', 4);
+const threads = numOpt('--threads', 2);
 const T = 256;
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 let seed = 1;
 const rnd = () => {
   seed = (seed * 1103515245 + 12345) % 2147483648;

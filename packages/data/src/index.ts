@@ -1,6 +1,7 @@
 export { type AlpacaLoadOptions, loadAlpacaJson } from './alpaca.js';
 export { DataError, type Dropped } from './errors.js';
 export { hash53, hashHex } from './hash.js';
+export { isObject } from './io.js';
 export { klPartners, withKlCompletions } from './kl.js';
 export {
   assignDistinct,
@@ -31,14 +32,5 @@ export {
   truncatePair,
   truncateSingle,
 } from './truncate.js';
-export type {
-  ChatMessage,
-  MpoRow,
-  PairwiseRow,
-  SftRow,
-  TextPair,
-  TokenizedMpoRow,
-  TokenizedPair,
-  TokenizedPairRow,
-  TokenizedSftRow,
-} from './types.js';
+// Every row type of types.ts is public.
+export type * from './types.js';

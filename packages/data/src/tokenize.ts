@@ -46,46 +46,59 @@ export function plainEncoders(tok: Tokenizer): Encoders {
 
 export type TokenizeOptions = Encoders & TruncateOptions;
 
+function promptContext(x: { history: ChatMessage[]; system?: string }, lang: string): PromptContext {
+  return { history: x.history, lang, ...(x.system !== undefined ? { system: x.system } : {}) };
+}
+
 function encodePair(pair: TextPair, lang: string, opts: TokenizeOptions) {
   if (!pair.prompt.trim()) return { ok: false as const, reason: 'prompt is empty' };
   if (!pair.chosen.trim()) return { ok: false as const, reason: 'chosen response is empty' };
   if (!pair.rejected.trim()) return { ok: false as const, reason: 'rejected response is empty' };
-  const ctx: PromptContext = {
-    history: pair.history,
-    lang,
-    ...(pair.system !== undefined ? { system: pair.system } : {}),
-  };
   return truncatePair(
-    opts.encodePrompt(pair.prompt, ctx),
+    opts.encodePrompt(pair.prompt, promptContext(pair, lang)),
     opts.encodeResponse(pair.chosen),
     opts.encodeResponse(pair.rejected),
     opts,
   );
 }
 
+/** Encodes each row, keeping the ones that encode and reporting the others by id with the reason `encode` returns. */
+function encodeRows<R extends { id: string }, T extends object>(
+  rows: readonly R[],
+  encode: (r: R) => T | string,
+): { rows: T[]; dropped: Dropped[] } {
+  const out: T[] = [];
+  const dropped: Dropped[] = [];
+  for (const r of rows) {
+    const e = encode(r);
+    if (typeof e === 'string') dropped.push({ id: r.id, reason: e });
+    else out.push(e);
+  }
+  return { rows: out, dropped };
+}
+
+/** The fields a tokenized row keeps from its text row. */
+const rowTag = (r: { id: string; lang: string; group: string }) => ({
+  id: r.id,
+  lang: r.lang,
+  group: r.group,
+});
+
 export function tokenizePairwise(
   rows: readonly PairwiseRow[],
   opts: TokenizeOptions,
 ): { rows: TokenizedPairRow[]; dropped: Dropped[] } {
-  const out: TokenizedPairRow[] = [];
-  const dropped: Dropped[] = [];
-  for (const r of rows) {
+  return encodeRows(rows, (r) => {
     const t = encodePair(r, r.lang, opts);
-    if (!t.ok) {
-      dropped.push({ id: r.id, reason: t.reason });
-      continue;
-    }
-    out.push({
-      id: r.id,
-      lang: r.lang,
-      group: r.group,
+    if (!t.ok) return t.reason;
+    return {
+      ...rowTag(r),
       promptIds: t.promptIds,
       chosenIds: t.chosenIds,
       rejectedIds: t.rejectedIds,
       ...(t.truncated ? { truncated: true } : {}),
-    });
-  }
-  return { rows: out, dropped };
+    };
+  });
 }
 
 /**
@@ -97,24 +110,21 @@ export function tokenizeMpo(
   rows: readonly MpoRow[],
   opts: TokenizeOptions,
 ): { rows: TokenizedMpoRow[]; dropped: Dropped[] } {
-  const out: TokenizedMpoRow[] = [];
-  const dropped: Dropped[] = [];
-  for (const r of rows) {
+  return encodeRows(rows, (r) => {
     const s = encodePair(r.source, r.dominantLang, opts);
     const t = encodePair(r.target, r.lang, opts);
     if (!s.ok || !t.ok) {
       const reasons = [!s.ok ? `source: ${s.reason}` : '', !t.ok ? `target: ${t.reason}` : ''].filter(
         Boolean,
       );
-      dropped.push({ id: r.id, reason: reasons.join('; ') });
-      continue;
+      return reasons.join('; ');
     }
     const pick = (x: TokenizedPair): TokenizedPair => ({
       promptIds: x.promptIds,
       chosenIds: x.chosenIds,
       rejectedIds: x.rejectedIds,
     });
-    out.push({
+    return {
       id: r.id,
       index: r.index,
       lang: r.lang,
@@ -123,40 +133,25 @@ export function tokenizeMpo(
       source: pick(s),
       target: pick(t),
       ...(s.truncated || t.truncated ? { truncated: { source: s.truncated, target: t.truncated } } : {}),
-    });
-  }
-  return { rows: out, dropped };
+    };
+  });
 }
 
 export function tokenizeSft(
   rows: readonly SftRow[],
   opts: TokenizeOptions,
 ): { rows: TokenizedSftRow[]; dropped: Dropped[] } {
-  const out: TokenizedSftRow[] = [];
-  const dropped: Dropped[] = [];
-  for (const r of rows) {
-    if (!r.prompt.trim() || !r.response.trim()) {
-      dropped.push({ id: r.id, reason: !r.prompt.trim() ? 'prompt is empty' : 'response is empty' });
-      continue;
-    }
-    const ctx: PromptContext = {
-      history: r.history,
-      lang: r.lang,
-      ...(r.system !== undefined ? { system: r.system } : {}),
-    };
-    const t = truncateSingle(opts.encodePrompt(r.prompt, ctx), opts.encodeResponse(r.response), opts);
-    if (!t.ok) {
-      dropped.push({ id: r.id, reason: t.reason });
-      continue;
-    }
-    out.push({
-      id: r.id,
-      lang: r.lang,
-      group: r.group,
+  return encodeRows(rows, (r) => {
+    if (!r.prompt.trim()) return 'prompt is empty';
+    if (!r.response.trim()) return 'response is empty';
+    const prompt = opts.encodePrompt(r.prompt, promptContext(r, r.lang));
+    const t = truncateSingle(prompt, opts.encodeResponse(r.response), opts);
+    if (!t.ok) return t.reason;
+    return {
+      ...rowTag(r),
       promptIds: t.promptIds,
       responseIds: t.responseIds,
       ...(t.truncated ? { truncated: true } : {}),
-    });
-  }
-  return { rows: out, dropped };
+    };
+  });
 }

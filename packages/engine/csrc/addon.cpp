@@ -122,6 +122,18 @@ double num(const Napi::Object& o, const char* k, double dflt) {
   Napi::Value v = o.Get(k);
   return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : dflt;
 }
+
+// AdamW's hyperparameters from a JS options object (StepOptions in model.ts): the defaults of
+// mpo::StepOptions for the missing ones. Model.step and adamwShard read them alike.
+mpo::StepOptions adamwOptions(const Napi::Object& o) {
+  mpo::StepOptions so;
+  so.lr = num(o, "lr", so.lr);
+  so.beta1 = num(o, "beta1", so.beta1);
+  so.beta2 = num(o, "beta2", so.beta2);
+  so.eps = num(o, "eps", so.eps);
+  so.weightDecay = num(o, "weightDecay", so.weightDecay);
+  return so;
+}
 bool flag(const Napi::Object& o, const char* k, bool dflt) {
   Napi::Value v = o.Get(k);
   return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : dflt;
@@ -445,57 +457,60 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // bf16 weight storage: the bf16 bits of the weights / gradients, zero-copy. After writing into
   // paramBits() call syncParams().
   Napi::Value ParamBits(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Model& mm = m(env);
-    if (!mm.bf16Weights) throw Napi::Error::New(env, "paramBits: the weights are not stored in bf16");
-    if (paramBitsRef_.IsEmpty()) paramBitsRef_ = Napi::Persistent(externalBits(env, mm.flatParam));
-    return paramBitsRef_.Value();
+    return bitsView(info, "paramBits", &Model::flatParam, paramBitsRef_);
   }
   Napi::Value GradBits(const Napi::CallbackInfo& info) {
+    return bitsView(info, "gradBits", &Model::flatGrad, gradBitsRef_);
+  }
+  // One view per buffer, made on first use and kept: the JS side holds on to it.
+  Napi::Value bitsView(const Napi::CallbackInfo& info, const char* what, at::Tensor Model::*flat,
+                       Napi::Reference<Napi::Uint16Array>& ref) {
     Napi::Env env = info.Env();
     Model& mm = m(env);
-    if (!mm.bf16Weights) throw Napi::Error::New(env, "gradBits: the weights are not stored in bf16");
-    if (gradBitsRef_.IsEmpty()) gradBitsRef_ = Napi::Persistent(externalBits(env, mm.flatGrad));
-    return gradBitsRef_.Value();
+    if (!mm.bf16Weights) throw Napi::Error::New(env, std::string(what) + ": the weights are not stored in bf16");
+    if (ref.IsEmpty()) ref = Napi::Persistent(externalBits(env, mm.*flat));
+    return ref.Value();
   }
 
   // The flat gradient buffer. CPU: the gradients themselves (zero-copy). CUDA: a host mirror,
   // refreshed by this call; what JS writes into it is copied back before the next backward/step.
   Napi::Value GradBuffer(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Model& mm = m(env);
-    needFp32(env, mm, "gradBuffer");
-    std::lock_guard<std::mutex> g(mm.mu);
-    if (mm.device.is_cpu()) {
-      if (gradRef_.IsEmpty()) gradRef_ = Napi::Persistent(external(env, mm.flatGrad));
-      return gradRef_.Value();
-    }
-    if (!mm.hostGrad.defined()) {
-      mm.hostGrad = at::empty({mm.numParameters()}, at::TensorOptions().dtype(at::kFloat).pinned_memory(true));
-      gradRef_ = Napi::Persistent(external(env, mm.hostGrad));
-    }
-    if (!mm.hostGradDirty) mm.hostGrad.copy_(mm.flatGrad);
-    mm.hostGradDirty = true;
-    return gradRef_.Value();
+    return hostView(info, "gradBuffer", &Model::flatGrad, gradRef_, [](Model& mm, Napi::Env env, auto& ref) {
+      if (!mm.hostGrad.defined()) {
+        mm.hostGrad = at::empty({mm.numParameters()}, at::TensorOptions().dtype(at::kFloat).pinned_memory(true));
+        ref = Napi::Persistent(external(env, mm.hostGrad));
+      }
+      if (!mm.hostGradDirty) mm.hostGrad.copy_(mm.flatGrad);
+      mm.hostGradDirty = true;
+    });
   }
 
   // The flat fp32 parameters (master copy). CPU: zero-copy; call syncParams() after writing into it
   // when the compute dtype is not float32. CUDA: a host copy made by this call.
   Napi::Value ParamBuffer(const Napi::CallbackInfo& info) {
+    return hostView(info, "paramBuffer", &Model::flatParam, paramRef_, [](Model& mm, Napi::Env env, auto& ref) {
+      if (!mm.hostParam.defined()) {
+        mm.hostParam = at::empty({mm.numParameters()}, at::kFloat);
+        ref = Napi::Persistent(external(env, mm.hostParam));
+      }
+      mm.hostParam.copy_(mm.flatParam);
+    });
+  }
+  // The fp32 buffer `flat` as JS sees it, under the model's lock: on CPU the tensor itself (one view, kept);
+  // elsewhere `refreshHost` makes or refreshes the host copy and points `ref` at it.
+  template <typename Refresh>
+  Napi::Value hostView(const Napi::CallbackInfo& info, const char* what, at::Tensor Model::*flat,
+                       Napi::Reference<Napi::Float32Array>& ref, Refresh refreshHost) {
     Napi::Env env = info.Env();
     Model& mm = m(env);
-    needFp32(env, mm, "paramBuffer");
+    needFp32(env, mm, what);
     std::lock_guard<std::mutex> g(mm.mu);
     if (mm.device.is_cpu()) {
-      if (paramRef_.IsEmpty()) paramRef_ = Napi::Persistent(external(env, mm.flatParam));
-      return paramRef_.Value();
+      if (ref.IsEmpty()) ref = Napi::Persistent(external(env, mm.*flat));
+      return ref.Value();
     }
-    if (!mm.hostParam.defined()) {
-      mm.hostParam = at::empty({mm.numParameters()}, at::kFloat);
-      paramRef_ = Napi::Persistent(external(env, mm.hostParam));
-    }
-    mm.hostParam.copy_(mm.flatParam);
-    return paramRef_.Value();
+    refreshHost(mm, env, ref);
+    return ref.Value();
   }
 
   // After JS wrote into paramBuffer(): propagate to the compute copies (and to the device).
@@ -512,12 +527,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto model = model_;
     m(env);
     auto o = info[0].As<Napi::Object>();
-    mpo::StepOptions so;
-    so.lr = num(o, "lr", so.lr);
-    so.beta1 = num(o, "beta1", so.beta1);
-    so.beta2 = num(o, "beta2", so.beta2);
-    so.eps = num(o, "eps", so.eps);
-    so.weightDecay = num(o, "weightDecay", so.weightDecay);
+    mpo::StepOptions so = adamwOptions(o);
     so.maxGradNorm = num(o, "maxGradNorm", so.maxGradNorm);
     so.gradScale = num(o, "gradScale", so.gradScale);
     if (!(so.gradScale > 0) || !std::isfinite(so.gradScale))
@@ -701,13 +711,7 @@ Napi::Value AdamwShard(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "adamwShard: p, g, m and v must have the same length");
   if (info.Length() < 7 || !info[4].IsObject() || !info[5].IsNumber() || !info[6].IsNumber())
     throw Napi::TypeError::New(env, "adamwShard(p, g, m, v, options, step, clip, threads?)");
-  auto o = info[4].As<Napi::Object>();
-  mpo::StepOptions so;
-  so.lr = num(o, "lr", so.lr);
-  so.beta1 = num(o, "beta1", so.beta1);
-  so.beta2 = num(o, "beta2", so.beta2);
-  so.eps = num(o, "eps", so.eps);
-  so.weightDecay = num(o, "weightDecay", so.weightDecay);
+  const mpo::StepOptions so = adamwOptions(info[4].As<Napi::Object>());
   const int64_t step = info[5].As<Napi::Number>().Int64Value();
   if (step < 1) throw Napi::RangeError::New(env, "adamwShard: step must be >= 1");
   const int threads = info.Length() > 7 && info[7].IsNumber() ? info[7].As<Napi::Number>().Int32Value() : 1;

@@ -5,18 +5,13 @@
 // process and report the step's FLOP/s as a fraction of it (fractionOfSgemm).
 // Prints one JSON line per configuration; the last line is {"tokensPerSec","mfu","secondsPerStep",...}.
 import { parseArgs } from 'node:util';
-import { type BenchResult, benchEngine } from './bench.js';
+import { BENCH_ARG_OPTIONS, type BenchResult, benchEngine } from './bench.js';
 import type { Device, Dtype } from './model.js';
 
 const { values } = parseArgs({
   options: {
-    pairs: { type: 'string', default: '8' },
-    threads: { type: 'string', default: '2' },
-    steps: { type: 'string', default: '5' },
-    dtype: { type: 'string', default: 'float32' },
-    device: { type: 'string', default: 'cpu' },
+    ...BENCH_ARG_OPTIONS,
     seq: { type: 'string', default: '256' },
-    json: { type: 'boolean', default: false },
     checkpointing: { type: 'boolean', default: false },
     'gemm-rate': { type: 'boolean', default: false },
     matrix: { type: 'boolean', default: false },

@@ -21,6 +21,16 @@ export const CONFIG_S: LlamaConfig = {
   maxPositionEmbeddings: 512,
 };
 
+/** The command-line options `mpo bench engine` and bench-cli.ts share (node:util parseArgs specs, with defaults). */
+export const BENCH_ARG_OPTIONS = {
+  pairs: { type: 'string', default: '8' },
+  threads: { type: 'string', default: '2' },
+  steps: { type: 'string', default: '5' },
+  dtype: { type: 'string', default: 'float32' },
+  device: { type: 'string', default: 'cpu' },
+  json: { type: 'boolean', default: false },
+} as const;
+
 /** This machine's measured fp32 sgemm ceiling (issue 3), the MFU denominator. */
 export const PEAK_FLOPS = 440e9;
 

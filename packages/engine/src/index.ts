@@ -1,6 +1,13 @@
 // @mpo/engine: Llama/Qwen2 models in libtorch (N-API addon), tokenizers and chat templates.
 
-export { type BenchOptions, type BenchResult, benchEngine, CONFIG_S, PEAK_FLOPS } from './bench.js';
+export {
+  BENCH_ARG_OPTIONS,
+  type BenchOptions,
+  type BenchResult,
+  benchEngine,
+  CONFIG_S,
+  PEAK_FLOPS,
+} from './bench.js';
 export {
   CHAT_TEMPLATES,
   type ChatMessage,

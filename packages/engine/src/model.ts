@@ -325,15 +325,20 @@ export class Model {
     return this.nm;
   }
 
-  /** Random init (normal(0, std) matrices, unit norms, zero biases), deterministic in the seed. */
-  static init(config: LlamaConfig, opts: InitOptions): Model {
-    const m = new Model(
+  /** An empty model with the options' defaults filled in (cpu, float32, the default thread count). */
+  private static withDefaults(config: LlamaConfig, opts: InitOptions | LoadOptions): Model {
+    return new Model(
       config,
       opts.device ?? 'cpu',
       opts.dtype ?? 'float32',
       defaultThreads(opts.threads),
       opts.weightStorage,
     );
+  }
+
+  /** Random init (normal(0, std) matrices, unit norms, zero biases), deterministic in the seed. */
+  static init(config: LlamaConfig, opts: InitOptions): Model {
+    const m = Model.withDefaults(config, opts);
     m.n.initRandom(opts.seed, opts.std ?? 0.02);
     if (opts.activationCheckpointing) m.setActivationCheckpointing(true);
     return m;
@@ -351,13 +356,7 @@ export class Model {
     }
     const config = fromHfConfig(hf);
     const tensors = await readCheckpointTensors(dir);
-    const m = new Model(
-      config,
-      opts.device ?? 'cpu',
-      opts.dtype ?? 'float32',
-      defaultThreads(opts.threads),
-      opts.weightStorage,
-    );
+    const m = Model.withDefaults(config, opts);
     try {
       const entries = m.table.map((t) => {
         const st = tensors.get(t.name);

@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import type { StepOptions } from './model.js';
 
 export interface NativeConfig {
   arch: 'llama' | 'qwen2' | 'gemma2';
@@ -107,15 +108,7 @@ export interface NativeModel {
   paramBits(): Uint16Array;
   gradBits(): Uint16Array;
   syncParams(): void;
-  step(opts: {
-    lr: number;
-    beta1?: number;
-    beta2?: number;
-    eps?: number;
-    weightDecay?: number;
-    maxGradNorm?: number;
-    gradScale?: number;
-  }): Promise<number>;
+  step(opts: StepOptions): Promise<number>;
   gradNorm(): number;
   optimizerStep(): number;
   setOptimizerStep(n: number): void;

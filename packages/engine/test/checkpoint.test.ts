@@ -6,26 +6,14 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type LlamaConfig, Model } from '../src/index.js';
-import { pkgRoot, randomTokens, tinyConfig } from './helpers.js';
+import { pkgRoot, randomTokens, tinyConfig, tinyGemma2 } from './helpers.js';
 
 const models: Model[] = [];
 afterAll(() => {
   for (const m of models) m.dispose();
 });
 
-const gemma2 = tinyConfig({
-  architecture: 'Gemma2ForCausalLM',
-  numHiddenLayers: 3,
-  headDim: 16,
-  tieWordEmbeddings: true,
-  gemma2: {
-    hiddenActivation: 'gelu_pytorch_tanh',
-    queryPreAttnScalar: 24,
-    slidingWindow: 5,
-    attnLogitSoftcapping: 2,
-    finalLogitSoftcapping: 4,
-  },
-});
+const gemma2 = tinyGemma2({ attnLogitSoftcapping: 2, finalLogitSoftcapping: 4 });
 const qwen2 = tinyConfig({ architecture: 'Qwen2ForCausalLM', attentionBias: true, tieWordEmbeddings: true });
 
 // One backward of every output score() has (log-probs, KL to a reference, the three poolings,

@@ -2,8 +2,8 @@
 // golden fixture does not cover: Qwen2 q/k/v bias + tied embeddings, llama3 rope_scaling, head_dim.
 import { afterAll, describe, expect, it } from 'vitest';
 import { type LlamaConfig, Model } from '../src/index.js';
-import { randomTokens, tinyConfig } from './helpers.js';
-import { referenceHidden, referenceLogits, weightsOf } from './reference.js';
+import { LLAMA3_SCALING, randomTokens, tinyConfig } from './helpers.js';
+import { referenceHidden, referenceLogits, referenceSumLogp, weightsOf } from './reference.js';
 
 const models: Model[] = [];
 afterAll(() => {
@@ -18,15 +18,7 @@ const cases: [string, LlamaConfig][] = [
   ],
   [
     'Llama, llama3 rope_scaling (positions past original_max_position_embeddings)',
-    tinyConfig({
-      ropeScaling: {
-        ropeType: 'llama3',
-        factor: 8,
-        lowFreqFactor: 1,
-        highFreqFactor: 4,
-        originalMaxPositionEmbeddings: 16,
-      },
-    }),
+    tinyConfig({ ropeScaling: LLAMA3_SCALING }),
   ],
   ['Llama, explicit head_dim != hidden/heads', tinyConfig({ headDim: 12 })],
 ];
@@ -52,13 +44,7 @@ describe.each(cases)('forward vs float64 reference: %s', (_name, cfg) => {
     }
     // And the score path (log-softmax of the same logits).
     const r = await m.score({ sequences: [ids], promptLengths: [30] });
-    let want = 0;
-    for (let t = 30; t < 40; t++) {
-      const row = ref[t - 1]!;
-      const mx = Math.max(...row);
-      const lse = mx + Math.log(row.reduce((a, b) => a + Math.exp(b - mx), 0));
-      want += row[ids[t]!]! - lse;
-    }
+    const want = referenceSumLogp(ref, ids, 30);
     expect(Math.abs(r.sumLogp[0]! - want)).toBeLessThan(1e-4);
   });
 });
@@ -125,15 +111,7 @@ describe('read-only calls', () => {
 describe('rope_scaling', () => {
   it('changes logits only for positions where it matters, and the tensors saved omit lm_head when tied', async () => {
     const base = tinyConfig();
-    const scaled = tinyConfig({
-      ropeScaling: {
-        ropeType: 'llama3',
-        factor: 8,
-        lowFreqFactor: 1,
-        highFreqFactor: 4,
-        originalMaxPositionEmbeddings: 16,
-      },
-    });
+    const scaled = tinyConfig({ ropeScaling: LLAMA3_SCALING });
     const a = Model.init(base, { seed: 1 });
     const b = Model.init(scaled, { seed: 1 });
     models.push(a, b);

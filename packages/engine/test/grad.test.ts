@@ -1,7 +1,7 @@
 // score -> backward against finite differences, batching invariance, the flat gradient buffer and AdamW.
 import { afterAll, describe, expect, it } from 'vitest';
 import { type LlamaConfig, Model, type ScoreGrads, type ScoreResult } from '../src/index.js';
-import { randomTokens, tinyConfig } from './helpers.js';
+import { centralDifference, LLAMA3_SCALING, randomTokens, relativeError, tinyConfig } from './helpers.js';
 
 const small = (over: Partial<LlamaConfig> = {}) =>
   tinyConfig({
@@ -63,18 +63,7 @@ describe.each([
     'Qwen2 (q/k/v bias, tied embeddings)',
     small({ architecture: 'Qwen2ForCausalLM', attentionBias: true, tieWordEmbeddings: true }),
   ],
-  [
-    'Llama with llama3 rope_scaling',
-    small({
-      ropeScaling: {
-        ropeType: 'llama3',
-        factor: 8,
-        lowFreqFactor: 1,
-        highFreqFactor: 4,
-        originalMaxPositionEmbeddings: 16,
-      },
-    }),
-  ],
+  ['Llama with llama3 rope_scaling', small({ ropeScaling: LLAMA3_SCALING })],
   [
     // Caps small enough that tanh bends the scores and logits (tanh(s/2) for scores ~1: 8% off
     // linear), large enough to keep the curvature in range of the pooled step; window 3 < most lengths.
@@ -126,21 +115,7 @@ describe.each([
       const grad = Float64Array.from(m.gradBuffer());
 
       const loss = async () => lossOf(await m.score(batch, opts), g);
-      const central = async (i: number, step: number) => {
-        // Parameters are fp32: divide by the step actually stored, not the one asked for.
-        const orig = p[i]!;
-        const pu = Math.fround(orig + step);
-        const pd = Math.fround(orig - step);
-        p[i] = pu;
-        m.syncParams();
-        const up = await loss();
-        p[i] = pd;
-        m.syncParams();
-        const down = await loss();
-        p[i] = orig;
-        m.syncParams();
-        return (up - down) / (pu - pd);
-      };
+      const central = (i: number, step: number) => centralDifference(p, i, step, () => m.syncParams(), loss);
       let checked = 0;
       let nonzero = 0;
       for (const t of m.tensorLayout()) {
@@ -171,13 +146,7 @@ describe.each([
       grads.push(Float32Array.from(m.gradBuffer()));
     }
     const [a, b] = grads as [Float32Array, Float32Array];
-    let num = 0;
-    let den = 0;
-    for (let i = 0; i < a.length; i++) {
-      num += (a[i]! - b[i]!) ** 2;
-      den += b[i]! ** 2;
-    }
-    expect(Math.sqrt(num / den)).toBeLessThan(1e-4);
+    expect(relativeError(a, b)).toBeLessThan(1e-4);
   });
 });
 

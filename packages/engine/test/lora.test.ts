@@ -13,7 +13,7 @@ import {
   type ScoreGrads,
   type ScoreResult,
 } from '../src/index.js';
-import { randomTokens, tinyConfig } from './helpers.js';
+import { centralDifference, randomTokens, tinyConfig } from './helpers.js';
 
 const V = 40;
 const D = 16;
@@ -152,18 +152,7 @@ describe('LoRA gradients against central differences (float64 compute)', () => {
     for (const t of m.tensorLayout()) {
       for (const k of [0, Math.floor(t.numel / 2), t.numel - 1]) {
         const i = t.offset + k;
-        const orig = p[i]!;
-        const pu = Math.fround(orig + h);
-        const pd = Math.fround(orig - h);
-        p[i] = pu;
-        m.syncParams();
-        const up = await loss();
-        p[i] = pd;
-        m.syncParams();
-        const down = await loss();
-        p[i] = orig;
-        m.syncParams();
-        const fd = (up - down) / (pu - pd);
+        const fd = await centralDifference(p, i, h, () => m.syncParams(), loss);
         expect(Math.abs(fd - grad[i]!), `${t.name}[${k}]: fd ${fd} vs backward ${grad[i]}`).toBeLessThan(
           atol + rtol * Math.abs(fd),
         );

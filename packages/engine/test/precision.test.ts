@@ -2,7 +2,7 @@
 // AdamW state) and loss scaling (step's gradScale), against float32.
 import { afterAll, describe, expect, it } from 'vitest';
 import { CONFIG_S, engineInfo, Model } from '../src/index.js';
-import { randomTokens, tinyConfig } from './helpers.js';
+import { randomTokens, relativeError, tinyConfig } from './helpers.js';
 
 const models: Model[] = [];
 afterAll(() => {
@@ -53,13 +53,7 @@ describe.skipIf(!engineInfo().bf16Gemm)('bfloat16 mixed precision (oneDNN bf16 G
       grads.push(Float32Array.from(m.gradBuffer()));
     }
     const [a, b] = grads as [Float32Array, Float32Array];
-    let num = 0;
-    let den = 0;
-    for (let i = 0; i < a.length; i++) {
-      num += (a[i]! - b[i]!) ** 2;
-      den += a[i]! ** 2;
-    }
-    const rel = Math.sqrt(num / den);
+    const rel = relativeError(b, a);
     expect(rel).toBeGreaterThan(0); // rounded, so not identical
     expect(rel).toBeLessThan(0.02);
   });

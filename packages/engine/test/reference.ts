@@ -72,6 +72,18 @@ export function referenceLogits(cfg: LlamaConfig, w: Weights, ids: number[]): Fl
   return referenceHidden(cfg, w, ids).map((h) => linear(head, h, cfg.vocabSize).map((z) => softcap(z, cap)));
 }
 
+/** Σ log-softmax(logits[t − 1])[ids[t]] over the response positions t ≥ promptLength: the score's sumLogp. */
+export function referenceSumLogp(logits: Float64Array[], ids: number[], promptLength: number): number {
+  let sum = 0;
+  for (let t = promptLength; t < ids.length; t++) {
+    const row = logits[t - 1]!;
+    const mx = Math.max(...row);
+    const lse = mx + Math.log(row.reduce((a, b) => a + Math.exp(b - mx), 0));
+    sum += row[ids[t]!]! - lse;
+  }
+  return sum;
+}
+
 /**
  * Final-norm hidden states [T][D]. With validLen < ids.length the sequence is right padded: keys at
  * positions >= validLen are masked for every query (transformers' attention_mask), positions stay 0..T-1.

@@ -6,12 +6,15 @@
 //   utility     perplexity of held-out alpaca en/zh outputs given their instructions.
 // Every figure is emitted as one result {benchmark, language, metric, value, n}.
 import { existsSync } from 'node:fs';
+import { isObject } from '@mpo/data';
 import type { Model } from '@mpo/engine';
 import {
   buildDataset,
+  ConfigProblemsError,
   CSRT_ENV,
   CSRT_SOURCE,
   loadInitialModel,
+  type Problem,
   parseTrainConfig,
   resolveBuiltinBenchmark,
   resolveBuiltinData,
@@ -83,25 +86,19 @@ export interface GenerationRecord {
   judge: string;
 }
 
-export interface Problem {
-  path: string;
-  reason: string;
-}
+export type { Problem };
 
-export class EvalConfigError extends Error {
-  constructor(readonly problems: Problem[]) {
-    super(`invalid evaluation config:\n${problems.map((p) => `  ${p.path}: ${p.reason}`).join('\n')}`);
+export class EvalConfigError extends ConfigProblemsError {
+  constructor(problems: Problem[]) {
+    super('evaluation config', problems);
     this.name = 'EvalConfigError';
   }
 }
 
-const isObj = (x: unknown): x is Record<string, unknown> =>
-  typeof x === 'object' && x !== null && !Array.isArray(x);
-
 export function parseEvalConfig(raw: unknown): EvalConfig {
   const problems: Problem[] = [];
   const bad = (path: string, reason: string) => problems.push({ path, reason });
-  if (!isObj(raw)) throw new EvalConfigError([{ path: '(root)', reason: 'must be a JSON object' }]);
+  if (!isObject(raw)) throw new EvalConfigError([{ path: '(root)', reason: 'must be a JSON object' }]);
   if (typeof raw.model !== 'string' || !raw.model) bad('model', 'required: a model directory or builtin id');
   const benchmarks = raw.benchmarks ?? ['reward-gap', 'multijail', 'utility'];
   if (!Array.isArray(benchmarks) || benchmarks.some((b) => !BENCHMARKS.includes(b))) {
@@ -121,7 +118,7 @@ export function parseEvalConfig(raw: unknown): EvalConfig {
   ) {
     bad('languages', 'must be a list of language codes');
   }
-  const data = isObj(raw.data) ? raw.data : {};
+  const data = isObject(raw.data) ? raw.data : {};
   const path = typeof data.path === 'string' ? data.path : 'builtin:mpo-llama';
   const csrtPath = Array.isArray(benchmarks) && benchmarks.includes('csrt') ? csrtFile(raw, bad) : undefined;
   const cfg: EvalConfig = {
@@ -155,7 +152,7 @@ function csrtFile(
   raw: Record<string, unknown>,
   bad: (path: string, reason: string) => void,
 ): string | undefined {
-  const given = isObj(raw.csrt) ? raw.csrt.path : raw.csrt;
+  const given = isObject(raw.csrt) ? raw.csrt.path : raw.csrt;
   if (given !== undefined && (typeof given !== 'string' || !given)) {
     bad('csrt.path', 'must be the path of a CSRT csv file');
     return undefined;

@@ -1,43 +1,22 @@
-// builtin:tiny-multilingual — a synthetic testbed that starts where the MPO
-// paper's backbones start: it refuses harmful prompts in the dominant language
-// (English) and complies in the target languages. A byte-level Llama of the
-// engine's "config S" size is trained from a seeded random init with SFT on
-//   - English MPO prompts → source_chosen (the refusal),
-//   - target-language MPO prompts → target_rejected (the compliance),
-//   - alpaca en/zh instructions → outputs (general ability),
-// keeping every held-out prompt group (and the held-out alpaca items the
-// utility metric uses) out of training. Same seed, same threads → same bytes.
-import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadAlpacaJson, loadMpoJson, splitByGroup, tokenizeSft } from '@mpo/data';
-import { ByteTokenizer, type LlamaConfig, Model } from '@mpo/engine';
-import { getObjective } from '@mpo/objectives';
+import { ByteTokenizer, CONFIG_S, type LlamaConfig, Model } from '@mpo/engine';
 import {
   chatEncoders,
   resolveBuiltinData,
   type StepRecord,
-  type TrainableModel,
   type TrainExample,
   type TrainingParams,
-  trainLoop,
 } from '@mpo/trainer';
+import { safetensorsSha256, testbedTraining, trainTestbedSft } from './testbed-train.js';
 import { ALPACA_HELDOUT, alpacaHeldOut } from './utility.js';
 
-/** Engine "config S" with the byte vocabulary. */
+/** Engine "config S" with the byte vocabulary, a 1e-5 norm epsilon and 256 positions. */
 export const TESTBED_CONFIG: LlamaConfig = {
-  architecture: 'LlamaForCausalLM',
+  ...CONFIG_S,
   vocabSize: 264,
-  hiddenSize: 256,
-  intermediateSize: 688,
-  numHiddenLayers: 4,
-  numAttentionHeads: 4,
-  numKeyValueHeads: 4,
   rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  ropeScaling: null,
-  attentionBias: false,
-  tieWordEmbeddings: false,
   maxPositionEmbeddings: 256,
   bosTokenId: 256,
   eosTokenId: 257,
@@ -127,39 +106,15 @@ export function testbedExamples(opts: TestbedOptions): {
 export async function buildTestbed(opts: TestbedOptions): Promise<TestbedResult> {
   const threads = opts.threads ?? 2;
   const { examples, counts, heldOutGroups } = testbedExamples(opts);
-  const training: TrainingParams = {
-    epochs: opts.epochs ?? 3,
-    batchSize: 16,
-    microBatchSize: 8,
-    learningRate: 2e-3,
-    warmupRatio: 0.1,
-    weightDecay: 0.01,
-    maxGradNorm: 1,
-    adamBeta1: 0.9,
-    adamBeta2: 0.98,
-    adamEps: 1e-8,
-    seed: opts.seed,
-    checkpointEvery: 0,
-    keepCheckpoints: 1,
-    ...opts.training,
-  };
+  const training = testbedTraining(
+    opts.seed,
+    { epochs: opts.epochs ?? 3, batchSize: 16, microBatchSize: 8, warmupRatio: 0.1 },
+    opts.training,
+  );
   const model = Model.init(TESTBED_CONFIG, { seed: opts.seed, threads });
   const work = join(opts.out, '.build');
-  const result = await trainLoop({
-    examples,
-    objective: getObjective('sft'),
-    hyperparameters: {},
-    training,
-    output: work,
-    model: model as unknown as TrainableModel,
-    loadFrom: async (dir) => (await Model.load(dir, { threads })) as unknown as TrainableModel,
-    reference: {},
-    configHash: createHash('sha256')
-      .update(JSON.stringify({ seed: opts.seed, training, counts }))
-      .digest('hex')
-      .slice(0, 16),
-    hooks: { ...(opts.onStep ? { onStep: opts.onStep } : {}) },
-  });
+  const run = { work, threads, identity: { seed: opts.seed, training, counts }, onStep: opts.onStep };
+  const result = await trainTestbedSft(model, examples, training, run);
   mkdirSync(opts.out, { recursive: true });
   await result.model.save(opts.out);
   writeFileSync(
@@ -168,9 +123,7 @@ export async function buildTestbed(opts: TestbedOptions): Promise<TestbedResult>
   );
   rmSync(work, { recursive: true, force: true });
   const weightsHash = result.model.weightsHash();
-  const fileHash = createHash('sha256')
-    .update(readFileSync(join(opts.out, 'model.safetensors')))
-    .digest('hex');
+  const fileHash = safetensorsSha256(opts.out);
   writeFileSync(
     join(opts.out, 'testbed.json'),
     `${JSON.stringify(

@@ -13,20 +13,18 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadMpoJson, splitByGroup } from '@mpo/data';
-import { HfTokenizer, type LlamaConfig, Model } from '@mpo/engine';
-import { getObjective } from '@mpo/objectives';
+import { CONFIG_S, HfTokenizer, type LlamaConfig, Model } from '@mpo/engine';
 import {
   chatEncoders,
   resolveBuiltinBenchmark,
   resolveBuiltinData,
   type StepRecord,
-  type TrainableModel,
   type TrainExample,
   type TrainingParams,
-  trainLoop,
 } from '@mpo/trainer';
 import { loadMultiJail } from './benchmarks.js';
 import { createRefusalDetector } from './detector.js';
+import { safetensorsSha256, testbedTraining, trainTestbedSft } from './testbed-train.js';
 import {
   buildLexicon,
   isLetterWord,
@@ -321,20 +319,14 @@ export function transferCorpus(
   };
 }
 
+/** Engine "config S" narrowed to width 192, with the testbed's vocabulary, a 1e-5 norm epsilon and 256 positions. */
 export function transferConfig(vocabSize: number): LlamaConfig {
   return {
-    architecture: 'LlamaForCausalLM',
+    ...CONFIG_S,
     vocabSize,
     hiddenSize: 192,
     intermediateSize: 512,
-    numHiddenLayers: 4,
-    numAttentionHeads: 4,
-    numKeyValueHeads: 4,
     rmsNormEps: 1e-5,
-    ropeTheta: 10000,
-    ropeScaling: null,
-    attentionBias: false,
-    tieWordEmbeddings: false,
     maxPositionEmbeddings: 256,
     bosTokenId: 2,
     eosTokenId: 5,
@@ -457,22 +449,11 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
   writeTransferFiles(opts.out, corpus);
   const tok = await HfTokenizer.fromDir(opts.out);
   const examples = encodeSft(tok, corpus.sft, cutoff);
-  const training: TrainingParams = {
-    epochs: opts.epochs ?? 2,
-    batchSize: 32,
-    microBatchSize: 16,
-    learningRate: 2e-3,
-    warmupRatio: 0.05,
-    weightDecay: 0.01,
-    maxGradNorm: 1,
-    adamBeta1: 0.9,
-    adamBeta2: 0.98,
-    adamEps: 1e-8,
-    seed: opts.seed,
-    checkpointEvery: 0,
-    keepCheckpoints: 1,
-    ...opts.training,
-  };
+  const training = testbedTraining(
+    opts.seed,
+    { epochs: opts.epochs ?? 2, batchSize: 32, microBatchSize: 16, warmupRatio: 0.05 },
+    opts.training,
+  );
   const work = join(opts.out, '.build');
   const initDir = join(work, 'init');
   const fresh = Model.init(transferConfig(tok.vocabSize), { seed: opts.seed, threads });
@@ -480,27 +461,17 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
   fresh.dispose();
   alignSisterRows(join(initDir, 'model.safetensors'), tok, corpus.lexicon);
   const model = await Model.load(initDir, { threads });
-  const result = await trainLoop({
-    examples,
-    objective: getObjective('sft'),
-    hyperparameters: {},
-    training,
-    output: work,
-    model: model as unknown as TrainableModel,
-    loadFrom: async (dir) => (await Model.load(dir, { threads })) as unknown as TrainableModel,
-    reference: {},
-    configHash: createHash('sha256')
-      .update(JSON.stringify({ seed: opts.seed, training, counts: corpus.counts, cutoff }))
-      .digest('hex')
-      .slice(0, 16),
-    hooks: { ...(opts.onStep ? { onStep: opts.onStep } : {}) },
+  const identity = { seed: opts.seed, training, counts: corpus.counts, cutoff };
+  const result = await trainTestbedSft(model, examples, training, {
+    work,
+    threads,
+    identity,
+    onStep: opts.onStep,
   });
   await result.model.save(opts.out);
   rmSync(work, { recursive: true, force: true });
   const weightsHash = result.model.weightsHash();
-  const fileHash = createHash('sha256')
-    .update(readFileSync(join(opts.out, 'model.safetensors')))
-    .digest('hex');
+  const fileHash = safetensorsSha256(opts.out);
   const seconds = (Date.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;

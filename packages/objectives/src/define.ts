@@ -215,6 +215,43 @@ export function chosenNll(sumLogp: Float64Array, tokens: Int32Array): { nll: num
   return { nll: -s / t, dSumLogp: -1 / t };
 }
 
+/** What a pairwise method computes on the target pair; `targetPairLoss` does the rest. */
+export interface PairLossParts {
+  loss: number;
+  /** The method's own metrics, reported after `loss` and before the log-prob and reward-gap metrics. */
+  metrics: Record<string, number>;
+  /** Added to every chosen sumLogp gradient after the 1/|y| chain rule (ORPO's token-mean NLL). */
+  chosenSumLogpGrad?: number;
+}
+
+/**
+ * Every pairwise method reads the target pair (the reference's too when it has one), fills dL/d log π(y_w) and
+ * dL/d log π(y_l) per example on the log-probs as read (`dpc`, `dpr`, averaged when `average`), and reports TRL's
+ * log-prob metrics and the reward gap. `compute` is the method's own loss; this does the reading, the chain rule to
+ * the pair's sumLogp and the common metrics.
+ */
+export function targetPairLoss(
+  policy: ScoresByGroup,
+  reference: ScoresByGroup | null,
+  opts: { average: boolean; batch?: BatchInfo | undefined },
+  compute: (p: PairLogps, dpc: Float64Array, dpr: Float64Array) => PairLossParts,
+): ObjectiveResult {
+  const p = readTargetPair(policy, reference, opts.average);
+  const dpc = new Float64Array(p.n);
+  const dpr = new Float64Array(p.n);
+  const { loss, metrics, chosenSumLogpGrad } = compute(p, dpc, dpr);
+  const grads = targetPairGrads(policy, dpc, dpr, opts.average);
+  if (chosenSumLogpGrad !== undefined) {
+    const gc = grads.targetChosen!.sumLogp!;
+    for (let i = 0; i < p.n; i++) gc[i] = gc[i]! + chosenSumLogpGrad;
+  }
+  return {
+    loss,
+    grads,
+    metrics: { loss, ...metrics, ...logpMetrics(p), ...rewardGapMetrics(p, opts.average, opts.batch) },
+  };
+}
+
 /**
  * The reference-margin losses (DPO, IPO, rDPO, R-DPO) are each a per-example function of
  *   h = (log π(y_w) − log π(y_l)) − (log π_ref(y_w) − log π_ref(y_l))
@@ -228,26 +265,15 @@ export function referenceMarginLoss(
   opts: { average: boolean; rewardBeta: number; batch?: BatchInfo | undefined },
   perExample: (h: number, i: number, p: PairLogps) => readonly [loss: number, dLossDh: number],
 ): ObjectiveResult {
-  const p = readTargetPair(policy, reference, opts.average);
-  const n = p.n;
-  const dpc = new Float64Array(n);
-  const dpr = new Float64Array(n);
-  let loss = 0;
-  for (let i = 0; i < n; i++) {
-    const [l, dh] = perExample(p.pc[i]! - p.pr[i]! - (p.rc[i]! - p.rr[i]!), i, p);
-    loss += l;
-    dpc[i] = dh / n;
-    dpr[i] = -dh / n;
-  }
-  loss /= n;
-  return {
-    loss,
-    grads: targetPairGrads(policy, dpc, dpr, opts.average),
-    metrics: {
-      loss,
-      ...implicitRewardMetrics(p, opts.rewardBeta),
-      ...logpMetrics(p),
-      ...rewardGapMetrics(p, opts.average, opts.batch),
-    },
-  };
+  return targetPairLoss(policy, reference, opts, (p, dpc, dpr) => {
+    const n = p.n;
+    let loss = 0;
+    for (let i = 0; i < n; i++) {
+      const [l, dh] = perExample(p.pc[i]! - p.pr[i]! - (p.rc[i]! - p.rr[i]!), i, p);
+      loss += l;
+      dpc[i] = dh / n;
+      dpr[i] = -dh / n;
+    }
+    return { loss: loss / n, metrics: implicitRewardMetrics(p, opts.rewardBeta) };
+  });
 }

@@ -14,6 +14,11 @@ export class HyperparameterError extends Error {
   }
 }
 
+/** A number hyperparameter that must be > 0 (a scale or a strength: at 0 the method loses its meaning). */
+export function positiveNumber(name: string, dflt: number, description: string): ParamSpec {
+  return { name, kind: 'number', default: dflt, min: 0, minExclusive: true, description };
+}
+
 function isPlainObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }

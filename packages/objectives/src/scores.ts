@@ -37,11 +37,16 @@ export function getTokens(g: SequenceScores, side: Side, group: GroupName): Int3
   return t;
 }
 
+/** A per-sequence field: present, one finite value per sequence. */
+function perSequence(g: SequenceScores, side: Side, group: GroupName, field: 'sumLogp' | 'kl'): Float64Array {
+  const v = g[field];
+  if (!v || v.length !== g.n) fail(side, group, `${field}: expected length ${g.n}, got ${v?.length}`);
+  checkFinite(side, group, field, v);
+  return v;
+}
+
 export function getSumLogp(g: SequenceScores, side: Side, group: GroupName): Float64Array {
-  const s = g.sumLogp;
-  if (!s || s.length !== g.n) fail(side, group, `sumLogp: expected length ${g.n}, got ${s?.length}`);
-  checkFinite(side, group, 'sumLogp', s);
-  return s;
+  return perSequence(g, side, group, 'sumLogp');
 }
 
 /** log π(y|x) per sequence: the sum over response tokens, or its per-token average when `average`. */
@@ -90,10 +95,7 @@ export function getHidden(g: SequenceScores, side: Side, group: GroupName, pooli
 }
 
 export function getKl(g: SequenceScores, side: Side, group: GroupName): Float64Array {
-  const k = g.kl;
-  if (!k || k.length !== g.n) fail(side, group, `kl: expected length ${g.n}, got ${k?.length}`);
-  checkFinite(side, group, 'kl', k);
-  return k;
+  return perSequence(g, side, group, 'kl');
 }
 
 /** Batch size shared by the listed policy groups. */

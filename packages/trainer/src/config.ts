@@ -4,6 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
+import { isObject } from '@mpo/data';
 import {
   isMethodName,
   methodNames,
@@ -103,15 +104,22 @@ export const TRAINING_DEFAULTS: TrainingParams = {
 
 export type { Problem };
 
-export class ConfigError extends Error {
-  constructor(readonly problems: Problem[]) {
-    super(`invalid training config:\n${problems.map((p) => `  ${p.path}: ${p.reason}`).join('\n')}`);
-    this.name = 'ConfigError';
+/** A config rejected with every problem found, one a line under `invalid <what>:` (what the CLI prints). */
+export class ConfigProblemsError extends Error {
+  constructor(
+    what: string,
+    readonly problems: Problem[],
+  ) {
+    super(`invalid ${what}:\n${problems.map((p) => `  ${p.path}: ${p.reason}`).join('\n')}`);
   }
 }
 
-const isObj = (x: unknown): x is Record<string, unknown> =>
-  typeof x === 'object' && x !== null && !Array.isArray(x);
+export class ConfigError extends ConfigProblemsError {
+  constructor(problems: Problem[]) {
+    super('training config', problems);
+    this.name = 'ConfigError';
+  }
+}
 
 /**
  * Validates a parsed config against the training config schema (@mpo/queue train-config.ts), runs the
@@ -119,7 +127,7 @@ const isObj = (x: unknown): x is Record<string, unknown> =>
  * config file's folder). Throws ConfigError listing every problem.
  */
 export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainConfig {
-  if (!isObj(raw)) throw new ConfigError([{ path: '(root)', reason: 'must be a JSON object' }]);
+  if (!isObject(raw)) throw new ConfigError([{ path: '(root)', reason: 'must be a JSON object' }]);
   const problems = schemaProblems(TrainConfigSchema, raw);
   const bad = (path: string, reason: string) => {
     if (!problems.some((p) => p.path === path)) problems.push({ path, reason });
@@ -131,7 +139,7 @@ export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainCo
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
 
   // Only a builtin id brings its own format.
-  if (isObj(c.data) && c.data.format === undefined && !String(c.data.path).startsWith('builtin:'))
+  if (isObject(c.data) && c.data.format === undefined && !String(c.data.path).startsWith('builtin:'))
     bad('data.format', `must be one of ${DATA_FORMATS.join(', ')}`);
   const data = clean('data') && c.data ? dataSpec(c.data, abs, bad) : undefined;
   // A preset (MPO's per-backbone values, packages/objectives presets.ts) fills method, β, training fields and

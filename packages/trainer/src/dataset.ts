@@ -35,13 +35,17 @@ const pair = (p: TokenizedPair): PairIds => ({
   rejected: p.rejectedIds,
 });
 
-function pickSplit<T extends { group: string }>(rows: T[], spec: DataSpec) {
-  if (spec.split === 'all' || spec.heldOut === 0) return { rows, heldOutGroups: [] as string[] };
+/** The rows a spec trains on: its languages, then its side of the held-out split, then its limit. */
+function select<T extends { group: string; lang: string }>(all: T[], spec: DataSpec) {
+  const langs = spec.languages;
+  const rows = all.filter((r) => !langs || langs.includes(r.lang));
+  const limit = (x: T[]) => (spec.limit !== undefined ? x.slice(0, spec.limit) : x);
+  if (spec.split === 'all' || spec.heldOut === 0) return { rows: limit(rows), heldOutGroups: [] as string[] };
   const s = splitByGroup(rows, { heldOutFraction: spec.heldOut, seed: spec.splitSeed });
-  return { rows: spec.split === 'train' ? s.train : s.heldOut, heldOutGroups: s.heldOutGroups };
+  return { rows: limit(spec.split === 'train' ? s.train : s.heldOut), heldOutGroups: s.heldOutGroups };
 }
 
-const limit = <T>(rows: T[], spec: DataSpec) => (spec.limit !== undefined ? rows.slice(0, spec.limit) : rows);
+const languagesOf = (examples: TrainExample[]) => [...new Set(examples.map((e) => e.lang))].sort();
 
 export function buildDataset(
   spec: DataSpec,
@@ -65,10 +69,8 @@ export function buildDataset(
         g[r.dominantLang] ??= pair(r.source);
         byGroup.set(r.group, g);
       }
-      const langs = spec.languages;
-      const filtered = tok.rows.filter((r) => !langs || langs.includes(r.lang));
-      const { rows, heldOutGroups } = pickSplit(filtered, spec);
-      const examples = limit(rows, spec).map<TrainExample>((r) => ({
+      const { rows, heldOutGroups } = select(tok.rows, spec);
+      const examples = rows.map<TrainExample>((r) => ({
         id: r.id,
         lang: r.lang,
         target: pair(r.target),
@@ -79,7 +81,7 @@ export function buildDataset(
         examples: withMismatched(examples, cutoff, opts.klChunk),
         dropped: [...loaded.dropped, ...tok.dropped],
         heldOutGroups,
-        languages: [...new Set(examples.map((e) => e.lang))].sort(),
+        languages: languagesOf(examples),
         dominantLanguage: loaded.dominantLanguage,
       };
     }
@@ -97,12 +99,8 @@ export function buildDataset(
         tokRows = loaded.rows;
         dropped = loaded.dropped;
       }
-      const langs = spec.languages;
-      const { rows, heldOutGroups } = pickSplit(
-        tokRows.filter((r) => !langs || langs.includes(r.lang)),
-        spec,
-      );
-      const examples = limit(rows, spec).map<TrainExample>((r) => ({
+      const { rows, heldOutGroups } = select(tokRows, spec);
+      const examples = rows.map<TrainExample>((r) => ({
         id: r.id,
         lang: r.lang,
         target: { prompt: r.promptIds, chosen: r.chosenIds, rejected: r.rejectedIds },
@@ -111,7 +109,7 @@ export function buildDataset(
         examples: withMismatched(examples, cutoff, opts.klChunk),
         dropped,
         heldOutGroups,
-        languages: [...new Set(examples.map((e) => e.lang))].sort(),
+        languages: languagesOf(examples),
       };
     }
     case 'alpaca': {
@@ -119,12 +117,8 @@ export function buildDataset(
       // so only methods that read the chosen sequence alone (SFT) can use it.
       const loaded = loadAlpacaJson(spec.path);
       const tok = tokenizeSft(loaded.rows, trunc);
-      const langs = spec.languages;
-      const { rows, heldOutGroups } = pickSplit(
-        tok.rows.filter((r) => !langs || langs.includes(r.lang)),
-        spec,
-      );
-      const examples = limit(rows, spec).map<TrainExample>((r) => ({
+      const { rows, heldOutGroups } = select(tok.rows, spec);
+      const examples = rows.map<TrainExample>((r) => ({
         id: r.id,
         lang: r.lang,
         target: { prompt: r.promptIds, chosen: r.responseIds, rejected: r.responseIds },
@@ -133,7 +127,7 @@ export function buildDataset(
         examples,
         dropped: [...loaded.dropped, ...tok.dropped],
         heldOutGroups,
-        languages: [...new Set(examples.map((e) => e.lang))].sort(),
+        languages: languagesOf(examples),
       };
     }
   }

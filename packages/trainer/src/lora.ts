@@ -2,6 +2,7 @@
 // Defaults are PEFT's `LoraConfig` (r = 8, lora_alpha = 8, lora_dropout = 0.0) and, for the
 // target modules, PEFT's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING entry for llama and
 // qwen2 (["q_proj", "v_proj"]; peft/utils/constants.py).
+import { isObject } from '@mpo/data';
 import { LORA_TARGET_MODULES } from '@mpo/engine';
 
 export interface LoraSpec {
@@ -13,16 +14,13 @@ export interface LoraSpec {
 
 export const LORA_DEFAULTS: LoraSpec = { rank: 8, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'] };
 
-const isObj = (x: unknown): x is Record<string, unknown> =>
-  typeof x === 'object' && x !== null && !Array.isArray(x);
-
 /** Validates `lora` (reporting each problem through `bad`) and fills PEFT's defaults. */
 export function parseLoraSpec(
   raw: unknown,
   bad: (path: string, reason: string) => void,
 ): LoraSpec | undefined {
   if (raw === undefined) return undefined;
-  if (!isObj(raw)) {
+  if (!isObject(raw)) {
     bad('lora', 'must be an object {"rank", "alpha", "dropout", "targetModules"}');
     return undefined;
   }

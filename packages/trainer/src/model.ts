@@ -1,13 +1,13 @@
 // The part of @mpo/engine's Model the trainer drives. Written as a structural
-// interface so the training loop can be read without the addon's details.
+// interface so the training loop can be read without the addon's details; the
+// batch and the step options are the engine's own types, imported, not copied.
+import type { ScoreBatch, StepOptions } from '@mpo/engine';
 import type { GroupName, Pooling, ScoreGrads, SequenceScores } from '@mpo/objectives';
 
 export type EnginePooling = 'last' | 'mean' | 'meanUnmasked';
 
-export interface ScoreBatch {
-  sequences: ArrayLike<number>[];
-  promptLengths: number[];
-}
+/** The engine's own batch shape: prompt ids followed by response ids, and where each response starts. */
+export type { ScoreBatch };
 
 export interface ScoreOptions {
   grad?: boolean;
@@ -36,15 +36,7 @@ export interface TrainableModel {
   /** weightStorage 'bfloat16': the bf16 bits of the weights and of the gradients. */
   paramBits?(): Uint16Array;
   gradBits?(): Uint16Array;
-  step(opts: {
-    lr: number;
-    beta1?: number;
-    beta2?: number;
-    eps?: number;
-    weightDecay?: number;
-    maxGradNorm?: number;
-    gradScale?: number;
-  }): Promise<{ gradNorm: number }>;
+  step(opts: StepOptions): Promise<{ gradNorm: number }>;
   weightsHash(): string;
   save(dir: string): Promise<void>;
   saveOptimizer(path: string): Promise<void>;

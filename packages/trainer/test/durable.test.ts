@@ -13,7 +13,7 @@ import {
   verifyDir,
   writeDurableDir,
 } from '../src/index.js';
-import { byteEncoders, mpoData, tinyModel, tmp } from './helpers.js';
+import { byteEncoders, tinyMpoConfig, tmp } from './helpers.js';
 
 const sha256sum = (path: string) => execFileSync('sha256sum', [path], { encoding: 'utf8' }).split(' ')[0];
 
@@ -60,24 +60,7 @@ describe('writeDurableDir', () => {
 });
 
 describe('resume from a torn checkpoint', () => {
-  const config = (out: string) =>
-    parseTrainConfig({
-      model: tinyModel(3),
-      data: { format: 'mpo', path: mpoData, limit: 12, heldOut: 0.1 },
-      method: 'mpo',
-      hyperparameters: { beta: 1.0 },
-      cutoff: 96,
-      output: out,
-      threads: 1,
-      training: {
-        batchSize: 4,
-        microBatchSize: 2,
-        learningRate: 1e-3,
-        maxSteps: 6,
-        checkpointEvery: 2,
-        seed: 5,
-      },
-    });
+  const config = (out: string) => parseTrainConfig(tinyMpoConfig(out));
 
   it('falls back to the previous checkpoint when a file of the newest is truncated, and ends bit-identical', async () => {
     const straight = await runTraining(config(tmp('straight')), { encoders: byteEncoders });

@@ -36,3 +36,19 @@ export const tinyModel = (seed = 1) => ({
   },
   seed,
 });
+
+/**
+ * The MPO run many trainer tests start from: the tiny model on 12 rows of the MPO data, 6 steps with a checkpoint
+ * every 2. `extra` replaces whole fields.
+ */
+export const tinyMpoConfig = (out: string, extra: Record<string, unknown> = {}) => ({
+  model: tinyModel(3),
+  data: { format: 'mpo', path: mpoData, limit: 12, heldOut: 0.1 },
+  method: 'mpo',
+  hyperparameters: { beta: 1.0 },
+  cutoff: 96,
+  output: out,
+  threads: 1,
+  training: { batchSize: 4, microBatchSize: 2, learningRate: 1e-3, maxSteps: 6, checkpointEvery: 2, seed: 5 },
+  ...extra,
+});

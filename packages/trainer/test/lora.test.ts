@@ -13,7 +13,7 @@ import {
   parseTrainConfig,
   runTraining,
 } from '../src/index.js';
-import { byteEncoders, mpoData, tinyModel, tmp } from './helpers.js';
+import { byteEncoders, tinyMpoConfig, tmp } from './helpers.js';
 
 const LORA = {
   rank: 4,
@@ -21,19 +21,20 @@ const LORA = {
   dropout: 0.1,
   targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
 };
-const config = (out: string, extra: Record<string, unknown> = {}) => ({
-  model: tinyModel(3),
-  data: { format: 'mpo', path: mpoData, limit: 12, heldOut: 0.1 },
-  method: 'mpo',
-  hyperparameters: { beta: 1.0 },
-  cutoff: 96,
-  output: out,
-  referenceCache: join(out, 'refcache'),
-  threads: 1,
-  training: { batchSize: 4, microBatchSize: 2, learningRate: 1e-2, maxSteps: 4, checkpointEvery: 2, seed: 5 },
-  lora: LORA,
-  ...extra,
-});
+const config = (out: string, extra: Record<string, unknown> = {}) =>
+  tinyMpoConfig(out, {
+    referenceCache: join(out, 'refcache'),
+    training: {
+      batchSize: 4,
+      microBatchSize: 2,
+      learningRate: 1e-2,
+      maxSteps: 4,
+      checkpointEvery: 2,
+      seed: 5,
+    },
+    lora: LORA,
+    ...extra,
+  });
 
 describe('lora config', () => {
   it("fills PEFT's LoraConfig defaults (r 8, lora_alpha 8, lora_dropout 0; q_proj/v_proj for llama and qwen2)", () => {

@@ -4,25 +4,13 @@ import { join } from 'node:path';
 import { Model } from '@mpo/engine';
 import { describe, expect, it } from 'vitest';
 import { latestCheckpoint, parseTrainConfig, runTraining } from '../src/index.js';
-import { byteEncoders, goldenDir, mpoData, tinyModel, tmp } from './helpers.js';
-
-const mpoConfig = (out: string, extra: Record<string, unknown> = {}) => ({
-  model: tinyModel(3),
-  data: { format: 'mpo', path: mpoData, limit: 12, heldOut: 0.1 },
-  method: 'mpo',
-  hyperparameters: { beta: 1.0 },
-  cutoff: 96,
-  output: out,
-  threads: 1,
-  training: { batchSize: 4, microBatchSize: 2, learningRate: 1e-3, maxSteps: 6, checkpointEvery: 2, seed: 5 },
-  ...extra,
-});
+import { byteEncoders, goldenDir, mpoData, tinyMpoConfig, tmp } from './helpers.js';
 
 describe('trainer on MPO data', () => {
   it('trains, logs per-step metrics, checkpoints in the HF layout and writes final weights', async () => {
     const out = tmp('mpo');
     const steps: number[] = [];
-    const r = await runTraining(parseTrainConfig(mpoConfig(out)), {
+    const r = await runTraining(parseTrainConfig(tinyMpoConfig(out)), {
       encoders: byteEncoders,
       hooks: { onStep: (s) => void steps.push(s.step) },
     });
@@ -58,7 +46,7 @@ describe('trainer on MPO data', () => {
     const evals: [number, Record<string, unknown>][] = [];
     await runTraining(
       parseTrainConfig({
-        ...mpoConfig(tmp('eval')),
+        ...tinyMpoConfig(tmp('eval')),
         data: { format: 'mpo', path: mpoData, limit: 8, heldOut: 0.2 },
         eval: { at: [2], limit: 6 },
       }),
@@ -77,7 +65,7 @@ describe('trainer on MPO data', () => {
   it("tokenizes text with the model's tokenizer and chat template when none is given", async () => {
     const out = tmp('tok');
     const r = await runTraining(
-      parseTrainConfig({ ...mpoConfig(out), training: { maxSteps: 1, batchSize: 2, microBatchSize: 2 } }),
+      parseTrainConfig({ ...tinyMpoConfig(out), training: { maxSteps: 1, batchSize: 2, microBatchSize: 2 } }),
     );
     expect(r.examples).toBe(12);
     // A random-init byte model gets the byte tokenizer and the byte chat template: prompts open with <bos>
@@ -85,7 +73,7 @@ describe('trainer on MPO data', () => {
     const { buildDataset, chatEncoders } = await import('../src/index.js');
     const { ByteTokenizer } = await import('@mpo/engine');
     const enc = chatEncoders(new ByteTokenizer(264), 'byte');
-    const ds = buildDataset(parseTrainConfig(mpoConfig(out)).data, enc, 100_000); // no truncation
+    const ds = buildDataset(parseTrainConfig(tinyMpoConfig(out)).data, enc, 100_000); // no truncation
     expect(ds.examples[0]!.target.prompt.slice(0, 2)).toEqual([256, 259]);
     expect(ds.examples[0]!.target.chosen.at(-1)).toBe(262);
   });
@@ -94,7 +82,7 @@ describe('trainer on MPO data', () => {
     const cache = join(tmp('refcache'), 'cache');
     const a = await runTraining(
       parseTrainConfig({
-        ...mpoConfig(tmp('a')),
+        ...tinyMpoConfig(tmp('a')),
         referenceCache: cache,
         training: { maxSteps: 1, batchSize: 4, microBatchSize: 2 },
       }),
@@ -102,7 +90,7 @@ describe('trainer on MPO data', () => {
     );
     const b = await runTraining(
       parseTrainConfig({
-        ...mpoConfig(tmp('b')),
+        ...tinyMpoConfig(tmp('b')),
         referenceCache: cache,
         hyperparameters: { beta: 1.5 },
         training: { maxSteps: 1, batchSize: 4, microBatchSize: 2, learningRate: 1e-4 },
@@ -119,7 +107,7 @@ describe('trainer on MPO data', () => {
       (
         await runTraining(
           parseTrainConfig({
-            ...mpoConfig(tmp(`acc${micro}`)),
+            ...tinyMpoConfig(tmp(`acc${micro}`)),
             method: 'dpo',
             hyperparameters: {},
             training: { batchSize: 4, microBatchSize: micro, maxSteps: 2, learningRate: 1e-3, seed: 9 },
@@ -181,7 +169,7 @@ describe('resume', () => {
 
   it('is bit-identical after a SIGKILL mid-run', async () => {
     const cfg = (out: string) => ({
-      ...mpoConfig(out),
+      ...tinyMpoConfig(out),
       training: {
         batchSize: 4,
         microBatchSize: 2,

@@ -8,7 +8,7 @@ import { Model, readSafetensorsHeader } from '@mpo/engine';
 import { describe, expect, it } from 'vitest';
 import { latestCheckpoint } from '../src/index.js';
 import { roundToBf16, roundToBf16Bits, ZeroOptimizer } from '../src/zero.js';
-import { mpoData, tmp } from './helpers.js';
+import { mpoData, tinyModel, tmp } from './helpers.js';
 
 const rankScript = join(import.meta.dirname, 'fixtures/zero-rank.mjs');
 
@@ -17,26 +17,18 @@ const rankScript = join(import.meta.dirname, 'fixtures/zero-rank.mjs');
  * ranks own unequal shards (two blocks and the rest) and the norm is assembled across ranks.
  */
 const model = {
-  init: {
-    architecture: 'LlamaForCausalLM',
-    vocabSize: 264,
-    hiddenSize: 64,
-    intermediateSize: 256,
-    numHiddenLayers: 2,
-    numAttentionHeads: 4,
-    numKeyValueHeads: 2,
-    rmsNormEps: 1e-5,
-    ropeTheta: 10000,
-    ropeScaling: null,
-    attentionBias: false,
-    tieWordEmbeddings: false,
-    maxPositionEmbeddings: 256,
-    bosTokenId: 256,
-    eosTokenId: 257,
-    padTokenId: 258,
-  },
+  init: { ...tinyModel().init, hiddenSize: 64, intermediateSize: 256, maxPositionEmbeddings: 256 },
   seed: 11,
 };
+
+/** Rank `rank` of `worldSize` whose collectives do nothing: for what a rank holds, not what it computes. */
+const silentComm = (rank: number, worldSize: number) => ({
+  rank,
+  worldSize,
+  allReduceSum: async () => {},
+  reduceScatterSum: async () => {},
+  allGather: async () => {},
+});
 
 const config = (output: string, training: Record<string, unknown>) => ({
   model,
@@ -371,14 +363,7 @@ describe('ZeRO shards in one process', () => {
         const perParam = 8 + (dtype === 'bfloat16' ? 4 : 0) + (stage === 2 ? 4 : 0);
         for (const N of [1, 2, 3]) {
           const held = Array.from({ length: N }, (_, rank) => {
-            const comm = {
-              rank,
-              worldSize: N,
-              allReduceSum: async () => {},
-              reduceScatterSum: async () => {},
-              allGather: async () => {},
-            };
-            const b = new ZeroOptimizer(m, comm, stage).heldBytes();
+            const b = new ZeroOptimizer(m, silentComm(rank, N), stage).heldBytes();
             return b.master + b.moments + b.gradients;
           });
           // Together the ranks hold the unsharded state exactly once...
@@ -403,14 +388,7 @@ describe('ZeRO shards in one process', () => {
     for (const stage of [1, 2] as const) {
       for (const N of [1, 2, 3]) {
         const held = Array.from({ length: N }, (_, rank) => {
-          const comm = {
-            rank,
-            worldSize: N,
-            allReduceSum: async () => {},
-            reduceScatterSum: async () => {},
-            allGather: async () => {},
-          };
-          const z = new ZeroOptimizer(m, comm, stage);
+          const z = new ZeroOptimizer(m, silentComm(rank, N), stage);
           expect(z.bf16Weights).toBe(true);
           const b = z.heldBytes();
           // fp32 master 4 + moments 8 + gradient shard 4 (both stages) per parameter of the slice

@@ -16,17 +16,9 @@ register({
     const [sub, ...rest] = argv;
     if (sub !== 'engine')
       throw new CliError(`unknown benchmark '${sub ?? ''}'\n\nusage: ${usage}`, ExitCode.usage);
-    const { values } = parseArgs({
-      args: rest,
-      options: {
-        pairs: { type: 'string', default: '8' },
-        threads: { type: 'string', default: '2' },
-        steps: { type: 'string', default: '5' },
-        dtype: { type: 'string', default: 'float32' },
-        device: { type: 'string', default: 'cpu' },
-        json: { type: 'boolean', default: false },
-      },
-    });
+    // Importing the engine does not load its addon: that happens at the first model.
+    const { BENCH_ARG_OPTIONS, benchEngine } = await import('@mpo/engine');
+    const { values } = parseArgs({ args: rest, options: BENCH_ARG_OPTIONS });
     const num = (k: 'pairs' | 'threads' | 'steps') => {
       const n = Number(values[k]);
       if (!Number.isInteger(n) || n < 1)
@@ -35,7 +27,6 @@ register({
     };
     if (!['float32', 'bfloat16', 'float16'].includes(values.dtype!))
       throw new CliError('--dtype must be float32, bfloat16 or float16', ExitCode.usage);
-    const { benchEngine } = await import('@mpo/engine');
     const r = await benchEngine({
       pairs: num('pairs'),
       threads: num('threads'),

@@ -1,5 +1,6 @@
 // IPO (Azar et al. 2023), TRL loss_type="ipo": squared loss on per-token average log-probs.
 import { defineObjective, referenceMarginLoss, targetPairRequests } from '../define.js';
+import { positiveNumber } from '../hparams.js';
 import { referenceTargetPair } from './dpo.js';
 
 export interface IpoHparams {
@@ -10,14 +11,7 @@ export const ipo = defineObjective<IpoHparams>({
   name: 'ipo',
   description: 'IPO: (h − 1/(2τ))², h = log-ratio margin on average log-probs',
   schema: [
-    {
-      name: 'tau',
-      kind: 'number',
-      default: 0.1,
-      min: 0,
-      minExclusive: true,
-      description: 'τ, regularisation (TRL passes it as beta); the target margin is 1/(2τ)',
-    },
+    positiveNumber('tau', 0.1, 'τ, regularisation (TRL passes it as beta); the target margin is 1/(2τ)'),
   ],
   // paper Table 7: τ ∈ [0.01, 0.1, 0.5, 1.0]
   defaults: { tau: 0.1 },

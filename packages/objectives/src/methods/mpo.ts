@@ -20,6 +20,7 @@
 // and 2 on RG_d, which is what this computes and what the finite-difference tests check). 'policy-detached' stops
 // that gradient (RG_d a per-step target), a variant the paper does not run.
 import { defineObjective, gapMetrics, readTargetPair, rewardGapMetrics, targetPairGrads } from '../define.js';
+import { positiveNumber } from '../hparams.js';
 import { mean } from '../math.js';
 import { getGroup, getHidden, getKl, getLogps, poolingField, toSumLogpGrad } from '../scores.js';
 import type { GradsByGroup, GroupName, GroupRequest, Pooling, RgdSource, ScoresByGroup } from '../types.js';
@@ -136,14 +137,7 @@ export const mpo = defineObjective<MpoHparams>({
   name: 'mpo',
   description: 'MPO: (β·RG_target − RG_dominant,ref)² + w·MSE(h_θ, h_ref) on dominant-language sequences',
   schema: [
-    {
-      name: 'beta',
-      kind: 'number',
-      default: 1.0,
-      min: 0,
-      minExclusive: true,
-      description: 'β in (β·RG_t − RG_d)²',
-    },
+    positiveNumber('beta', 1.0, 'β in (β·RG_t − RG_d)²'),
     { name: 'w', kind: 'number', default: 1.0, min: 0, description: 'w, weight of the retain term L2' },
     {
       name: 'pooling',

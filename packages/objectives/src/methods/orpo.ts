@@ -1,13 +1,5 @@
 // ORPO (Hong et al. 2024), TRL ORPOTrainer: NLL of y_w plus λ times an odds-ratio term on average log-probs.
-import {
-  chosenNll,
-  defineObjective,
-  logpMetrics,
-  readTargetPair,
-  rewardGapMetrics,
-  targetPairGrads,
-  targetPairRequests,
-} from '../define.js';
+import { chosenNll, defineObjective, targetPairLoss, targetPairRequests } from '../define.js';
 import { log1mexp, logSigmoid, sigmoid } from '../math.js';
 import { getSumLogp } from '../scores.js';
 
@@ -32,48 +24,40 @@ export const orpo = defineObjective<OrpoHparams>({
   defaults: { lambda: 0.1 },
   requirements: () => ({ policy: targetPairRequests(true), reference: [] }),
   compute(policy, _reference, { lambda }, batch) {
-    const p = readTargetPair(policy, null, true);
-    const n = p.n;
-    const dpc = new Float64Array(n);
-    const dpr = new Float64Array(n);
-    let ratioSum = 0;
-    let loSum = 0;
-    let acc = 0;
-    for (let i = 0; i < n; i++) {
-      const c = Math.min(p.pc[i]!, MAX_AVG_LOGP);
-      const r = Math.min(p.pr[i]!, MAX_AVG_LOGP);
-      // log odds ratio  lo = (c − r) − (log(1 − e^c) − log(1 − e^r))
-      const lo = c - r - (log1mexp(c) - log1mexp(r));
-      ratioSum += logSigmoid(lo);
-      loSum += lo;
-      if (lo > 0) acc += 1;
-      // ℓ_or = −λ·log σ(lo),  dℓ/dlo = −λ·σ(−lo),  dlo/dc = 1/(1 − e^c) = −1/expm1(c),  dlo/dr = 1/expm1(r)
-      const dlo = (-lambda * sigmoid(-lo)) / n;
-      dpc[i] = p.pc[i]! > MAX_AVG_LOGP ? 0 : dlo * (-1 / Math.expm1(c));
-      dpr[i] = p.pr[i]! > MAX_AVG_LOGP ? 0 : dlo * (1 / Math.expm1(r));
-    }
-    // NLL over the chosen tokens of the batch, on summed log-probs: add its gradient after the /|y| chain rule.
-    const grads = targetPairGrads(policy, dpc, dpr, true);
-    const sumC = getSumLogp(policy.targetChosen!, 'policy', 'targetChosen');
-    const { nll, dSumLogp } = chosenNll(sumC, p.tc);
-    const gc = grads.targetChosen!.sumLogp!;
-    for (let i = 0; i < n; i++) gc[i] = gc[i]! + dSumLogp;
-    // L = NLL − λ·mean log σ(lo)
-    const orLoss = -ratioSum / n;
-    const loss = nll + lambda * orLoss;
-    return {
-      loss,
-      grads,
-      metrics: {
-        loss,
-        nll,
-        'loss/odds_ratio': orLoss,
-        log_odds_ratio: ratioSum / n,
-        log_odds_chosen: loSum / n,
-        'rewards/accuracies': acc / n,
-        ...logpMetrics(p),
-        ...rewardGapMetrics(p, true, batch),
-      },
-    };
+    return targetPairLoss(policy, null, { average: true, batch }, (p, dpc, dpr) => {
+      const n = p.n;
+      let ratioSum = 0;
+      let loSum = 0;
+      let acc = 0;
+      for (let i = 0; i < n; i++) {
+        const c = Math.min(p.pc[i]!, MAX_AVG_LOGP);
+        const r = Math.min(p.pr[i]!, MAX_AVG_LOGP);
+        // log odds ratio  lo = (c − r) − (log(1 − e^c) − log(1 − e^r))
+        const lo = c - r - (log1mexp(c) - log1mexp(r));
+        ratioSum += logSigmoid(lo);
+        loSum += lo;
+        if (lo > 0) acc += 1;
+        // ℓ_or = −λ·log σ(lo),  dℓ/dlo = −λ·σ(−lo),  dlo/dc = 1/(1 − e^c) = −1/expm1(c),  dlo/dr = 1/expm1(r)
+        const dlo = (-lambda * sigmoid(-lo)) / n;
+        dpc[i] = p.pc[i]! > MAX_AVG_LOGP ? 0 : dlo * (-1 / Math.expm1(c));
+        dpr[i] = p.pr[i]! > MAX_AVG_LOGP ? 0 : dlo * (1 / Math.expm1(r));
+      }
+      // NLL over the chosen tokens of the batch, on summed log-probs: its gradient is added after the /|y| chain rule.
+      const sumC = getSumLogp(policy.targetChosen!, 'policy', 'targetChosen');
+      const { nll, dSumLogp } = chosenNll(sumC, p.tc);
+      // L = NLL − λ·mean log σ(lo)
+      const orLoss = -ratioSum / n;
+      return {
+        loss: nll + lambda * orLoss,
+        chosenSumLogpGrad: dSumLogp,
+        metrics: {
+          nll,
+          'loss/odds_ratio': orLoss,
+          log_odds_ratio: ratioSum / n,
+          log_odds_chosen: loSum / n,
+          'rewards/accuracies': acc / n,
+        },
+      };
+    });
   },
 });
