@@ -1,7 +1,9 @@
 // A run as a BullMQ flow: the run-level parent (queue `sweep`) ← one eval job
 // per trial ← that trial's train job. A parent starts only when its children
 // are done, so a trial is evaluated after it trained and the run is finalized
-// after every trial was evaluated. Building the tree is pure (the API stores
+// after every trial was evaluated. The flow is published with the run's first
+// trial; agents add the others under the sweep job as they create them, and
+// the sweep job creates any left before it finalizes (worker materialize.ts). Building the tree is pure (the API stores
 // the run in Postgres and publishes the tree after commit). Train and eval
 // jobs carry only their trial's own fields (`TrialJobRef`); the worker reads
 // the run's spec once and rebuilds the rest (`trainJobFromRef`).
@@ -227,7 +229,10 @@ export function buildRunFlow(
  * trial's own share fits in (its two `TrialJobRef` jobs with their options
  * and its Trial row: about 700 B for a one-key point), never above `maxBytes`.
  * The run-level lists are stored once, on the Run row, and count against the
- * 20×.
+ * 20×. This bounds the whole tree over the run's life: POST /runs itself
+ * stores the run and its first trial only (INITIAL_TRIALS, measured ≤ 20× the
+ * request by amplification.test.ts), and the agents create the others a
+ * window at a time (TRIAL_WINDOW) as trials start.
  */
 export const JOB_TREE_BUDGET = {
   requestFactor: 20,
