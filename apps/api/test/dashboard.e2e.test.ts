@@ -16,7 +16,7 @@ import { Redis } from 'ioredis';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDashboard } from '../dashboard/build.mjs';
-import { ADMIN_TOKEN, DATABASE_URL, REDIS_URL, spec, testApp, until } from './helpers.js';
+import { ADMIN_TOKEN, createAllTrials, DATABASE_URL, REDIS_URL, spec, testApp, until } from './helpers.js';
 
 const CHROMIUM = process.env.MPO_CHROMIUM ?? '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -218,6 +218,7 @@ describe.skipIf(skip)('the dashboard in headless Chromium', () => {
     });
     expect(res.status).toBe(201);
     const runId = ((await res.json()) as { id: string }).id;
+    await createAllTrials(db, runId); // as the run's agents would (trials are created lazily)
     const trials = (await db.runs.get(runId)).trials;
     const [t0, t1, t2] = [0, 1, 2].map((i) => trials.find((x) => x.index === i)!) as [
       (typeof trials)[number],
@@ -324,6 +325,7 @@ describe.skipIf(skip)('the dashboard in headless Chromium', () => {
       });
       expect(res.status).toBe(201);
       const id = ((await res.json()) as { id: string }).id;
+      await createAllTrials(db, id); // as the run's agents would (trials are created lazily)
       return { id, name, trials: (await db.runs.get(id)).trials.sort((a, b) => a.index - b.index) };
     };
     const tag = randomUUID().slice(0, 6);
@@ -437,6 +439,7 @@ describe.skipIf(skip)('the dashboard in headless Chromium', () => {
     });
     expect(res.status).toBe(201);
     const runId = ((await res.json()) as { id: string }).id;
+    await createAllTrials(db, runId); // as the run's agents would (trials are created lazily)
     const [t0, t1] = (await db.runs.get(runId)).trials.sort((a, b) => a.index - b.index) as [
       { id: string },
       { id: string },

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { createDb, type Db, type NewGeneration } from '@mpo/db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DATABASE_URL, spec, testApp } from './helpers.js';
+import { createAllTrials, DATABASE_URL, spec, testApp } from './helpers.js';
 
 let t: Awaited<ReturnType<typeof testApp>>;
 let db: Db;
@@ -30,6 +30,7 @@ describe('GET /runs/:id/generations', () => {
   it('lists by trial, language and verdict, pages with a cursor, and rejects bad filters with a 400', async () => {
     const created = await t.app.inject({ method: 'POST', url: '/runs', headers: t.admin, payload: spec() });
     const id = created.json().id;
+    await createAllTrials(db, id); // as the run's agents would (trials are created lazily)
     const run = await db.runs.get(id);
     const trialId = run.trials[1]!.id;
     await db.generations.replace({ trialId }, [

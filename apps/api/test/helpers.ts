@@ -3,12 +3,14 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Db, NewTrial } from '@mpo/db';
 import {
   parseTrainJobData,
   parseTrialJobRef,
   type RunSpec,
   type TrainJobData,
   trainJobFromRef,
+  trialRows,
 } from '@mpo/queue';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
@@ -185,4 +187,13 @@ export async function ownRedis(): Promise<{ url: string; port: number; stop(): P
 export async function trainJobOf(app: FastifyInstance, data: unknown): Promise<TrainJobData> {
   const ref = parseTrialJobRef(data);
   return parseTrainJobData(trainJobFromRef((await app.db.runs.spec(ref.runId)) as unknown as RunSpec, ref));
+}
+
+/**
+ * Creates every trial a run has not created yet, as its agents would (rows only, no jobs: POST /runs
+ * creates the first trial, agents the rest: apps/worker/src/materialize.ts). For tests of trial rows.
+ */
+export async function createAllTrials(db: Db, runId: string): Promise<void> {
+  const spec = (await db.runs.spec(runId)) as unknown as RunSpec;
+  await db.runs.materialize(runId, 'all', (from, to) => trialRows(spec, from, to) as NewTrial[]);
 }

@@ -5,7 +5,7 @@ import { FlowProducer } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { DATABASE_URL, REDIS_URL, spec, testApp, trainJobOf } from './helpers.js';
+import { createAllTrials, DATABASE_URL, REDIS_URL, spec, testApp, trainJobOf } from './helpers.js';
 
 let t: Awaited<ReturnType<typeof testApp>>;
 let db: Db;
@@ -45,8 +45,11 @@ describe('POST /runs', () => {
     });
     await producer.close();
     expect(tree.job.data).toMatchObject({ runId: body.id, trialCount: 3 });
-    expect(tree.children).toHaveLength(3);
+    // Trials are created lazily (issue 16, request amplification): the run starts with its first trial's
+    // jobs; agents create the others as trials start (apps/worker/src/materialize.ts). Was: 3 children.
+    expect(tree.children).toHaveLength(1);
     const run = (await get(`/runs/${body.id}`)).json();
+    expect(run).toMatchObject({ trialCount: 3, notCreated: 2 });
     for (const child of tree.children!) {
       expect(child.job.queueName).toBe(evalQueue('cpu'));
       const train = child.children![0]!.job;
@@ -56,12 +59,16 @@ describe('POST /runs', () => {
       expect(data.runId).toBe(body.id);
       expect(run.trials.map((x: { id: string }) => x.id)).toContain(data.trialId);
     }
-    // Published: trials are QUEUED, the outbox is empty.
-    expect(run.trials.map((x: { status: string }) => x.status)).toEqual(['QUEUED', 'QUEUED', 'QUEUED']);
-    expect(run.trials.map((x: { hyperparameters: { beta: number } }) => x.hyperparameters.beta)).toEqual([
+    // Published: the trial is QUEUED, the outbox is empty.
+    expect(run.trials.map((x: { status: string }) => x.status)).toEqual(['QUEUED']);
+    expect(await db.outbox.pendingCount({ runId: body.id })).toBe(0);
+    // The others, created as the agents do, are the rest of the plan in order.
+    await createAllTrials(db, body.id);
+    const all = (await get(`/runs/${body.id}`)).json();
+    expect(all.notCreated).toBe(0);
+    expect(all.trials.map((x: { hyperparameters: { beta: number } }) => x.hyperparameters.beta)).toEqual([
       0.5, 1, 1.5,
     ]);
-    expect(await db.outbox.pendingCount({ runId: body.id })).toBe(0);
   });
 
   it('a trial spanning hosts: resources.ranks / ranksPerHost reach the train jobs; a bad split is a 400', async () => {
@@ -314,6 +321,7 @@ describe('GET /runs and /runs/:id', () => {
 
   it('shows trials with status, hyperparameters, step and the best metric', async () => {
     const id = (await post(spec())).json().id;
+    await createAllTrials(db, id); // as the run's agents would (trials are created lazily)
     const run0 = await db.runs.get(id);
     await db.runs.updateTrial(run0.trials[0]!.id, { status: 'SUCCEEDED', currentStep: 20, bestMetric: 0.3 });
     await db.runs.updateTrial(run0.trials[1]!.id, { status: 'RUNNING', currentStep: 7, bestMetric: 0.6 });
@@ -349,6 +357,7 @@ describe('GET /runs and /runs/:id', () => {
 describe('GET /runs/:id/evaluations', () => {
   it("returns every trial's evaluation rows with the trial index, filtered by benchmark", async () => {
     const id = (await post(spec())).json().id;
+    await createAllTrials(db, id); // as the run's agents would (trials are created lazily)
     const run = await db.runs.get(id);
     const [a, b] = [run.trials[0]!.id, run.trials[2]!.id];
     await db.artifacts.recordEvaluations([
@@ -375,6 +384,7 @@ describe('GET /runs/:id/evaluations', () => {
 describe('POST /runs/:id/cancel', () => {
   it('cancels trials not started, flags running ones, sets the Redis key, and is idempotent', async () => {
     const id = (await post(spec())).json().id;
+    await createAllTrials(db, id); // as the run's agents would (trials are created lazily)
     const run = await db.runs.get(id);
     await db.runs.updateTrial(run.trials[0]!.id, { status: 'RUNNING' });
     const res = await t.app.inject({ method: 'POST', url: `/runs/${id}/cancel`, headers: t.admin });

@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { createDb, type Db } from '@mpo/db';
+import { createDb, type Db, type NewTrial } from '@mpo/db';
+import { type RunSpec, trialRows } from '@mpo/queue';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
@@ -94,6 +95,9 @@ describe('mpo runs / queues / report against the API', () => {
     const page2 = await mpo(['runs', 'list', '--limit', '1', '--offset', '1'], { env });
     expect(page2.stdout).toContain(id);
     expect(page2.stderr).toMatch(new RegExp(`runs 2-2 of ${p1.total}`));
+    // No agent runs here to create the trials after the first (they are created lazily): create them as one would.
+    const plan = (await db.runs.spec(id)) as unknown as RunSpec;
+    await db.runs.materialize(id, 'all', (from, to) => trialRows(plan, from, to) as NewTrial[]);
     const run = await db.runs.get(id);
     const [t0, t1] = run.trials.map((t) => t.id) as [string, string];
     await db.metrics.append([

@@ -51,7 +51,7 @@ import {
   writeHeartbeat,
 } from '@mpo/queue';
 import { errorMessage } from '@mpo/util';
-import { type Job, UnrecoverableError, Worker, type WorkerOptions } from 'bullmq';
+import { FlowProducer, type Job, UnrecoverableError, Worker, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { type AgentConfig, REPO_ROOT } from './config.js';
 import { cpuCores, type DeviceSlots, detectDevices, type SlotLease, SlotPool } from './devices.js';
@@ -59,6 +59,7 @@ import { EvalRun } from './eval-run.js';
 import { GANG_POLL_MS, GangSeat } from './gang-run.js';
 import { gateGpuSlots, probeEngineCuda } from './gpu-gate.js';
 import { jobLogger, type Logger } from './log.js';
+import { type MaterializeContext, topUp } from './materialize.js';
 import type { Outcome } from './outcome.js';
 import { withTimeout } from './retry.js';
 import { RunSpecs } from './run-specs.js';
@@ -121,6 +122,8 @@ export class Agent {
   private redis!: Redis;
   private db!: Db;
   private specs!: RunSpecs;
+  /** Creates runs' trials lazily (materialize.ts). */
+  private lazy!: MaterializeContext;
   private readonly workers: { worker: Worker; device: Device; kind: 'train' | 'eval' }[] = [];
   private sweepWorker: Worker | null = null;
   private readonly running = new Map<string, Active>();
@@ -157,6 +160,8 @@ export class Agent {
     await assertNoEviction(this.redis, cfg.redisUrl);
     this.db = createDb(cfg.databaseUrl);
     this.specs = new RunSpecs(this.db);
+    const flow = new FlowProducer({ connection: this.redis, prefix: cfg.prefix });
+    this.lazy = { db: this.db, specs: this.specs, flow, prefix: cfg.prefix };
 
     const workerOpts: WorkerOptions = {
       connection: this.redis,
@@ -177,11 +182,15 @@ export class Agent {
     }
     for (const { worker } of this.workers) await worker.startStalledCheckTimer();
 
-    this.sweepWorker = new Worker(QUEUES.sweep, (job) => finalizeRun(this.db, job, jobLogger(log, job)), {
-      ...workerOpts,
-      autorun: true,
-      concurrency: 1,
-    });
+    this.sweepWorker = new Worker(
+      QUEUES.sweep,
+      (job, token) => finalizeRun(this.db, job, jobLogger(log, job), { m: this.lazy, token }),
+      {
+        ...workerOpts,
+        autorun: true,
+        concurrency: 1,
+      },
+    );
     this.sweepWorker.on('error', (err) =>
       log.warn({ queue: QUEUES.sweep, err: err.message }, 'queue worker error'),
     );
@@ -223,6 +232,7 @@ export class Agent {
       await Promise.allSettled([...this.seats.values()].map((s) => s.done));
       for (const t of this.timers) clearInterval(t);
       await this.sweepWorker?.close();
+      await this.lazy?.flow.close().catch(() => {});
       await Promise.allSettled(this.workers.map((w) => w.worker.close()));
       await removeHeartbeat(this.redis, this.cfg.prefix, this.cfg.id).catch(() => {});
       if (!(await this.db.close())) this.log.warn('Postgres pools did not close in time; going on');
@@ -359,7 +369,22 @@ export class Agent {
         this.slots.release(lease);
         void this.beat();
       });
+    if (kind === 'train') void this.topUp(job, log);
     return 0;
+  }
+
+  /**
+   * A trial of the run starts: create its next trials, keeping TRIAL_WINDOW unstarted ones ahead of the
+   * agents (materialize.ts). A failure costs parallelism only: the run's sweep job creates what is left.
+   */
+  private async topUp(job: Job, log: Logger): Promise<void> {
+    const { runId, trialId } = job.data as { runId: string; trialId: string };
+    try {
+      const n = await topUp(this.lazy, runId, { starting: trialId });
+      if (n > 0) log.info({ created: n }, 'created the run’s next trials');
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'creating the run’s next trials failed; its sweep job will');
+    }
   }
 
   /** Applies a run's outcome to its BullMQ job. */

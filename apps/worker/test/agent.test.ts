@@ -15,6 +15,7 @@ import {
   TRAIN_JOB_OPTIONS,
   TRIAL_REF_VERSION,
   trainQueue,
+  trialRows,
 } from '@mpo/queue';
 import { FlowProducer, type Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -389,6 +390,97 @@ describe('agent with a fake trainer', () => {
     expect((await db.runs.get(run.id)).status).toBe('SUCCEEDED');
     expect(await db.artifacts.evaluations({ runId: run.id })).toHaveLength(4);
     expect(tree.job.queueName).toBe(QUEUES.sweep);
+  });
+
+  /** A run as POST /runs stores it: the run's planned trial count, its first trial and its jobs only. */
+  async function lazyRun(space: Record<string, unknown>, name: string) {
+    const { spec, trials } = parseRunSpec(
+      {
+        name,
+        model: 'tiny.json',
+        data: 'builtin:golden-pairs',
+        dominantLanguage: 'en',
+        targetLanguages: ['zh'],
+        method: 'dpo',
+        search: { strategy: 'grid', space, metric: 'loss', mode: 'min' },
+        eval: { benchmarks: ['multijail'], languages: ['en'] },
+        training: { steps: 2, batchSize: 2, microBatch: 1, cutoff: 64 },
+      },
+      { modelRoot: s.modelRoot, dataRoot: s.dataRoot },
+    );
+    const { run } = await db.runs.create({
+      name,
+      spec: spec as never,
+      trialCount: trials.length,
+      trials: trialRows(spec, 0, 1) as never,
+    });
+    const tree = buildRunFlow(
+      run.id,
+      spec,
+      [{ trialId: run.trials[0]!.id, plan: trials[0]! }],
+      trials.length,
+    );
+    return { run, spec, trials, tree };
+  }
+
+  it('creates a run’s trials lazily: each once, all trained, then the run finalized', async () => {
+    const { run, trials, tree } = await lazyRun({ 'training.seed': [1, 2, 3, 4, 5, 6, 7] }, 'lazy');
+    expect((await db.runs.get(run.id)).trials).toHaveLength(1);
+    const flow = new FlowProducer({ connection: redis, prefix: s.prefix });
+    const added = await flow.add(tree);
+    await flow.close();
+    const done = await finished(added.job, 'the run job', 120_000);
+    expect(await done.getState()).toBe('completed');
+    expect(done.returnvalue).toMatchObject({ runId: run.id, status: 'SUCCEEDED', trials: { SUCCEEDED: 7 } });
+    const after = await db.runs.get(run.id);
+    // Every planned trial exactly once, in plan order, each with its own point.
+    expect(after.trials.map((t) => t.index)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(after.trials.map((t) => (t.hyperparameters as Record<string, unknown>)['training.seed'])).toEqual(
+      trials.map((t) => t.params['training.seed']),
+    );
+    expect(await db.artifacts.evaluations({ runId: run.id })).toHaveLength(7);
+    expect(agent.logs.some((l) => l.msg === 'created the run’s next trials' && l.runId === run.id)).toBe(
+      true,
+    );
+  });
+
+  it('the sweep job creates the trials left when no agent did, and waits for them before it finalizes', async () => {
+    const { run, tree } = await lazyRun({ 'training.seed': [1, 2, 3, 4, 5, 6] }, 'lazy-sweep');
+    await db.runs.markQueued([run.trials[0]!.id]);
+    // Trial 0's train job is refused at dispatch (invalid slots) before any agent creates a trial: its
+    // eval fails with it, and the sweep job runs with five trials never created.
+    const eval0 = tree.children![0]!;
+    const train0 = eval0.children![0]!;
+    train0.data = { ...train0.data, slots: { device: 'cpu', count: 0 } };
+    const flow = new FlowProducer({ connection: redis, prefix: s.prefix });
+    const added = await flow.add(tree);
+    await flow.close();
+    const done = await finished(added.job, 'the run job', 120_000);
+    expect(await done.getState()).toBe('completed');
+    expect(done.returnvalue).toMatchObject({ status: 'SUCCEEDED', trials: { SUCCEEDED: 5, QUEUED: 1 } });
+    expect((await db.runs.get(run.id)).trials.map((t) => t.index)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(
+      agent.logs.some((l) => l.msg === 'trials left to run; waiting for them' && l.runId === run.id),
+    ).toBe(true);
+  });
+
+  it('a cancelled run’s uncreated trials are created CANCELLED before it finalizes (no jobs)', async () => {
+    const { run, tree } = await lazyRun({ 'training.seed': [1, 2, 3, 4, 5] }, 'lazy-cancel');
+    const at = new Date();
+    await db.runs.requestCancel(run.id);
+    await setCancelKey(redis, s.prefix, run.id, at);
+    const flow = new FlowProducer({ connection: redis, prefix: s.prefix });
+    const added = await flow.add(tree);
+    await flow.close();
+    const done = await finished(added.job, 'the run job', 60_000);
+    expect(done.returnvalue).toMatchObject({ status: 'CANCELLED', trials: { CANCELLED: 5 } });
+    const after = await db.runs.get(run.id);
+    expect(after.trials.map((t) => [t.index, t.status])).toEqual(
+      [0, 1, 2, 3, 4].map((i) => [i, 'CANCELLED']),
+    );
+    expect(await redis.exists(`${s.prefix}:${trainQueue('cpu')}:${jobIds.train(after.trials[4]!.id)}`)).toBe(
+      0,
+    );
   });
 });
 

@@ -20,13 +20,32 @@ export interface CreateRunInput {
   spec: Json;
   ownerTokenId?: string | null;
   idempotencyKey?: string | null;
+  /** The trials created now (the first of the run's plan: the rest are created by `materialize`). */
   trials: NewTrial[];
+  /** Trials the run plans (default: `trials.length`). */
+  trialCount?: number;
+  /** Rank-steps of all planned trials (quota of the uncreated ones; default 0). */
+  rankSteps?: number;
   /**
    * Messages to publish after commit (e.g. the run's job flow). They are
    * written in the same transaction as the run, so a run never exists without
    * its jobs, nor jobs without their run.
    */
   outbox?: (runId: string, trialIds: string[]) => OutboxMessage[];
+}
+
+export interface MaterializedTrial {
+  id: string;
+  index: number;
+  hyperparameters: Json;
+}
+
+export interface MaterializeResult {
+  trialCount: number;
+  /** The run's cancel was requested: the trials created are CANCELLED and need no jobs. */
+  cancelled: boolean;
+  /** The trials created now, in index order. */
+  trials: MaterializedTrial[];
 }
 
 export interface RunFilter {
@@ -45,6 +64,8 @@ interface CreatedRunRow {
   idempotencyKey: string | null;
   createdAt: Date;
   updatedAt: Date;
+  trialCount: number;
+  rankSteps: bigint | number | string;
   outboxIds: Array<bigint | number | string>;
   trialsUpdatedAt: Date | null;
 }
@@ -62,6 +83,8 @@ export interface CreatedRun {
   startedAt: Date | null;
   finishedAt: Date | null;
   cancelRequestedAt: Date | null;
+  trialCount: number;
+  rankSteps: bigint;
   trials: Array<{
     id: string;
     index: number;
@@ -137,9 +160,10 @@ export class RunRepository {
     try {
       const [row] = await this.prisma.$queryRaw<Array<CreatedRunRow>>`
         WITH r AS (
-          INSERT INTO "Run" ("id", "name", "spec", "ownerTokenId", "idempotencyKey", "updatedAt")
+          INSERT INTO "Run" ("id", "name", "spec", "ownerTokenId", "idempotencyKey", "trialCount", "rankSteps", "updatedAt")
           VALUES (${runId}::uuid, ${input.name}, ${JSON.stringify(input.spec)}::jsonb,
-                  ${input.ownerTokenId ?? null}::uuid, ${input.idempotencyKey ?? null}, now())
+                  ${input.ownerTokenId ?? null}::uuid, ${input.idempotencyKey ?? null},
+                  ${input.trialCount ?? input.trials.length}::int, ${input.rankSteps ?? 0}::bigint, now())
           RETURNING *
         ), t AS (
           INSERT INTO "Trial" ("id", "runId", "index", "hyperparameters", "totalSteps", "updatedAt")
@@ -155,6 +179,7 @@ export class RunRepository {
         )
         SELECT r."id"::text AS "id", r."name", r."spec", r."status"::text AS "status",
                r."ownerTokenId"::text AS "ownerTokenId", r."idempotencyKey", r."createdAt", r."updatedAt",
+               r."trialCount", r."rankSteps",
                (SELECT coalesce(array_agg(o."id" ORDER BY o."id"), '{}') FROM o) AS "outboxIds",
                (SELECT max(t."updatedAt") FROM t) AS "trialsUpdatedAt"
         FROM r`;
@@ -171,6 +196,8 @@ export class RunRepository {
         startedAt: null,
         finishedAt: null,
         cancelRequestedAt: null,
+        trialCount: r.trialCount,
+        rankSteps: BigInt(r.rankSteps),
         trials: input.trials.map((t, index) => ({
           id: trialIds[index]!,
           index,
@@ -236,6 +263,62 @@ export class RunRepository {
   }
 
   /**
+   * Creates a run's next trials (rows only; the caller publishes their jobs, then `markQueued`), under a
+   * row lock on the run (SELECT … FOR UPDATE) so that agents topping up one run at once never create a
+   * trial twice (also the unique (runId, index)). `window`: create trials until this many are created
+   * and not started (PENDING or QUEUED), or 'all' for every trial left. A run whose cancel was requested
+   * gets every trial left at once, CANCELLED (no jobs); a finished run gets none. `plan(from, to)` gives
+   * the rows of trials from ≤ index < to (the spec's deterministic plan). `starting`: a trial being
+   * started now, not counted as unstarted whatever its status says yet.
+   */
+  async materialize(
+    runId: string,
+    window: number | 'all',
+    plan: (from: number, to: number) => NewTrial[],
+    starting?: string,
+  ): Promise<MaterializeResult> {
+    if (!isUuid(runId)) throw new NotFoundError('run', runId);
+    return this.prisma.$transaction(async (tx) => {
+      const [run] = await tx.$queryRaw<
+        Array<{ trialCount: number; status: RunStatus; cancelRequestedAt: Date | null }>
+      >`SELECT "trialCount", "status", "cancelRequestedAt" FROM "Run" WHERE "id" = ${runId}::uuid FOR UPDATE`;
+      if (!run) throw new NotFoundError('run', runId);
+      const [c] = await tx.$queryRaw<Array<{ created: number; unstarted: number }>>`
+        SELECT count(*)::int AS "created",
+               (count(*) FILTER (WHERE "status" IN ('PENDING', 'QUEUED')
+                                  AND "id"::text IS DISTINCT FROM ${starting ?? null}::text))::int AS "unstarted"
+        FROM "Trial" WHERE "runId" = ${runId}::uuid`;
+      const created = c?.created ?? 0;
+      const cancelled = run.cancelRequestedAt !== null;
+      const left = ['SUCCEEDED', 'FAILED'].includes(run.status) ? 0 : run.trialCount - created;
+      const n = cancelled || window === 'all' ? left : Math.min(left, window - (c?.unstarted ?? 0));
+      const result = { trialCount: run.trialCount, cancelled, trials: [] as MaterializedTrial[] };
+      if (n <= 0) return result;
+      const now = new Date();
+      const rows = plan(created, created + n).map((t, i) => ({
+        id: randomUUID(),
+        runId,
+        index: created + i,
+        hyperparameters: t.hyperparameters,
+        ...(t.totalSteps !== undefined ? { totalSteps: t.totalSteps } : {}),
+        ...(cancelled ? { status: 'CANCELLED' as TrialStatus, finishedAt: now } : {}),
+      }));
+      await tx.trial.createMany({ data: rows });
+      result.trials = rows.map((r) => ({ id: r.id, index: r.index, hyperparameters: r.hyperparameters }));
+      return result;
+    });
+  }
+
+  /** Trials whose jobs were published: PENDING → QUEUED (what the outbox does for a run's first trials). */
+  async markQueued(trialIds: readonly string[]): Promise<void> {
+    if (trialIds.length === 0) return;
+    await this.prisma.trial.updateMany({
+      where: { id: { in: [...trialIds] }, status: 'PENDING' },
+      data: { status: 'QUEUED' },
+    });
+  }
+
+  /**
    * Bytes a run's rows take in Postgres (`pg_column_size` of each row: after TOAST compression, without
    * tuple headers and indexes): the Run row, its Trial rows, its Outbox rows. What a request costs in
    * storage (issue 16: amplification).
@@ -292,7 +375,6 @@ export class RunRepository {
         orderBy: [{ createdAt: 'desc' }, { id: 'asc' }],
         take: filter.limit ?? 50,
         skip: filter.offset ?? 0,
-        include: { _count: { select: { trials: true } } },
       }),
     ]);
     return { total, items };

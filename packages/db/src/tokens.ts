@@ -165,14 +165,34 @@ export class TokenRepository {
    * (ranks per trial, from the run's spec, × the trial's total steps; a trial
    * without a step count counts one step per rank).
    */
+  /**
+   * A token's unfinished trials and their rank-steps. Trials a run has not created yet (created lazily,
+   * a window ahead of the agents) count as queued, with the rank-steps the run planned for them, unless
+   * the run was cancelled (they will be created CANCELLED).
+   */
   async usage(id: string): Promise<TokenUsage> {
-    const [row] = await this.prisma.$queryRaw<{ trials: bigint; rankSteps: bigint | null }[]>`
-      SELECT count(*)::bigint AS "trials",
-             sum(coalesce((r."spec"->'resources'->>'ranksPerTrial')::bigint, 1)
-                 * coalesce(t."totalSteps", 1))::bigint AS "rankSteps"
-      FROM "Trial" t JOIN "Run" r ON r."id" = t."runId"
-      WHERE r."ownerTokenId" = ${id}::uuid
-        AND t."status"::text = ANY(${[...ACTIVE_TRIAL_STATES]}::text[])`;
+    const [row] = await this.prisma.$queryRaw<{ trials: bigint | null; rankSteps: bigint | null }[]>`
+      WITH created AS (
+        SELECT count(*)::bigint AS "trials",
+               sum(coalesce((r."spec"->'resources'->>'ranksPerTrial')::bigint, 1)
+                   * coalesce(t."totalSteps", 1))::bigint AS "rankSteps"
+        FROM "Trial" t JOIN "Run" r ON r."id" = t."runId"
+        WHERE r."ownerTokenId" = ${id}::uuid
+          AND t."status"::text = ANY(${[...ACTIVE_TRIAL_STATES]}::text[])
+      ), uncreated AS (
+        SELECT sum(r."trialCount" - c."n")::bigint AS "trials",
+               sum(greatest(0, r."rankSteps" - c."rankSteps"))::bigint AS "rankSteps"
+        FROM "Run" r CROSS JOIN LATERAL (
+          SELECT count(*) AS "n",
+                 coalesce(sum(coalesce((r."spec"->'resources'->>'ranksPerTrial')::bigint, 1)
+                              * coalesce(t."totalSteps", 1)), 0) AS "rankSteps"
+          FROM "Trial" t WHERE t."runId" = r."id") c
+        WHERE r."ownerTokenId" = ${id}::uuid AND r."cancelRequestedAt" IS NULL
+          AND r."status" IN ('PENDING', 'RUNNING') AND r."trialCount" > c."n"
+      )
+      SELECT coalesce(created."trials", 0) + coalesce(uncreated."trials", 0) AS "trials",
+             coalesce(created."rankSteps", 0) + coalesce(uncreated."rankSteps", 0) AS "rankSteps"
+      FROM created, uncreated`;
     return { activeTrials: Number(row?.trials ?? 0), rankSteps: Number(row?.rankSteps ?? 0) };
   }
 

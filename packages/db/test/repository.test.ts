@@ -90,6 +90,50 @@ describe('runs', () => {
   });
 });
 
+describe('lazily created trials (materialize)', () => {
+  const plan = (from: number, to: number) =>
+    Array.from({ length: to - from }, (_, i) => ({ hyperparameters: { seed: from + i } }));
+
+  it('keeps a window of unstarted trials; agents topping up at once never create a trial twice', async () => {
+    const { run } = await newRun(1, { trialCount: 10 });
+    // Eight agents at once: the row lock serializes them, the first creates 3 (window 4), the rest none.
+    const results = await Promise.all(Array.from({ length: 8 }, () => db.runs.materialize(run.id, 4, plan)));
+    expect(results.map((r) => r.trials.length).sort()).toEqual([0, 0, 0, 0, 0, 0, 0, 3]);
+    let trials = (await db.runs.get(run.id)).trials;
+    expect(trials.map((t) => [t.index, (t.hyperparameters as { seed?: number }).seed ?? null])).toEqual([
+      [0, null],
+      [1, 1],
+      [2, 2],
+      [3, 3],
+    ]);
+    // Trial 1 starts: one more is created (the starting trial no longer counts as unstarted).
+    expect((await db.runs.materialize(run.id, 4, plan, trials[1]!.id)).trials.map((t) => t.index)).toEqual([
+      4,
+    ]);
+    // 'all' (the sweep job) creates the rest, never past the run's trial count.
+    expect((await db.runs.materialize(run.id, 'all', plan)).trials.map((t) => t.index)).toEqual([
+      5, 6, 7, 8, 9,
+    ]);
+    expect((await db.runs.materialize(run.id, 'all', plan)).trials).toEqual([]);
+    trials = (await db.runs.get(run.id)).trials;
+    expect(trials.map((t) => t.index)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  it('creates a cancelled run’s leftovers at once, CANCELLED; counts uncreated trials in the quota', async () => {
+    const token = (await db.tokens.issue('lazy-quota')).identity;
+    const { run } = await newRun(1, { trialCount: 6, rankSteps: 600, ownerTokenId: token.id });
+    await db.runs.updateTrial(run.trials[0]!.id, { totalSteps: 100 });
+    // One created (100 rank-steps), five not created yet: 500 more planned.
+    expect(await db.tokens.usage(token.id)).toEqual({ activeTrials: 6, rankSteps: 600 });
+    await db.runs.requestCancel(run.id);
+    expect(await db.tokens.usage(token.id)).toEqual({ activeTrials: 0, rankSteps: 0 });
+    const r = await db.runs.materialize(run.id, 2, plan);
+    expect(r.cancelled).toBe(true);
+    expect(r.trials.map((t) => t.index)).toEqual([1, 2, 3, 4, 5]);
+    expect((await db.runs.get(run.id)).trials.every((t) => t.status === 'CANCELLED')).toBe(true);
+  });
+});
+
 describe('metrics', () => {
   it('appends 10,000 metrics in batches and reads a series back ordered by step', async () => {
     const { run } = await newRun(1);

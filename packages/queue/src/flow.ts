@@ -1,7 +1,9 @@
 // A run as a BullMQ flow: the run-level parent (queue `sweep`) ← one eval job
 // per trial ← that trial's train job. A parent starts only when its children
 // are done, so a trial is evaluated after it trained and the run is finalized
-// after every trial was evaluated. Building the tree is pure (the API stores
+// after every trial was evaluated. The flow is published with the run's first
+// trial; agents add the others under the sweep job as they create them, and
+// the sweep job creates any left before it finalizes (worker materialize.ts). Building the tree is pure (the API stores
 // the run in Postgres and publishes the tree after commit). Train and eval
 // jobs carry only their trial's own fields (`TrialJobRef`); the worker reads
 // the run's spec once and rebuilds the rest (`trainJobFromRef`).
@@ -152,14 +154,61 @@ export function evalJobFromRef(spec: RunSpec, ref: TrialJobRef): EvalJobData {
   return { ...evalJobData(ref.runId, spec, plannedOf(spec, ref)), slots: ref.slots };
 }
 
-/** The whole run as one FlowProducer tree. */
-export function buildRunFlow(runId: string, spec: RunSpec, trials: readonly TrialPoint[]): FlowJob {
-  if (trials.length === 0) throw new Error('a run needs at least one trial');
+/**
+ * Trials a run starts with: `POST /runs` stores the Run row and this many Trial rows and jobs; the agents
+ * create the rest (`TRIAL_WINDOW`). One keeps what a request stores independent of its trial count
+ * (issue 16: request amplification ≤ 20×).
+ */
+export const INITIAL_TRIALS = 1;
+
+/**
+ * Trials created but not started that a run keeps ahead of its agents: each time an agent starts one of
+ * the run's train jobs it tops the run up to this many unstarted trials (worker `materialize.ts`), so
+ * as many agents and slots as this can take a trial at once, and one more joins at each start. Redis
+ * then holds a run's queued jobs for at most this many trials plus those running.
+ */
+export const TRIAL_WINDOW = 4;
+
+/** A trial's eval job with its train job below it; `parent` hangs it under an existing sweep job. */
+export function trialFlow(
+  runId: string,
+  spec: RunSpec,
+  t: TrialPoint,
+  parent?: { id: string; queue: string },
+): FlowJob {
   const device = spec.resources.device;
+  return {
+    name: JOB_NAMES.eval,
+    queueName: evalQueue(device),
+    data: trialJobRef(runId, spec, t, true),
+    opts: { ...EVAL_JOB_OPTIONS, jobId: jobIds.eval(t.trialId), ...(parent ? { parent } : {}) },
+    children: [
+      {
+        name: JOB_NAMES.train,
+        queueName: trainQueue(device),
+        data: trialJobRef(runId, spec, t),
+        opts: { ...TRAIN_JOB_OPTIONS, jobId: jobIds.train(t.trialId) },
+      },
+    ],
+  };
+}
+
+/**
+ * The run's sweep job with the trials created so far below it. `trialCount` is the run's planned total
+ * (default: the trials given); the rest are added under the sweep job as they are created
+ * (`trialFlow` with a parent).
+ */
+export function buildRunFlow(
+  runId: string,
+  spec: RunSpec,
+  trials: readonly TrialPoint[],
+  trialCount = trials.length,
+): FlowJob {
+  if (trials.length === 0) throw new Error('a run needs at least one trial');
   const data: SweepJobData = {
     v: CONTRACT_VERSION,
     runId,
-    trialCount: trials.length,
+    trialCount,
     strategy: spec.search.strategy,
     objective: { metric: spec.search.metric, mode: spec.search.mode },
   };
@@ -168,20 +217,7 @@ export function buildRunFlow(runId: string, spec: RunSpec, trials: readonly Tria
     queueName: QUEUES.sweep,
     data,
     opts: { ...SWEEP_JOB_OPTIONS, jobId: jobIds.run(runId) },
-    children: trials.map((t) => ({
-      name: JOB_NAMES.eval,
-      queueName: evalQueue(device),
-      data: trialJobRef(runId, spec, t, true),
-      opts: { ...EVAL_JOB_OPTIONS, jobId: jobIds.eval(t.trialId) },
-      children: [
-        {
-          name: JOB_NAMES.train,
-          queueName: trainQueue(device),
-          data: trialJobRef(runId, spec, t),
-          opts: { ...TRAIN_JOB_OPTIONS, jobId: jobIds.train(t.trialId) },
-        },
-      ],
-    })),
+    children: trials.map((t) => trialFlow(runId, spec, t)),
   };
 }
 
@@ -193,7 +229,10 @@ export function buildRunFlow(runId: string, spec: RunSpec, trials: readonly Tria
  * trial's own share fits in (its two `TrialJobRef` jobs with their options
  * and its Trial row: about 700 B for a one-key point), never above `maxBytes`.
  * The run-level lists are stored once, on the Run row, and count against the
- * 20×.
+ * 20×. This bounds the whole tree over the run's life: POST /runs itself
+ * stores the run and its first trial only (INITIAL_TRIALS, measured ≤ 20× the
+ * request by amplification.test.ts), and the agents create the others a
+ * window at a time (TRIAL_WINDOW) as trials start.
  */
 export const JOB_TREE_BUDGET = {
   requestFactor: 20,

@@ -80,22 +80,51 @@ export function applyPoint(
   return { hyperparameters, training };
 }
 
+/** How many trials a spec runs: the grid's size or maxTrials, whichever is smaller. */
+export function trialCountOf(spec: Pick<RunSpec, 'search'>): number {
+  const { space, strategy, maxTrials } = spec.search;
+  return strategy === 'grid' ? Math.min(gridSize(space), maxTrials) : maxTrials;
+}
+
+/** The points of trials 0, 1, 2, …: the grid in product order, or the seeded random stream. */
+function* points(spec: Pick<RunSpec, 'search'>): Generator<Record<string, unknown>> {
+  const { space, strategy } = spec.search;
+  const n = trialCountOf(spec);
+  if (strategy === 'grid') {
+    for (let i = 0; i < n; i++) yield gridPoint(space, i);
+    return;
+  }
+  const rng = new SeededRandom(spec.search.seed);
+  for (let i = 0; i < n; i++) {
+    const point: Record<string, unknown> = {};
+    for (const [key, d] of Object.entries(space)) point[key] = sample(d, rng);
+    yield point;
+  }
+}
+
+/**
+ * Trials `from` ≤ index < `to` of a spec (clamped to its trial count): a deterministic function of the
+ * normalized spec and the index, so the trials a run has not created yet need no storage (agents create
+ * them a window ahead: issue 16, request amplification). A random stream is replayed from its seed.
+ */
+export function trialPlans(
+  spec: Pick<RunSpec, 'hyperparameters' | 'training' | 'search'>,
+  from: number,
+  to: number,
+): TrialPlan[] {
+  const out: TrialPlan[] = [];
+  let index = 0;
+  for (const params of points(spec)) {
+    if (index >= to) break;
+    if (index >= from) out.push(trialPlan(spec, index, params));
+    index++;
+  }
+  return out;
+}
+
 /** The trials a spec runs, in index order. */
 export function expandTrials(spec: RunSpec): TrialPlan[] {
-  const { space, strategy, maxTrials } = spec.search;
-  const points: Record<string, unknown>[] = [];
-  if (strategy === 'grid') {
-    const n = Math.min(gridSize(space), maxTrials);
-    for (let i = 0; i < n; i++) points.push(gridPoint(space, i));
-  } else {
-    const rng = new SeededRandom(spec.search.seed);
-    for (let i = 0; i < maxTrials; i++) {
-      const point: Record<string, unknown> = {};
-      for (const [key, d] of Object.entries(space)) point[key] = sample(d, rng);
-      points.push(point);
-    }
-  }
-  return points.map((params, index) => trialPlan(spec, index, params));
+  return trialPlans(spec, 0, trialCountOf(spec));
 }
 
 /**
@@ -121,4 +150,26 @@ export function pointOf(
   stored: Record<string, unknown>,
 ): Record<string, unknown> {
   return Object.fromEntries(Object.keys(spec.search.space).map((k) => [k, stored[k]]));
+}
+
+/** What a trial row shows as its hyperparameters: the method's, plus sampled "training.*" values. */
+export function trialHyperparameters(
+  t: Pick<TrialPlan, 'hyperparameters' | 'params'>,
+): Record<string, unknown> {
+  const training = Object.fromEntries(
+    Object.entries(t.params).filter(([k]) => k.startsWith(TRAINING_KEY_PREFIX)),
+  );
+  return { ...t.hyperparameters, ...training };
+}
+
+/** The Trial rows of trials from ≤ index < to: what POST /runs and the agents (lazily) store for each. */
+export function trialRows(
+  spec: Pick<RunSpec, 'hyperparameters' | 'training' | 'search'>,
+  from: number,
+  to: number,
+): Array<{ hyperparameters: Record<string, unknown>; totalSteps?: number }> {
+  return trialPlans(spec, from, to).map((t) => ({
+    hyperparameters: trialHyperparameters(t),
+    ...(t.totalSteps !== null ? { totalSteps: t.totalSteps } : {}),
+  }));
 }

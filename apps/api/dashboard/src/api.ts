@@ -61,6 +61,8 @@ export interface Run extends RunSummary {
   spec: RunSpecView & Record<string, unknown>;
   objective: { metric: string; mode: string };
   best: { trialId: string; trialIndex: number; value: number } | null;
+  /** Trials of the plan not created yet (agents create them a few ahead of those running). */
+  notCreated?: number;
   trials: Trial[];
 }
 

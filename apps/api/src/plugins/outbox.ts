@@ -27,21 +27,22 @@ declare module 'fastify' {
  */
 export type FlowPayload = { prefix: string } & (
   | { runId: string }
-  | { runId: string; spec: RunSpec; trials: TrialPoint[] }
+  | { runId: string; spec: RunSpec; trials: TrialPoint[]; trialCount?: number }
   | { flow: FlowJob }
 );
 
 /** The BullMQ tree of a flow row. */
 export async function flowOf(db: Db, p: FlowPayload): Promise<FlowJob> {
   if ('flow' in p) return p.flow;
-  if ('spec' in p) return buildRunFlow(p.runId, p.spec, p.trials);
+  if ('spec' in p) return buildRunFlow(p.runId, p.spec, p.trials, p.trialCount);
   const run = await db.runs.get(p.runId);
   const spec = run.spec as unknown as RunSpec;
   const trials = run.trials.map((t) => ({
     trialId: t.id,
     plan: { index: t.index, params: pointOf(spec, t.hyperparameters as Record<string, unknown>) },
   }));
-  return buildRunFlow(p.runId, spec, trials);
+  // The trials created so far (the first ones); the agents add the rest under the sweep job.
+  return buildRunFlow(p.runId, spec, trials, Math.max(run.trialCount, trials.length));
 }
 export interface CancelPayload {
   prefix: string;

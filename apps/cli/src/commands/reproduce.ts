@@ -170,6 +170,8 @@ export function specFor(plan: ReproducePlan, v: Variant): Record<string, unknown
 interface RunView {
   id: string;
   status: string;
+  /** Trials the run plans; `trials` lists those created so far (agents create them as trials start). */
+  trialCount?: number;
   trials: {
     id: string;
     status: string;
@@ -265,7 +267,7 @@ async function waitFor(api: ApiClient, ids: string[], timeoutMs: number): Promis
     }
     progress.update(
       done,
-      `trials trained ${trained}/${trials.length}, runs done ${finished}/${views.length}`,
+      `trials trained ${trained}/${views.reduce((a, v) => a + (v.trialCount ?? v.trials.length), 0)}, runs done ${finished}/${views.length}`,
     );
     if (finished === views.length) {
       progress.finish();

@@ -33,6 +33,8 @@ interface Run {
   id: string;
   name: string;
   status: string;
+  /** Trials the agents have not created yet (absent from older APIs). */
+  notCreated?: number;
   trials: Trial[];
 }
 
@@ -114,20 +116,24 @@ async function watch(api: ApiClient, args: string[]) {
   for (;;) {
     const run = await api.get<Run>(`/runs/${encodeURIComponent(id)}`);
     const lines = [`run ${run.id} ${run.name}: ${run.status}`, ...run.trials.map((t) => trialLine(t))];
+    if (run.notCreated)
+      lines.push(`${run.notCreated} more trial${run.notCreated === 1 ? '' : 's'} not created yet`);
     if (tty) {
       if (drawn) process.stdout.write(`\x1b[${drawn}A`);
       for (const l of lines) process.stdout.write(`\x1b[2K${l}\n`);
       drawn = lines.length;
     } else {
-      const state = JSON.stringify(run.trials.map((t) => [t.status, t.currentStep]));
+      const state = JSON.stringify([run.notCreated, run.trials.map((t) => [t.status, t.currentStep])]);
       if (state !== last) {
         process.stdout.write(
-          `${JSON.stringify({ runId: run.id, status: run.status, trials: run.trials.map((t) => ({ index: t.index, status: t.status, step: t.currentStep, totalSteps: t.totalSteps, bestMetric: t.bestMetric })) })}\n`,
+          `${JSON.stringify({ runId: run.id, status: run.status, notCreated: run.notCreated ?? 0, trials: run.trials.map((t) => ({ index: t.index, status: t.status, step: t.currentStep, totalSteps: t.totalSteps, bestMetric: t.bestMetric })) })}\n`,
         );
         last = state;
       }
     }
-    const allDone = run.trials.length > 0 && run.trials.every((t) => TRIAL_DONE.has(t.status));
+    // Trials not created yet are still to run (the run's agents create them as trials start).
+    const allDone =
+      !run.notCreated && run.trials.length > 0 && run.trials.every((t) => TRIAL_DONE.has(t.status));
     if (TERMINAL.has(run.status) || allDone) {
       return run.status === 'FAILED' || run.trials.some((t) => t.status === 'FAILED')
         ? ExitCode.failure

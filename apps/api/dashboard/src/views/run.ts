@@ -281,6 +281,7 @@ export const runView =
       );
       const byStatus = new Map<string, number>();
       for (const t of r.trials) byStatus.set(t.status, (byStatus.get(t.status) ?? 0) + 1);
+      if (r.notCreated) byStatus.set('NOT CREATED YET', r.notCreated);
       replace(
         overall,
         h('label', { for: 'overall-progress' }, 'Sweep progress '),

@@ -1,21 +1,22 @@
 // Runs: launch a sweep, list and read runs, read their curves, cancel them.
 
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { type Json, OUTBOX_KINDS } from '@mpo/db';
+import { type Json, type NewTrial, OUTBOX_KINDS } from '@mpo/db';
 import {
+  INITIAL_TRIALS,
   JOB_TREE_BUDGET,
   jobTreeSize,
   ProblemsError,
   type RunSpec,
   type SpecContext,
-  TRAINING_KEY_PREFIX,
   type TrialPlan,
+  trialRows,
   validateRunSpec,
 } from '@mpo/queue';
 import { HttpError, UnavailableError } from '../../errors.js';
 import { ownerFilter } from '../../plugins/auth.js';
 import type { CancelPayload, FlowPayload } from '../../plugins/outbox.js';
-import { checkTrialQuotas } from '../../plugins/quotas.js';
+import { checkTrialQuotas, runRankSteps } from '../../plugins/quotas.js';
 import rowsRoutes, { findTrial } from './rows.js';
 import {
   cancelRunSchema,
@@ -41,14 +42,6 @@ function stableStringify(v: unknown): string {
       .map((k) => `${JSON.stringify(k)}:${stableStringify((v as Record<string, unknown>)[k])}`)
       .join(',')}}`;
   return JSON.stringify(v) ?? 'null';
-}
-
-/** What a trial row shows as its hyperparameters: the method's, plus sampled "training.*" values. */
-function trialHyperparameters(t: TrialPlan): Json {
-  const training = Object.fromEntries(
-    Object.entries(t.params).filter(([k]) => k.startsWith(TRAINING_KEY_PREFIX)),
-  );
-  return { ...t.hyperparameters, ...training } as Json;
 }
 
 /** Refuses (400) a spec whose job tree would exceed its storage budget, before anything is stored. */
@@ -108,15 +101,16 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
         throw new UnavailableError('redis', { cause: err });
       }
       let payload: FlowPayload | undefined;
+      // The run and its first trial only: the agents create the others a window ahead of those running
+      // (apps/worker/src/materialize.ts), so what a request stores does not grow with its trial count.
       const { run, created, outboxIds } = await app.db.runs.create({
         name: spec.name,
         spec: spec as unknown as Json,
         ownerTokenId: req.identity!.id,
         idempotencyKey: key ?? null,
-        trials: trials.map((t) => ({
-          hyperparameters: trialHyperparameters(t),
-          ...(t.totalSteps !== null ? { totalSteps: t.totalSteps } : {}),
-        })),
+        trialCount: trials.length,
+        rankSteps: runRankSteps(spec, trials),
+        trials: trialRows(spec, 0, INITIAL_TRIALS) as NewTrial[],
         outbox: (runId, trialIds) => {
           // Stored: the run's id (the publisher reads the rest back). Published now: the plan in hand.
           const stored = { prefix: app.queues.prefix, runId };
@@ -124,6 +118,7 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
             ...stored,
             spec,
             trials: trialIds.map((trialId, i) => ({ trialId, plan: trials[i]! })),
+            trialCount: trials.length,
           };
           return [{ kind: OUTBOX_KINDS.flow, payload: stored }];
         },
@@ -133,7 +128,7 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
         id: run.id,
         name: run.name,
         status: run.status,
-        trialCount: run.trials.length,
+        trialCount: run.trialCount,
         createdAt: run.createdAt,
         queued: true,
         ...(allWarnings.length > 0 ? { warnings: allWarnings } : {}),
@@ -164,7 +159,12 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
         log.warn({ err }, 'publishing the run failed; the outbox will retry');
       }
       log.info(
-        { trials: run.trials.length, queued: body.queued, strategy: spec.search.strategy },
+        {
+          trials: run.trialCount,
+          created: run.trials.length,
+          queued: body.queued,
+          strategy: spec.search.strategy,
+        },
         'run created',
       );
       return reply.code(201).header('location', `/runs/${run.id}`).send(body);
@@ -183,7 +183,7 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
       total,
       limit,
       offset,
-      items: items.map((r) => ({ ...r, trialCount: r._count.trials })),
+      items,
     };
   });
 
@@ -200,7 +200,8 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
     return {
       ...run,
       spec: run.spec as Record<string, unknown>,
-      trialCount: run.trials.length,
+      trialCount: run.trialCount,
+      notCreated: Math.max(0, run.trialCount - run.trials.length),
       objective: { metric: spec.search?.metric ?? '', mode },
       best,
       trials: run.trials.map((t) => ({

@@ -46,7 +46,7 @@ export const createRunSchema = {
   tags: ['runs'],
   summary: 'Launch a sweep',
   description:
-    'Validates the spec (400 lists every problem), plans the trials (grid, random or ASHA), and writes the run, its trials and its job flow in one transaction; the flow is then published to the queues. The same Idempotency-Key (per token) returns the same run.',
+    'Validates the spec (400 lists every problem), plans the trials (grid, random or ASHA), and writes the run, its first trial and its job flow in one transaction; the flow is then published to the queues. The other trials are created by the agents a few ahead of those running (their points are a function of the spec). The same Idempotency-Key (per token) returns the same run.',
   headers: Type.Object({
     'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   }),
@@ -124,6 +124,10 @@ export const getRunSchema = {
         Type.Object({ trialId: Uuid, trialIndex: Type.Integer(), value: Type.Number() }),
         Type.Null(),
       ]),
+      notCreated: Type.Integer({
+        description:
+          'trials of the plan (trialCount) not created yet: agents create them a few ahead of the ones running; `trials` lists the created ones',
+      }),
       trials: Type.Array(Trial),
     }),
     ...errorResponses,
