@@ -418,6 +418,7 @@ describe('GET /runs/:id/metrics', () => {
 
   beforeAll(async () => {
     id = (await post(spec())).json().id;
+    await createAllTrials(db, id); // as the run's agents would (trials are created lazily)
     trialIds = (await db.runs.get(id)).trials.map((x) => x.id);
     const rows = [];
     for (let s = 1; s <= 3000; s++) rows.push({ trialId: trialIds[0]!, step: s, name: 'loss', value: 1 / s });
