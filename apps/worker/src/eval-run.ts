@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import type { NewEvaluation } from '@mpo/db';
 import { readGenerations } from '@mpo/eval';
-import type { EvalJobData, EvalJobResult } from '@mpo/queue';
+import { type EvalJobData, type EvalJobResult, TRIAL_TERMINAL_STATUSES } from '@mpo/queue';
 import { BUILTIN_DATA } from '@mpo/trainer';
 import type { Job } from 'bullmq';
 import { type ChildHandle, startChild } from './child.js';
@@ -78,7 +78,7 @@ export function parseEvalLine(line: string): EvalLine | null {
 export const GENERATIONS_FILE = 'generations.jsonl';
 
 /** Statuses whose weights are not the trial's final ones. */
-const NOT_EVALUATED = new Set(['STOPPED', 'CANCELLED', 'FAILED']);
+const NOT_EVALUATED = new Set<string>(TRIAL_TERMINAL_STATUSES.filter((s) => s !== 'SUCCEEDED'));
 
 export class EvalRun {
   private child: ChildHandle | null = null;

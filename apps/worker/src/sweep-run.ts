@@ -3,7 +3,7 @@
 // and returns a summary (trial counts, the best trial by the sweep's metric).
 // It needs no device slot, so it is an ordinary BullMQ processor.
 import type { Db, RunStatus } from '@mpo/db';
-import { parseSweepJobData } from '@mpo/queue';
+import { isTrialWithResult, parseSweepJobData } from '@mpo/queue';
 import type { Job } from 'bullmq';
 import type { Logger } from './log.js';
 
@@ -19,12 +19,12 @@ export async function finalizeRun(db: Db, job: Pick<Job, 'data'>, log: Logger): 
   const run = await db.runs.get(d.runId);
   const counts: Record<string, number> = {};
   for (const t of run.trials) counts[t.status] = (counts[t.status] ?? 0) + 1;
-  const finished = (counts.SUCCEEDED ?? 0) + (counts.STOPPED ?? 0);
+  const finished = run.trials.filter((t) => isTrialWithResult(t.status)).length;
   // Cancelled runs stay cancelled; otherwise a sweep succeeded if any trial produced a result.
   const status: RunStatus = run.cancelRequestedAt ? 'CANCELLED' : finished > 0 ? 'SUCCEEDED' : 'FAILED';
   let best: SweepSummary['best'] = null;
   for (const t of run.trials) {
-    if (t.bestMetric === null || !['SUCCEEDED', 'STOPPED'].includes(t.status)) continue;
+    if (t.bestMetric === null || !isTrialWithResult(t.status)) continue;
     const better =
       d.objective.mode === 'max'
         ? t.bestMetric > (best?.metric ?? -Infinity)

@@ -23,6 +23,7 @@ import {
   type Gang,
   hostsOf,
   isCancelled,
+  isTrialTerminal,
   localSlots,
   metricRows,
   redisKeys,
@@ -433,9 +434,7 @@ export class TrainRun {
           db.runs.updateTrial(d.trialId, {
             ...base,
             status,
-            ...(['SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED'].includes(status)
-              ? { finishedAt: new Date() }
-              : {}),
+            ...(isTrialTerminal(status) ? { finishedAt: new Date() } : {}),
             ...extra,
           }),
         this.lostAbort.signal,

@@ -7,11 +7,9 @@
 // Postgres reads wait a second at most, and the scrape token is checked
 // without Postgres (plugins/auth.ts authOffline), so a scrape answers within
 // seconds through an outage.
-import { ALL_QUEUES, JOB_STATES, readAgents } from '@mpo/queue';
+import { ALL_QUEUES, FINISHED_JOB_STATES, JOB_STATES, readAgents, TRIAL_TERMINAL_STATUSES } from '@mpo/queue';
 import fp from 'fastify-plugin';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-
-const OUTCOMES = ['SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED'] as const;
 
 /**
  * A dependency's answer within a second, else a rejection: a scrape must come back within Prometheus's
@@ -130,7 +128,7 @@ export default fp(
         try {
           const counts = await withinASecond(app.db.runs.trialStatusCounts());
           for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
-          for (const outcome of OUTCOMES) {
+          for (const outcome of TRIAL_TERMINAL_STATUSES) {
             const delta = counts[outcome] - (seen.get(outcome) ?? 0);
             if (delta > 0) outcomes.inc({ outcome }, delta);
             seen.set(outcome, counts[outcome]);
@@ -172,7 +170,7 @@ export default fp(
         try {
           for (const queue of ALL_QUEUES) {
             const q = app.queues.byName.get(queue)!;
-            for (const state of ['completed', 'failed'] as const) {
+            for (const state of FINISHED_JOB_STATES) {
               const { meta } = await q.getMetrics(state, 0, 0);
               const key = `${queue}/${state}`;
               const delta = meta.count - (finishedSeen.get(key) ?? 0);

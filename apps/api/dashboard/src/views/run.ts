@@ -2,6 +2,7 @@
 // stopped trials), live loss and reward-gap curves per trial (polled with
 // `since`, so each poll brings only new steps), per-language reward gap and
 // attack success bars from the evaluations, and a cancel button.
+import { isRunTerminal, isTrialTerminal } from '@mpo/queue/statuses';
 import type { Evaluation, Run, Series, Trial } from '../api.js';
 import { ApiError } from '../api.js';
 import { barChart, type LineChart, lineChart } from '../charts.js';
@@ -12,17 +13,7 @@ import { compareHref } from './compare.js';
 import { GENERATION_BENCHMARKS, generationsSection } from './generations.js';
 import { pickBox } from './runs.js';
 
-const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED']);
-const RUN_DONE = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
 const POINTS = 400;
-
-/** ASHA decision rungs in steps: minSteps·η^k below maxSteps (as packages/queue ashaRungs). */
-export function ashaRungs(a: { minSteps: number; maxSteps: number; reductionFactor?: number }): number[] {
-  const eta = a.reductionFactor ?? 3;
-  const rungs: number[] = [];
-  for (let r = a.minSteps; r < a.maxSteps && rungs.length < 32; r *= eta) rungs.push(r);
-  return rungs;
-}
 
 /** Trials ordered by best metric (mode), trials without one last, then by index. */
 export function sortTrials(trials: Trial[], mode: string): Trial[] {
@@ -247,7 +238,7 @@ export const runView =
       replace(statusEl, badge(r.status));
       const spec = r.spec;
       const search = spec.search ?? {};
-      const done = r.trials.filter((t) => TERMINAL.has(t.status)).length;
+      const done = r.trials.filter((t) => isTrialTerminal(t.status)).length;
       replace(
         meta,
         [
@@ -261,7 +252,7 @@ export const runView =
           ],
           [
             'Search',
-            `${search.strategy ?? '?'}, ${r.trialCount} trials${search.asha ? `, ASHA rungs at steps ${ashaRungs(search.asha).join(', ')} (η=${search.asha.reductionFactor ?? 3})` : ''}`,
+            `${search.strategy ?? '?'}, ${r.trialCount} trials${search.asha ? `, ASHA rungs at steps ${r.rungs.join(', ')} (η=${search.asha.reductionFactor ?? 3})` : ''}`,
           ],
           [
             'Target metric',
@@ -276,7 +267,7 @@ export const runView =
       // Overall progress: steps done of steps planned, trials by status.
       const planned = r.trials.reduce((a, t) => a + (t.totalSteps ?? 0), 0);
       const stepsDone = r.trials.reduce(
-        (a, t) => a + (TERMINAL.has(t.status) ? (t.totalSteps ?? t.currentStep) : t.currentStep),
+        (a, t) => a + (isTrialTerminal(t.status) ? (t.totalSteps ?? t.currentStep) : t.currentStep),
         0,
       );
       const byStatus = new Map<string, number>();
@@ -293,7 +284,7 @@ export const runView =
       );
 
       // Cancel.
-      if (!RUN_DONE.has(r.status) && !r.cancelRequestedAt) {
+      if (!isRunTerminal(r.status) && !r.cancelRequestedAt) {
         if (!cancelBox.querySelector('button')) {
           const button = h('button', { type: 'button', class: 'danger', id: 'cancel-run' }, 'Cancel run');
           button.addEventListener('click', async () => {
@@ -331,7 +322,7 @@ export const runView =
 
       // The sweep, best first by the target metric.
       const mode = r.objective.mode;
-      const rungs = search.strategy === 'asha' && search.asha ? ashaRungs(search.asha) : [];
+      const rungs = search.strategy === 'asha' ? r.rungs : [];
       sweepTitle.textContent = `Sweep: ${r.trialCount} trials sorted by ${r.objective.metric} (${mode === 'min' ? 'lowest' : 'highest'} first)`;
       const rows = sortTrials(r.trials, mode).map((t, rank) => {
         const total = t.totalSteps ?? 0;
@@ -407,7 +398,7 @@ export const runView =
     async function refreshCurves(r: Run) {
       if (!defs) setupCharts(r);
       // Trials already terminal when this fetch starts are complete once it returns.
-      const terminalNow = r.trials.filter((t) => TERMINAL.has(t.status)).map((t) => t.id);
+      const terminalNow = r.trials.filter((t) => isTrialTerminal(t.status)).map((t) => t.id);
       const open = r.trials.filter((t) => !settled.has(t.id));
       if (open.length === 0) return;
       await Promise.all(
@@ -530,7 +521,7 @@ export const runView =
         }
         run = r;
         renderRun(r);
-        const done = RUN_DONE.has(r.status);
+        const done = isRunTerminal(r.status);
         const wantEvals = !done || !evalFetchedAfterDone;
         const [, ev] = await Promise.all([
           refreshCurves(r),

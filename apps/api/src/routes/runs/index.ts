@@ -7,6 +7,7 @@ import {
   jobTreeSize,
   ProblemsError,
   type RunSpec,
+  runRungs,
   type SpecContext,
   TRAINING_KEY_PREFIX,
   type TrialPlan,
@@ -203,6 +204,7 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
       trialCount: run.trials.length,
       objective: { metric: spec.search?.metric ?? '', mode },
       best,
+      rungs: runRungs(spec.search),
       trials: run.trials.map((t) => ({
         ...t,
         hyperparameters: t.hyperparameters as Record<string, unknown>,
