@@ -65,7 +65,8 @@ for (const file of sources) {
   };
   visit(sf);
 }
-const show = (rows) => rows.sort((a, b) => b.lines - a.lines).map((r) => `${String(r.lines).padStart(5)}  ${r.name}  ${r.where}`);
+const show = (rows) =>
+  rows.sort((a, b) => b.lines - a.lines).map((r) => `${String(r.lines).padStart(5)}  ${r.name}  ${r.where}`);
 console.log(`functions over ${max} lines without a reason: ${long.length}`);
 for (const l of show(long)) console.log(l);
 console.log(`\nover ${max} lines with a reason ("Long:"): ${excused.length}`);

@@ -123,6 +123,7 @@ export class EvalRun {
   }
 
   private async runInner(): Promise<Outcome> {
+    // Long: one eval job from payload to stored rows, each step a guard or a named helper, in the order they run.
     const { cfg, db, log } = this.ctx;
     const d = await evalJob(this.job.data, (runId) =>
       this.retry('read the run spec', () => this.ctx.specs.get(runId)),

@@ -117,6 +117,7 @@ let launchCounter = 0;
  * with this process (PR_SET_PDEATHSIG).
  */
 export function launchRanks(opts: LaunchOptions): LaunchedRanks {
+  // Long: the launch options' checks, then each rank's environment and spawn, then the exit watch, in the order they happen.
   const k = opts.ranks;
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`ranks must be a positive integer, got ${k}`);
   const rankOffset = opts.rankOffset ?? 0;
@@ -282,6 +283,7 @@ const LAUNCH_USAGE = `usage: mpo launch --ranks K [options] -- <command> [args..
  * succeed, else the first failing rank's code; 2 for a usage error). SIGINT/SIGTERM are forwarded.
  */
 export async function launchMain(argv: string[]): Promise<number> {
+  // Long: the launcher CLI: flags, then the launch and its exit code, in order.
   const sep = argv.indexOf('--');
   const flags = sep >= 0 ? argv.slice(0, sep) : argv;
   const cmd = sep >= 0 ? argv.slice(sep + 1) : [];

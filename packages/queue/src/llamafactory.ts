@@ -130,6 +130,7 @@ export function fromLlamaFactory(
   raw: Record<string, unknown>,
   opts: LlamaFactoryOptions,
 ): LlamaFactoryResult {
+  // Long: a field-by-field mapping of LLaMA-Factory's names to ours (one short block per field group), read against their docs top to bottom.
   const problems: Problem[] = [];
   const ignored: string[] = [];
   const cannot = (field: string, reason: string) => problems.push({ path: field, reason });

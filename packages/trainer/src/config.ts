@@ -117,6 +117,7 @@ const isObj = (x: unknown): x is Record<string, unknown> =>
  * config file's folder). Throws ConfigError listing every problem.
  */
 export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainConfig {
+  // Long: the training config's cross-field checks after the schema's, each a line or two, collected in one pass like validateRunSpec's sections.
   if (!isObj(raw)) throw new ConfigError([{ path: '(root)', reason: 'must be a JSON object' }]);
   const problems = schemaProblems(TrainConfigSchema, raw);
   const bad = (path: string, reason: string) => {

@@ -97,6 +97,7 @@ export async function loadInitialModel(
 }
 
 export async function runTraining(config: TrainConfig, options: RunOptions = {}): Promise<RunResult> {
+  // Long: the trainer's top-level sequence (model, data, reference scores, loop, export) with its log lines; each step is a named helper.
   const opts = { resolveBuiltin: resolveBuiltinModel, ...options };
   const log = opts.log ?? (() => {});
   const modelOpts = modelOptionsOf(config);

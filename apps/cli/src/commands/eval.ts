@@ -29,6 +29,7 @@ register({
   summary: 'evaluate a checkpoint: reward gap, MultiJail/CSRT attack success, utility perplexity',
   usage,
   async run(argv) {
+    // Long: a CLI command: its flags, then the benchmarks and the result lines it prints, in order.
     const { values } = parseArgs({
       args: argv,
       options: {

@@ -338,6 +338,7 @@ register({
   summary: "run the paper's comparisons on a testbed through the API and report them over seeds",
   usage,
   async run(argv) {
+    // Long: a CLI command: plan, submit, watch and report, in the order the user sees them.
     const { values } = parseArgs({
       args: argv,
       options: {

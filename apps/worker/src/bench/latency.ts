@@ -47,6 +47,7 @@ const quantile = (xs: number[], q: number) => {
 };
 
 async function main() {
+  // Long: a benchmark script: setup, the timed loop and the report, in order.
   const db = createDb();
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue(trainQueue('cpu'), { connection: redis, prefix });

@@ -122,6 +122,7 @@ function updateCard(card: Card, q: QueueView, now: number) {
 }
 
 export const queuesView: View = (ctx) => {
+  // Long: one view; its queue cards and agent table are state shared by the render and poll closures.
   ctx.title('Queues');
   const heading = h('h1', { tabindex: '-1' }, 'Queues');
   const prefix = h('p', { class: 'subtle' });

@@ -32,6 +32,7 @@ const when = (t: string | null, now: number) =>
 export const runsView =
   (query: URLSearchParams): View =>
   (ctx) => {
+    // Long: one view; its filter, page and selection are state shared by the render and poll closures.
     ctx.title('Runs');
     const status = STATUSES.includes(query.get('status') ?? '') ? (query.get('status') ?? '') : '';
     const offset = Math.max(0, Number(query.get('offset') ?? 0) || 0);

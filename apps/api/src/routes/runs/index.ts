@@ -74,6 +74,7 @@ function checkJobTree(spec: RunSpec, trials: TrialPlan[], requestBytes: number):
 const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opts) => {
   // The spec is validated by our own validator (every problem, with roots and
   // method checks), not ajv; the parsed result travels to the handler here.
+  // Long: one plugin for the run routes, which share its spec validator and YAML body parsers; each handler is short.
   const parsed = new WeakMap<object, { spec: RunSpec; trials: TrialPlan[]; warnings: string[] }>();
   const specValidator = (data: unknown) => {
     const r = validateRunSpec(data, opts.spec);
