@@ -311,7 +311,7 @@ function trainerGauges(app: FastifyInstance, register: Registry): void {
     'allreduce/busbw_gbps',
     'Gradient all-reduce bus bandwidth in bytes/s (nccl-tests definition), mean over running multi-rank trials',
     'mean',
-    1e9, // the trainer reports GB/s (packages/trainer/src/loop.ts); Prometheus wants base units
+    1e9, // the trainer reports GB/s (packages/trainer/src/step.ts); Prometheus wants base units
   );
 }
 
