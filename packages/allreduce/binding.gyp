@@ -9,7 +9,7 @@
   "targets": [
     {
       "target_name": "mpo_allreduce",
-      "sources": ["native/addon.cc", "native/shm_group.cc"],
+      "sources": ["native/addon.cc", "native/shm_group.cc", "native/reduce_kernels.cc", "native/process_util.cc"],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],

@@ -337,6 +337,44 @@ describe('GET /runs and /runs/:id', () => {
     expect(run.spec.model).toEqual({ kind: 'path', path: 'llama-1b' });
   });
 
+  it("returns the ASHA rungs of the run's asha config, the ones its train jobs were given", async () => {
+    const asha = (a: Record<string, number>) =>
+      spec({
+        search: {
+          strategy: 'asha',
+          space: { beta: { type: 'uniform', min: 0.5, max: 2 } },
+          maxTrials: 2,
+          metric: 'heldout/reward_gap',
+          mode: 'max',
+          asha: a,
+        },
+        training: { batchSize: 8, microBatchSize: 2 },
+      });
+    for (const [config, rungs] of [
+      [{ minSteps: 5, maxSteps: 200, reductionFactor: 3 }, [5, 15, 45, 135]],
+      [{ minSteps: 2, maxSteps: 17, reductionFactor: 2 }, [2, 4, 8, 16]],
+      [{ minSteps: 4, maxSteps: 16 }, [4, 12]], // η defaults to 3
+    ] as const) {
+      const created = await post(asha(config));
+      expect(created.statusCode, JSON.stringify(config)).toBe(201);
+      const run = (await get(`/runs/${created.json().id}`)).json();
+      expect(run.rungs, JSON.stringify(config)).toEqual(rungs);
+      const producer = new FlowProducer({ connection: redis, prefix: t.prefix });
+      const tree = await producer.getFlow({
+        id: jobIds.run(run.id),
+        queueName: QUEUES.sweep,
+        prefix: t.prefix,
+      });
+      await producer.close();
+      for (const child of tree.children!) {
+        const data = await trainJobOf(t.app, child.children![0]!.job.data);
+        expect(data.asha?.rungs).toEqual(rungs);
+      }
+    }
+    // Not ASHA: no rungs.
+    expect((await get(`/runs/${(await post(spec())).json().id}`)).json().rungs).toEqual([]);
+  });
+
   it('answers 404 for unknown and malformed ids', async () => {
     for (const url of [`/runs/${randomUUID()}`, '/runs/not-a-uuid', `/runs/${randomUUID()}/metrics`]) {
       const res = await get(url);

@@ -16,6 +16,7 @@ import {
   type EvalResultLine,
   isInvalidInputExit,
   parseEvalLine,
+  TRIAL_TERMINAL_STATUSES,
 } from '@mpo/queue';
 import { BUILTIN_DATA } from '@mpo/trainer';
 import { writeFileWhole } from '@mpo/util';
@@ -33,7 +34,7 @@ import { TrialEvents } from './trial-events.js';
 export const GENERATIONS_FILE = 'generations.jsonl';
 
 /** Statuses whose weights are not the trial's final ones. */
-const NOT_EVALUATED = new Set(['STOPPED', 'CANCELLED', 'FAILED']);
+const NOT_EVALUATED = new Set<string>(TRIAL_TERMINAL_STATUSES.filter((s) => s !== 'SUCCEEDED'));
 
 export class EvalRun {
   private child: ChildHandle | null = null;
@@ -78,6 +79,7 @@ export class EvalRun {
   }
 
   private async runInner(): Promise<Outcome> {
+    // Long: one eval job from payload to stored rows, each step a guard or a named helper, in the order they run.
     const { cfg, db, log } = this.ctx;
     const d = await evalJob(this.job.data, (runId) =>
       this.retry('read the run spec', () => this.ctx.specs.get(runId)),

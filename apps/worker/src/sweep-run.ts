@@ -5,7 +5,7 @@
 // created lazily (materialize.ts): before it finalizes, it creates those left,
 // and waits for them as its children when they have jobs.
 import type { Db, RunStatus } from '@mpo/db';
-import { parseSweepJobData } from '@mpo/queue';
+import { isTrialWithResult, parseSweepJobData } from '@mpo/queue';
 import { type Job, WaitingChildrenError } from 'bullmq';
 import type { Logger } from './log.js';
 import { type MaterializeContext, republishPending, topUp } from './materialize.js';
@@ -46,12 +46,12 @@ export async function finalizeRun(
   const run = await db.runs.get(d.runId);
   const counts: Record<string, number> = {};
   for (const t of run.trials) counts[t.status] = (counts[t.status] ?? 0) + 1;
-  const finished = (counts.SUCCEEDED ?? 0) + (counts.STOPPED ?? 0);
+  const finished = run.trials.filter((t) => isTrialWithResult(t.status)).length;
   // Cancelled runs stay cancelled; otherwise a sweep succeeded if any trial produced a result.
   const status: RunStatus = run.cancelRequestedAt ? 'CANCELLED' : finished > 0 ? 'SUCCEEDED' : 'FAILED';
   let best: SweepSummary['best'] = null;
   for (const t of run.trials) {
-    if (t.bestMetric === null || !['SUCCEEDED', 'STOPPED'].includes(t.status)) continue;
+    if (t.bestMetric === null || !isTrialWithResult(t.status)) continue;
     const better =
       d.objective.mode === 'max'
         ? t.bestMetric > (best?.metric ?? -Infinity)

@@ -24,6 +24,7 @@ import {
   hostsOf,
   isCancelled,
   isInvalidInputExit,
+  isTrialTerminal,
   localSlots,
   metricRows,
   redisKeys,
@@ -81,6 +82,32 @@ type StopReason =
  */
 const MAX_QUEUED_MESSAGES = 1_000;
 
+type TrialRow = Awaited<ReturnType<Db['runs']['trial']>>;
+type TrainPlan = ReturnType<typeof buildTrainConfig>;
+
+/** What an attempt is before it starts: the job's payload, the trial folder, the attempt's number, its config and gang. */
+interface AttemptPlan {
+  d: TrainJobData;
+  /** The trial folder (checkpoints, protocol files, TensorBoard log). */
+  output: string;
+  /** 1-based; stored as Trial.attempt. */
+  number: number;
+  configPath: string;
+  /** The hosts of a trial spanning several (gang-run.ts); null on one host. */
+  gang: Gang | null;
+}
+
+/** One attempt at training the trial: what the launch, the protocol handlers and the final row share. */
+interface Attempt extends AttemptPlan {
+  /** This attempt's protocol file (the child's JSON lines, followed from disk). */
+  protocolFile: string;
+  state: TrialState;
+  writer: TrialWriter;
+  /** The trial's TensorBoard log (trial-events.ts), open while the child runs. */
+  events: TrialEvents;
+  progress: Coalescer<TrainProgress>;
+}
+
 export class TrainRun {
   private stopReason: StopReason | null = null;
   private child: ChildHandle | null = null;
@@ -95,8 +122,6 @@ export class TrainRun {
   private done: TrainerDone | null = null;
   private errorLine: string | null = null;
   private lastCheckpoint: TrainerCheckpoint | null = null;
-  /** The trial's TensorBoard log (trial-events.ts), open while the child runs. */
-  private events: TrialEvents | null = null;
 
   constructor(
     private readonly ctx: RunContext,
@@ -206,10 +231,7 @@ export class TrainRun {
     }
   }
 
-  private async cancelledBeforeStart(
-    d: TrainJobData,
-    trial: Awaited<ReturnType<Db['runs']['trial']>>,
-  ): Promise<Outcome> {
+  private async cancelledBeforeStart(d: TrainJobData, trial: TrialRow): Promise<Outcome> {
     if (trial.status !== 'CANCELLED') {
       await this.dbRetry(
         'mark trial CANCELLED',
@@ -227,11 +249,7 @@ export class TrainRun {
     return { kind: 'complete', result };
   }
 
-  private async train(
-    d: TrainJobData,
-    plan: ReturnType<typeof buildTrainConfig>,
-    trial: Awaited<ReturnType<Db['runs']['trial']>>,
-  ): Promise<Outcome> {
+  private async train(d: TrainJobData, plan: TrainPlan, trial: TrialRow): Promise<Outcome> {
     const { cfg } = this.ctx;
     const configPath = join(plan.output, 'train-config.json');
     writeFileWhole(configPath, `${JSON.stringify(plan.config, null, 2)}\n`);
@@ -267,13 +285,38 @@ export class TrainRun {
 
   private async trainOn(
     d: TrainJobData,
-    plan: ReturnType<typeof buildTrainConfig>,
-    trial: Awaited<ReturnType<Db['runs']['trial']>>,
+    plan: TrainPlan,
+    trial: TrialRow,
     configPath: string,
     gang: Gang | null,
   ): Promise<Outcome> {
-    const { cfg, db, log } = this.ctx;
-    const attempt = trial.attempt + 1;
+    const attempt: AttemptPlan = { d, output: plan.output, number: trial.attempt + 1, configPath, gang };
+    const early = await this.markRunning(attempt, trial);
+    if (early) return early;
+    const a = this.openAttempt(attempt, trial.bestMetric);
+    const follower = this.follow(a);
+    try {
+      this.child = gang
+        ? launchGangRanks(this.ctx.cfg, gang, 0, this.lease, this.ctx.log, a.protocolFile)
+        : startChild({
+            command: [...this.ctx.cfg.cli, 'train', '--config', configPath, '--json'],
+            ranks: d.slots.count,
+            lease: this.lease,
+            log: this.ctx.log,
+            protocolFile: a.protocolFile,
+          });
+    } catch (err) {
+      a.events.close();
+      await a.writer.close(this.lostAbort.signal);
+      throw err;
+    }
+    const exit = await this.watch(a, follower, this.child);
+    return this.conclude(a, exit.exitCode);
+  }
+
+  /** Trial RUNNING (attempt + 1); an outcome when the attempt must not start after all. */
+  private async markRunning({ d, number: attempt }: AttemptPlan, trial: TrialRow): Promise<Outcome | null> {
+    const { db } = this.ctx;
     await this.dbRetry(
       'mark trial RUNNING',
       () =>
@@ -296,9 +339,13 @@ export class TrainRun {
       return { kind: 'release', reason: 'agent shutting down' };
     }
     if (this.stopReason) throw new AbortedError('start');
+    return null;
+  }
 
-    const state = new TrialState(d.objective, d.asha, trial.bestMetric);
-    const protocolFile = newProtocolFile(plan.output, cfg.id);
+  /** The attempt's state, metric writer, TensorBoard log and progress reports, before its child starts. */
+  private openAttempt(p: AttemptPlan, bestMetric: number | null): Attempt {
+    const { cfg, db, log } = this.ctx;
+    const { d } = p;
     const writer = new TrialWriter(db, d.trialId, {
       flushRows: cfg.metricFlushRows,
       flushMs: cfg.metricFlushMs,
@@ -307,8 +354,8 @@ export class TrainRun {
       log,
       onFatal: (err) => this.requestStop({ kind: 'db', reason: err.message }),
     });
-    this.events = new TrialEvents(plan.output, log);
-    this.events.hparams(
+    const events = new TrialEvents(p.output, log);
+    events.hparams(
       { method: d.method, trialIndex: d.trialIndex, ...d.hyperparameters, training: d.training },
       d.runId,
     );
@@ -316,9 +363,22 @@ export class TrainRun {
       (p) => this.job.updateProgress(p),
       (err) => log.warn({ err: errorMessage(err) }, 'progress update failed'),
     );
+    return {
+      ...p,
+      protocolFile: newProtocolFile(p.output, cfg.id),
+      state: new TrialState(d.objective, d.asha, bestMetric),
+      writer,
+      events,
+      progress,
+    };
+  }
+
+  /** Reads the child's protocol file and handles each message in order, pausing while the writer is full. */
+  private follow(a: Attempt): ProtocolFollower {
+    const { log } = this.ctx;
     let paused = false;
-    const follower = new ProtocolFollower(
-      protocolFile,
+    return new ProtocolFollower(
+      a.protocolFile,
       (p) => {
         if (!p.ok) {
           log.warn({ line: p.line.slice(0, 300), reason: p.reason }, 'unreadable protocol line');
@@ -327,7 +387,7 @@ export class TrainRun {
         const msg = p.message;
         this.queued += 1;
         this.chain = this.chain
-          .then(() => this.onMessage(msg, d, plan.output, protocolFile, state, writer, progress))
+          .then(() => this.onMessage(msg, a))
           .catch((err) => log.error({ err }, 'handling a protocol message failed'))
           .finally(() => {
             this.queued -= 1;
@@ -335,39 +395,29 @@ export class TrainRun {
       },
       50,
       () => {
-        const open = this.queued < MAX_QUEUED_MESSAGES && !writer.full;
+        const open = this.queued < MAX_QUEUED_MESSAGES && !a.writer.full;
         if (!open && !paused)
           log.warn(
-            { bufferedRows: writer.pendingRows, queued: this.queued },
+            { bufferedRows: a.writer.pendingRows, queued: this.queued },
             'metric buffer full; the protocol file holds the backlog',
           );
         paused = !open;
         return open;
       },
     );
+  }
 
-    try {
-      this.child = gang
-        ? launchGangRanks(cfg, gang, 0, this.lease, log, protocolFile)
-        : startChild({
-            command: [...cfg.cli, 'train', '--config', configPath, '--json'],
-            ranks: d.slots.count,
-            lease: this.lease,
-            log,
-            protocolFile,
-          });
-    } catch (err) {
-      this.events.close();
-      await writer.close(this.lostAbort.signal);
-      throw err;
-    }
+  /** From launch to exit: the gang's peers watched, every protocol message handled, progress settled. */
+  private async watch(a: Attempt, follower: ProtocolFollower, child: ChildHandle) {
+    const { cfg, log } = this.ctx;
+    const { gang } = a;
     log.info(
       {
-        attempt,
-        ranks: d.slots.count,
+        attempt: a.number,
+        ranks: a.d.slots.count,
         slots: this.lease.ids,
-        pids: this.child.pids,
-        output: plan.output,
+        pids: child.pids,
+        output: a.output,
         ...(gang ? { gang: gang.id, hosts: gang.hosts } : {}),
       },
       'trainer launched',
@@ -378,24 +428,28 @@ export class TrainRun {
     // A stop that came while the child was being started.
     this.signalChild();
     follower.start();
-    const exit = await this.child.exited;
+    const exit = await child.exited;
     unwatch();
     clearTimeout(this.killTimer);
     await follower.stop(this.lostAbort.signal);
     await this.chain;
-    await progress.settle();
+    await a.progress.settle();
+    return exit;
+  }
 
+  /** The trial's final row for this attempt and the job's outcome, from why the child exited. */
+  private async conclude(a: Attempt, exitCode: number): Promise<Outcome> {
+    const { log } = this.ctx;
+    const { state, writer } = a;
     // Read through a method: TypeScript narrowed the field to null above, but stop() may have run since.
     const stop = this.currentStop();
-    const completed = this.done !== null && !this.done.stopped && exit.exitCode === 0;
+    const completed = this.done !== null && !this.done.stopped && exitCode === 0;
     log.info(
-      { exitCode: exit.exitCode, stop, step: state.step, completed, peakBufferedRows: writer.peakRows },
+      { exitCode, stop, step: state.step, completed, peakBufferedRows: writer.peakRows },
       'trainer exited',
     );
-
-    const events = this.events;
     if (stop?.kind === 'lost') {
-      events.close();
+      a.events.close();
       const { unwritten } = await writer.close(this.lostAbort.signal);
       if (unwritten)
         log.warn({ unwritten }, 'lock lost: leaving unwritten rows to the replay of the next attempt');
@@ -403,46 +457,11 @@ export class TrainRun {
     }
     writer.setProgress({ currentStep: state.step, bestMetric: state.bestMetric });
     await writer.close();
-    const base = {
-      currentStep: state.step,
-      bestMetric: state.bestMetric,
-      ...(state.totalSteps !== null ? { totalSteps: state.totalSteps } : {}),
-    };
-    const checkpoint = this.done?.checkpoint ?? this.lastCheckpoint;
-    const result = (
-      status: TrainJobResult['status'],
-      extra: Partial<TrainJobResult> = {},
-    ): TrainJobResult => ({
-      status,
-      step: state.step,
-      checkpoint: checkpoint
-        ? { step: checkpoint.step, path: checkpoint.path, bytes: checkpoint.bytes, sha256: checkpoint.sha256 }
-        : null,
-      bestMetric: state.bestMetric,
-      ...extra,
-    });
-    const finish = async (status: TrialStatus, extra: Record<string, unknown> = {}) => {
-      events.end(status, state.step);
-      events.close();
-      return this.dbRetry(
-        `mark trial ${status}`,
-        () =>
-          db.runs.updateTrial(d.trialId, {
-            ...base,
-            status,
-            ...(['SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED'].includes(status)
-              ? { finishedAt: new Date() }
-              : {}),
-            ...extra,
-          }),
-        this.lostAbort.signal,
-      );
-    };
 
     if (stop?.kind === 'db') {
       // Reported, not retried: the trial row shows why, the job fails for good.
       const message = this.errorLine ?? stop.reason;
-      await finish('FAILED', { error: message }).catch((err) => {
+      await this.finish(a, 'FAILED', { error: message }).catch((err) => {
         // The trial row itself may be gone (its run was deleted): the job's failure still says why.
         if (!isUnrecoverable(err)) throw err;
         log.warn({ err: errorMessage(err) }, 'could not mark the trial FAILED');
@@ -450,42 +469,85 @@ export class TrainRun {
       return { kind: 'fail', error: new Error(message), unrecoverable: true };
     }
     if (stop?.kind === 'cancel') {
-      await finish('CANCELLED', { error: null });
-      return { kind: 'complete', result: result('CANCELLED', { reason: 'run cancelled' }) };
+      await this.finish(a, 'CANCELLED', { error: null });
+      return { kind: 'complete', result: this.result(a, 'CANCELLED', { reason: 'run cancelled' }) };
     }
     if (stop?.kind === 'asha') {
-      await finish('STOPPED', { stoppedAtRung: stop.rung, stopReason: stop.reason, error: null });
+      await this.finish(a, 'STOPPED', { stoppedAtRung: stop.rung, stopReason: stop.reason, error: null });
       return {
         kind: 'complete',
-        result: result('STOPPED', { stoppedAtRung: stop.rung, reason: stop.reason }),
+        result: this.result(a, 'STOPPED', { stoppedAtRung: stop.rung, reason: stop.reason }),
       };
     }
     if (completed) {
-      await finish('SUCCEEDED', { error: null });
-      return { kind: 'complete', result: result('SUCCEEDED') };
+      await this.finish(a, 'SUCCEEDED', { error: null });
+      return { kind: 'complete', result: this.result(a, 'SUCCEEDED') };
     }
     if (stop?.kind === 'shutdown') {
       // Back in the queue; the next agent resumes from the checkpoint just written.
-      await finish('QUEUED');
+      await this.finish(a, 'QUEUED');
       return { kind: 'release', reason: 'agent shutting down' };
     }
-    if (gang && !stop && this.done?.stopped) {
+    if (a.gang && !stop && this.done?.stopped) {
       // Another host's agent shut down: its ranks were SIGTERMed, the trainer's stop flag (all-reduced
       // every step) stopped every rank after the same step, rank 0 checkpointed and printed a "done" line
       // with stopped: true (exit 130). No attempt used.
-      await finish('QUEUED');
+      await this.finish(a, 'QUEUED');
       return { kind: 'release', reason: 'another host of the trial shut down' };
     }
-    const tail = this.child.stderrTail().slice(-10).join('\n');
+    return this.failed(a, exitCode);
+  }
+
+  /** The child exited without finishing and without being stopped: retried unless its exit code says the input is wrong. */
+  private async failed(a: Attempt, exitCode: number): Promise<Outcome> {
+    const tail = this.child?.stderrTail().slice(-10).join('\n') ?? '';
     const message =
       this.errorLine ??
-      `trainer exited with code ${exit.exitCode} without finishing${tail ? `; stderr:\n${tail}` : ''}`;
-    const unrecoverable = isInvalidInputExit(exit.exitCode);
+      `trainer exited with code ${exitCode} without finishing${tail ? `; stderr:\n${tail}` : ''}`;
+    const unrecoverable = isInvalidInputExit(exitCode);
     const retry = willRetry(this.job, unrecoverable);
-    await finish(retry ? 'QUEUED' : 'FAILED', {
-      error: retry ? `attempt ${attempt} failed (will retry): ${message}` : message,
+    await this.finish(a, retry ? 'QUEUED' : 'FAILED', {
+      error: retry ? `attempt ${a.number} failed (will retry): ${message}` : message,
     });
     return { kind: 'fail', error: new Error(message), unrecoverable };
+  }
+
+  /** The trial's row at the end of the attempt (and how it ended in its TensorBoard log). */
+  private finish(a: Attempt, status: TrialStatus, extra: Record<string, unknown> = {}) {
+    const { state } = a;
+    a.events.end(status, state.step);
+    a.events.close();
+    return this.dbRetry(
+      `mark trial ${status}`,
+      () =>
+        this.ctx.db.runs.updateTrial(a.d.trialId, {
+          currentStep: state.step,
+          bestMetric: state.bestMetric,
+          ...(state.totalSteps !== null ? { totalSteps: state.totalSteps } : {}),
+          status,
+          ...(isTrialTerminal(status) ? { finishedAt: new Date() } : {}),
+          ...extra,
+        }),
+      this.lostAbort.signal,
+    );
+  }
+
+  /** The job's result: the step reached, the last checkpoint and the best metric. */
+  private result(
+    a: Attempt,
+    status: TrainJobResult['status'],
+    extra: Partial<TrainJobResult> = {},
+  ): TrainJobResult {
+    const checkpoint = this.done?.checkpoint ?? this.lastCheckpoint;
+    return {
+      status,
+      step: a.state.step,
+      checkpoint: checkpoint
+        ? { step: checkpoint.step, path: checkpoint.path, bytes: checkpoint.bytes, sha256: checkpoint.sha256 }
+        : null,
+      bestMetric: a.state.bestMetric,
+      ...extra,
+    };
   }
 
   private async markRunRunning(runId: string): Promise<void> {
@@ -497,37 +559,29 @@ export class TrainRun {
     }
   }
 
-  private async onMessage(
-    msg: TrainerMessage,
-    d: TrainJobData,
-    output: string,
-    protocolFile: string,
-    state: TrialState,
-    writer: TrialWriter,
-    progress: Coalescer<TrainProgress>,
-  ): Promise<void> {
+  private async onMessage(msg: TrainerMessage, a: Attempt): Promise<void> {
+    const { d, state, writer, progress } = a;
     const due: RungDue[] = state.observe(msg);
     switch (msg.type) {
       case 'start': {
         this.ctx.log.info({ totalSteps: msg.totalSteps, resumedFrom: msg.resumedFrom }, 'trainer started');
         // Replayed rows first (a killed attempt may not have flushed its last ones), then the (re)start mark.
-        if (msg.resumedFrom !== null)
-          await this.resume(msg.resumedFrom, d, output, protocolFile, state, writer);
-        this.events?.started(msg.resumedFrom);
+        if (msg.resumedFrom !== null) await this.resume(msg.resumedFrom, a);
+        a.events.started(msg.resumedFrom);
         if (msg.totalSteps !== null) writer.setProgress({ totalSteps: msg.totalSteps });
         progress.push({ step: state.step, totalSteps: msg.totalSteps, loss: null, at: Date.now() });
         break;
       }
       case 'step':
         writer.addRows(metricRows(msg));
-        this.events?.rows(metricRows(msg));
+        a.events.rows(metricRows(msg));
         writer.setProgress({ currentStep: msg.step, bestMetric: state.bestMetric });
         progress.push({ step: msg.step, totalSteps: msg.totalSteps, loss: msg.loss, at: Date.now() });
         this.checkCancel(d.runId);
         break;
       case 'eval':
         writer.addRows(metricRows(msg));
-        this.events?.rows(metricRows(msg));
+        a.events.rows(metricRows(msg));
         writer.setProgress({ bestMetric: state.bestMetric });
         break;
       case 'checkpoint':
@@ -551,15 +605,9 @@ export class TrainRun {
    * the ASHA decisions of rungs already passed (a stop decided just before a
    * crash must still stop the trial).
    */
-  private async resume(
-    from: number,
-    d: TrainJobData,
-    output: string,
-    protocolFile: string,
-    state: TrialState,
-    writer: TrialWriter,
-  ): Promise<void> {
-    const replayed = await replayProtocol(output, from, protocolFile);
+  private async resume(from: number, a: Attempt): Promise<void> {
+    const { d, state, writer } = a;
+    const replayed = await replayProtocol(a.output, from, a.protocolFile);
     const replayedRungs = new Map<number, number>();
     for (const m of replayed) {
       if (m.type === 'checkpoint') {
@@ -568,7 +616,7 @@ export class TrainRun {
       }
       await writer.room(this.lostAbort.signal); // a long replay during an outage stays within the bound too
       writer.addRows(metricRows(m as Parameters<typeof metricRows>[0]));
-      this.events?.rows(metricRows(m as Parameters<typeof metricRows>[0]));
+      a.events.rows(metricRows(m as Parameters<typeof metricRows>[0]));
       for (const due of state.observe(m)) replayedRungs.set(due.rung, due.value);
     }
     for (const due of state.flushRungs()) replayedRungs.set(due.rung, due.value);

@@ -8,7 +8,7 @@
 // logged once and the trial goes on.
 
 import { join } from 'node:path';
-import type { MetricRow } from '@mpo/queue';
+import { isTrialWithResult, type MetricRow } from '@mpo/queue';
 import { errorMessage } from '@mpo/util';
 import type { Logger } from './log.js';
 import { EventWriter, flattenHParams, type SessionStatus } from './tensorboard.js';
@@ -31,7 +31,7 @@ export function scalarsOf(rows: readonly MetricRow[]): Map<number, Record<string
 
 /** How a trial's status shows in the hparams dashboard (null: still running, or handed back). */
 export function sessionStatusOf(status: string): SessionStatus | null {
-  if (status === 'SUCCEEDED' || status === 'STOPPED') return 'SUCCESS'; // ASHA's stop is a normal end
+  if (isTrialWithResult(status)) return 'SUCCESS'; // ASHA's stop is a normal end
   if (status === 'FAILED') return 'FAILURE';
   if (status === 'CANCELLED') return 'UNKNOWN';
   return null;

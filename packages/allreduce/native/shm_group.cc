@@ -29,6 +29,9 @@
 // bit-identical results.
 #include "shm_group.h"
 
+#include "process_util.h"
+#include "reduce_kernels.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -53,13 +56,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define MPO_CPU_RELAX() _mm_pause()
-#define MPO_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
 #elif defined(__aarch64__)
 #define MPO_CPU_RELAX() asm volatile("yield" ::: "memory")
-#define MPO_KERNEL
 #else
 #define MPO_CPU_RELAX() std::atomic_signal_fence(std::memory_order_seq_cst)
-#define MPO_KERNEL
 #endif
 
 namespace mpo {
@@ -70,7 +70,6 @@ constexpr uint64_t kMagic = 0x314d53524f504d4dULL;  // "MMPORSM1"
 constexpr uint32_t kVersion = 3;
 constexpr uint32_t kStateEmpty = 0, kStateJoined = 1, kStateClosed = 2;
 constexpr uint64_t kAlign = 4096;
-constexpr size_t kBlock = 1024;  // floats per reduction block (4 KiB accumulator in L1)
 constexpr uint32_t kSlots = 3;   // staging slots per rank: rounds j, j+1 in flight, j-1 still being read
 
 uint64_t alignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
@@ -93,26 +92,6 @@ void futexWake(std::atomic<uint32_t>* word) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
-std::string sysError(const std::string& what) { return what + ": " + std::strerror(errno); }
-
-// Alive = exists and is not a zombie. kill(pid, 0) alone says "alive" for an unreaped zombie.
-bool pidAlive(int32_t pid) {
-  if (pid <= 0) return false;
-  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
-  FILE* f = std::fopen(path, "r");
-  if (!f) return errno != ENOENT;
-  char buf[512];
-  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  buf[n] = 0;
-  const char* rp = std::strrchr(buf, ')');
-  if (!rp || rp[1] != ' ') return true;
-  char state = rp[2];
-  return state != 'Z' && state != 'X' && state != 'x';
-}
-
 std::string fmtMs(uint64_t ns) {
   char b[64];
   if (ns >= 10000000000ULL)
@@ -122,157 +101,6 @@ std::string fmtMs(uint64_t ns) {
   else
     std::snprintf(b, sizeof b, "%.0f ms", double(ns) / 1e6);
   return b;
-}
-
-// ---- kernels -------------------------------------------------------------------------------
-
-inline float bf16ToF32(uint16_t h) {
-  uint32_t u = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-inline uint32_t f32RoundBits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  uint32_t r = u + 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
-  // keep NaNs NaN (rounding could carry a NaN payload into infinity)
-  return ((u & 0x7fffffffu) > 0x7f800000u) ? (u | 0x00400000u) : r;
-}
-
-MPO_KERNEL void kCopyF32ToBf16(uint16_t* __restrict dst, const float* __restrict src, size_t n) {
-  for (size_t i = 0; i < n; ++i) dst[i] = uint16_t(f32RoundBits(src[i]) >> 16);
-}
-
-MPO_KERNEL void kCopyBf16ToF32(float* __restrict dst, const uint16_t* __restrict src, size_t n) {
-  for (size_t i = 0; i < n; ++i) dst[i] = bf16ToF32(src[i]);
-}
-
-MPO_KERNEL void kLoadF32(float* __restrict acc, const float* __restrict src, size_t n) {
-  for (size_t i = 0; i < n; ++i) acc[i] = src[i];
-}
-
-MPO_KERNEL void kAddF32(float* __restrict acc, const float* __restrict src, size_t n) {
-  for (size_t i = 0; i < n; ++i) acc[i] += src[i];
-}
-
-MPO_KERNEL void kAddBf16(float* __restrict acc, const uint16_t* __restrict src, size_t n) {
-  for (size_t i = 0; i < n; ++i) acc[i] += bf16ToF32(src[i]);
-}
-
-MPO_KERNEL void kQuantizeBf16(float* __restrict acc, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    uint32_t u = f32RoundBits(acc[i]) & 0xffff0000u;
-    std::memcpy(&acc[i], &u, 4);
-  }
-}
-
-// `src` already holds bf16-representable values: keep the high halves.
-MPO_KERNEL void kStoreBf16Exact(uint16_t* __restrict dst, const float* __restrict src, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, &src[i], 4);
-    dst[i] = uint16_t(u >> 16);
-  }
-}
-
-MPO_KERNEL void kScale(float* __restrict acc, size_t n, float s) {
-  for (size_t i = 0; i < n; ++i) acc[i] *= s;
-}
-
-MPO_KERNEL void kDivide(float* __restrict acc, size_t n, float d) {
-  for (size_t i = 0; i < n; ++i) acc[i] /= d;
-}
-
-// Two f32 sources, fused: out = (a + b) * scale (scale 1 or 0.5, both exact), to one or two outputs.
-MPO_KERNEL void kSum2(float* __restrict outL, float* __restrict outT, const float* __restrict a,
-                      const float* __restrict b, size_t n, float scale) {
-  if (outT) {
-    for (size_t i = 0; i < n; ++i) {
-      float v = (a[i] + b[i]) * scale;
-      outL[i] = v;
-      outT[i] = v;
-    }
-  } else {
-    for (size_t i = 0; i < n; ++i) outL[i] = (a[i] + b[i]) * scale;
-  }
-}
-
-// One source of a reduction: f32 or bf16 memory; `quantize` rounds an f32 source to bf16 first
-// (a rank's own contribution under bf16 transport, so that the result does not depend on which
-// rank owns a piece).
-struct Src {
-  const void* p;
-  bool bf16;
-  bool quantize;
-};
-
-// out[i] = op(sum_q src_q[i]); written to outF32 (may be null) and/or outT (transport format).
-void reduceInto(const Src* srcs, int n, size_t len, ReduceOp op, Transport t, float* outF32, void* outT) {
-  if (n == 2 && t == Transport::F32 && outF32 && !srcs[0].bf16 && !srcs[1].bf16 && !srcs[0].quantize &&
-      !srcs[1].quantize) {
-    // the common case (2 ranks, f32): one pass instead of block passes; same rounding as below
-    // (a + b, then * 0.5 for avg, which is exact)
-    kSum2(outF32, static_cast<float*>(outT), static_cast<const float*>(srcs[0].p),
-          static_cast<const float*>(srcs[1].p), len, op == ReduceOp::Avg ? 0.5f : 1.0f);
-    return;
-  }
-  alignas(64) float acc[kBlock];
-  const bool pow2 = (n & (n - 1)) == 0;
-  for (size_t off = 0; off < len; off += kBlock) {
-    const size_t m = std::min(kBlock, len - off);
-    for (int q = 0; q < n; ++q) {
-      const Src& s = srcs[q];
-      if (s.bf16) {
-        const uint16_t* p = static_cast<const uint16_t*>(s.p) + off;
-        if (q == 0)
-          kCopyBf16ToF32(acc, p, m);
-        else
-          kAddBf16(acc, p, m);
-      } else {
-        const float* p = static_cast<const float*>(s.p) + off;
-        if (q == 0) {
-          kLoadF32(acc, p, m);
-          if (s.quantize) kQuantizeBf16(acc, m);
-        } else if (s.quantize) {
-          alignas(64) float tmp[kBlock];
-          kLoadF32(tmp, p, m);
-          kQuantizeBf16(tmp, m);
-          kAddF32(acc, tmp, m);
-        } else {
-          kAddF32(acc, p, m);
-        }
-      }
-    }
-    if (op == ReduceOp::Avg && n > 1) {
-      if (pow2)
-        kScale(acc, m, 1.0f / float(n));  // exact for powers of two
-      else
-        kDivide(acc, m, float(n));
-    }
-    if (t == Transport::BF16) {
-      kQuantizeBf16(acc, m);  // result is a bf16 value on every rank and in every path
-      if (outT) kStoreBf16Exact(static_cast<uint16_t*>(outT) + off, acc, m);
-    } else if (outT) {
-      std::memcpy(static_cast<float*>(outT) + off, acc, m * 4);
-    }
-    if (outF32) std::memcpy(outF32 + off, acc, m * 4);
-  }
-}
-
-void toTransport(void* dst, const float* src, size_t n, Transport t) {
-  if (t == Transport::BF16)
-    kCopyF32ToBf16(static_cast<uint16_t*>(dst), src, n);
-  else
-    std::memcpy(dst, src, n * 4);
-}
-
-void fromTransport(float* dst, const void* src, size_t n, Transport t) {
-  if (t == Transport::BF16)
-    kCopyBf16ToF32(dst, static_cast<const uint16_t*>(src), n);
-  else
-    std::memcpy(dst, src, n * 4);
 }
 
 }  // namespace
@@ -331,6 +159,16 @@ uint64_t ShmGroup::chunkElems() const {
   return (opts_.stagingBytes / kSlots) / (uint64_t(world_) * 4) / 16 * 16;
 }
 
+namespace {
+
+// Sleeps `backoffUs` and doubles it, up to 5 ms: polling for a segment or for peers to join.
+void backoffPause(uint64_t& backoffUs) {
+  std::this_thread::sleep_for(std::chrono::microseconds(backoffUs));
+  backoffUs = std::min<uint64_t>(backoffUs * 2, 5000);
+}
+
+}  // namespace
+
 ShmGroup::ShmGroup(const std::string& name, int rank, int world, const GroupOptions& opts)
     : name_(name), shmName_(shmNameFor(name)), rank_(rank), world_(world), opts_(opts) {
   if (name.empty() || name.size() > 200)
@@ -355,138 +193,155 @@ ShmGroup::ShmGroup(const std::string& name, int rank, int world, const GroupOpti
   perRankBytes_ = alignUp(2 * opts_.smallBytes, kAlign) + alignUp(opts_.stagingBytes, kAlign);
   segBytes_ = dataOff_ + uint64_t(world) * perRankBytes_;
 
-  const uint64_t t0 = nowNs();
-  const uint64_t deadline = t0 + uint64_t(opts_.timeoutMs) * 1000000ULL;
-  const pid_t self = getpid();
-  auto pause = [&](uint64_t& backoffUs) {
-    std::this_thread::sleep_for(std::chrono::microseconds(backoffUs));
-    backoffUs = std::min<uint64_t>(backoffUs * 2, 5000);
-  };
-  uint64_t backoff = 100;
+  const uint64_t deadline = nowNs() + uint64_t(opts_.timeoutMs) * 1000000ULL;
+  if (rank == 0)
+    create(deadline);
+  else
+    attach(deadline);
+  join(deadline);
+  // Everybody has the segment mapped: the name is no longer needed. Unlinking it now means that no
+  // crash from here on can leave anything under /dev/shm.
+  if (rank_ == 0) unlinkName();
+}
 
-  if (rank == 0) {
-    int fd;
-    for (;;) {
-      fd = shm_open(shmName_.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
-      if (fd >= 0) break;
-      if (errno != EEXIST) throw GroupError(sysError("shm_open(" + shmName_ + ")"));
-      // A segment of this name exists: a leftover of a crashed run (unlink it) or a live group.
-      int fd2 = shm_open(shmName_.c_str(), O_RDWR, 0);
-      if (fd2 < 0) {
-        if (errno == ENOENT) continue;
-        throw GroupError(sysError("shm_open(" + shmName_ + ")"));
-      }
-      struct stat st;
-      int32_t livePid = 0;
-      if (fstat(fd2, &st) == 0 && uint64_t(st.st_size) >= sizeof(Header)) {
-        void* p = mmap(nullptr, sizeof(Header), PROT_READ, MAP_SHARED, fd2, 0);
-        if (p != MAP_FAILED) {
-          auto* h = static_cast<Header*>(p);
-          int32_t owner = h->creatorPid.load();
-          if (h->magic == kMagic && owner != self && pidAlive(owner)) livePid = owner;
-          munmap(p, sizeof(Header));
-        }
-      }
-      ::close(fd2);
-      if (livePid != 0)
-        throw GroupError("group '" + name_ + "' is already in use by a live group (rank 0 is pid " +
-                         std::to_string(livePid) + "); use a distinct group name per job");
-      shm_unlink(shmName_.c_str());  // stale: its rank 0 is gone
-      if (nowNs() > deadline) throw GroupError("could not create shm segment " + shmName_);
+// Rank 0: a fresh segment under the group's name (a leftover of a crashed run is unlinked; a live
+// group of that name is an error), sized, mapped, and its header written, `ready` last.
+void ShmGroup::create(uint64_t deadline) {
+  const pid_t self = getpid();
+  int fd;
+  for (;;) {
+    fd = shm_open(shmName_.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd >= 0) break;
+    if (errno != EEXIST) throw GroupError(sysError("shm_open(" + shmName_ + ")"));
+    // A segment of this name exists: a leftover of a crashed run (unlink it) or a live group.
+    int fd2 = shm_open(shmName_.c_str(), O_RDWR, 0);
+    if (fd2 < 0) {
+      if (errno == ENOENT) continue;
+      throw GroupError(sysError("shm_open(" + shmName_ + ")"));
     }
-    if (ftruncate(fd, off_t(segBytes_)) != 0) {
-      int e = errno;
-      ::close(fd);
-      shm_unlink(shmName_.c_str());
-      errno = e;
-      throw GroupError(sysError("ftruncate(" + shmName_ + ", " + std::to_string(segBytes_) + ")"));
+    struct stat st;
+    int32_t livePid = 0;
+    if (fstat(fd2, &st) == 0 && uint64_t(st.st_size) >= sizeof(Header)) {
+      void* p = mmap(nullptr, sizeof(Header), PROT_READ, MAP_SHARED, fd2, 0);
+      if (p != MAP_FAILED) {
+        auto* h = static_cast<Header*>(p);
+        int32_t owner = h->creatorPid.load();
+        if (h->magic == kMagic && owner != self && pidAlive(owner)) livePid = owner;
+        munmap(p, sizeof(Header));
+      }
     }
-    void* p = mmap(nullptr, segBytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd2);
+    if (livePid != 0)
+      throw GroupError("group '" + name_ + "' is already in use by a live group (rank 0 is pid " +
+                       std::to_string(livePid) + "); use a distinct group name per job");
+    shm_unlink(shmName_.c_str());  // stale: its rank 0 is gone
+    if (nowNs() > deadline) throw GroupError("could not create shm segment " + shmName_);
+  }
+  if (ftruncate(fd, off_t(segBytes_)) != 0) {
+    int e = errno;
     ::close(fd);
-    if (p == MAP_FAILED) {
-      shm_unlink(shmName_.c_str());
-      throw GroupError(sysError("mmap(" + shmName_ + ")"));
-    }
-    base_ = static_cast<uint8_t*>(p);
-    hdr_ = reinterpret_cast<Header*>(base_);
-    hdr_->version = kVersion;
-    hdr_->world = uint32_t(world);
-    hdr_->smallBytes = opts_.smallBytes;
-    hdr_->stagingBytes = opts_.stagingBytes;
-    hdr_->segBytes = segBytes_;
-    hdr_->creatorPid.store(self);
-    hdr_->magic = kMagic;
-    hdr_->ready.store(1, std::memory_order_release);
-  } else {
-    for (;;) {
-      if (nowNs() > deadline)
-        throw GroupError("timed out after " + std::to_string(opts_.timeoutMs) + " ms waiting for rank 0 to create group '" +
-                             name_ + "' (" + shmName_ + ")",
-                         0);
-      checkCancel();
-      int fd = shm_open(shmName_.c_str(), O_RDWR, 0);
-      if (fd < 0) {
-        if (errno != ENOENT) throw GroupError(sysError("shm_open(" + shmName_ + ")"));
-        pause(backoff);
-        continue;
-      }
-      struct stat st;
-      if (fstat(fd, &st) != 0 || uint64_t(st.st_size) < sizeof(Header)) {
-        ::close(fd);
-        pause(backoff);
-        continue;
-      }
-      void* p = mmap(nullptr, size_t(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-      ::close(fd);
-      if (p == MAP_FAILED) throw GroupError(sysError("mmap(" + shmName_ + ")"));
-      auto* h = static_cast<Header*>(p);
-      const uint64_t mapped = uint64_t(st.st_size);
-      bool ok = false;
-      // rank 0 sets `ready` right after sizing the segment; a segment whose creator is dead is a
-      // leftover that the live rank 0 is about to replace.
-      while (nowNs() < deadline) {
-        checkCancel();
-        if (h->ready.load(std::memory_order_acquire) == 1) {
-          ok = pidAlive(h->creatorPid.load());
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::microseconds(100));
-      }
-      if (!ok) {
-        munmap(p, mapped);
-        pause(backoff);
-        continue;
-      }
-      if (h->magic != kMagic || h->version != kVersion || h->world != uint32_t(world) ||
-          h->smallBytes != opts_.smallBytes || h->stagingBytes != opts_.stagingBytes || h->segBytes != segBytes_ ||
-          mapped != segBytes_) {
-        std::ostringstream os;
-        os << "group '" << name_ << "' parameters differ from rank 0's: rank 0 has world=" << h->world
-           << " smallBytes=" << h->smallBytes << " stagingBytes=" << h->stagingBytes << ", rank " << rank
-           << " has world=" << world << " smallBytes=" << opts_.smallBytes << " stagingBytes=" << opts_.stagingBytes;
-        if (h->magic != kMagic || h->version != kVersion) {
-          munmap(p, mapped);
-          throw GroupError(os.str(), 0);
-        }
-        // Abort the group so that the other ranks fail now instead of at the join timeout.
-        base_ = static_cast<uint8_t*>(p);
-        hdr_ = h;
-        segBytes_ = mapped;
-        try {
-          fail(rank_, os.str());
-        } catch (...) {
-          unmap();
-          closed_ = true;
-          throw;
-        }
-      }
-      base_ = static_cast<uint8_t*>(p);
-      hdr_ = h;
+    shm_unlink(shmName_.c_str());
+    errno = e;
+    throw GroupError(sysError("ftruncate(" + shmName_ + ", " + std::to_string(segBytes_) + ")"));
+  }
+  void* p = mmap(nullptr, segBytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) {
+    shm_unlink(shmName_.c_str());
+    throw GroupError(sysError("mmap(" + shmName_ + ")"));
+  }
+  base_ = static_cast<uint8_t*>(p);
+  hdr_ = reinterpret_cast<Header*>(base_);
+  hdr_->version = kVersion;
+  hdr_->world = uint32_t(world_);
+  hdr_->smallBytes = opts_.smallBytes;
+  hdr_->stagingBytes = opts_.stagingBytes;
+  hdr_->segBytes = segBytes_;
+  hdr_->creatorPid.store(self);
+  hdr_->magic = kMagic;
+  hdr_->ready.store(1, std::memory_order_release);
+}
+
+// Other ranks: maps rank 0's segment once it is ready and its creator lives, then checks that its
+// parameters are this rank's (attachSegment, one try).
+void ShmGroup::attach(uint64_t deadline) {
+  uint64_t backoff = 100;
+  for (;;) {
+    if (nowNs() > deadline)
+      throw GroupError("timed out after " + std::to_string(opts_.timeoutMs) +
+                           " ms waiting for rank 0 to create group '" + name_ + "' (" + shmName_ + ")",
+                       0);
+    checkCancel();
+    if (attachSegment(deadline)) return;
+    backoffPause(backoff);
+  }
+}
+
+// One try at rank 0's segment: false when it is not there or not ready yet (or a dead creator's
+// leftover); throws when its parameters differ from this rank's.
+bool ShmGroup::attachSegment(uint64_t deadline) {
+  int fd = shm_open(shmName_.c_str(), O_RDWR, 0);
+  if (fd < 0) {
+    if (errno != ENOENT) throw GroupError(sysError("shm_open(" + shmName_ + ")"));
+    return false;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || uint64_t(st.st_size) < sizeof(Header)) {
+    ::close(fd);
+    return false;
+  }
+  void* p = mmap(nullptr, size_t(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) throw GroupError(sysError("mmap(" + shmName_ + ")"));
+  auto* h = static_cast<Header*>(p);
+  const uint64_t mapped = uint64_t(st.st_size);
+  bool ok = false;
+  // rank 0 sets `ready` right after sizing the segment; a segment whose creator is dead is a
+  // leftover that the live rank 0 is about to replace.
+  while (nowNs() < deadline) {
+    checkCancel();
+    if (h->ready.load(std::memory_order_acquire) == 1) {
+      ok = pidAlive(h->creatorPid.load());
       break;
     }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
+  if (!ok) {
+    munmap(p, mapped);
+    return false;
+  }
+  if (h->magic != kMagic || h->version != kVersion || h->world != uint32_t(world_) ||
+      h->smallBytes != opts_.smallBytes || h->stagingBytes != opts_.stagingBytes || h->segBytes != segBytes_ ||
+      mapped != segBytes_) {
+    std::ostringstream os;
+    os << "group '" << name_ << "' parameters differ from rank 0's: rank 0 has world=" << h->world
+       << " smallBytes=" << h->smallBytes << " stagingBytes=" << h->stagingBytes << ", rank " << rank_
+       << " has world=" << world_ << " smallBytes=" << opts_.smallBytes << " stagingBytes=" << opts_.stagingBytes;
+    if (h->magic != kMagic || h->version != kVersion) {
+      munmap(p, mapped);
+      throw GroupError(os.str(), 0);
+    }
+    // Abort the group so that the other ranks fail now instead of at the join timeout.
+    base_ = static_cast<uint8_t*>(p);
+    hdr_ = h;
+    segBytes_ = mapped;
+    try {
+      fail(rank_, os.str());
+    } catch (...) {
+      unmap();
+      closed_ = true;
+      throw;
+    }
+  }
+  base_ = static_cast<uint8_t*>(p);
+  hdr_ = h;
+  return true;
+}
 
-  // Register, then wait until everybody has.
+// Registers this rank in the mapped segment, then waits until every rank has (a rank that died
+// meanwhile, or the deadline, fails the group).
+void ShmGroup::join(uint64_t deadline) {
+  const pid_t self = getpid();
   RankCtl& me = ctl(rank_);
   int32_t prev = me.pid.load();
   if (me.state.load() == kStateJoined && prev != 0 && prev != self && pidAlive(prev)) {
@@ -503,7 +358,7 @@ ShmGroup::ShmGroup(const std::string& name, int rank, int world, const GroupOpti
   me.state.store(kStateJoined, std::memory_order_seq_cst);
 
   try {
-    backoff = 50;
+    uint64_t backoff = 50;
     for (;;) {
       checkCancel();
       if (aborted()) rethrowAbort();
@@ -527,7 +382,7 @@ ShmGroup::ShmGroup(const std::string& name, int rank, int world, const GroupOpti
         os << " never joined";
         fail(missing[0], os.str());
       }
-      pause(backoff);
+      backoffPause(backoff);
     }
   } catch (...) {
     unlinkName();
@@ -535,9 +390,6 @@ ShmGroup::ShmGroup(const std::string& name, int rank, int world, const GroupOpti
     closed_ = true;
     throw;
   }
-  // Everybody has the segment mapped: the name is no longer needed. Unlinking it now means that no
-  // crash from here on can leave anything under /dev/shm.
-  if (rank_ == 0) unlinkName();
 }
 
 ShmGroup::~ShmGroup() {
@@ -959,65 +811,6 @@ void ShmGroup::barrier() {
   waitAll(seq_, "barrier");
   checkArrivals(kBarrier, 0, 0);
   endCall();
-}
-
-// ---- process helpers -------------------------------------------------------------------------
-
-void setAffinityAllThreads(const std::vector<int>& cores) {
-  if (cores.empty()) throw std::runtime_error("setAffinity: empty core list");
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (int c : cores) {
-    if (c < 0 || c >= CPU_SETSIZE) throw std::runtime_error("setAffinity: core " + std::to_string(c) + " out of range");
-    CPU_SET(c, &set);
-  }
-  // sched_setaffinity(0) pins only the calling thread; Node already runs several threads (libuv
-  // pool, V8 platform workers), so pin every task of the process. Threads created later inherit
-  // the mask of the thread that creates them.
-  DIR* d = opendir("/proc/self/task");
-  if (!d) {
-    if (sched_setaffinity(0, sizeof set, &set) != 0) throw std::runtime_error(sysError("sched_setaffinity"));
-    return;
-  }
-  int pinned = 0;
-  std::string firstErr;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    pid_t tid = pid_t(std::atoi(e->d_name));
-    if (sched_setaffinity(tid, sizeof set, &set) == 0) {
-      ++pinned;
-    } else if (errno != ESRCH && firstErr.empty()) {
-      firstErr = sysError("sched_setaffinity(tid " + std::to_string(tid) + ")");
-    }
-  }
-  closedir(d);
-  if (!firstErr.empty() || pinned == 0) {
-    std::string allowed;
-    cpu_set_t cur;
-    if (sched_getaffinity(0, sizeof cur, &cur) == 0)
-      for (int i = 0; i < CPU_SETSIZE; ++i)
-        if (CPU_ISSET(i, &cur)) allowed += (allowed.empty() ? "" : ",") + std::to_string(i);
-    throw std::runtime_error((firstErr.empty() ? std::string("setAffinity failed") : firstErr) +
-                             " (allowed cores: " + allowed + ")");
-  }
-}
-
-std::vector<int> getAffinity() {
-  cpu_set_t cur;
-  if (sched_getaffinity(0, sizeof cur, &cur) != 0) throw std::runtime_error(sysError("sched_getaffinity"));
-  std::vector<int> out;
-  for (int i = 0; i < CPU_SETSIZE; ++i)
-    if (CPU_ISSET(i, &cur)) out.push_back(i);
-  return out;
-}
-
-void dieWithParent(int signal, int expectedParent) {
-  if (prctl(PR_SET_PDEATHSIG, signal) != 0) throw std::runtime_error(sysError("prctl(PR_SET_PDEATHSIG)"));
-  // The parent may have died before the prctl: then we were already reparented.
-  if (expectedParent > 0 && getppid() != expectedParent) {
-    kill(getpid(), signal);
-    _exit(128 + signal);
-  }
 }
 
 }  // namespace mpo

@@ -69,6 +69,13 @@ class ShmGroup {
   static std::string shmNameFor(const std::string& group);
 
  private:
+  // Joining, from the constructor: rank 0 creates the segment, the others attach to it, then every
+  // rank registers and waits for the rest. `deadline` is on the monotonic clock, in ns.
+  void create(uint64_t deadline);
+  void attach(uint64_t deadline);
+  bool attachSegment(uint64_t deadline);
+  void join(uint64_t deadline);
+
   // Call protocol (every rank publishes the same number of steps per call).
   enum Kind : uint32_t { kAllReduce = 1, kBroadcast = 2, kBarrier = 3, kReduceScatter = 4, kAllGather = 5 };
   void beginCall(Kind kind, uint64_t count, uint32_t info);

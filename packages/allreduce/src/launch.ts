@@ -112,12 +112,8 @@ export function assignCores(ranks: number, cores: number[], coresPerRank?: numbe
 
 let launchCounter = 0;
 
-/**
- * Spawns `ranks` processes of `command args` with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
- * MPO_GROUP, MPO_PARENT_PID and either MPO_CPU_CORES (pinned) or CUDA_VISIBLE_DEVICES. Ranks die
- * with this process (PR_SET_PDEATHSIG).
- */
-export function launchRanks(opts: LaunchOptions): LaunchedRanks {
+/** The launch's checked shape: ranks, their place in the world, the group name, and each rank's cores or GPU. */
+function launchPlan(opts: LaunchOptions) {
   const k = opts.ranks;
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`ranks must be a positive integer, got ${k}`);
   const rankOffset = opts.rankOffset ?? 0;
@@ -149,6 +145,101 @@ export function launchRanks(opts: LaunchOptions): LaunchedRanks {
   }
   const helper = (opts.useExecHelper ?? true) && existsSync(rankExecPath);
   if (opts.useExecHelper === true && !helper) throw new Error(`exec wrapper not built: ${rankExecPath}`);
+  return { k, rankOffset, worldSize, group, coreSets, gpus, helper };
+}
+
+/** A rank's environment (its place in the world, group, cores or GPU) and its command, through the exec wrapper when built. */
+function rankCommand(
+  opts: LaunchOptions,
+  p: {
+    r: number;
+    rank: number;
+    worldSize: number;
+    k: number;
+    group: string;
+    cores: number[] | undefined;
+    gpu: number | undefined;
+    helper: boolean;
+  },
+): { file: string; argv: string[]; env: NodeJS.ProcessEnv } {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...opts.env,
+    RANK: String(p.rank),
+    WORLD_SIZE: String(p.worldSize),
+    LOCAL_RANK: String(p.r),
+    LOCAL_WORLD_SIZE: String(p.k),
+    MPO_GROUP: p.group,
+    MPO_PARENT_PID: String(process.pid),
+  };
+  const { cores, gpu } = p;
+  if (cores) {
+    env.MPO_CPU_CORES = formatCoreList(cores);
+    env.OMP_NUM_THREADS ??= String(cores.length);
+  }
+  if (gpu !== undefined) {
+    env.CUDA_VISIBLE_DEVICES = String(gpu);
+    env.MPO_GPU = String(gpu);
+    delete env.MPO_CPU_CORES;
+  }
+  const args = opts.args ?? [];
+  const [file, argv] = p.helper
+    ? [
+        rankExecPath,
+        [
+          '--pdeathsig',
+          String(constants.signals.SIGKILL),
+          '--parent',
+          String(process.pid),
+          ...(cores ? ['--cores', formatCoreList(cores)] : []),
+          '--',
+          opts.command,
+          ...args,
+        ],
+      ]
+    : [opts.command, args];
+  return { file, argv, env };
+}
+
+/** Starts one rank; with stdio 'tag' its output lines are prefixed "[rank r]". `onExit` hears its end (127: not started). */
+function spawnRank(
+  opts: LaunchOptions,
+  r: number,
+  { file, argv, env }: { file: string; argv: string[]; env: NodeJS.ProcessEnv },
+  onExit: (rank: number, code: number | null, signal: NodeJS.Signals | null) => void,
+) {
+  const stdio = opts.stdio ?? 'inherit';
+  const child = spawn(file, argv, {
+    env,
+    cwd: opts.cwd,
+    stdio: stdio === 'tag' ? ['inherit', 'pipe', 'pipe'] : stdio,
+  });
+  if (stdio === 'tag') {
+    for (const [stream, out] of [
+      [child.stdout, process.stdout],
+      [child.stderr, process.stderr],
+    ] as const) {
+      if (!stream) continue;
+      createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) =>
+        out.write(`[rank ${r}] ${line}\n`),
+      );
+    }
+  }
+  child.on('exit', (code, signal) => onExit(r, code, signal));
+  child.on('error', (err) => {
+    process.stderr.write(`[launch] rank ${r}: ${err.message}\n`);
+    onExit(r, 127, null);
+  });
+  return child;
+}
+
+/**
+ * Spawns `ranks` processes of `command args` with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
+ * MPO_GROUP, MPO_PARENT_PID and either MPO_CPU_CORES (pinned) or CUDA_VISIBLE_DEVICES. Ranks die
+ * with this process (PR_SET_PDEATHSIG).
+ */
+export function launchRanks(opts: LaunchOptions): LaunchedRanks {
+  const { k, rankOffset, worldSize, group, coreSets, gpus, helper } = launchPlan(opts);
 
   const ranks: RankProcess[] = [];
   const exits: (RankExit | undefined)[] = new Array(k).fill(undefined);
@@ -200,65 +291,19 @@ export function launchRanks(opts: LaunchOptions): LaunchedRanks {
   };
 
   for (let r = 0; r < k; r++) {
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      ...opts.env,
-      RANK: String(rankOffset + r),
-      WORLD_SIZE: String(worldSize),
-      LOCAL_RANK: String(r),
-      LOCAL_WORLD_SIZE: String(k),
-      MPO_GROUP: group,
-      MPO_PARENT_PID: String(process.pid),
-    };
     const cores = coreSets?.[r];
     const gpu = gpus?.[r];
-    if (cores) {
-      env.MPO_CPU_CORES = formatCoreList(cores);
-      env.OMP_NUM_THREADS ??= String(cores.length);
-    }
-    if (gpu !== undefined) {
-      env.CUDA_VISIBLE_DEVICES = String(gpu);
-      env.MPO_GPU = String(gpu);
-      delete env.MPO_CPU_CORES;
-    }
-    const args = opts.args ?? [];
-    const [file, argv] = helper
-      ? [
-          rankExecPath,
-          [
-            '--pdeathsig',
-            String(constants.signals.SIGKILL),
-            '--parent',
-            String(process.pid),
-            ...(cores ? ['--cores', formatCoreList(cores)] : []),
-            '--',
-            opts.command,
-            ...args,
-          ],
-        ]
-      : [opts.command, args];
-    const stdio = opts.stdio ?? 'inherit';
-    const child = spawn(file, argv, {
-      env,
-      cwd: opts.cwd,
-      stdio: stdio === 'tag' ? ['inherit', 'pipe', 'pipe'] : stdio,
+    const command = rankCommand(opts, {
+      r,
+      rank: rankOffset + r,
+      worldSize,
+      k,
+      group,
+      cores,
+      gpu,
+      helper,
     });
-    if (stdio === 'tag') {
-      for (const [stream, out] of [
-        [child.stdout, process.stdout],
-        [child.stderr, process.stderr],
-      ] as const) {
-        if (!stream) continue;
-        createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) =>
-          out.write(`[rank ${r}] ${line}\n`),
-        );
-      }
-    }
-    child.on('exit', (code, signal) => onExit(r, code, signal));
-    child.on('error', (err) => {
-      process.stderr.write(`[launch] rank ${r}: ${err.message}\n`);
-      onExit(r, 127, null);
-    });
+    const child = spawnRank(opts, r, command, onExit);
     const rp: RankProcess = { rank: r, pid: child.pid ?? -1, child };
     if (cores) rp.cores = cores;
     if (gpu !== undefined) rp.gpu = gpu;
@@ -283,6 +328,7 @@ const LAUNCH_USAGE = `usage: mpo launch --ranks K [options] -- <command> [args..
  * succeed, else the first failing rank's code; 2 for a usage error). SIGINT/SIGTERM are forwarded.
  */
 export async function launchMain(argv: string[]): Promise<number> {
+  // Long: the launcher CLI: flags, then the launch and its exit code, in order.
   const sep = argv.indexOf('--');
   const flags = sep >= 0 ? argv.slice(0, sep) : argv;
   const cmd = sep >= 0 ? argv.slice(sep + 1) : [];

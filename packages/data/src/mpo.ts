@@ -88,6 +88,7 @@ function ranked(values: Array<string | undefined>): string[] {
 }
 
 export function loadMpoJson(path: string, opts: MpoLoadOptions = {}): MpoLoadResult {
+  // Long: one pass over the rows checking every field where it is read, so each error names its row and line.
   const { rows: raw, lines } = readJsonArray(path);
   const name = opts.name ?? baseName(path);
   const parsed: Parsed[] = raw.map((r, index) => {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { isRunTerminal, TRIAL_STATUSES, TRIAL_UNSTARTED_STATUSES } from '@mpo/queue/statuses';
 import type pg from 'pg';
 import { NotFoundError } from './errors.js';
 import type { Prisma, PrismaClient, RunStatus, TrialStatus } from './generated/prisma/client.js';
@@ -417,7 +418,7 @@ export class RunRepository {
       const now = new Date();
       const requestedAt = run.cancelRequestedAt ?? now;
       const { count: cancelled } = await tx.trial.updateMany({
-        where: { runId: id, status: { in: ['PENDING', 'QUEUED'] } },
+        where: { runId: id, status: { in: [...TRIAL_UNSTARTED_STATUSES] } },
         data: { status: 'CANCELLED', finishedAt: now },
       });
       const stopping = await tx.trial.count({ where: { runId: id, status: 'RUNNING' } });
@@ -443,7 +444,7 @@ export class RunRepository {
   /** Trials by status over all runs (for gauges). */
   async trialStatusCounts(): Promise<Record<TrialStatus, number>> {
     const groups = await this.prisma.trial.groupBy({ by: ['status'], _count: { _all: true } });
-    const out = { PENDING: 0, QUEUED: 0, RUNNING: 0, SUCCEEDED: 0, FAILED: 0, STOPPED: 0, CANCELLED: 0 };
+    const out = Object.fromEntries(TRIAL_STATUSES.map((s) => [s, 0])) as Record<TrialStatus, number>;
     for (const g of groups) out[g.status] = g._count._all;
     return out;
   }
@@ -455,7 +456,7 @@ export class RunRepository {
       data: {
         status,
         ...(status === 'RUNNING' ? { startedAt: now } : {}),
-        ...(['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(status) ? { finishedAt: now } : {}),
+        ...(isRunTerminal(status) ? { finishedAt: now } : {}),
       },
     });
   }

@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { TRIAL_ACTIVE_STATUSES } from '@mpo/queue/statuses';
 import type pg from 'pg';
 import type { PrismaClient } from './generated/prisma/client.js';
 
@@ -27,14 +28,11 @@ export interface TokenQuotas {
   rateLimitPerMinute: number | null;
 }
 
-/** What a token has in flight: trials not finished (pending, queued, running) and their rank-steps. */
+/** What a token has in flight: trials not finished (TRIAL_ACTIVE_STATUSES) and their rank-steps. */
 export interface TokenUsage {
   activeTrials: number;
   rankSteps: number;
 }
-
-/** Trial states that hold a place in a token's quota (the rest are finished). */
-export const ACTIVE_TRIAL_STATES = ['PENDING', 'QUEUED', 'RUNNING'] as const;
 
 const quotasOf = (row: {
   maxActiveTrials: number | null;
@@ -178,7 +176,7 @@ export class TokenRepository {
                    * coalesce(t."totalSteps", 1))::bigint AS "rankSteps"
         FROM "Trial" t JOIN "Run" r ON r."id" = t."runId"
         WHERE r."ownerTokenId" = ${id}::uuid
-          AND t."status"::text = ANY(${[...ACTIVE_TRIAL_STATES]}::text[])
+          AND t."status"::text = ANY(${[...TRIAL_ACTIVE_STATUSES]}::text[])
       ), uncreated AS (
         SELECT sum(r."trialCount" - c."n")::bigint AS "trials",
                sum(greatest(0, r."rankSteps" - c."rankSteps"))::bigint AS "rankSteps"

@@ -133,6 +133,7 @@ const median = (xs: number[]) => {
 };
 
 export async function benchEngine(opts: BenchOptions = {}): Promise<BenchResult> {
+  // Long: a benchmark: the model and batch, a warm-up, the timed training steps, then the figures it reports.
   const pairs = opts.pairs ?? 8;
   const threads = opts.threads ?? 2;
   const steps = opts.steps ?? 5;

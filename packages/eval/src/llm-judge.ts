@@ -73,6 +73,7 @@ export function llmJudgeOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Ll
 }
 
 export function createLlmJudge(opts: LlmJudgeOptions): LlmJudge {
+  // Long: a client object whose methods share the request counter, rate limiter and cache built at its top.
   let requests = 0;
   const baseFetch = opts.fetch ?? fetch;
   const client: ChatClientOptions = {

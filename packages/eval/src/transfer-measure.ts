@@ -110,6 +110,7 @@ export async function measureTransfer(
   files: TestbedFiles,
   opts: TransferMeasureOptions = {},
 ): Promise<LanguageMeasures[]> {
+  // Long: the measurement protocol per language step by step (reward gaps, attack success, over-refusal, perplexity), one block each.
   const items = opts.items ?? 40;
   const maxNewTokens = opts.maxNewTokens ?? 24;
   const tok = await HfTokenizer.fromDir(modelDir);

@@ -197,6 +197,7 @@ export function transferCorpus(
   scale = 1,
   safetyShares: readonly number[] = SISTER_LANGUAGES.map((l) => l.safetyShare),
 ): TransferCorpus {
+  // Long: the testbed corpus recipe (sources, per-language shares, splits) kept in one place so the seeded draws stay in order.
   const mpo = loadMpoJson(resolveBuiltinData('builtin:mpo-llama').path);
   const alpacaPath = resolveBuiltinData('builtin:alpaca-en').path;
   const alpaca = alpacaHeldOut(alpacaPath, ALPACA_HELDOUT);
@@ -439,6 +440,7 @@ export interface TransferTestbedResult {
 }
 
 export async function buildTransferTestbed(opts: TransferTestbedOptions): Promise<TransferTestbedResult> {
+  // Long: the testbed build in order (corpus, model, training, files, hash) with its timings.
   const t0 = Date.now();
   const cpu0 = process.cpuUsage();
   const threads = opts.threads ?? 2;

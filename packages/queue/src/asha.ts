@@ -3,7 +3,7 @@
 // with the trials that reached that rung before it. It continues only when it
 // ranks in the top 1/η of them; otherwise it is STOPPED with the rung and the
 // reason. Pure functions here; rungs.ts stores the results in Redis.
-import type { AshaParams } from './spec.js';
+import type { AshaParams, RunSpec } from './spec.js';
 
 /**
  * Decision rungs in steps: minSteps·η^k below maxSteps (maxSteps itself is
@@ -19,6 +19,11 @@ export function ashaRungs({ minSteps, maxSteps, reductionFactor }: AshaParams): 
   const rungs: number[] = [];
   for (let r = minSteps; r < maxSteps; r *= reductionFactor) rungs.push(r);
   return rungs;
+}
+
+/** A run's decision rungs: those its train jobs are given, and GET /runs/:id shows; none when the search is not ASHA. */
+export function runRungs(search: Pick<RunSpec['search'], 'asha'> | undefined): number[] {
+  return search?.asha ? ashaRungs(search.asha) : [];
 }
 
 export interface RungResult {

@@ -8,7 +8,7 @@
 // jobs carry only their trial's own fields (`TrialJobRef`); the worker reads
 // the run's spec once and rebuilds the rest (`trainJobFromRef`).
 import type { FlowJob, JobsOptions } from 'bullmq';
-import { ashaRungs } from './asha.js';
+import { runRungs } from './asha.js';
 import {
   CONTRACT_VERSION,
   type EvalJobData,
@@ -85,7 +85,7 @@ export function trainJobData(runId: string, spec: RunSpec, t: PlannedTrial): Tra
     ...(asha
       ? {
           asha: {
-            rungs: ashaRungs(asha),
+            rungs: runRungs(spec.search),
             maxSteps: asha.maxSteps,
             reductionFactor: asha.reductionFactor,
             metric: spec.search.metric,

@@ -18,6 +18,7 @@ export * from './rng.js';
 export * from './rungs.js';
 export { schemaProblems } from './schema-problems.js';
 export * from './spec.js';
+export * from './statuses.js';
 export * from './sweep.js';
 export * from './train-config.js';
 export * from './trainer-protocol.js';

@@ -143,8 +143,54 @@ export function fromLlamaFactory(
     seen.add(k);
     return raw[k];
   };
+  const m: Mapping = { raw, opts, run, take, cannot, ignore, training, hyperparameters, config };
 
-  // ---- what is trained: model, data, method
+  // Field groups in the order their problems are reported; each takes the fields it reads.
+  const { data, mpoData } = mapModelAndData(m);
+  mapMethod(m, data, mpoData);
+  mapSequence(m);
+  mapOptimisation(m);
+  mapPrecision(m);
+  mapOutput(m);
+
+  // ---- everything else
+  for (const k of Object.keys(raw)) {
+    if (seen.has(k)) continue;
+    ignore(k, IGNORED[k] ?? 'not a field this mapping knows');
+  }
+
+  config.data = run
+    ? data.map((d) => (d.format ? { path: d.path, format: d.format } : d.path))
+    : {
+        ...(data[0] ? { path: data[0].path } : {}),
+        ...(data[0]?.format ? { format: data[0].format } : {}),
+        ...(config.data as object),
+      };
+  config.training = training;
+  return { config, ignored, problems };
+}
+
+/** What the field groups of fromLlamaFactory share: the YAML, where the mapped fields go, and the reports. */
+interface Mapping {
+  raw: Record<string, unknown>;
+  opts: LlamaFactoryOptions;
+  /** Mapping for a run (POST /runs) rather than `mpo train`. */
+  run: boolean;
+  /** A field's value, marking it as read (fields never read are reported as ignored). */
+  take: (k: string) => unknown;
+  cannot: (field: string, reason: string) => void;
+  ignore: (field: string, why: string) => void;
+  training: Record<string, unknown>;
+  hyperparameters: Record<string, unknown>;
+  config: Record<string, unknown>;
+}
+
+/** The model, and the datasets (official MPO names or file paths) with whether any is MPO data. */
+function mapModelAndData(m: Mapping): {
+  data: { path: string; format: string | undefined }[];
+  mpoData: boolean;
+} {
+  const { take, cannot, run, config, opts } = m;
   const model = take('model_name_or_path');
   if (typeof model !== 'string' || !model)
     cannot('model_name_or_path', 'required: a model folder or builtin id');
@@ -173,7 +219,12 @@ export function fromLlamaFactory(
   });
   if (!run && data.length > 1)
     cannot('dataset', 'mpo train reads one dataset; submit a run (POST /runs) to train on several');
+  return { data, mpoData };
+}
 
+/** The method from stage and pref_loss (MPO data under the DPO stage is trained with the MPO loss, as the official trainer does), its β, and full fine-tuning. */
+function mapMethod(m: Mapping, data: { path: string; format: string | undefined }[], mpoData: boolean): void {
+  const { take, cannot, config, hyperparameters } = m;
   const stage = take('stage') ?? D.stage;
   const prefLoss = take('pref_loss') ?? D.pref_loss;
   const beta = num(take('pref_beta')) ?? D.pref_beta;
@@ -219,8 +270,11 @@ export function fromLlamaFactory(
   const finetuning = take('finetuning_type') ?? D.finetuning_type;
   if (finetuning !== 'full')
     cannot('finetuning_type', `"${String(finetuning)}": only full fine-tuning is supported`);
+}
 
-  // ---- template and sequence length
+/** Template and sequence length (a run takes its template from its model), and the sample limit. */
+function mapSequence(m: Mapping): void {
+  const { take, cannot, ignore, run, training, config } = m;
   const template = take('template');
   if (template !== undefined) {
     const ours = LLAMAFACTORY_TEMPLATES[String(template)];
@@ -243,8 +297,11 @@ export function fromLlamaFactory(
     if (run) ignore('max_samples', 'a run trains on the whole dataset');
     else config.data = { limit: maxSamples };
   }
+}
 
-  // ---- optimisation
+/** Learning rate, epochs or steps, batch sizes, the schedule, seed and AdamW's settings. */
+function mapOptimisation(m: Mapping): void {
+  const { take, cannot, training } = m;
   training.learningRate = num(take('learning_rate')) ?? D.learning_rate;
   const epochs = num(take('num_train_epochs')) ?? D.num_train_epochs;
   if (!Number.isInteger(epochs)) cannot('num_train_epochs', `${epochs}: only whole epochs are supported`);
@@ -279,8 +336,11 @@ export function fromLlamaFactory(
   const optim = take('optim');
   if (optim !== undefined && !/^adamw/.test(String(optim)))
     cannot('optim', `"${String(optim)}": the optimizer is AdamW`);
+}
 
-  // ---- precision
+/** bf16 / fp16 (a run trains in the agent's precision). */
+function mapPrecision(m: Mapping): void {
+  const { take, cannot, ignore, run, config } = m;
   const bf16 = take('bf16') === true;
   const fp16 = take('fp16') === true;
   if (bf16 && fp16) cannot('bf16', 'bf16 and fp16 together');
@@ -288,8 +348,11 @@ export function fromLlamaFactory(
     if (run) ignore(bf16 ? 'bf16' : 'fp16', 'a run trains in the agent’s precision (float32 on CPU)');
     else config.dtype = bf16 ? 'bfloat16' : 'float16';
   }
+}
 
-  // ---- output and checkpoints
+/** Output folder and checkpoints. */
+function mapOutput(m: Mapping): void {
+  const { take, cannot, ignore, run, training, config } = m;
   const output = take('output_dir');
   if (typeof output === 'string') {
     if (run) ignore('output_dir', 'a run writes under the agents’ artifact root');
@@ -305,22 +368,6 @@ export function fromLlamaFactory(
     if (run) ignore('save_total_limit', 'a run keeps its default number of checkpoints');
     else training.keepCheckpoints = limit;
   }
-
-  // ---- everything else
-  for (const k of Object.keys(raw)) {
-    if (seen.has(k)) continue;
-    ignore(k, IGNORED[k] ?? 'not a field this mapping knows');
-  }
-
-  config.data = run
-    ? data.map((d) => (d.format ? { path: d.path, format: d.format } : d.path))
-    : {
-        ...(data[0] ? { path: data[0].path } : {}),
-        ...(data[0]?.format ? { format: data[0].format } : {}),
-        ...(config.data as object),
-      };
-  config.training = training;
-  return { config, ignored, problems };
 }
 
 /**

@@ -29,18 +29,6 @@ export const ALL_QUEUES: readonly QueueName[] = [
 export const trainQueue = (device: Device) => QUEUES.train[device];
 export const evalQueue = (device: Device) => QUEUES.eval[device];
 
-/** Every BullMQ job state, in the order the API and the metrics report them. */
-export const JOB_STATES = [
-  'waiting',
-  'active',
-  'delayed',
-  'prioritized',
-  'waiting-children',
-  'completed',
-  'failed',
-  'paused',
-] as const;
-
 /** Job names (BullMQ's `job.name`), one per processor. */
 export const JOB_NAMES = { run: 'run', train: 'train', eval: 'eval' } as const;
 export type JobName = (typeof JOB_NAMES)[keyof typeof JOB_NAMES];

@@ -3,6 +3,7 @@
 // filled, paths root-relative) and its planned trials.
 import {
   isMethodName,
+  type MethodName,
   methodNames,
   PRESETS,
   type PresetName,
@@ -92,158 +93,251 @@ export function parseRunSpec(
   return { spec: r.spec, trials: r.trials, warnings: r.warnings };
 }
 
+/** What the section checks share: the input, the problems found so far, and the warnings. */
+interface Check {
+  raw: Partial<RunSpecInput>;
+  ctx: SpecContext;
+  problems: Problem[];
+  warnings: string[];
+  /** Adds a problem at `path`, unless one is there already. */
+  bad: (path: string, reason: string) => void;
+  /** Whether the schema left `path` (and everything under it) without a problem: a rejected field is not checked again. */
+  clean: (path: string) => boolean;
+}
+
+/** The method, its preset and the fixed hyperparameters (preset's β under the spec's own). */
+interface MethodPart {
+  method: MethodName | undefined;
+  preset: PresetName | undefined;
+  fixed: Record<string, unknown>;
+}
+
+/** The resources of one trial. */
+interface ResourcesPart {
+  ranks: number;
+  ranksPerHost: number | undefined;
+  device: Device;
+}
+
+/** The training block: as given (under the current names) and normalized (undefined when it has problems). */
+interface TrainingPart {
+  given: NonNullable<RunSpecInput['training']> | undefined;
+  training: TrainingParams | undefined;
+}
+
+interface SearchPart {
+  strategy: Strategy | undefined;
+  space: Record<string, SpaceDistribution>;
+  asha: AshaParams | undefined;
+}
+
 export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
   const problems = schemaProblems(RunSpecSchema, input);
   if (typeof input !== 'object' || input === null || Array.isArray(input)) return { ok: false, problems };
-  const raw = input as Partial<RunSpecInput>;
-  const bad = (path: string, reason: string) => {
-    if (!problems.some((p) => p.path === path)) problems.push({ path, reason });
+  const c: Check = {
+    raw: input as Partial<RunSpecInput>,
+    ctx,
+    problems,
+    warnings: [],
+    bad: (path, reason) => {
+      if (!problems.some((p) => p.path === path)) problems.push({ path, reason });
+    },
+    clean: (path) =>
+      !problems.some(
+        (p) => p.path === path || p.path.startsWith(`${path}.`) || p.path.startsWith(`${path}[`),
+      ),
   };
-  // A field the schema already rejected is not checked again (its problem stands).
-  const clean = (path: string) =>
-    !problems.some((p) => p.path === path || p.path.startsWith(`${path}.`) || p.path.startsWith(`${path}[`));
+  // Sections in the order their problems are reported.
+  const model = checkModel(c);
+  const data = checkData(c);
+  checkLanguages(c);
+  const m = checkMethod(c);
+  const resources = checkResources(c);
+  const t = checkTrainingNames(c, m.preset);
+  const search = checkSearch(c, m, t);
+  if (t.training && c.raw.training) checkTraining(c, t.training, resources, search);
 
-  const model = clean('model') && raw.model ? resolveRef(raw.model, 'model', ctx, bad) : undefined;
-  const data: DataRef[] = [];
-  if (clean('data') && raw.data !== undefined) {
-    const items = Array.isArray(raw.data) ? raw.data : [raw.data];
-    items.forEach((item, i) => {
-      const path = Array.isArray(raw.data) ? `data[${i}]` : 'data';
-      const ref = typeof item === 'string' ? item : item.path;
-      const format = typeof item === 'string' ? undefined : item.format;
-      const report = (p: string, reason: string) => bad(typeof item === 'string' ? p : `${p}.path`, reason);
-      const r = resolveRef(ref, 'data', ctx, report, path);
-      if (r) data.push({ ...r, ...(format ? { format: format as DataFormat } : {}) });
-    });
+  const { method } = m;
+  if (problems.length > 0 || !model || !t.training || !c.raw.search || !search.strategy || !method) {
+    if (problems.length === 0) problems.push({ path: '(root)', reason: 'incomplete spec' });
+    return { ok: false, problems };
   }
+  if (search.strategy === 'grid') checkGridCut(search.space, c.raw.search.maxTrials, c.bad);
+  if (problems.length > 0) return { ok: false, problems };
+  const spec = normalizedSpec(c.raw, {
+    model,
+    data,
+    method,
+    fixed: m.fixed,
+    preset: m.preset,
+    resources,
+    training: t.training,
+    strategy: search.strategy,
+    space: search.space,
+    asha: search.asha,
+  });
+  const trials = expandTrials(spec);
+  checkTrials(c, spec, trials);
+  if (problems.length > 0) return { ok: false, problems };
+  return { ok: true, spec, trials, warnings: c.warnings };
+}
 
+function checkModel(c: Check): ModelRef | undefined {
+  return c.clean('model') && c.raw.model ? resolveRef(c.raw.model, 'model', c.ctx, c.bad) : undefined;
+}
+
+function checkData(c: Check): DataRef[] {
+  const { raw } = c;
+  const data: DataRef[] = [];
+  if (!c.clean('data') || raw.data === undefined) return data;
+  const items = Array.isArray(raw.data) ? raw.data : [raw.data];
+  items.forEach((item, i) => {
+    const path = Array.isArray(raw.data) ? `data[${i}]` : 'data';
+    const ref = typeof item === 'string' ? item : item.path;
+    const format = typeof item === 'string' ? undefined : item.format;
+    const report = (p: string, reason: string) => c.bad(typeof item === 'string' ? p : `${p}.path`, reason);
+    const r = resolveRef(ref, 'data', c.ctx, report, path);
+    if (r) data.push({ ...r, ...(format ? { format: format as DataFormat } : {}) });
+  });
+  return data;
+}
+
+function checkLanguages({ raw, clean, bad }: Check): void {
   if (clean('targetLanguages') && clean('dominantLanguage') && raw.targetLanguages && raw.dominantLanguage) {
     const i = raw.targetLanguages.indexOf(raw.dominantLanguage);
     if (i >= 0)
       bad(`targetLanguages[${i}]`, `must not include the dominant language "${raw.dominantLanguage}"`);
   }
+}
 
-  const method = raw.method;
-  const methodOk = clean('method') && isMethodName(method);
-  if (clean('method') && !isMethodName(method))
-    bad('method', `must be one of ${methodNames.join(', ')}, got ${show(method)}`);
+function checkMethod({ raw, clean, bad }: Check): MethodPart {
+  const methodOk = clean('method') && isMethodName(raw.method);
+  if (clean('method') && !isMethodName(raw.method))
+    bad('method', `must be one of ${methodNames.join(', ')}, got ${show(raw.method)}`);
   const preset = clean('preset') ? presetOf(raw, bad) : undefined;
   const fixed = { ...presetHyperparameters(preset, raw), ...(raw.hyperparameters ?? {}) };
   checkKeys(raw.hyperparameters, 'hyperparameters', bad);
   checkKeys(raw.search?.space, 'search.space', bad);
-  if (methodOk && clean('hyperparameters')) {
+  const method = methodOk ? (raw.method as MethodName) : undefined;
+  if (method && clean('hyperparameters')) {
     for (const p of validateHyperparameters(method, fixed, 'hyperparameters')) bad(p.path, p.reason);
   }
+  return { method, preset, fixed };
+}
 
+function checkResources({ raw, bad }: Check): ResourcesPart {
   const ranks = raw.resources?.ranks ?? raw.resources?.ranksPerTrial ?? 1;
   const ranksPerHost = checkRanksPerHost(raw.resources, ranks, bad);
-  const device: Device = raw.resources?.device ?? 'cpu';
-  const warnings: string[] = [];
-  // Names first (a field under both names is a problem), then the values, when the block has no problem.
-  const given = isObject(raw.training) ? canonicalTraining(raw.training, bad, warnings) : undefined;
-  const training = clean('training')
+  return { ranks, ranksPerHost, device: raw.resources?.device ?? 'cpu' };
+}
+
+/** Names first (a field under both names is a problem), then the values, when the block has no problem. */
+function checkTrainingNames(c: Check, preset: PresetName | undefined): TrainingPart {
+  const { raw } = c;
+  const given = isObject(raw.training) ? canonicalTraining(raw.training, c.bad, c.warnings) : undefined;
+  const training = c.clean('training')
     ? normalizeTraining(withPreset(given ?? {}, preset, raw.search?.strategy))
     : undefined;
+  return { given, training };
+}
 
-  // ---- search ----
-  const search = raw.search;
+function checkSearch(c: Check, m: MethodPart, t: TrainingPart): SearchPart {
+  const search = c.raw.search;
   const strategy = search?.strategy as Strategy | undefined;
   const space: Record<string, SpaceDistribution> = {};
-  let asha: AshaParams | undefined;
-  if (search && clean('search.strategy')) {
-    if (search.space && typeof search.space === 'object') {
-      for (const [key, entry] of Object.entries(search.space)) {
-        const path = `search.space.${key}`;
-        if (!clean(path)) continue;
-        const d = toDistribution(entry);
-        space[key] = d;
-        checkDistribution(
-          key,
-          d,
-          entry,
-          path,
-          strategy!,
-          methodOk ? method : undefined,
-          fixed,
-          bad,
-          warnings,
-        );
-      }
-    }
-    if ((strategy === 'random' || strategy === 'asha') && search.maxTrials === undefined)
-      bad('search.maxTrials', `required for strategy "${strategy}"`);
-    if (strategy === 'asha') {
-      if (!search.asha) bad('search.asha', 'required for strategy "asha": {"minSteps", "maxSteps"}');
-      else if (clean('search.asha')) {
-        asha = { ...search.asha, reductionFactor: search.asha.reductionFactor ?? 3 };
-        if (asha.maxSteps <= asha.minSteps)
-          bad(
-            'search.asha.maxSteps',
-            `must be greater than minSteps (${asha.minSteps}), got ${asha.maxSteps}`,
-          );
-        else if (ashaRungs(asha).length < 1) bad('search.asha', 'leaves no rung below maxSteps');
-        if (raw.training?.epochs !== undefined)
-          bad('training.epochs', 'not used with ASHA: trials run for search.asha.maxSteps steps');
-        if (given?.maxSteps !== undefined && given.maxSteps !== asha.maxSteps)
-          bad(
-            `training.${stepsName(raw.training)}`,
-            `must equal search.asha.maxSteps (${asha.maxSteps}) or be left out`,
-          );
-      }
-    } else if (search.asha !== undefined) {
-      bad('search.asha', 'only used with strategy "asha"');
-    }
+  if (!search || !c.clean('search.strategy')) return { strategy, space, asha: undefined };
+  for (const [key, entry] of Object.entries(
+    search.space && typeof search.space === 'object' ? search.space : {},
+  )) {
+    const path = `search.space.${key}`;
+    if (!c.clean(path)) continue;
+    const d = toDistribution(entry);
+    space[key] = d;
+    checkDistribution(key, d, entry, path, strategy!, m.method, m.fixed, c.bad, c.warnings);
   }
+  if ((strategy === 'random' || strategy === 'asha') && search.maxTrials === undefined)
+    c.bad('search.maxTrials', `required for strategy "${strategy}"`);
+  return { strategy, space, asha: checkAsha(c, strategy, t) };
+}
 
-  // ---- training ----
-  if (training && raw.training) {
-    if (strategy !== 'asha') {
-      if (training.steps === undefined && training.epochs === undefined)
-        bad('training', 'needs "maxSteps" or "epochs"');
-      if (training.steps !== undefined && training.epochs !== undefined)
-        bad('training.epochs', `give "${stepsName(raw.training)}" or "epochs", not both`);
-    }
-    checkBatch(
-      training,
-      ranks,
-      'training',
-      bad,
-      raw.training?.microBatch !== undefined ? 'microBatch' : undefined,
+/** search.asha: required by strategy "asha" and only used by it; its maxSteps is the trials' length. */
+function checkAsha({ raw, clean, bad }: Check, strategy: Strategy | undefined, t: TrainingPart) {
+  const search = raw.search!;
+  if (strategy !== 'asha') {
+    if (search.asha !== undefined) bad('search.asha', 'only used with strategy "asha"');
+    return undefined;
+  }
+  if (!search.asha) {
+    bad('search.asha', 'required for strategy "asha": {"minSteps", "maxSteps"}');
+    return undefined;
+  }
+  if (!clean('search.asha')) return undefined;
+  const asha: AshaParams = { ...search.asha, reductionFactor: search.asha.reductionFactor ?? 3 };
+  if (asha.maxSteps <= asha.minSteps)
+    bad('search.asha.maxSteps', `must be greater than minSteps (${asha.minSteps}), got ${asha.maxSteps}`);
+  else if (ashaRungs(asha).length < 1) bad('search.asha', 'leaves no rung below maxSteps');
+  if (raw.training?.epochs !== undefined)
+    bad('training.epochs', 'not used with ASHA: trials run for search.asha.maxSteps steps');
+  if (t.given?.maxSteps !== undefined && t.given.maxSteps !== asha.maxSteps)
+    bad(
+      `training.${stepsName(raw.training)}`,
+      `must equal search.asha.maxSteps (${asha.maxSteps}) or be left out`,
     );
-    if (training.dtype === 'fp16' && device !== 'gpu')
-      bad('training.dtype', 'fp16 needs resources.device "gpu" (the CPU has no fp16 GEMM; use bf16 or fp32)');
-    const total = strategy === 'asha' ? asha?.maxSteps : training.steps;
-    if (raw.training.checkpointEvery === undefined && total !== undefined)
-      training.checkpointEvery = Math.min(training.checkpointEvery, total);
-    if (total !== undefined && training.checkpointEvery > total)
-      bad('training.checkpointEvery', `must not exceed the trial's ${total} steps`);
-  }
+  return asha;
+}
 
-  if (problems.length > 0 || !model || !training || !search || !strategy || !methodOk) {
-    if (problems.length === 0) problems.push({ path: '(root)', reason: 'incomplete spec' });
-    return { ok: false, problems };
+/** The training block's values against each other, the resources and the search (fills checkpointEvery). */
+function checkTraining(c: Check, training: TrainingParams, r: ResourcesPart, s: SearchPart): void {
+  const { bad } = c;
+  const given = c.raw.training!;
+  if (s.strategy !== 'asha') {
+    if (training.steps === undefined && training.epochs === undefined)
+      bad('training', 'needs "maxSteps" or "epochs"');
+    if (training.steps !== undefined && training.epochs !== undefined)
+      bad('training.epochs', `give "${stepsName(given)}" or "epochs", not both`);
   }
+  checkBatch(training, r.ranks, 'training', bad, given.microBatch !== undefined ? 'microBatch' : undefined);
+  if (training.dtype === 'fp16' && r.device !== 'gpu')
+    bad('training.dtype', 'fp16 needs resources.device "gpu" (the CPU has no fp16 GEMM; use bf16 or fp32)');
+  const total = s.strategy === 'asha' ? s.asha?.maxSteps : training.steps;
+  if (given.checkpointEvery === undefined && total !== undefined)
+    training.checkpointEvery = Math.min(training.checkpointEvery, total);
+  if (total !== undefined && training.checkpointEvery > total)
+    bad('training.checkpointEvery', `must not exceed the trial's ${total} steps`);
+}
 
-  const maxTrials = search.maxTrials ?? Math.min(gridSize(space), MAX_TRIALS);
-  if (strategy === 'grid') checkGridCut(space, search.maxTrials, bad);
-  if (problems.length > 0) return { ok: false, problems };
+/** The spec with every default filled, from a problem-free input. */
+function normalizedSpec(
+  raw: Partial<RunSpecInput>,
+  v: Omit<MethodPart, 'method'> &
+    SearchPart & {
+      model: ModelRef;
+      data: DataRef[];
+      method: MethodName;
+      resources: ResourcesPart;
+      training: TrainingParams;
+      strategy: Strategy;
+    },
+): RunSpec {
+  const search = raw.search!;
   const targets = raw.targetLanguages!;
-  const spec: RunSpec = {
+  const { ranks, ranksPerHost, device } = v.resources;
+  return {
     name: raw.name!,
-    model,
-    data,
+    model: v.model,
+    data: v.data,
     dominantLanguage: raw.dominantLanguage!,
     targetLanguages: targets,
-    method,
-    hyperparameters: fixed,
+    method: v.method,
+    hyperparameters: v.fixed,
     search: {
-      strategy,
-      space,
-      maxTrials,
+      strategy: v.strategy,
+      space: v.space,
+      maxTrials: search.maxTrials ?? Math.min(gridSize(v.space), MAX_TRIALS),
       metric: search.metric,
       mode: search.mode,
       seed: search.seed ?? 0,
-      ...(asha ? { asha } : {}),
+      ...(v.asha ? { asha: v.asha } : {}),
     },
     resources: { ranksPerTrial: ranks, device, ...(ranksPerHost !== undefined ? { ranksPerHost } : {}) },
     eval: {
@@ -252,19 +346,19 @@ export function validateRunSpec(input: unknown, ctx: SpecContext): SpecResult {
       maxPrompts: raw.eval!.maxPrompts ?? 100,
       judge: raw.eval!.judge ?? 'builtin',
     },
-    training: asha ? { ...training, steps: asha.maxSteps } : training,
-    ...(preset ? { preset } : {}),
+    training: v.asha ? { ...v.training, steps: v.asha.maxSteps } : v.training,
+    ...(v.preset ? { preset: v.preset } : {}),
   };
-  const trials = expandTrials(spec);
-  // Each planned trial as a whole: combinations can break what single values did not.
+}
+
+/** Each planned trial as a whole: combinations can break what single values did not (20 problems at most). */
+function checkTrials({ problems, bad }: Check, spec: RunSpec, trials: TrialPlan[]): void {
   for (const t of trials) {
-    for (const p of validateHyperparameters(method, t.hyperparameters, 'hyperparameters'))
+    for (const p of validateHyperparameters(spec.method, t.hyperparameters, 'hyperparameters'))
       bad(`search.space`, `trial ${t.index}: ${p.path}: ${p.reason}`);
-    checkBatch(t.training, ranks, `search.space (trial ${t.index}) training`, bad);
+    checkBatch(t.training, spec.resources.ranksPerTrial, `search.space (trial ${t.index}) training`, bad);
     if (problems.length >= 20) break;
   }
-  if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, spec, trials, warnings };
 }
 
 /** Keys of a record the schema cannot bound (TypeBox records have no key length). */

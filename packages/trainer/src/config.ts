@@ -127,6 +127,7 @@ export class ConfigError extends ConfigProblemsError {
  * config file's folder). Throws ConfigError listing every problem.
  */
 export function parseTrainConfig(raw: unknown, baseDir = process.cwd()): TrainConfig {
+  // Long: the training config's cross-field checks after the schema's, each a line or two, collected in one pass like validateRunSpec's sections.
   if (!isObject(raw)) throw new ConfigError([{ path: '(root)', reason: 'must be a JSON object' }]);
   const problems = schemaProblems(TrainConfigSchema, raw);
   const bad = (path: string, reason: string) => {

@@ -53,6 +53,7 @@ export function buildDataset(
   cutoff: number,
   opts: { vocabSize?: number; klChunk?: number } = {},
 ): BuiltDataset {
+  // Long: one case per data format (mpo, pairwise/pretokenized, alpaca) over the same encoders and cutoff.
   const trunc = { ...encoders, cutoffLen: cutoff };
   switch (spec.format) {
     case 'mpo': {

@@ -14,6 +14,8 @@ export * from './reference.js';
 export * from './run.js';
 export * from './schedule.js';
 export * from './sequences.js';
+export { microBatchRounds, trainStep } from './step.js';
+export * from './step-timing.js';
 export * from './tokenization.js';
 export * from './types.js';
 export * from './zero.js';

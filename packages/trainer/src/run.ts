@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Encoders } from '@mpo/data';
 import { fromHfConfig, type LlamaConfig, Model } from '@mpo/engine';
-import { getObjective } from '@mpo/objectives';
+import { getObjective, type Requirements } from '@mpo/objectives';
 import { resolveBuiltinModel } from './builtins.js';
 import { resumeHash, type TrainConfig } from './config.js';
 import { buildDataset } from './dataset.js';
@@ -21,7 +21,7 @@ import {
   referenceCacheKey,
 } from './reference.js';
 import { resolveTokenization } from './tokenization.js';
-import type { Communicator } from './types.js';
+import type { Communicator, TrainExample } from './types.js';
 
 const noEncoders: Encoders = {
   encodePrompt: () => {
@@ -99,7 +99,6 @@ export async function loadInitialModel(
 export async function runTraining(config: TrainConfig, options: RunOptions = {}): Promise<RunResult> {
   const opts = { resolveBuiltin: resolveBuiltinModel, ...options };
   const log = opts.log ?? (() => {});
-  const modelOpts = modelOptionsOf(config);
   const initial = await loadInitialModel(config, opts.resolveBuiltin);
   const objective = getObjective(config.method);
   const req = objective.requirements(config.hyperparameters);
@@ -110,21 +109,7 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
         ? opts.resolveBuiltin(config.model)
         : config.model
       : null;
-  let template: string = config.template ?? 'none';
-  let encoders: Encoders;
-  if (opts.encoders) encoders = opts.encoders;
-  else if (config.data.format === 'pretokenized') encoders = noEncoders;
-  else {
-    const t = await resolveTokenization({
-      modelDir,
-      architecture: initial.config.architecture,
-      vocabSize: initial.config.vocabSize,
-      ...(config.tokenizer ? { tokenizer: config.tokenizer } : {}),
-      ...(config.template ? { template: config.template } : {}),
-    });
-    encoders = t.encoders;
-    template = t.template;
-  }
+  const { encoders, template } = await encodersFor(config, initial, modelDir, opts.encoders);
   const data = buildDataset(config.data, encoders, config.cutoff, { vocabSize: initial.config.vocabSize });
   log({
     type: 'data',
@@ -134,17 +119,7 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
   });
   if (data.examples.length === 0) throw new Error(`data: no usable examples in ${config.data.path}`);
 
-  const refRequests = req.reference.filter(precomputable);
-  const key = referenceCacheKey({
-    weightsHash: initial.weightsHash(),
-    dataHash: datasetHash(data.examples),
-    template,
-    cutoff: config.cutoff,
-    requests: refRequests,
-  });
-  const ref = await cachedReference(config.referenceCache, key, () =>
-    computeReference(initial, data.examples, refRequests, config.training.microBatchSize),
-  );
+  const ref = await referenceScores(config, initial, data.examples, req, template);
   log({ type: 'reference', cacheHit: ref.hit, path: ref.path });
 
   // LoRA: the reference above was scored by the base weights; from here on they are frozen and
@@ -162,20 +137,6 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
       ? initial
       : await loadInitialModel(config, opts.resolveBuiltin);
 
-  const evalSpec = config.eval;
-  const heldOut = evalSpec
-    ? buildDataset(
-        {
-          ...config.data,
-          split: 'heldout',
-          ...(evalSpec.limit !== undefined ? { limit: evalSpec.limit } : {}),
-        },
-        encoders,
-        config.cutoff,
-        { vocabSize: initial.config.vocabSize },
-      ).examples
-    : [];
-
   const configHash = resumeHash(config);
   const result = await trainLoop({
     log,
@@ -185,57 +146,23 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
     training: config.training,
     output: config.output,
     model: initial as unknown as TrainableModel,
-    loadFrom: async (dir) => {
-      if (config.lora) {
-        // The base never changes: only the adapters come from the checkpoint.
-        await initial.loadAdapter(dir);
-        return initial as unknown as TrainableModel;
-      }
-      initial.dispose();
-      return (await Model.load(dir, modelOpts)) as unknown as TrainableModel;
-    },
+    loadFrom: checkpointLoader(config, initial),
     reference: ref.scores,
     ...(klReference ? { klReference: klReference as unknown as TrainableModel } : {}),
     configHash,
     hashCheckEvery: opts.hashCheckEvery ?? 10,
     threads: config.threads,
     ...(config.lossScaling ? { lossScaling: config.lossScaling } : {}),
-    ...(evalSpec && heldOut.length > 0
-      ? {
-          evaluate: (m: TrainableModel) => heldOutRewardGap(m, heldOut, config.training.microBatchSize),
-          evalAt: (step: number, total: number) =>
-            step === total ||
-            evalSpec.at.includes(step) ||
-            (evalSpec.every > 0 && step % evalSpec.every === 0),
-        }
-      : {}),
+    ...heldOutEvaluation(config, encoders, initial.config.vocabSize),
     ...(opts.comm ? { comm: opts.comm } : {}),
     ...(opts.hooks ? { hooks: opts.hooks } : {}),
   });
   if (klReference !== initial) klReference?.dispose();
 
-  let finalDir: string | null = null;
-  if (!result.stopped && (opts.comm?.rank ?? 0) === 0) {
-    finalDir = join(config.output, 'final');
-    mkdirSync(finalDir, { recursive: true });
-    // LoRA: final/ holds the merged weights (an ordinary Hugging Face folder) and adapter/ the
-    // PEFT adapter files.
-    const trained = result.model as unknown as Model;
-    const exported = config.lora ? trained.mergedModel() : trained;
-    if (config.lora) await trained.saveAdapter(join(config.output, 'adapter'), { baseModel: modelDir });
-    await exportHfFolder(exported as unknown as ExportableModel, finalDir, {
-      sourceDir: modelDir,
-      tokenizerDir:
-        config.tokenizer === 'byte'
-          ? null
-          : (config.tokenizer?.replace(/\/tokenizer\.json$/, '') ?? modelDir),
-    });
-    writeFileSync(
-      join(finalDir, 'training.json'),
-      `${JSON.stringify({ method: config.method, hyperparameters: config.hyperparameters, training: config.training, ...(config.lora ? { lora: config.lora } : {}), steps: result.step, weightsHash: exported.weightsHash() }, null, 2)}\n`,
-    );
-    if (exported !== trained) exported.dispose();
-  }
+  const finalDir =
+    !result.stopped && (opts.comm?.rank ?? 0) === 0
+      ? await exportFinal(config, result.model, result.step, modelDir)
+      : null;
   return {
     ...result,
     examples: data.examples.length,
@@ -243,6 +170,112 @@ export async function runTraining(config: TrainConfig, options: RunOptions = {})
     referenceCacheHit: ref.hit,
     finalDir,
   };
+}
+
+/** How the loop loads a checkpoint's weights when it resumes. */
+function checkpointLoader(config: TrainConfig, initial: Model) {
+  const modelOpts = modelOptionsOf(config);
+  return async (dir: string): Promise<TrainableModel> => {
+    if (config.lora) {
+      // The base never changes: only the adapters come from the checkpoint.
+      await initial.loadAdapter(dir);
+      return initial as unknown as TrainableModel;
+    }
+    initial.dispose();
+    return (await Model.load(dir, modelOpts)) as unknown as TrainableModel;
+  };
+}
+
+/** The tokenizer and chat template for the data: given, none for pretokenized data, else resolved from the model. */
+async function encodersFor(
+  config: TrainConfig,
+  initial: Model,
+  modelDir: string | null,
+  given: Encoders | undefined,
+): Promise<{ encoders: Encoders; template: string }> {
+  if (given) return { encoders: given, template: config.template ?? 'none' };
+  if (config.data.format === 'pretokenized')
+    return { encoders: noEncoders, template: config.template ?? 'none' };
+  return resolveTokenization({
+    modelDir,
+    architecture: initial.config.architecture,
+    vocabSize: initial.config.vocabSize,
+    ...(config.tokenizer ? { tokenizer: config.tokenizer } : {}),
+    ...(config.template ? { template: config.template } : {}),
+  });
+}
+
+/** The reference model's scores of every example, from the cache when the weights, data and template match. */
+function referenceScores(
+  config: TrainConfig,
+  initial: Model,
+  examples: TrainExample[],
+  req: Requirements,
+  template: string,
+) {
+  const refRequests = req.reference.filter(precomputable);
+  const key = referenceCacheKey({
+    weightsHash: initial.weightsHash(),
+    dataHash: datasetHash(examples),
+    template,
+    cutoff: config.cutoff,
+    requests: refRequests,
+  });
+  return cachedReference(config.referenceCache, key, () =>
+    computeReference(initial, examples, refRequests, config.training.microBatchSize),
+  );
+}
+
+/** The loop's held-out evaluation (reward gap on the held-out split) and the steps it runs after; none without `eval`. */
+function heldOutEvaluation(config: TrainConfig, encoders: Encoders, vocabSize: number) {
+  const evalSpec = config.eval;
+  if (!evalSpec) return {};
+  const heldOut = buildDataset(
+    {
+      ...config.data,
+      split: 'heldout',
+      ...(evalSpec.limit !== undefined ? { limit: evalSpec.limit } : {}),
+    },
+    encoders,
+    config.cutoff,
+    { vocabSize },
+  ).examples;
+  if (heldOut.length === 0) return {};
+  return {
+    evaluate: (m: TrainableModel) => heldOutRewardGap(m, heldOut, config.training.microBatchSize),
+    evalAt: (step: number, total: number) =>
+      step === total || evalSpec.at.includes(step) || (evalSpec.every > 0 && step % evalSpec.every === 0),
+  };
+}
+
+/**
+ * final/: the trained weights as a Hugging Face folder with training.json. LoRA: final/ holds the
+ * merged weights and adapter/ the PEFT adapter files.
+ */
+async function exportFinal(
+  config: TrainConfig,
+  model: TrainableModel,
+  steps: number,
+  modelDir: string | null,
+) {
+  const finalDir = join(config.output, 'final');
+  mkdirSync(finalDir, { recursive: true });
+  // LoRA: final/ holds the merged weights (an ordinary Hugging Face folder) and adapter/ the
+  // PEFT adapter files.
+  const trained = model as unknown as Model;
+  const exported = config.lora ? trained.mergedModel() : trained;
+  if (config.lora) await trained.saveAdapter(join(config.output, 'adapter'), { baseModel: modelDir });
+  await exportHfFolder(exported as unknown as ExportableModel, finalDir, {
+    sourceDir: modelDir,
+    tokenizerDir:
+      config.tokenizer === 'byte' ? null : (config.tokenizer?.replace(/\/tokenizer\.json$/, '') ?? modelDir),
+  });
+  writeFileSync(
+    join(finalDir, 'training.json'),
+    `${JSON.stringify({ method: config.method, hyperparameters: config.hyperparameters, training: config.training, ...(config.lora ? { lora: config.lora } : {}), steps, weightsHash: exported.weightsHash() }, null, 2)}\n`,
+  );
+  if (exported !== trained) exported.dispose();
+  return finalDir;
 }
 
 export { totalStepsOf };

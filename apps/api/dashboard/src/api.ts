@@ -1,5 +1,8 @@
 // The API client: same origin, the bearer token on every call. A 401 means the
 // token is gone or revoked: the app signs out and says why.
+import type { RunStatus, TrialStatus } from '@mpo/queue/statuses';
+
+export type { RunStatus, TrialStatus };
 
 export interface Identity {
   id: string;
@@ -7,9 +10,6 @@ export interface Identity {
   isAdmin: boolean;
   adminCookie: boolean;
 }
-
-export type RunStatus = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
-export type TrialStatus = 'PENDING' | 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'STOPPED' | 'CANCELLED';
 
 export interface RunSummary {
   id: string;
@@ -63,6 +63,8 @@ export interface Run extends RunSummary {
   best: { trialId: string; trialIndex: number; value: number } | null;
   /** Trials of the plan not created yet (agents create them a few ahead of those running). */
   notCreated?: number;
+  /** ASHA decision rungs in steps, as the scheduler computed them; empty when the search is not ASHA. */
+  rungs: number[];
   trials: Trial[];
 }
 

@@ -86,6 +86,7 @@ function renderSignIn(error?: string): void {
 }
 
 function renderShell(token: string, identity: Identity): void {
+  // Long: the shell's DOM (header, navigation, sign-in) and the handlers that share its elements.
   const api = new Api(token, (message) => {
     sessionStorage.removeItem(TOKEN_KEY);
     void signOut();

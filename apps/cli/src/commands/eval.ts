@@ -31,6 +31,7 @@ register({
   summary: 'evaluate a checkpoint: reward gap, MultiJail/CSRT attack success, utility perplexity',
   usage,
   async run(argv) {
+    // Long: a CLI command: its flags, then the benchmarks and the result lines it prints, in order.
     const { values } = parseArgs({
       args: argv,
       options: {

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import type { JobState } from '@mpo/queue';
 import { API_FLAGS, ApiClient } from '../api-client.js';
 import { formatDuration } from '../progress.js';
 import { register } from '../registry.js';
@@ -33,7 +34,8 @@ register({
       process.stdout.write(`${JSON.stringify(view)}\n`);
       return 0;
     }
-    const states = ['waiting', 'active', 'delayed', 'completed', 'failed'];
+    // The states worth a column in a terminal (JOB_STATES has them all).
+    const states: readonly JobState[] = ['waiting', 'active', 'delayed', 'completed', 'failed'];
     process.stdout.write(
       `${'queue'.padEnd(12)}${states.map((s) => s.padStart(10)).join('')}  ${'per min'.padStart(8)}  oldest waiting\n`,
     );

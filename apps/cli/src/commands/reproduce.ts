@@ -5,6 +5,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { isRunTerminal, isTrialTerminal } from '@mpo/queue';
 import { BUILTIN_MODELS } from '@mpo/trainer';
 import { API_FLAGS, ApiClient } from '../api-client.js';
 import { CliError, ExitCode } from '../exit-codes.js';
@@ -180,7 +181,6 @@ interface RunView {
     hyperparameters: Record<string, unknown>;
   }[];
 }
-const FINISHED = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
 
 function parsePlan(values: Record<string, string | boolean | undefined>): ReproducePlan {
   const size = values.quick ? SIZES.quick : SIZES.full;
@@ -258,8 +258,8 @@ async function waitFor(api: ApiClient, ids: string[], timeoutMs: number): Promis
     const trials = views.flatMap((v) => v.trials);
     const total = trials.reduce((a, t) => a + (t.totalSteps ?? 0), 0);
     const done = trials.reduce((a, t) => a + Math.min(t.currentStep, t.totalSteps ?? t.currentStep), 0);
-    const finished = views.filter((v) => FINISHED.has(v.status)).length;
-    const trained = trials.filter((t) => FINISHED.has(t.status) || t.status === 'STOPPED').length;
+    const finished = views.filter((v) => isRunTerminal(v.status)).length;
+    const trained = trials.filter((t) => isTrialTerminal(t.status)).length;
     // Trials learn their step count when they start: a new total restarts the rate, an unchanged one keeps it.
     if (total !== shownTotal) {
       shownTotal = total;
@@ -340,6 +340,7 @@ register({
   summary: "run the paper's comparisons on a testbed through the API and report them over seeds",
   usage,
   async run(argv) {
+    // Long: a CLI command: plan, submit, watch and report, in the order the user sees them.
     const { values } = parseArgs({
       args: argv,
       options: {

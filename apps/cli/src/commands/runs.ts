@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { locateProblems } from '@mpo/queue';
+import { isRunTerminal, isTrialTerminal, locateProblems } from '@mpo/queue';
 import { API_FLAGS, ApiClient, ApiError } from '../api-client.js';
 import { CliError, ExitCode } from '../exit-codes.js';
 import {
@@ -46,9 +46,6 @@ mpo runs metrics RUN_ID --format csv|jsonl|parquet [--out FILE] [--name N] [--la
 mpo runs list [--status S] [--limit N] [--offset N] [--json]
 mpo runs cancel RUN_ID [--json]
 Common: --api URL (or MPO_API_URL), --token T (or MPO_TOKEN)`;
-
-const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
-const TRIAL_DONE = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED', 'STOPPED']);
 
 export function trialLine(t: Trial, now = Date.now()): string {
   const total = t.totalSteps ?? 0;
@@ -133,8 +130,8 @@ async function watch(api: ApiClient, args: string[]) {
     }
     // Trials not created yet are still to run (the run's agents create them as trials start).
     const allDone =
-      !run.notCreated && run.trials.length > 0 && run.trials.every((t) => TRIAL_DONE.has(t.status));
-    if (TERMINAL.has(run.status) || allDone) {
+      !run.notCreated && run.trials.length > 0 && run.trials.every((t) => isTrialTerminal(t.status));
+    if (isRunTerminal(run.status) || allDone) {
       return run.status === 'FAILED' || run.trials.some((t) => t.status === 'FAILED')
         ? ExitCode.failure
         : ExitCode.ok;

@@ -23,6 +23,7 @@ register({
   summary: 'score preference pairs with a model: log-probs, reward gaps, RG per language',
   usage,
   async run(argv) {
+    // Long: a CLI command: its flags, then the scoring steps in the order the user sees their output.
     const { values } = parseArgs({
       args: argv,
       options: {

@@ -39,6 +39,7 @@ register({
   summary: 'train a model with MPO or a baseline from a JSON config',
   usage,
   async run(argv) {
+    // Long: a CLI command: its flags, the config and the protocol lines it prints, in the order they happen.
     const { values } = parseArgs({
       args: argv,
       options: {

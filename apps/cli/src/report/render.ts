@@ -132,6 +132,7 @@ function generationSection(run: ReportRun, t: ReportTrial): string[] {
 }
 
 export function renderReport(input: ReportInput): string {
+  // Long: the report's sections in the order the paper's tables appear; each section is a few pushes of lines.
   const langs = asrLanguages(input);
   const out: string[] = [];
   const base = input.baseline;

@@ -20,6 +20,7 @@ import { createDb } from '@mpo/db';
 import {
   CONTRACT_VERSION,
   DEFAULT_REDIS_URL,
+  isJobFinished,
   jobIds,
   TRAIN_JOB_OPTIONS,
   type TrainJobData,
@@ -46,6 +47,7 @@ const quantile = (xs: number[], q: number) => {
 };
 
 async function main() {
+  // Long: a benchmark script: setup, the timed loop and the report, in order.
   const db = createDb();
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue(trainQueue('cpu'), { connection: redis, prefix });
@@ -109,7 +111,7 @@ async function main() {
       const job = await queue.add('train', data, { ...TRAIN_JOB_OPTIONS, jobId: jobIds.train(trial.id) });
       const enqueued = job.timestamp;
       let state = '';
-      while (state !== 'completed' && state !== 'failed') {
+      while (!isJobFinished(state)) {
         await sleep(20);
         state = await job.getState();
       }

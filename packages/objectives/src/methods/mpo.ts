@@ -174,6 +174,7 @@ export const mpo = defineObjective<MpoHparams>({
   defaults,
   requirements,
   compute(policy, reference, h, batch) {
+    // Long: the MPO loss and its derivative term by term, each beside its formula in a comment; splitting would separate them.
     const avg = h.lengthNormalize;
     const p = readTargetPair(policy, null, avg);
     const n = p.n;

@@ -10,7 +10,8 @@ import { lineChart } from '../charts.js';
 import { h, replace, table } from '../dom.js';
 import { num } from '../format.js';
 import type { View } from '../view.js';
-import { latestEvaluations, meanCurve } from './run.js';
+import { meanCurve } from './run/curves.js';
+import { latestEvaluations } from './run/evaluations.js';
 
 export interface CompareItem {
   runId: string;
@@ -99,6 +100,7 @@ export function sideBySide(
 export const compareView =
   (query: URLSearchParams): View =>
   (ctx) => {
+    // Long: one view; the chosen items, fetched series and charts are state shared by its render and poll closures.
     const items = parseItems(query.get('items'));
     const metric = query.get('metric') || DEFAULT_METRIC;
     ctx.title('Compare');

@@ -131,6 +131,7 @@ export function generationsSection(
   runId: string,
   query: URLSearchParams,
 ): GenerationsSection {
+  // Long: one section component; its filter, page and rows are state shared by the render, fetch and link closures it returns.
   let filter = parseGenerationFilter(query);
   const focusOnLoad = query.get('show') === 'generations';
   const selects = {

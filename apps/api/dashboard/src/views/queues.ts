@@ -1,22 +1,12 @@
 // Queue health: per queue, jobs by state, throughput over the last 15 minutes,
 // the oldest waiting job and recent failures with their reasons; then the
 // worker agents with their device slots, busy and free.
+import { JOB_STATES } from '@mpo/queue/statuses';
 import type { Agent, QueueView } from '../api.js';
 import { type BarChart, barChart } from '../charts.js';
 import { h, replace, table } from '../dom.js';
 import { ago, dateTime, duration } from '../format.js';
 import { POLL_MS, poll, type View } from '../view.js';
-
-const STATES = [
-  'waiting',
-  'prioritized',
-  'delayed',
-  'active',
-  'waiting-children',
-  'completed',
-  'failed',
-  'paused',
-];
 
 function slotChips(agent: Agent) {
   return agent.slots.map((s) => {
@@ -78,7 +68,7 @@ function updateCard(card: Card, q: QueueView, now: number) {
   const c = q.counts;
   replace(
     card.counts,
-    STATES.map((s) =>
+    JOB_STATES.map((s) =>
       h(
         'div',
         { class: `count count-${s}${(c[s] ?? 0) > 0 ? ' nonzero' : ''}`, 'data-state': s },
@@ -132,6 +122,7 @@ function updateCard(card: Card, q: QueueView, now: number) {
 }
 
 export const queuesView: View = (ctx) => {
+  // Long: one view; its queue cards and agent table are state shared by the render and poll closures.
   ctx.title('Queues');
   const heading = h('h1', { tabindex: '-1' }, 'Queues');
   const prefix = h('p', { class: 'subtle' });

@@ -1,11 +1,12 @@
 // Runs, newest first: status, trials, when; a status filter and pages of 25;
 // runs ticked here open side by side in the comparison page.
+import { RUN_STATUSES } from '@mpo/queue/statuses';
 import { badge, h, replace, table } from '../dom.js';
 import { ago, dateTime, duration } from '../format.js';
 import { POLL_MS, poll, type View } from '../view.js';
 import { compareHref } from './compare.js';
 
-const STATUSES = ['', 'PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'];
+const STATUSES = ['', ...RUN_STATUSES];
 const PAGE = 25;
 
 /** A checkbox that adds `key` to (or removes it from) `selected`. */
@@ -31,6 +32,7 @@ const when = (t: string | null, now: number) =>
 export const runsView =
   (query: URLSearchParams): View =>
   (ctx) => {
+    // Long: one view; its filter, page and selection are state shared by the render and poll closures.
     ctx.title('Runs');
     const status = STATUSES.includes(query.get('status') ?? '') ? (query.get('status') ?? '') : '';
     const offset = Math.max(0, Number(query.get('offset') ?? 0) || 0);

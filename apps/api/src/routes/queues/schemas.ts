@@ -1,3 +1,4 @@
+import { JOB_STATES } from '@mpo/queue';
 import { Type } from '@sinclair/typebox';
 import { errorResponses } from '../common.js';
 
@@ -11,8 +12,7 @@ const Slots = Type.Object({
 export const QueueView = Type.Object({
   name: Type.String(),
   counts: Type.Record(Type.String(), Type.Integer(), {
-    description:
-      'jobs by state: waiting, active, delayed, prioritized, waiting-children, completed, failed, paused',
+    description: `jobs by state: ${JOB_STATES.join(', ')}`,
   }),
   throughput: Type.Object({
     source: Type.Union([Type.Literal('metrics'), Type.Literal('jobs')], {

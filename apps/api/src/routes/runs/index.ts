@@ -8,6 +8,7 @@ import {
   jobTreeSize,
   ProblemsError,
   type RunSpec,
+  runRungs,
   type SpecContext,
   type TrialPlan,
   trialRows,
@@ -66,6 +67,7 @@ function checkJobTree(spec: RunSpec, trials: TrialPlan[], requestBytes: number):
 const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opts) => {
   // The spec is validated by our own validator (every problem, with roots and
   // method checks), not ajv; the parsed result travels to the handler here.
+  // Long: one plugin for the run routes, which share its spec validator and YAML body parsers; each handler is short.
   const parsed = new WeakMap<object, { spec: RunSpec; trials: TrialPlan[]; warnings: string[] }>();
   const specValidator = (data: unknown) => {
     const r = validateRunSpec(data, opts.spec);
@@ -204,6 +206,7 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
       notCreated: Math.max(0, run.trialCount - run.trials.length),
       objective: { metric: spec.search?.metric ?? '', mode },
       best,
+      rungs: runRungs(spec.search),
       trials: run.trials.map((t) => ({
         ...t,
         hyperparameters: t.hyperparameters as Record<string, unknown>,

@@ -1,5 +1,5 @@
 import { MAX_POINTS } from '@mpo/db';
-import { RunSpecSchema } from '@mpo/queue';
+import { RUN_STATUSES, RunSpecSchema, TRIAL_STATUSES } from '@mpo/queue';
 import { Type } from '@sinclair/typebox';
 import {
   DateTime,
@@ -13,8 +13,8 @@ import {
   Uuid,
 } from '../common.js';
 
-const RunStatus = literals(['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED']);
-const TrialStatus = literals(['PENDING', 'QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'STOPPED', 'CANCELLED']);
+const RunStatus = literals(RUN_STATUSES);
+const TrialStatus = literals(TRIAL_STATUSES);
 const NullableNumber = Type.Union([Type.Number(), Type.Null()]);
 const NullableInt = Type.Union([Type.Integer(), Type.Null()]);
 const NullableString = Type.Union([Type.String(), Type.Null()]);
@@ -127,6 +127,10 @@ export const getRunSchema = {
       notCreated: Type.Integer({
         description:
           'trials of the plan (trialCount) not created yet: agents create them a few ahead of the ones running; `trials` lists the created ones',
+      }),
+      rungs: Type.Array(Type.Integer(), {
+        description:
+          'ASHA decision rungs in steps (the rungs the train jobs were given: minSteps·η^k below maxSteps); empty when the search is not ASHA',
       }),
       trials: Type.Array(Trial),
     }),

@@ -47,6 +47,7 @@ async function notFoundAs404<T>(id: string, update: () => Promise<T>): Promise<T
 }
 
 const tokensRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  // Long: one plugin for the token routes; each handler is short.
   app.post(
     '/tokens',
     {
