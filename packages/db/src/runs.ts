@@ -286,12 +286,13 @@ export class RunRepository {
       if (!run) throw new NotFoundError('run', runId);
       const [c] = await tx.$queryRaw<Array<{ created: number; unstarted: number }>>`
         SELECT count(*)::int AS "created",
-               (count(*) FILTER (WHERE "status" IN ('PENDING', 'QUEUED')
+               (count(*) FILTER (WHERE "status"::text = ANY(${[...TRIAL_UNSTARTED_STATUSES]}::text[])
                                   AND "id"::text IS DISTINCT FROM ${starting ?? null}::text))::int AS "unstarted"
         FROM "Trial" WHERE "runId" = ${runId}::uuid`;
       const created = c?.created ?? 0;
       const cancelled = run.cancelRequestedAt !== null;
-      const left = ['SUCCEEDED', 'FAILED'].includes(run.status) ? 0 : run.trialCount - created;
+      // A finished run creates nothing more; a cancelled one still creates its leftovers, as CANCELLED.
+      const left = run.status === 'SUCCEEDED' || run.status === 'FAILED' ? 0 : run.trialCount - created;
       const n = cancelled || window === 'all' ? left : Math.min(left, window - (c?.unstarted ?? 0));
       const result = { trialCount: run.trialCount, cancelled, trials: [] as MaterializedTrial[] };
       if (n <= 0) return result;

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { TRIAL_ACTIVE_STATUSES } from '@mpo/queue/statuses';
+import { RUN_TERMINAL_STATUSES, TRIAL_ACTIVE_STATUSES } from '@mpo/queue/statuses';
 import type pg from 'pg';
 import type { PrismaClient } from './generated/prisma/client.js';
 
@@ -186,7 +186,7 @@ export class TokenRepository {
                               * coalesce(t."totalSteps", 1)), 0) AS "rankSteps"
           FROM "Trial" t WHERE t."runId" = r."id") c
         WHERE r."ownerTokenId" = ${id}::uuid AND r."cancelRequestedAt" IS NULL
-          AND r."status" IN ('PENDING', 'RUNNING') AND r."trialCount" > c."n"
+          AND NOT (r."status"::text = ANY(${[...RUN_TERMINAL_STATUSES]}::text[])) AND r."trialCount" > c."n"
       )
       SELECT coalesce(created."trials", 0) + coalesce(uncreated."trials", 0) AS "trials",
              coalesce(created."rankSteps", 0) + coalesce(uncreated."rankSteps", 0) AS "rankSteps"
