@@ -595,10 +595,7 @@ void ShmGroup::checkArrivals(Kind kind, uint64_t count, uint32_t info) {
 }
 
 void ShmGroup::allReduce(float* data, uint64_t count, ReduceOp op, Transport t) {
-  if (world_ == 1) {
-    if (closed_) throw GroupError("group '" + name_ + "' is closed");
-    return;
-  }
+  if (alone()) return;
   const uint32_t info = (uint32_t(op) << 16) | (uint32_t(t) << 8);
   const uint64_t eb = t == Transport::BF16 ? 2 : 4;
   if (count * eb <= opts_.smallBytes)
@@ -695,41 +692,55 @@ uint64_t ShmGroup::shardElems(uint64_t count, int world, uint64_t align) {
   return (count + unit - 1) / unit * align;
 }
 
+// A one-rank group has nothing to exchange: every collective returns at once (after the closed check).
+bool ShmGroup::alone() const {
+  if (world_ != 1) return false;
+  if (closed_) throw GroupError("group '" + name_ + "' is closed");
+  return true;
+}
+
+namespace {
+// The shard collectives' bookkeeping: rank p owns [p*S, min((p+1)*S, count)), moved in rounds of C
+// elements; piece (p, j) is round j of p's shard.
+struct ShardRounds {
+  float* data;
+  uint64_t count, S, C;
+  uint64_t rounds() const { return std::max<uint64_t>(1, (S + C - 1) / C); }
+  uint64_t pieceLen(int p, uint64_t j) const {
+    const uint64_t b = uint64_t(p) * S + j * C, e = std::min({uint64_t(p) * S + S, count, b + C});
+    return b >= e ? 0 : e - b;
+  }
+  float* piece(int p, uint64_t j) const { return data + uint64_t(p) * S + j * C; }
+};
+}  // namespace
+
 // Both shard collectives run in rounds of C elements of every shard (round j: elements
 // [j*C, (j+1)*C) of each rank's shard), through the same three rotating staging slots as
 // largeAllReduce. A rank writes slot (j)%3 only after it has seen every peer's A(j-1) (reduce-scatter:
 // A(j-1) of this call's previous round; all-gather: the same), and a peer publishes A(j-1) only after
 // it finished reading slot (j-3)%3 = j%3, so no slot is overwritten while it is read.
 void ShmGroup::reduceScatter(float* data, uint64_t count, uint32_t alignLog2) {
-  if (world_ == 1) {
-    if (closed_) throw GroupError("group '" + name_ + "' is closed");
-    return;
-  }
+  if (alone()) return;
   beginCall(kReduceScatter, count, alignLog2);
-  const uint64_t S = shardElems(count, world_, 1ull << alignLog2), C = chunkElems();
-  const uint64_t nRounds = std::max<uint64_t>(1, (S + C - 1) / C), g0 = rounds_;
-  auto pieceLen = [&](int p, uint64_t j) -> uint64_t {
-    const uint64_t b = uint64_t(p) * S + j * C, e = std::min({uint64_t(p) * S + S, count, b + C});
-    return b >= e ? 0 : e - b;
-  };
-  auto piece = [&](int p, uint64_t j) { return data + uint64_t(p) * S + j * C; };
+  const ShardRounds r{data, count, shardElems(count, world_, 1ull << alignLog2), chunkElems()};
+  const uint64_t C = r.C, nRounds = r.rounds(), g0 = rounds_;
   Src srcs[kMaxRanks];
   for (uint64_t j = 0; j < nRounds; ++j) {
     const uint32_t slot = uint32_t((g0 + j) % kSlots);
     uint8_t* mine = staging(rank_, slot);
     for (int p = 0; p < world_; ++p) {
-      const uint64_t n = p == rank_ ? 0 : pieceLen(p, j);
-      if (n) std::memcpy(mine + uint64_t(p) * C * 4, piece(p, j), n * 4);
+      const uint64_t n = p == rank_ ? 0 : r.pieceLen(p, j);
+      if (n) std::memcpy(mine + uint64_t(p) * C * 4, r.piece(p, j), n * 4);
     }
     publish();  // A(j)
     waitAll(seq_, j == 0 ? "arrive" : "reduce-scatter");
     if (j == 0) checkArrivals(kReduceScatter, count, alignLog2);
-    const uint64_t n = pieceLen(rank_, j);
+    const uint64_t n = r.pieceLen(rank_, j);
     if (n) {
       for (int q = 0; q < world_; ++q)
-        srcs[q] = q == rank_ ? Src{piece(rank_, j), false, false}
+        srcs[q] = q == rank_ ? Src{r.piece(rank_, j), false, false}
                              : Src{staging(q, slot) + uint64_t(rank_) * C * 4, false, false};
-      reduceInto(srcs, world_, n, ReduceOp::Sum, Transport::F32, piece(rank_, j), nullptr);
+      reduceInto(srcs, world_, n, ReduceOp::Sum, Transport::F32, r.piece(rank_, j), nullptr);
     }
     publish();  // B(j): my reads of the peers' slot j are done
   }
@@ -738,22 +749,14 @@ void ShmGroup::reduceScatter(float* data, uint64_t count, uint32_t alignLog2) {
 }
 
 void ShmGroup::allGather(float* data, uint64_t count, uint32_t alignLog2) {
-  if (world_ == 1) {
-    if (closed_) throw GroupError("group '" + name_ + "' is closed");
-    return;
-  }
+  if (alone()) return;
   beginCall(kAllGather, count, alignLog2);
-  const uint64_t S = shardElems(count, world_, 1ull << alignLog2), C = chunkElems();
-  const uint64_t nRounds = std::max<uint64_t>(1, (S + C - 1) / C), g0 = rounds_;
-  auto pieceLen = [&](int p, uint64_t j) -> uint64_t {
-    const uint64_t b = uint64_t(p) * S + j * C, e = std::min({uint64_t(p) * S + S, count, b + C});
-    return b >= e ? 0 : e - b;
-  };
-  auto piece = [&](int p, uint64_t j) { return data + uint64_t(p) * S + j * C; };
+  const ShardRounds r{data, count, shardElems(count, world_, 1ull << alignLog2), chunkElems()};
+  const uint64_t C = r.C, nRounds = r.rounds(), g0 = rounds_;
   for (uint64_t j = 0; j < nRounds; ++j) {
     const uint32_t slot = uint32_t((g0 + j) % kSlots);
-    const uint64_t n = pieceLen(rank_, j);
-    if (n) std::memcpy(staging(rank_, slot) + uint64_t(rank_) * C * 4, piece(rank_, j), n * 4);
+    const uint64_t n = r.pieceLen(rank_, j);
+    if (n) std::memcpy(staging(rank_, slot) + uint64_t(rank_) * C * 4, r.piece(rank_, j), n * 4);
     publish();  // A(j): my piece j is in my slot
     if (j == 0) {
       waitAll(seq_, "arrive");
@@ -762,8 +765,8 @@ void ShmGroup::allGather(float* data, uint64_t count, uint32_t alignLog2) {
     for (int k = 1; k < world_; ++k) {
       const int q = (rank_ + k) % world_;
       waitFor(q, seq_, "all-gather");
-      const uint64_t m = pieceLen(q, j);
-      if (m) std::memcpy(piece(q, j), staging(q, slot) + uint64_t(q) * C * 4, m * 4);
+      const uint64_t m = r.pieceLen(q, j);
+      if (m) std::memcpy(r.piece(q, j), staging(q, slot) + uint64_t(q) * C * 4, m * 4);
     }
     publish();  // B(j)
   }
@@ -774,10 +777,7 @@ void ShmGroup::allGather(float* data, uint64_t count, uint32_t alignLog2) {
 void ShmGroup::broadcast(uint8_t* data, uint64_t bytes, int root) {
   if (root < 0 || root >= world_)
     throw GroupError("broadcast root " + std::to_string(root) + " out of range for world size " + std::to_string(world_));
-  if (world_ == 1) {
-    if (closed_) throw GroupError("group '" + name_ + "' is closed");
-    return;
-  }
+  if (alone()) return;
   const uint32_t info = uint32_t(root);
   beginCall(kBroadcast, bytes, info);
   // A full arrival first: after it nobody still reads the root's staging from an earlier call.
@@ -802,10 +802,7 @@ void ShmGroup::broadcast(uint8_t* data, uint64_t bytes, int root) {
 }
 
 void ShmGroup::barrier() {
-  if (world_ == 1) {
-    if (closed_) throw GroupError("group '" + name_ + "' is closed");
-    return;
-  }
+  if (alone()) return;
   beginCall(kBarrier, 0, 0);
   publish();
   waitAll(seq_, "barrier");

@@ -93,6 +93,7 @@ class ShmGroup {
   void unlinkName();
   void unmap();
   void checkCancel() const;
+  bool alone() const;  // world 1: collectives are no-ops (throws when closed)
 
   void smallAllReduce(float* data, uint64_t count, ReduceOp op, Transport t, uint32_t info);
   void largeAllReduce(float* data, uint64_t count, ReduceOp op, Transport t, uint32_t info);
