@@ -8,7 +8,7 @@
 
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { PathError, resolveUnderRoot, type TrainJobData } from '@mpo/queue';
+import { PASSED_THROUGH_TRAINING, PathError, resolveUnderRoot, type TrainJobData } from '@mpo/queue';
 import { BUILTIN_DATA, ConfigError, parseTrainConfig, resolveBuiltinModel } from '@mpo/trainer';
 import { errorMessage } from '@mpo/util';
 
@@ -116,19 +116,9 @@ function dataSpec(d: TrainJobData, root: string): Record<string, unknown> {
   };
 }
 
-const OPTIONAL_TRAINING = [
-  'weightDecay',
-  'maxGradNorm',
-  'adamBeta1',
-  'adamBeta2',
-  'adamEps',
-  'keepCheckpoints',
-  'zeroStage',
-] as const;
-
 function optionalTraining(t: TrainJobData['training']): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const k of OPTIONAL_TRAINING) if (t[k] !== undefined) out[k] = t[k];
+  for (const k of PASSED_THROUGH_TRAINING) if (t[k] !== undefined) out[k] = t[k];
   return out;
 }
 

@@ -1,7 +1,7 @@
 // Reading files with errors that point at a file and a line.
 
 import { readFileSync } from 'node:fs';
-import { errorMessage } from '@mpo/util';
+import { errorMessage, isObject } from '@mpo/util';
 import { DataError } from './errors.js';
 
 export function readText(path: string): string {
@@ -103,9 +103,8 @@ export function kind(x: unknown): string {
   return typeof x === 'object' ? 'an object' : `${typeof x} ${JSON.stringify(x)}`;
 }
 
-export function isObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
+// One definition in @mpo/util; re-exported because the trainer and eval read it from here.
+export { isObject };
 
 /** File name without directory and extension, for row ids. */
 export function baseName(path: string): string {

@@ -10,6 +10,7 @@ import {
   presetConflict,
   validateHyperparameters,
 } from '@mpo/objectives';
+import { isObject } from '@mpo/util';
 import { ashaRungs } from './asha.js';
 import { confinePath, PathError } from './paths.js';
 import { type Problem, ProblemsError } from './problems.js';
@@ -553,9 +554,6 @@ function withPreset(
   return { ...rest, cutoff: PRESETS[preset].cutoff, ...(byLength ? { epochs } : {}), ...t };
 }
 
-const isObject = (x: unknown): x is Record<string, unknown> =>
-  typeof x === 'object' && x !== null && !Array.isArray(x);
-
 /** The name the spec gave the step count under (the deprecated "steps" or "maxSteps"), for messages. */
 const stepsName = (t: RunSpecInput['training'] | undefined) =>
   t?.steps !== undefined ? 'steps' : 'maxSteps';
@@ -583,8 +581,11 @@ function canonicalTraining(
   return out as NonNullable<RunSpecInput['training']>;
 }
 
-/** Optimizer fields a spec may set beyond the defaults below: passed to the trainer when given. */
-const PASSED_THROUGH = [
+/**
+ * Optimizer fields a spec may set beyond the defaults below: stored in the normalized spec and passed on
+ * to the trainer's config only when given (apps/worker trainer-config.ts reads the same list).
+ */
+export const PASSED_THROUGH_TRAINING = [
   'weightDecay',
   'maxGradNorm',
   'adamBeta1',
@@ -596,7 +597,7 @@ const PASSED_THROUGH = [
 
 function normalizeTraining(t: NonNullable<RunSpecInput['training']>): TrainingParams {
   const extra: Partial<TrainingParams> = {};
-  for (const k of PASSED_THROUGH) if (t[k] !== undefined) extra[k] = t[k];
+  for (const k of PASSED_THROUGH_TRAINING) if (t[k] !== undefined) extra[k] = t[k];
   return {
     ...(t.maxSteps !== undefined ? { steps: t.maxSteps } : {}),
     ...(t.epochs !== undefined ? { epochs: t.epochs } : {}),

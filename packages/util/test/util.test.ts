@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { errorMessage, mulberry32, writeFileWhole } from '../src/index.js';
+import { errorMessage, isObject, mulberry32, writeFileWhole } from '../src/index.js';
 
 describe('errorMessage', () => {
   it("gives an Error's message, any object's message, or the value as text", () => {
@@ -39,5 +39,12 @@ describe('mulberry32', () => {
     // seeded data orders and sweeps stay the same across the change (first draw × 2^32, seed 1).
     expect(Math.round(mulberry32(1)() * 2 ** 32)).toBe(2_693_262_067);
     expect(mulberry32(2)()).not.toBe(mulberry32(1)());
+  });
+});
+
+describe('isObject', () => {
+  it('accepts plain objects only: not null, arrays, strings or numbers (what JSON.parse may give a parser)', () => {
+    for (const yes of [{}, { a: 1 }, JSON.parse('{"x": [1]}')]) expect(isObject(yes)).toBe(true);
+    for (const no of [null, undefined, [], [{}], 'x', 0, true, JSON.parse('[1]')]) expect(isObject(no)).toBe(false);
   });
 });

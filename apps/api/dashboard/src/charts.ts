@@ -53,12 +53,13 @@ export interface LineChart extends ChartHandle {
   update(series: LineSeries[]): void;
 }
 
-export function lineChart(opts: { title: string; x: string; y: string; id?: string }): LineChart {
-  const canvas = h('canvas', { role: 'img', 'aria-label': `${opts.title}: no data yet` }, 'No data yet.');
+/** The figure every chart sits in: caption, canvas (described for screen readers) and the empty-state note. */
+function chartFrame(title: string, id: string | undefined): { canvas: HTMLCanvasElement; el: HTMLElement } {
+  const canvas = h('canvas', { role: 'img', 'aria-label': `${title}: no data yet` }, 'No data yet.');
   const el = h(
     'figure',
-    { class: 'chart', id: opts.id, 'data-points': 0 },
-    h('figcaption', {}, opts.title),
+    { class: 'chart', id, 'data-points': 0 },
+    h('figcaption', {}, title),
     h(
       'div',
       { class: 'chart-canvas' },
@@ -66,6 +67,11 @@ export function lineChart(opts: { title: string; x: string; y: string; id?: stri
       h('p', { class: 'chart-empty', 'aria-hidden': 'true' }, 'No data yet'),
     ),
   );
+  return { canvas, el };
+}
+
+export function lineChart(opts: { title: string; x: string; y: string; id?: string }): LineChart {
+  const { canvas, el } = chartFrame(opts.title, opts.id);
   const chart = new Chart(canvas, {
     type: 'line',
     data: { datasets: [] },
@@ -120,18 +126,7 @@ export interface BarChart extends ChartHandle {
 }
 
 export function barChart(opts: { title: string; y: string; id?: string; yMax?: number }): BarChart {
-  const canvas = h('canvas', { role: 'img', 'aria-label': `${opts.title}: no data yet` }, 'No data yet.');
-  const el = h(
-    'figure',
-    { class: 'chart', id: opts.id, 'data-points': 0 },
-    h('figcaption', {}, opts.title),
-    h(
-      'div',
-      { class: 'chart-canvas' },
-      canvas,
-      h('p', { class: 'chart-empty', 'aria-hidden': 'true' }, 'No data yet'),
-    ),
-  );
+  const { canvas, el } = chartFrame(opts.title, opts.id);
   const chart = new Chart<'bar', (number | null)[], string>(canvas, {
     type: 'bar',
     data: { labels: [], datasets: [] },

@@ -2,7 +2,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { GenerationRecord } from '@mpo/eval';
 import type { EvalMessage } from '@mpo/queue';
-import { errorMessage } from '@mpo/util';
+import { errorMessage, isObject } from '@mpo/util';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { numberFlag } from '../flags.js';
 import { createProgress, createReporter } from '../progress.js';
@@ -22,9 +22,6 @@ The LLM judge reads MPO_JUDGE_URL, MPO_JUDGE_MODEL and MPO_JUDGE_API_KEY.
 --responses prints the same lines to stderr as {"type":"generation", ...} while evaluating.
 CSRT is not shipped (no licence upstream): the csrt benchmark reads --csrt, the config's csrt.path or
 MPO_CSRT_PATH (get data/csrt.csv from github.com/haneul-yoo/csrt @ 574574a).`;
-
-const isObject = (x: unknown): x is Record<string, unknown> =>
-  typeof x === 'object' && x !== null && !Array.isArray(x);
 
 register({
   name: 'eval',
