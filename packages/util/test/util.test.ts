@@ -45,6 +45,7 @@ describe('mulberry32', () => {
 describe('isObject', () => {
   it('accepts plain objects only: not null, arrays, strings or numbers (what JSON.parse may give a parser)', () => {
     for (const yes of [{}, { a: 1 }, JSON.parse('{"x": [1]}')]) expect(isObject(yes)).toBe(true);
-    for (const no of [null, undefined, [], [{}], 'x', 0, true, JSON.parse('[1]')]) expect(isObject(no)).toBe(false);
+    for (const no of [null, undefined, [], [{}], 'x', 0, true, JSON.parse('[1]')])
+      expect(isObject(no)).toBe(false);
   });
 });
