@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:os';
-import { type NativeGroupInfo, type NativeShmGroup, native } from './native.js';
+import { type NativeGroupInfo, type NativeGroupOptions, type NativeShmGroup, native } from './native.js';
 
 export type ReduceOp = 'sum' | 'avg';
 /** Wire format between ranks. `bf16` halves the bytes moved; results are rounded to bf16. */
@@ -56,19 +56,7 @@ function wrapError(e: unknown): never {
   throw e;
 }
 
-export interface GroupOptions {
-  /** A peer that makes no progress for this long fails the call on every rank. Default 60 000. */
-  timeoutMs?: number;
-  /** Messages up to this many bytes (per rank) take the direct path. Default 64 KiB. */
-  smallBytes?: number;
-  /** Per-rank staging for reduce-scatter/all-gather rounds. Default 1 MiB. */
-  stagingBytes?: number;
-  /** Spin this long on a peer before sleeping on its futex. Default 50 µs. */
-  spinUs?: number;
-  /** How often a sleeping waiter checks that the awaited peer is still alive. Default 5 ms. */
-  livenessMs?: number;
-  /** The group's worker thread spins this long for the next call before sleeping. Default 0. */
-  workerSpinUs?: number;
+export interface GroupOptions extends NativeGroupOptions {
   /** Default transport of `allReduce`. Default 'f32'. */
   transport?: Transport;
 }
@@ -80,7 +68,8 @@ export interface JoinOptions extends GroupOptions {
   worldSize: number;
 }
 
-const OPS: Record<ReduceOp, 0 | 1> = { sum: 0, avg: 1 };
+/** The addons' codes of the reduce operations (shm group and NCCL alike). */
+export const OPS: Record<ReduceOp, 0 | 1> = { sum: 0, avg: 1 };
 const TRANSPORTS: Record<Transport, 0 | 1> = { f32: 0, bf16: 1 };
 
 /** A process group over one POSIX shared-memory segment; ranks are processes of this host. */

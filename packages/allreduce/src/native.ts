@@ -20,12 +20,19 @@ export interface NativeGroupInfo {
   chunkElems?: number;
 }
 
+/** The shared-memory group's options as the addon reads them (group.ts adds the JS-side transport). */
 export interface NativeGroupOptions {
+  /** A peer that makes no progress for this long fails the call on every rank. Default 60 000. */
   timeoutMs?: number;
+  /** Messages up to this many bytes (per rank) take the direct path. Default 64 KiB. */
   smallBytes?: number;
+  /** Per-rank staging for reduce-scatter/all-gather rounds. Default 1 MiB. */
   stagingBytes?: number;
+  /** Spin this long on a peer before sleeping on its futex. Default 50 µs. */
   spinUs?: number;
+  /** How often a sleeping waiter checks that the awaited peer is still alive. Default 5 ms. */
   livenessMs?: number;
+  /** The group's worker thread spins this long for the next call before sleeping. Default 0. */
   workerSpinUs?: number;
 }
 

@@ -5,6 +5,7 @@ import {
   type Communicator,
   type DeviceBuffer,
   isDeviceBuffer,
+  OPS,
   type ReduceOp,
   type ShmCommunicator,
 } from './group.js';
@@ -37,8 +38,6 @@ export interface NcclOptions {
   rank?: number;
   worldSize?: number;
 }
-
-const OPS: Record<ReduceOp, 0 | 1> = { sum: 0, avg: 1 };
 
 /** NCCL process group: device buffers in place; host Float32Arrays are staged through the GPU. */
 export class NcclCommunicator implements Communicator {

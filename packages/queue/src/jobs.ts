@@ -99,21 +99,31 @@ export const AshaJobSchema = Type.Object(
 );
 export type AshaJob = Static<typeof AshaJobSchema>;
 
+/** The fields that name a trial's job, the same in train and eval jobs. */
+const trialIdentity = {
+  v: Type.Literal(CONTRACT_VERSION),
+  runId: Uuid,
+  trialId: Uuid,
+  trialIndex: Type.Integer({ minimum: 0 }),
+};
+
+/** The run's model (the base, for eval jobs), its data and its languages. */
+const modelAndData = {
+  model: ModelRefSchema,
+  data: Type.Array(DataRefSchema, { minItems: 1 }),
+  dominantLanguage: Type.String(),
+  targetLanguages: Type.Array(Type.String()),
+};
+
 /** `train` jobs (queues train-cpu / train-gpu): everything needed to train one trial. */
 export const TrainJobDataSchema = Type.Object(
   {
-    v: Type.Literal(CONTRACT_VERSION),
-    runId: Uuid,
-    trialId: Uuid,
-    trialIndex: Type.Integer({ minimum: 0 }),
+    ...trialIdentity,
     method: Type.String(),
     hyperparameters: Type.Record(Type.String(), Type.Unknown()),
     /** The sampled point alone (for logs and display). */
     params: Type.Record(Type.String(), Type.Unknown()),
-    model: ModelRefSchema,
-    data: Type.Array(DataRefSchema, { minItems: 1 }),
-    dominantLanguage: Type.String(),
-    targetLanguages: Type.Array(Type.String()),
+    ...modelAndData,
     training: TrainingSchema,
     /** Steps if never stopped; null when set by epochs. */
     totalSteps: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
@@ -129,15 +139,9 @@ export type TrainJobData = Static<typeof TrainJobDataSchema>;
 /** `eval` jobs (queues eval-cpu / eval-gpu): evaluate a trial's final checkpoint. */
 export const EvalJobDataSchema = Type.Object(
   {
-    v: Type.Literal(CONTRACT_VERSION),
-    runId: Uuid,
-    trialId: Uuid,
-    trialIndex: Type.Integer({ minimum: 0 }),
+    ...trialIdentity,
     /** The base model, for before/after comparisons. */
-    model: ModelRefSchema,
-    data: Type.Array(DataRefSchema, { minItems: 1 }),
-    dominantLanguage: Type.String(),
-    targetLanguages: Type.Array(Type.String()),
+    ...modelAndData,
     benchmarks: Type.Array(Type.String(), { minItems: 1 }),
     languages: Type.Array(Type.String(), { minItems: 1 }),
     maxPrompts: Type.Integer({ minimum: 1 }),
