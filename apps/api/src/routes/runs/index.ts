@@ -14,6 +14,7 @@ import {
   trialRows,
   validateRunSpec,
 } from '@mpo/queue';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { HttpError, UnavailableError } from '../../errors.js';
 import { ownerFilter } from '../../plugins/auth.js';
 import type { CancelPayload, FlowPayload } from '../../plugins/outbox.js';
@@ -64,6 +65,33 @@ function checkJobTree(spec: RunSpec, trials: TrialPlan[], requestBytes: number):
   );
 }
 
+/**
+ * What `POST /runs` checks before it stores anything: the Idempotency-Key header, the job tree's size, the
+ * token's quotas (not for a replay of a stored run, which answers with that run) and that Redis answers.
+ * Returns the idempotency key, if any.
+ */
+async function admitRun(
+  app: FastifyInstance,
+  req: FastifyRequest,
+  spec: RunSpec,
+  trials: TrialPlan[],
+): Promise<string | undefined> {
+  const key = req.headers['idempotency-key'];
+  if (key !== undefined && (typeof key !== 'string' || key.length < 1 || key.length > 200)) {
+    throw new ProblemsError([{ path: 'headers.idempotency-key', reason: 'must be 1 to 200 characters' }]);
+  }
+  checkJobTree(spec, trials, req.bodyBytes);
+  if (!(key && (await app.db.runs.hasIdempotencyKey(req.identity!.id, key))))
+    await checkTrialQuotas(app, req, spec, trials);
+  // Fail fast, before writing anything, when the run could not be queued.
+  try {
+    await app.queues.redis.ping();
+  } catch (err) {
+    throw new UnavailableError('redis', { cause: err });
+  }
+  return key;
+}
+
 const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opts) => {
   // The spec is validated by our own validator (every problem, with roots and
   // method checks), not ajv; the parsed result travels to the handler here.
@@ -88,20 +116,7 @@ const runsRoutes: FastifyPluginAsyncTypebox<RunsRoutesOptions> = async (app, opt
       const { spec, trials, warnings } = parsed.get(req.body as object)!;
       // Fields a LLaMA-Factory body had that we ignore, then deprecated names the spec used.
       const allWarnings = [...(ignoredFields(req) ?? []), ...warnings];
-      const key = req.headers['idempotency-key'];
-      if (key !== undefined && (typeof key !== 'string' || key.length < 1 || key.length > 200)) {
-        throw new ProblemsError([{ path: 'headers.idempotency-key', reason: 'must be 1 to 200 characters' }]);
-      }
-      checkJobTree(spec, trials, req.bodyBytes);
-      // A replay of a stored run (same Idempotency-Key) takes no new quota: it answers with that run.
-      if (!(key && (await app.db.runs.hasIdempotencyKey(req.identity!.id, key))))
-        await checkTrialQuotas(app, req, spec, trials);
-      // Fail fast, before writing anything, when the run could not be queued.
-      try {
-        await app.queues.redis.ping();
-      } catch (err) {
-        throw new UnavailableError('redis', { cause: err });
-      }
+      const key = await admitRun(app, req, spec, trials);
       let payload: FlowPayload | undefined;
       // The run and its first trial only: the agents create the others a window ahead of those running
       // (apps/worker/src/materialize.ts), so what a request stores does not grow with its trial count.
