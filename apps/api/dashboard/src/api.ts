@@ -1,5 +1,7 @@
 // The API client: same origin, the bearer token on every call. A 401 means the
 // token is gone or revoked: the app signs out and says why.
+
+import type { AgentHeartbeat } from '@mpo/queue';
 import type { RunStatus, TrialStatus } from '@mpo/queue/statuses';
 
 export type { RunStatus, TrialStatus };
@@ -144,25 +146,8 @@ export interface QueueView {
   workers: number;
 }
 
-export interface Agent {
-  id: string;
-  host: string;
-  pid: number;
-  version: string;
-  startedAt: number;
-  lastSeen: number;
-  queues: string[];
-  slots: { device: string; total: number; free: number; ids?: string[] }[];
-  running: {
-    queue: string;
-    jobId: string;
-    runId: string;
-    trialId: string;
-    slots: { device: string; count: number };
-    assigned?: string[];
-    startedAt: number;
-  }[];
-}
+/** An agent as GET /queues lists it: its heartbeat, as the worker writes it (type only: no BullMQ in the bundle). */
+export type Agent = AgentHeartbeat;
 
 export interface QueuesView {
   prefix: string;
