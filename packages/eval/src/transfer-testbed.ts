@@ -51,7 +51,13 @@ const SPECIALS = [
 export const MULTIJAIL_HELDOUT = { seed: 'transfer-multijail-v1', size: 100 } as const;
 
 export interface TransferTestbedOptions {
+  /** Seeds the recipe's draws: the lexicon, the data and its splits, the label noise. */
   seed: number;
+  /**
+   * Seeds the model's random init and the training order; defaults to `seed`. Set apart from it, it varies
+   * only the training run over the same languages and data (how much of a property is the run's noise).
+   */
+  initSeed?: number;
   out: string;
   threads?: number;
   epochs?: number;
@@ -451,19 +457,26 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
   writeTransferFiles(opts.out, corpus);
   const tok = await HfTokenizer.fromDir(opts.out);
   const examples = encodeSft(tok, corpus.sft, cutoff);
+  const initSeed = opts.initSeed ?? opts.seed;
   const training = testbedTraining(
-    opts.seed,
+    initSeed,
     { epochs: opts.epochs ?? 2, batchSize: 32, microBatchSize: 16, warmupRatio: 0.05 },
     opts.training,
   );
   const work = join(opts.out, '.build');
   const initDir = join(work, 'init');
-  const fresh = Model.init(transferConfig(tok.vocabSize), { seed: opts.seed, threads });
+  const fresh = Model.init(transferConfig(tok.vocabSize), { seed: initSeed, threads });
   await fresh.save(initDir);
   fresh.dispose();
   alignSisterRows(join(initDir, 'model.safetensors'), tok, corpus.lexicon);
   const model = await Model.load(initDir, { threads });
-  const identity = { seed: opts.seed, training, counts: corpus.counts, cutoff };
+  const identity = {
+    seed: opts.seed,
+    ...(initSeed !== opts.seed ? { initSeed } : {}),
+    training,
+    counts: corpus.counts,
+    cutoff,
+  };
   const result = await trainTestbedSft(model, examples, training, {
     work,
     threads,
@@ -483,8 +496,9 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
       {
         id: TRANSFER_TESTBED_ID,
         synthetic: true,
-        rebuild: `mpo testbed build --testbed tiny-multilingual-transfer --seed ${opts.seed} --threads ${threads}`,
+        rebuild: `mpo testbed build --testbed tiny-multilingual-transfer --seed ${opts.seed}${initSeed !== opts.seed ? ` --init-seed ${initSeed}` : ''} --threads ${threads}`,
         seed: opts.seed,
+        ...(initSeed !== opts.seed ? { initSeed } : {}),
         threads,
         cutoff,
         scale: opts.scale ?? 1,

@@ -156,6 +156,33 @@ describe('transfer testbed build', () => {
     expect(a.hash).toBe(b.hash);
     expect(a.file.equals(b.file)).toBe(true);
   }, 600_000);
+
+  it('varies only the training run with initSeed: same lexicon and data files, other weights, recorded', async () => {
+    const build = async (initSeed?: number) => {
+      const out = mkdtempSync(join(tmpdir(), 'mpo-transfer-init-'));
+      const r = await buildTransferTestbed({
+        seed: 7,
+        ...(initSeed === undefined ? {} : { initSeed }),
+        out,
+        threads: 1,
+        scale: 0.02,
+        training: { maxSteps: 1, batchSize: 4, microBatchSize: 4 },
+      });
+      const meta = JSON.parse(readFileSync(join(out, 'testbed.json'), 'utf8'));
+      return { hash: r.weightsHash, meta, out };
+    };
+    const [plain, same, other] = [await build(), await build(7), await build(8)];
+    // initSeed equal to seed is the plain recipe: same weights, nothing extra recorded.
+    expect(same.hash).toBe(plain.hash);
+    expect(same.meta.initSeed).toBeUndefined();
+    expect(other.hash).not.toBe(plain.hash);
+    expect(other.meta.initSeed).toBe(8);
+    expect(other.meta.rebuild).toContain('--seed 7 --init-seed 8');
+    // Every data file (lexicon, tokenizer, corpus, held-out prompts) is byte-identical: only the run differs.
+    const dataFiles = Object.keys(plain.meta.files).filter((f) => f !== 'model.safetensors');
+    expect(dataFiles.length).toBeGreaterThan(3);
+    for (const f of dataFiles) expect(other.meta.files[f], f).toBe(plain.meta.files[f]);
+  }, 600_000);
 });
 
 describe('mpo eval on the transfer testbed', () => {

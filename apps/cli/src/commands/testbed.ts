@@ -11,7 +11,7 @@ import { register } from '../registry.js';
 const TESTBEDS = ['tiny-multilingual', 'tiny-multilingual-transfer'] as const;
 type TestbedName = (typeof TESTBEDS)[number];
 
-const usage = `mpo testbed build [--testbed NAME] [--seed N] [--out DIR] [--threads N] [--epochs N] [--scale X] [--max-steps N] [--json]
+const usage = `mpo testbed build [--testbed NAME] [--seed N] [--init-seed N] [--out DIR] [--threads N] [--epochs N] [--scale X] [--max-steps N] [--json]
 mpo testbed measure [--testbed NAME] [--model DIR] [--items N] [--threads N] [--transfer [--method dpo|mpo]] [--json]
 
 NAME is tiny-multilingual (default) or tiny-multilingual-transfer (docs/testbed.md).
@@ -21,6 +21,8 @@ word-level Llama over English and three synthetic sister languages with safety t
 Default --out is where the builtin id resolves (models/NAME). The same seed and thread count rebuild
 the same bytes. --scale shrinks every row count of the transfer recipe (prototypes and tests).
 --max-steps stops early (a smoke build: the model is not the committed testbed).
+--init-seed (transfer testbed only) seeds the model's init and training order apart from --seed, which
+keeps seeding the lexicon and the data: it varies the training run alone over the same languages.
 measure prints, per language of the transfer testbed, the held-out reward gap on harmful prompts and the
 same gap on harmless ones, attack success, refusals of harmless prompts, perplexity and translation
 accuracy. --transfer also runs the two transfer checks from the testbed (a DPO step on the English
@@ -42,6 +44,7 @@ async function build(rest: string[]): Promise<number> {
     options: {
       testbed: { type: 'string' },
       seed: { type: 'string', default: '1' },
+      'init-seed': { type: 'string' },
       out: { type: 'string' },
       threads: { type: 'string', default: '2' },
       epochs: { type: 'string' },
@@ -52,6 +55,10 @@ async function build(rest: string[]): Promise<number> {
   });
   const name = testbedName(values.testbed);
   const seed = intOption('seed', values.seed, 0);
+  const initSeed =
+    values['init-seed'] === undefined ? undefined : intOption('init-seed', values['init-seed'], 0);
+  if (initSeed !== undefined && name !== 'tiny-multilingual-transfer')
+    throw new CliError('--init-seed applies to --testbed tiny-multilingual-transfer only', ExitCode.usage);
   const threads = intOption('threads', values.threads, 1);
   const epochs = optionalNumberFlag('epochs', values.epochs, { integer: true, min: 1 });
   const maxSteps =
@@ -95,7 +102,7 @@ async function build(rest: string[]): Promise<number> {
   const r =
     name === 'tiny-multilingual'
       ? await buildTestbed(common)
-      : await buildTransferTestbed({ ...common, scale });
+      : await buildTransferTestbed({ ...common, scale, ...(initSeed === undefined ? {} : { initSeed }) });
   (progress as Progress | null)?.finish();
   rep.done();
   const examples = 'examples' in r ? r.examples : r.counts;
