@@ -30,6 +30,17 @@ export interface MaterializeContext {
   prefix: string;
 }
 
+/** Stored trial rows as the flow builds their jobs: id, index and the sampled point read back from the row. */
+function pointsOf(
+  spec: RunSpec,
+  trials: readonly { id: string; index: number; hyperparameters: unknown }[],
+): TrialPoint[] {
+  return trials.map((t) => ({
+    trialId: t.id,
+    plan: { index: t.index, params: pointOf(spec, t.hyperparameters as Record<string, unknown>) },
+  }));
+}
+
 /** Adds trials' eval ← train jobs under the run's existing sweep job, then marks them QUEUED. */
 async function publish(m: MaterializeContext, runId: string, spec: RunSpec, trials: TrialPoint[]) {
   const parent = { id: jobIds.run(runId), queue: `${m.prefix}:${QUEUES.sweep}` };
@@ -55,10 +66,7 @@ export async function topUp(
     opts.starting,
   );
   if (r.cancelled || r.trials.length === 0) return 0;
-  const points = r.trials.map((t) => ({
-    trialId: t.id,
-    plan: { index: t.index, params: pointOf(spec, t.hyperparameters as Record<string, unknown>) },
-  }));
+  const points = pointsOf(spec, r.trials);
   await publish(m, runId, spec, points);
   return points.length;
 }
@@ -72,12 +80,10 @@ export async function republishPending(m: MaterializeContext, runId: string): Pr
   const run = await m.db.runs.get(runId);
   if (run.cancelRequestedAt) return 0;
   const spec = run.spec as unknown as RunSpec;
-  const pending = run.trials
-    .filter((t) => t.status === 'PENDING')
-    .map((t) => ({
-      trialId: t.id,
-      plan: { index: t.index, params: pointOf(spec, t.hyperparameters as Record<string, unknown>) },
-    }));
+  const pending = pointsOf(
+    spec,
+    run.trials.filter((t) => t.status === 'PENDING'),
+  );
   if (pending.length > 0) await publish(m, runId, spec, pending);
   return pending.length;
 }
