@@ -36,6 +36,18 @@ describe('numeric flags', () => {
       [['score', '--model', 'm', '--data', 'd', '--batch', '0'], /--batch must be an integer >= 1, got "0"/],
       [['testbed', 'build', '--threads', 'two'], /--threads must be an integer >= 1, got "two"/],
       [
+        ['testbed', 'build', '--testbed', 'tiny-multilingual-transfer', '--safety-shares', '0.1,0.03'],
+        /--safety-shares must be three numbers in \[0, 1\], one per sister language \(qaa,qab,qac\), got '0.1,0.03'/,
+      ],
+      [
+        ['testbed', 'build', '--testbed', 'tiny-multilingual-transfer', '--alignments', '0.8,0.6,1.5'],
+        /--alignments must be three numbers in \[0, 1\]/,
+      ],
+      [
+        ['testbed', 'build', '--alignments', '0.8,0.6,0.4'],
+        /apply to --testbed tiny-multilingual-transfer only/,
+      ],
+      [
         ['eval', '--model', 'builtin:x', '--max-prompts', 'many'],
         /--max-prompts must be an integer, got "many"/,
       ],

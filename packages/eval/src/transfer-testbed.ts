@@ -67,6 +67,8 @@ export interface TransferTestbedOptions {
   scale?: number;
   /** Per sister language, overrides its safetyShare (prototypes of the recipe; the recipe is the lexicon's). */
   safetyShares?: readonly number[];
+  /** Per sister language, overrides its alignment (the init cosine to English); same use as safetyShares. */
+  alignments?: readonly number[];
   training?: Partial<TrainingParams>;
   onStep?(r: StepRecord): void;
 }
@@ -371,7 +373,12 @@ export function writeTransferFiles(dir: string, corpus: TransferCorpus): void {
  * to its English word's rows (same norm): row_x ← a·row_en + √(1−a²)·row_x, both rows drawn independently
  * at init. Edits the float32 safetensors file of a freshly initialised model in place.
  */
-export function alignSisterRows(path: string, tok: HfTokenizer, lex: Lexicon): void {
+export function alignSisterRows(
+  path: string,
+  tok: HfTokenizer,
+  lex: Lexicon,
+  alignments: readonly number[] = SISTER_LANGUAGES.map((l) => l.alignment),
+): void {
   const buf = readFileSync(path);
   const headerLength = Number(buf.readBigUInt64LE(0));
   const header = JSON.parse(buf.subarray(8, 8 + headerLength).toString('utf8')) as Record<
@@ -389,8 +396,8 @@ export function alignSisterRows(path: string, tok: HfTokenizer, lex: Lexicon): v
       buf.byteOffset + start,
       (t.data_offsets[1] - t.data_offsets[0]) / 4,
     );
-    for (const lang of SISTER_LANGUAGES) {
-      const a = lang.alignment;
+    for (const [li, lang] of SISTER_LANGUAGES.entries()) {
+      const a = alignments[li]!;
       const b = Math.sqrt(1 - a * a);
       for (const [en, x] of lex.forward.get(lang.code)!) {
         const e = tok.tokenToId(en);
@@ -445,6 +452,16 @@ export interface TransferTestbedResult {
   cpuSeconds: number;
 }
 
+/** The `mpo testbed build` line that rebuilds these bytes, naming only what differs from the recipe. */
+function rebuildCommand(opts: TransferTestbedOptions, initSeed: number, threads: number): string {
+  const flags = [`--seed ${opts.seed}`];
+  if (initSeed !== opts.seed) flags.push(`--init-seed ${initSeed}`);
+  if (opts.scale !== undefined && opts.scale !== 1) flags.push(`--scale ${opts.scale}`);
+  if (opts.safetyShares) flags.push(`--safety-shares ${opts.safetyShares.join(',')}`);
+  if (opts.alignments) flags.push(`--alignments ${opts.alignments.join(',')}`);
+  return `mpo testbed build --testbed tiny-multilingual-transfer ${flags.join(' ')} --threads ${threads}`;
+}
+
 export async function buildTransferTestbed(opts: TransferTestbedOptions): Promise<TransferTestbedResult> {
   // Long: the testbed build in order (corpus, model, training, files, hash) with its timings.
   const t0 = Date.now();
@@ -452,6 +469,7 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
   const threads = opts.threads ?? 2;
   const cutoff = opts.cutoff ?? 96;
   const safetyShares = opts.safetyShares ?? SISTER_LANGUAGES.map((l) => l.safetyShare);
+  const alignments = opts.alignments ?? SISTER_LANGUAGES.map((l) => l.alignment);
   const corpus = transferCorpus(opts.seed, opts.scale ?? 1, safetyShares);
   mkdirSync(opts.out, { recursive: true });
   writeTransferFiles(opts.out, corpus);
@@ -468,7 +486,7 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
   const fresh = Model.init(transferConfig(tok.vocabSize), { seed: initSeed, threads });
   await fresh.save(initDir);
   fresh.dispose();
-  alignSisterRows(join(initDir, 'model.safetensors'), tok, corpus.lexicon);
+  alignSisterRows(join(initDir, 'model.safetensors'), tok, corpus.lexicon, alignments);
   const model = await Model.load(initDir, { threads });
   const identity = {
     seed: opts.seed,
@@ -496,13 +514,17 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
       {
         id: TRANSFER_TESTBED_ID,
         synthetic: true,
-        rebuild: `mpo testbed build --testbed tiny-multilingual-transfer --seed ${opts.seed}${initSeed !== opts.seed ? ` --init-seed ${initSeed}` : ''} --threads ${threads}`,
+        rebuild: rebuildCommand(opts, initSeed, threads),
         seed: opts.seed,
         ...(initSeed !== opts.seed ? { initSeed } : {}),
         threads,
         cutoff,
         scale: opts.scale ?? 1,
-        languages: SISTER_LANGUAGES.map((l, i) => ({ ...l, safetyShare: safetyShares[i] })),
+        languages: SISTER_LANGUAGES.map((l, i) => ({
+          ...l,
+          alignment: alignments[i],
+          safetyShare: safetyShares[i],
+        })),
         labelNoise: corpus.labelNoise,
         training,
         examples: corpus.counts,

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadMpoJson } from '@mpo/data';
@@ -20,7 +20,12 @@ import {
   testbedFilesFor,
   transferSteps,
 } from '../src/transfer-measure.js';
-import { buildTransferTestbed, transferCorpus, writeTransferFiles } from '../src/transfer-testbed.js';
+import {
+  alignSisterRows,
+  buildTransferTestbed,
+  transferCorpus,
+  writeTransferFiles,
+} from '../src/transfer-testbed.js';
 
 describe('sister-language relexification', () => {
   const lex = buildLexicon(['the', 'cat', 'sat', 'on', 'mat'], 3);
@@ -182,6 +187,76 @@ describe('transfer testbed build', () => {
     const dataFiles = Object.keys(plain.meta.files).filter((f) => f !== 'model.safetensors');
     expect(dataFiles.length).toBeGreaterThan(3);
     for (const f of dataFiles) expect(other.meta.files[f], f).toBe(plain.meta.files[f]);
+  }, 600_000);
+});
+
+describe('the aligned start', () => {
+  // A two-tensor float32 safetensors file of `vocab` rows of width 3, rows filled from a counter.
+  const tinyCheckpoint = (vocab: number) => {
+    const width = 3;
+    const bytes = vocab * width * 4;
+    const header = JSON.stringify({
+      'model.embed_tokens.weight': { dtype: 'F32', shape: [vocab, width], data_offsets: [0, bytes] },
+      'lm_head.weight': { dtype: 'F32', shape: [vocab, width], data_offsets: [bytes, 2 * bytes] },
+    });
+    const data = Float32Array.from({ length: 2 * vocab * width }, (_, i) => ((i * 7) % 11) - 5);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(header.length));
+    const path = join(mkdtempSync(join(tmpdir(), 'mpo-align-')), 'model.safetensors');
+    writeFileSync(path, Buffer.concat([len, Buffer.from(header), Buffer.from(data.buffer)]));
+    return { path, width, data, offset: 8 + header.length };
+  };
+
+  it('sets each sister word row to a·row_en + √(1−a²)·row_x with the given per-language alignment', () => {
+    const lex = buildLexicon(['the', 'cat'], 3);
+    const tokens = [
+      'the',
+      'cat',
+      ...SISTER_LANGUAGES.flatMap((l) => ['the', 'cat'].map((w) => lex.forward.get(l.code)!.get(w)!)),
+    ];
+    const tok = { tokenToId: (t: string) => tokens.indexOf(t) } as unknown as HfTokenizer;
+    const ck = tinyCheckpoint(tokens.length);
+    alignSisterRows(ck.path, tok, lex, [1, 0, 0.6]);
+    const buf = readFileSync(ck.path);
+    const after = new Float32Array(buf.buffer.slice(buf.byteOffset + ck.offset, buf.byteOffset + buf.length));
+    for (const tensor of [0, 1])
+      for (const [li] of SISTER_LANGUAGES.entries())
+        for (const [wi] of ['the', 'cat'].entries()) {
+          const x = 2 + 2 * li + wi;
+          for (let k = 0; k < ck.width; k++) {
+            const at = (row: number) => tensor * tokens.length * ck.width + row * ck.width + k;
+            // Hand-worked: a = 1 copies the English row, a = 0 keeps the word's own row, a = 0.6 mixes with 0.8.
+            const want = [ck.data[at(wi)]!, ck.data[at(x)]!, 0.6 * ck.data[at(wi)]! + 0.8 * ck.data[at(x)]!][
+              li
+            ]!;
+            expect(after[at(x)]).toBeCloseTo(want, 5);
+            expect(after[at(wi)]).toBe(ck.data[at(wi)]); // English rows untouched
+          }
+        }
+  });
+
+  it('records recipe overrides in testbed.json and in its rebuild command', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'mpo-transfer-overrides-'));
+    await buildTransferTestbed({
+      seed: 7,
+      out,
+      threads: 1,
+      scale: 0.02,
+      safetyShares: [0.5, 0, 0],
+      alignments: [0.9, 0.5, 0.1],
+      training: { maxSteps: 1, batchSize: 4, microBatchSize: 4 },
+    });
+    const meta = JSON.parse(readFileSync(join(out, 'testbed.json'), 'utf8'));
+    expect(meta.languages.map((l: { alignment: number }) => l.alignment)).toEqual([0.9, 0.5, 0.1]);
+    expect(meta.languages.map((l: { safetyShare: number }) => l.safetyShare)).toEqual([0.5, 0, 0]);
+    expect(meta.rebuild).toBe(
+      'mpo testbed build --testbed tiny-multilingual-transfer --seed 7 --scale 0.02 --safety-shares 0.5,0,0 --alignments 0.9,0.5,0.1 --threads 1',
+    );
+    // The share adds that many of the English harmful prompts, with their refusals, to qaa alone.
+    const count = (shares: number[], lang: string) =>
+      transferCorpus(7, 0.02, shares).sft.filter((r) => r.lang === lang).length;
+    expect(count([0.5, 0, 0], 'qaa') - count([0, 0, 0], 'qaa')).toBeGreaterThan(0);
+    expect(count([0.5, 0, 0], 'qab')).toBe(count([0, 0, 0], 'qab'));
   }, 600_000);
 });
 

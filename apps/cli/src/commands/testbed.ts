@@ -11,7 +11,8 @@ import { register } from '../registry.js';
 const TESTBEDS = ['tiny-multilingual', 'tiny-multilingual-transfer'] as const;
 type TestbedName = (typeof TESTBEDS)[number];
 
-const usage = `mpo testbed build [--testbed NAME] [--seed N] [--init-seed N] [--out DIR] [--threads N] [--epochs N] [--scale X] [--max-steps N] [--json]
+const usage = `mpo testbed build [--testbed NAME] [--seed N] [--init-seed N] [--out DIR] [--threads N] [--epochs N] [--scale X] [--max-steps N]
+                  [--safety-shares A,B,C] [--alignments A,B,C] [--json]
 mpo testbed measure [--testbed NAME] [--model DIR] [--items N] [--threads N] [--transfer [--method dpo|mpo]] [--json]
 
 NAME is tiny-multilingual (default) or tiny-multilingual-transfer (docs/testbed.md).
@@ -23,6 +24,9 @@ the same bytes. --scale shrinks every row count of the transfer recipe (prototyp
 --max-steps stops early (a smoke build: the model is not the committed testbed).
 --init-seed (transfer testbed only) seeds the model's init and training order apart from --seed, which
 keeps seeding the lexicon and the data: it varies the training run alone over the same languages.
+--safety-shares and --alignments (transfer testbed only) override, per sister language (qaa,qab,qac), the
+recipe's share of English harmful prompts also taught with their refusal in that language (0..1) and the
+init cosine of its word embeddings to English (0..1): variants of the recipe, recorded in testbed.json.
 measure prints, per language of the transfer testbed, the held-out reward gap on harmful prompts and the
 same gap on harmless ones, attack success, refusals of harmless prompts, perplexity and translation
 accuracy. --transfer also runs the two transfer checks from the testbed (a DPO step on the English
@@ -31,11 +35,57 @@ pairs only, and one on the low-resource sister language's pairs only) and prints
 const intOption = (name: string, raw: string | undefined, min: number) =>
   numberFlag(name, raw ?? '', { integer: true, min });
 
+/** A comma list of one number in [0, 1] per sister language, or undefined when the flag is absent. */
+function perLanguage(name: string, raw: string | undefined): number[] | undefined {
+  if (raw === undefined) return undefined;
+  const xs = raw.split(',').map((x) => Number(x.trim()));
+  if (xs.length !== 3 || xs.some((x) => !(x >= 0 && x <= 1)))
+    throw new CliError(
+      `--${name} must be three numbers in [0, 1], one per sister language (qaa,qab,qac), got '${raw}'`,
+      ExitCode.usage,
+    );
+  return xs;
+}
+
+function recipeOverrides(name: TestbedName, values: Record<string, unknown>) {
+  const safetyShares = perLanguage('safety-shares', values['safety-shares'] as string | undefined);
+  const alignments = perLanguage('alignments', values.alignments as string | undefined);
+  if ((safetyShares || alignments) && name !== 'tiny-multilingual-transfer')
+    throw new CliError(
+      '--safety-shares and --alignments apply to --testbed tiny-multilingual-transfer only',
+      ExitCode.usage,
+    );
+  return { ...(safetyShares ? { safetyShares } : {}), ...(alignments ? { alignments } : {}) };
+}
+
 function testbedName(raw: string | undefined): TestbedName {
   const name = (raw ?? 'tiny-multilingual').replace(/^builtin:/, '');
   if (!(TESTBEDS as readonly string[]).includes(name))
     throw new CliError(`--testbed must be one of ${TESTBEDS.join(', ')}`, ExitCode.usage);
   return name as TestbedName;
+}
+
+/** Step events for --json and a progress bar for a terminal, as the build's training reports steps. */
+function stepProgress(rep: ReturnType<typeof createReporter>, json: boolean | undefined) {
+  let progress: Progress | null = null;
+  const onStep = (s: {
+    step: number;
+    totalSteps: number;
+    loss: number;
+    lr: number;
+    tokensPerSec: number;
+  }) => {
+    progress ??= createProgress({ label: 'testbed', total: s.totalSteps, unit: 'steps/s', json });
+    rep.event({
+      type: 'step',
+      step: s.step,
+      totalSteps: s.totalSteps,
+      loss: s.loss,
+      metrics: { lr: s.lr, tokensPerSec: s.tokensPerSec },
+    });
+    progress.update(s.step, `loss ${s.loss.toFixed(4)}  ${Math.round(s.tokensPerSec)} tok/s`);
+  };
+  return { onStep, finish: () => (progress as Progress | null)?.finish() };
 }
 
 async function build(rest: string[]): Promise<number> {
@@ -50,10 +100,13 @@ async function build(rest: string[]): Promise<number> {
       epochs: { type: 'string' },
       scale: { type: 'string', default: '1' },
       'max-steps': { type: 'string' },
+      'safety-shares': { type: 'string' },
+      alignments: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
   const name = testbedName(values.testbed);
+  const overrides = recipeOverrides(name, values);
   const seed = intOption('seed', values.seed, 0);
   const initSeed =
     values['init-seed'] === undefined ? undefined : intOption('init-seed', values['init-seed'], 0);
@@ -68,29 +121,7 @@ async function build(rest: string[]): Promise<number> {
   const out = values.out ? resolve(values.out) : BUILTIN_MODELS[`builtin:${name}`]!();
   const { buildTestbed, buildTransferTestbed } = await import('@mpo/eval');
   const rep = createReporter(values.json);
-  let progress: Progress | null = null;
-  const onStep = (s: {
-    step: number;
-    totalSteps: number;
-    loss: number;
-    lr: number;
-    tokensPerSec: number;
-  }) => {
-    progress ??= createProgress({
-      label: 'testbed',
-      total: s.totalSteps,
-      unit: 'steps/s',
-      json: values.json,
-    });
-    rep.event({
-      type: 'step',
-      step: s.step,
-      totalSteps: s.totalSteps,
-      loss: s.loss,
-      metrics: { lr: s.lr, tokensPerSec: s.tokensPerSec },
-    });
-    progress.update(s.step, `loss ${s.loss.toFixed(4)}  ${Math.round(s.tokensPerSec)} tok/s`);
-  };
+  const { onStep, finish } = stepProgress(rep, values.json);
   const common = {
     seed,
     out,
@@ -102,8 +133,13 @@ async function build(rest: string[]): Promise<number> {
   const r =
     name === 'tiny-multilingual'
       ? await buildTestbed(common)
-      : await buildTransferTestbed({ ...common, scale, ...(initSeed === undefined ? {} : { initSeed }) });
-  (progress as Progress | null)?.finish();
+      : await buildTransferTestbed({
+          ...common,
+          ...overrides,
+          scale,
+          ...(initSeed === undefined ? {} : { initSeed }),
+        });
+  finish();
   rep.done();
   const examples = 'examples' in r ? r.examples : r.counts;
   rep.event({ type: 'done', dir: r.dir, steps: r.steps, examples, weightsHash: r.weightsHash });
