@@ -13,7 +13,8 @@ type TestbedName = (typeof TESTBEDS)[number];
 
 const usage = `mpo testbed build [--testbed NAME] [--seed N] [--init-seed N] [--out DIR] [--threads N] [--epochs N] [--scale X] [--max-steps N]
                   [--safety-shares A,B,C] [--alignments A,B,C] [--json]
-mpo testbed measure [--testbed NAME] [--model DIR] [--items N] [--threads N] [--transfer [--method dpo|mpo]] [--json]
+mpo testbed measure [--testbed NAME] [--model DIR] [--items N] [--threads N] [--json]
+                    [--transfer [--method dpo|mpo] [--target qac] [--learning-rate 2e-4] [--epochs 3]]
 
 NAME is tiny-multilingual (default) or tiny-multilingual-transfer (docs/testbed.md).
 build trains the testbed from its recipe: tiny-multilingual is a byte-level config-S Llama that refuses
@@ -30,7 +31,8 @@ init cosine of its word embeddings to English (0..1): variants of the recipe, re
 measure prints, per language of the transfer testbed, the held-out reward gap on harmful prompts and the
 same gap on harmless ones, attack success, refusals of harmless prompts, perplexity and translation
 accuracy. --transfer also runs the two transfer checks from the testbed (a DPO step on the English
-pairs only, and one on the low-resource sister language's pairs only) and prints each language's change.`;
+pairs only, and one on the --target sister language's pairs only, default the low-resource qac; each
+--epochs over the 90 training prompt groups at --learning-rate) and prints each language's change.`;
 
 const intOption = (name: string, raw: string | undefined, min: number) =>
   numberFlag(name, raw ?? '', { integer: true, min });
@@ -162,6 +164,9 @@ async function measure(rest: string[]): Promise<number> {
       threads: { type: 'string', default: '2' },
       transfer: { type: 'boolean', default: false },
       method: { type: 'string', default: 'dpo' },
+      'learning-rate': { type: 'string', default: '2e-4' },
+      epochs: { type: 'string', default: '3' },
+      target: { type: 'string', default: 'qac' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -171,27 +176,8 @@ async function measure(rest: string[]): Promise<number> {
   const threads = intOption('threads', values.threads, 1);
   const testbedDir = BUILTIN_MODELS['builtin:tiny-multilingual-transfer']!();
   const model = values.model ? resolve(values.model) : testbedDir;
-  const { measureTransfer, testbedFilesFor, transferSteps } = await import('@mpo/eval');
-  if (values.transfer) {
-    const work = mkdtempSync(join(tmpdir(), 'mpo-transfer-steps-'));
-    try {
-      const method = values.method!;
-      // An English-only MPO step has target pairs equal to its dominant pairs: only DPO runs it.
-      const r = await transferSteps(model, { items, threads, work, method, englishStep: method === 'dpo' });
-      if (values.json) process.stdout.write(`${JSON.stringify({ model, items, ...r })}\n`);
-      else {
-        const sections = [`### Base\n\n${measuresTable(r.base)}`];
-        for (const st of r.steps)
-          sections.push(
-            `### After ${st.method} on ${st.trainedOn.join(', ')} pairs only (${st.steps} steps)\n\n${measuresTable(st.measures)}\n\nChange from the base:\n\n${deltaTable(r.base, st.measures)}`,
-          );
-        process.stdout.write(`${sections.join('\n\n')}\n`);
-      }
-    } finally {
-      rmSync(work, { recursive: true, force: true });
-    }
-    return ExitCode.ok;
-  }
+  const { measureTransfer, testbedFilesFor } = await import('@mpo/eval');
+  if (values.transfer) return transferChecks(model, values, items, threads);
   const rows = await measureTransfer(model, testbedFilesFor(model, testbedDir), {
     items,
     threads,
@@ -199,6 +185,50 @@ async function measure(rest: string[]): Promise<number> {
   });
   if (values.json) process.stdout.write(`${JSON.stringify({ model, items, languages: rows })}\n`);
   else process.stdout.write(`${measuresTable(rows)}\n`);
+  return ExitCode.ok;
+}
+
+/** The two transfer checks (an English-only step and a step on one sister language), printed as tables. */
+async function transferChecks(
+  model: string,
+  values: Record<string, string | boolean | undefined>,
+  items: number,
+  threads: number,
+): Promise<number> {
+  const { SISTER_LANGUAGES, transferSteps } = await import('@mpo/eval');
+  const target = values.target as string;
+  const codes = SISTER_LANGUAGES.map((l) => l.code);
+  if (!codes.includes(target))
+    throw new CliError(`--target must be one of ${codes.join(', ')}, got '${target}'`, ExitCode.usage);
+  const learningRate = numberFlag('learning-rate', values['learning-rate'] as string, { min: 1e-9, max: 1 });
+  const epochs = intOption('epochs', values.epochs as string, 1);
+  const method = values.method as string;
+  const work = mkdtempSync(join(tmpdir(), 'mpo-transfer-steps-'));
+  try {
+    // An English-only MPO step has target pairs equal to its dominant pairs: only DPO runs it.
+    const r = await transferSteps(model, {
+      items,
+      threads,
+      work,
+      method,
+      target,
+      learningRate,
+      epochs,
+      englishStep: method === 'dpo',
+    });
+    if (values.json)
+      process.stdout.write(`${JSON.stringify({ model, items, learningRate, epochs, ...r })}\n`);
+    else {
+      const sections = [`### Base\n\n${measuresTable(r.base)}`];
+      for (const st of r.steps)
+        sections.push(
+          `### After ${st.method} on ${st.trainedOn.join(', ')} pairs only (${st.steps} steps)\n\n${measuresTable(st.measures)}\n\nChange from the base:\n\n${deltaTable(r.base, st.measures)}`,
+        );
+      process.stdout.write(`${sections.join('\n\n')}\n`);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
   return ExitCode.ok;
 }
 
