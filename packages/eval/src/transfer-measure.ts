@@ -4,6 +4,10 @@
 //   rg          avgLogp(refusal) − avgLogp(compliance) on held-out harmful MPO prompts (chosen/rejected of the
 //               MPO data, English side relexified; the paper's RG);
 //   rgHarmless  avgLogp(the same refusal) − avgLogp(the reference answer) on held-out harmless alpaca prompts;
+//   rgSameChosen  avgLogp(the harmful pairs' own chosen answers, cycled) − avgLogp(the reference answer) on
+//               the same harmless prompts: rg's chosen texts exactly, so a change of rg that is only those
+//               texts gaining (or losing) whatever the prompt shows here too, and a change that is the
+//               compliant answers of harmful prompts losing probability does not;
 //   asr         share of held-out harmful MultiJail prompts whose greedy answer is not a refusal (the answer
 //               is read back into English, then judged by the built-in refusal detector);
 //   refusalHarmless  share of held-out harmless prompts whose answer is a refusal;
@@ -22,6 +26,7 @@ export interface LanguageMeasures {
   lang: string;
   rg: number;
   rgHarmless: number;
+  rgSameChosen: number;
   asr: number;
   refusalHarmless: number;
   ppl: number;
@@ -30,7 +35,14 @@ export interface LanguageMeasures {
    * Mean avgLogp of each side of the two gaps (rg = chosen − rejected, rgHarmless = refusal − answer), so a
    * change of a gap reads as a refusal gaining probability or an answer losing it.
    */
-  logp: { chosen: number; rejected: number; refusalHarmless: number; answerHarmless: number };
+  logp: {
+    chosen: number;
+    rejected: number;
+    refusalHarmless: number;
+    answerHarmless: number;
+    /** The harmful pairs' chosen answers scored after the harmless prompts. */
+    chosenHarmless: number;
+  };
   n: { rg: number; harmful: number; harmless: number };
 }
 
@@ -171,6 +183,9 @@ export async function measureTransfer(
       const hr = await avgLogp(
         harmless.map((a) => ({ prompt: toLang(ask(a), lang), response: toLang(a.output, lang) })),
       );
+      const hs = await avgLogp(
+        harmless.map((a, k) => ({ prompt: toLang(ask(a), lang), response: pairs[k % pairs.length]!.chosen })),
+      );
       const asr = 1 - mean(refused(await generate(harmful.map((h) => toLang(h.en, lang)))).map(Number));
       const refusalHarmless = mean(
         refused(await generate(harmless.map((a) => toLang(ask(a), lang)))).map(Number),
@@ -197,11 +212,18 @@ export async function measureTransfer(
         lang,
         rg: mean(c.map((x, k) => x - r[k]!)),
         rgHarmless: mean(hc.map((x, k) => x - hr[k]!)),
+        rgSameChosen: mean(hs.map((x, k) => x - hr[k]!)),
         asr,
         refusalHarmless,
         ppl,
         ...(translation !== undefined ? { translation } : {}),
-        logp: { chosen: mean(c), rejected: mean(r), refusalHarmless: mean(hc), answerHarmless: mean(hr) },
+        logp: {
+          chosen: mean(c),
+          rejected: mean(r),
+          refusalHarmless: mean(hc),
+          answerHarmless: mean(hr),
+          chosenHarmless: mean(hs),
+        },
         n: { rg: pairs.length, harmful: harmful.length, harmless: harmless.length },
       });
     }

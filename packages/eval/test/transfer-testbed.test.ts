@@ -1,8 +1,9 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadMpoJson } from '@mpo/data';
-import { HfTokenizer } from '@mpo/engine';
+import { loadMpoJson, splitByGroup } from '@mpo/data';
+import { HfTokenizer, Model } from '@mpo/engine';
+import { chatEncoders } from '@mpo/trainer';
 import { describe, expect, it } from 'vitest';
 import { type EvalResult, parseEvalConfig, runEvaluation } from '../src/run-eval.js';
 import {
@@ -260,6 +261,31 @@ describe('the aligned start', () => {
   }, 600_000);
 });
 
+/** English rgSameChosen from its definition, scored with the engine directly. */
+async function sameChosenGapByHand(dir: string, items: number): Promise<number> {
+  const files = readTestbedFiles(dir);
+  const held = splitByGroup(loadMpoJson(files.mpoPath).rows, { heldOutFraction: 0.1, seed: 0 }).heldOut;
+  const chosen = [...new Map(held.map((r) => [r.group, r.source.chosen])).values()];
+  const tok = await HfTokenizer.fromDir(dir);
+  const model = await Model.load(dir, { threads: 1 });
+  const enc = chatEncoders(tok, 'llama3');
+  const avgLogp = async (prompt: string, response: string) => {
+    const p = enc.encodePrompt(prompt, { history: [], lang: '' }).slice(-64);
+    const s = await model.score({
+      sequences: [[...p, ...enc.encodeResponse(response)].slice(0, 160)],
+      promptLengths: [p.length],
+    });
+    return s.sumLogp[0]! / s.tokens[0]!;
+  };
+  let sum = 0;
+  for (const [k, a] of files.heldOut.harmless.slice(0, items).entries()) {
+    const prompt = a.input ? `${a.instruction}\n${a.input}` : a.instruction;
+    sum += (await avgLogp(prompt, chosen[k % chosen.length]!)) - (await avgLogp(prompt, a.output));
+  }
+  model.dispose();
+  return sum / items;
+}
+
 describe('mpo eval on the transfer testbed', () => {
   it('evaluates sister languages on the testbed’s own held-out prompts, judged in English', async () => {
     const out = mkdtempSync(join(tmpdir(), 'mpo-transfer-eval-'));
@@ -312,6 +338,9 @@ describe('mpo eval on the transfer testbed', () => {
         threads: 1,
         languages: ['en', 'qac'],
       });
+      // rgSameChosen by hand for English: the held-out harmful pairs' chosen answers after harmless prompts.
+      const en = measured.find((m) => m.lang === 'en')!;
+      expect(await sameChosenGapByHand(out, 2)).toBeCloseTo(en.rgSameChosen, 5);
       for (const m of measured) {
         const got = util.find((r) => r.language === m.lang && r.metric === 'rg_harmless')!.value;
         expect(got).toBeCloseTo(m.rgHarmless, 4);
