@@ -30,9 +30,10 @@ recipe's share of English harmful prompts also taught with their refusal in that
 init cosine of its word embeddings to English (0..1): variants of the recipe, recorded in testbed.json.
 measure prints, per language of the transfer testbed, the held-out reward gap on harmful prompts and the
 same gap on harmless ones, attack success, refusals of harmless prompts, perplexity and translation
-accuracy. --transfer also runs the two transfer checks from the testbed (a DPO step on the English
-pairs only, and one on the --target sister language's pairs only, default the low-resource qac; each
---epochs over the 90 training prompt groups at --learning-rate) and prints each language's change.`;
+accuracy. --transfer also runs the two transfer checks from the testbed (a --method step, default DPO, on
+the English pairs only, and one on the --target sister language's pairs only, default the low-resource
+qac; each --epochs over the 90 training prompt groups at --learning-rate) and prints each language's
+change. With --method mpo only the target step runs: MPO's English-only step is its dominant side alone.`;
 
 const intOption = (name: string, raw: string | undefined, min: number) =>
   numberFlag(name, raw ?? '', { integer: true, min });
@@ -205,7 +206,7 @@ async function transferChecks(
   const method = values.method as string;
   const work = mkdtempSync(join(tmpdir(), 'mpo-transfer-steps-'));
   try {
-    // An English-only MPO step has target pairs equal to its dominant pairs: only DPO runs it.
+    // An English-only MPO step has target pairs equal to its dominant pairs: every other method runs it.
     const r = await transferSteps(model, {
       items,
       threads,
@@ -214,7 +215,7 @@ async function transferChecks(
       target,
       learningRate,
       epochs,
-      englishStep: method === 'dpo',
+      englishStep: method !== 'mpo',
     });
     if (values.json)
       process.stdout.write(`${JSON.stringify({ model, items, learningRate, epochs, ...r })}\n`);
