@@ -24,7 +24,8 @@ export interface SisterLanguage {
   /**
    * Share of the English harmful training prompts that also appear in this language with their refusal:
    * the little target-language safety data a real model's pre-training and instruction data carry, more for
-   * higher-resource languages.
+   * higher-resource languages. 10 / 3 / 0 % (high / middle / low): the shares that order the languages'
+   * attack success as the paper's Table 1 does, on average over training runs (docs/testbed.md, "Recipes").
    */
   safetyShare: number;
 }
@@ -37,7 +38,7 @@ export const SISTER_LANGUAGES: readonly SisterLanguage[] = [
     alignment: 0.8,
     alpacaShare: 1,
     translationPairs: 3000,
-    safetyShare: 0.03,
+    safetyShare: 0.1,
   }, // Cyrillic
   {
     code: 'qab',
@@ -45,7 +46,7 @@ export const SISTER_LANGUAGES: readonly SisterLanguage[] = [
     alignment: 0.6,
     alpacaShare: 0.35,
     translationPairs: 1500,
-    safetyShare: 0.01,
+    safetyShare: 0.03,
   }, // Greek
   {
     code: 'qac',

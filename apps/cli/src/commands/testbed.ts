@@ -14,7 +14,7 @@ type TestbedName = (typeof TESTBEDS)[number];
 const usage = `mpo testbed build [--testbed NAME] [--seed N] [--init-seed N] [--out DIR] [--threads N] [--epochs N] [--scale X] [--max-steps N]
                   [--safety-shares A,B,C] [--alignments A,B,C] [--json]
 mpo testbed measure [--testbed NAME] [--model DIR] [--items N] [--threads N] [--json]
-                    [--transfer [--method dpo|mpo] [--target qac] [--learning-rate 2e-4] [--epochs 3]]
+                    [--transfer [--method dpo|mpo] [--target qac] [--learning-rate 5e-5] [--epochs 3]]
 
 NAME is tiny-multilingual (default) or tiny-multilingual-transfer (docs/testbed.md).
 build trains the testbed from its recipe: tiny-multilingual is a byte-level config-S Llama that refuses
@@ -165,7 +165,7 @@ async function measure(rest: string[]): Promise<number> {
       threads: { type: 'string', default: '2' },
       transfer: { type: 'boolean', default: false },
       method: { type: 'string', default: 'dpo' },
-      'learning-rate': { type: 'string', default: '2e-4' },
+      'learning-rate': { type: 'string', default: '5e-5' },
       epochs: { type: 'string', default: '3' },
       target: { type: 'string', default: 'qac' },
       json: { type: 'boolean', default: false },
