@@ -286,7 +286,7 @@ export async function transferSteps(
         epochs: opts.epochs ?? 3,
         batchSize: 8,
         microBatchSize: 8,
-        // 5e-5: at 2e-4 the English-only step broke English itself (perplexity 63 → 143, harmless prompts
+        // 5e-5: at 2e-4 the English-only step broke English itself (perplexity 59 → 140, harmless prompts
         // refused 10 → 52.5 %), which is no safety step to read transfer from (docs/testbed.md).
         learningRate: opts.learningRate ?? 5e-5,
         seed: 1,
