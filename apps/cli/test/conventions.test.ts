@@ -48,6 +48,11 @@ describe('numeric flags', () => {
         /apply to --testbed tiny-multilingual-transfer only/,
       ],
       [
+        ['testbed', 'measure', '--transfer', '--harmless-pairs', 'many'],
+        /--harmless-pairs must be an integer >= 0, got "many"/,
+      ],
+      [['testbed', 'measure', '--harmless-pairs', '10'], /--harmless-pairs applies to --transfer/],
+      [
         ['eval', '--model', 'builtin:x', '--max-prompts', 'many'],
         /--max-prompts must be an integer, got "many"/,
       ],

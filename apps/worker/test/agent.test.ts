@@ -520,9 +520,7 @@ describe('slot fitting', () => {
       // The small agent keeps fetching the job and putting it back, so a single
       // read can land in the moment it holds it ('active'); between fetches the
       // job must sit in the queue again.
-      await expect
-        .poll(() => w.getState(), { timeout: 10_000, interval: 25 })
-        .toMatch(/^(delayed|waiting)$/);
+      await expect.poll(() => w.getState(), { timeout: 10_000, interval: 25 }).toMatch(/^(delayed|waiting)$/);
       expect(w.attemptsMade).toBe(0);
       expect(small.logs.some((l) => l.jobId === wide.id && l.msg === 'job started')).toBe(false);
       expect((await db.runs.trial(trialIds[0]!)).status).toBe('PENDING');

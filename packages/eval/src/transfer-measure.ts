@@ -13,14 +13,14 @@
 //   refusalHarmless  share of held-out harmless prompts whose answer is a refusal;
 //   ppl         exp(−mean over held-out alpaca answers of their mean token log-prob);
 //   translation word accuracy of greedy English → language translation of held-out sentences.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadMpoJson, splitByGroup } from '@mpo/data';
 import { HfTokenizer, Model, stopTokenIds } from '@mpo/engine';
 import { chatEncoders } from '@mpo/trainer';
 import { createRefusalDetector } from './detector.js';
 import { delexify, type Lexicon, relexify, SISTER_LANGUAGES, wordsOf } from './transfer-lexicon.js';
-import type { AlpacaItem } from './utility.js';
+import { ALPACA_HELDOUT, type AlpacaItem, alpacaHeldOut } from './utility.js';
 
 export interface LanguageMeasures {
   lang: string;
@@ -251,7 +251,54 @@ export interface TransferStepsOptions extends TransferMeasureOptions {
   method?: string;
   /** Run the English-only step too (default true; for MPO it is degenerate: its target pairs are its dominant pairs). */
   englishStep?: boolean;
+  /**
+   * Harmless English pairs added to the English-only step (default 0): training alpaca prompts with their own
+   * answer chosen over a refusal, so the step teaches when to refuse and not only a refusal (englishStepData).
+   */
+  harmlessPairs?: number;
   work: string;
+}
+
+/**
+ * The English-only step's data file, written into `work`: the training groups of the English safety pairs
+ * (the held-out groups of every measurement removed here, since a file with more groups would split
+ * differently) and, when `harmlessPairs` > 0, that many harmless contrast pairs: alpaca training items (never
+ * the held-out ones), their answer chosen, one of the safety pairs' refusals rejected. A safety step of
+ * refusals alone raises refusals after any prompt (docs/testbed.md); the contrast is how safety data is
+ * usually mixed with helpfulness data, and whether the distinction carries to the sister languages is the check.
+ */
+export function englishStepData(
+  dir: string,
+  work: string,
+  harmlessPairs: number,
+  alpacaPath: string,
+): string {
+  const path = join(dir, 'data/safety-en.json');
+  const raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>[];
+  const loaded = loadMpoJson(path);
+  const { train } = splitByGroup(loaded.rows, { heldOutFraction: 0.1, seed: 0 });
+  const safety = train.map((r) => raw[r.index]!);
+  const refusals = [...new Set(train.map((r) => r.source.chosen))].sort();
+  const turn = (value: string, from: 'human' | 'gpt') => ({ from, value });
+  const contrast = alpacaHeldOut(alpacaPath, ALPACA_HELDOUT)
+    .train.slice(0, harmlessPairs)
+    .map((a, i) => {
+      const prompt = [turn(a.input ? `${a.instruction}\n${a.input}` : a.instruction, 'human')];
+      const [chosen, rejected] = [turn(a.output, 'gpt'), turn(refusals[i % refusals.length]!, 'gpt')];
+      return {
+        source_conversations: prompt,
+        source_chosen: chosen,
+        source_rejected: rejected,
+        target_conversations: prompt,
+        target_chosen: chosen,
+        target_rejected: rejected,
+        target_lang: 'en',
+      };
+    });
+  mkdirSync(work, { recursive: true });
+  const out = join(work, 'english-step.json');
+  writeFileSync(out, `${JSON.stringify([...safety, ...contrast])}\n`);
+  return out;
 }
 
 /**
@@ -266,20 +313,22 @@ export async function transferSteps(
   base: LanguageMeasures[];
   steps: TransferStep[];
 }> {
-  const { parseTrainConfig, runTraining } = await import('@mpo/trainer');
+  const { parseTrainConfig, resolveBuiltinData, runTraining } = await import('@mpo/trainer');
   const files = readTestbedFiles(dir);
   const base = await measureTransfer(dir, files, opts);
   const target = opts.target ?? SISTER_LANGUAGES.at(-1)!.code;
   const method = opts.method ?? 'dpo';
+  const englishPath = () =>
+    englishStepData(dir, opts.work, opts.harmlessPairs ?? 0, resolveBuiltinData('builtin:alpaca-en').path);
   const run = async (name: string, languages: string[]) => {
     const output = join(opts.work, name);
+    const english = languages.includes('en');
     const config = parseTrainConfig({
       model: dir,
-      data: {
-        format: 'mpo',
-        path: languages.includes('en') ? join(dir, 'data/safety-en.json') : files.mpoPath,
-        languages,
-      },
+      // The English file holds only training groups already (englishStepData), so all of it trains.
+      data: english
+        ? { format: 'mpo', path: englishPath(), languages, split: 'all' }
+        : { format: 'mpo', path: files.mpoPath, languages },
       method,
       hyperparameters: method === 'dpo' ? { beta: 0.1 } : {},
       training: {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadMpoJson, splitByGroup } from '@mpo/data';
 import { HfTokenizer, Model } from '@mpo/engine';
-import { chatEncoders } from '@mpo/trainer';
+import { chatEncoders, resolveBuiltinData } from '@mpo/trainer';
 import { describe, expect, it } from 'vitest';
 import { type EvalResult, parseEvalConfig, runEvaluation } from '../src/run-eval.js';
 import {
@@ -16,6 +16,7 @@ import {
   wordsOf,
 } from '../src/transfer-lexicon.js';
 import {
+  englishStepData,
   measureTransfer,
   readTestbedFiles,
   testbedFilesFor,
@@ -27,6 +28,7 @@ import {
   transferCorpus,
   writeTransferFiles,
 } from '../src/transfer-testbed.js';
+import { ALPACA_HELDOUT, alpacaHeldOut } from '../src/utility.js';
 
 describe('sister-language relexification', () => {
   const lex = buildLexicon(['the', 'cat', 'sat', 'on', 'mat'], 3);
@@ -132,6 +134,34 @@ describe('testbed corpus (builtin:tiny-multilingual-transfer)', () => {
     expect(Math.abs(swapped - corpus.labelNoise)).toBeLessThan(0.08);
     const files = readTestbedFiles(dir);
     expect(files.lexicon.forward.get('qab')).toEqual(corpus.lexicon.forward.get('qab'));
+  });
+
+  it('gives the English-only step its training groups only, and harmless contrast pairs from alpaca training items', () => {
+    const alpacaPath = resolveBuiltinData('builtin:alpaca-en').path;
+    const work = mkdtempSync(join(tmpdir(), 'mpo-english-step-'));
+    // The held-out groups every measurement reads (measureTransfer's split of the sister-language pairs).
+    const sister = loadMpoJson(readTestbedFiles(dir).mpoPath).rows;
+    const held = new Set(splitByGroup(sister, { heldOutFraction: 0.1, seed: 0 }).heldOutGroups);
+    const plain = loadMpoJson(englishStepData(dir, work, 0, alpacaPath)).rows;
+    expect(plain).toHaveLength(90); // 100 English prompt groups, a tenth held out
+    expect(plain.filter((r) => held.has(r.group))).toEqual([]);
+    expect(new Set(plain.map((r) => r.lang))).toEqual(new Set(['en']));
+
+    const mixed = loadMpoJson(englishStepData(dir, work, 7, alpacaPath)).rows;
+    expect(mixed.slice(0, 90).map((r) => r.source)).toEqual(plain.map((r) => r.source));
+    const contrast = mixed.slice(90);
+    expect(contrast).toHaveLength(7);
+    const ask = (a: { instruction: string; input: string }) =>
+      a.input ? `${a.instruction}\n${a.input}` : a.instruction;
+    const answers = new Map(alpacaHeldOut(alpacaPath, ALPACA_HELDOUT).train.map((a) => [ask(a), a.output]));
+    const heldHarmless = new Set(corpus.heldOut.harmless.map(ask));
+    const refusals = new Set(plain.map((r) => r.source.chosen));
+    for (const r of contrast) {
+      expect(heldHarmless.has(r.source.prompt)).toBe(false);
+      expect(r.source.chosen).toBe(answers.get(r.source.prompt)); // the item's own answer is preferred
+      expect(refusals.has(r.source.rejected)).toBe(true); // over a refusal of the safety pairs
+      expect(r.target).toEqual(r.source);
+    }
   });
 
   it('measures a testbed build with its own lexicon, a model trained from it with the testbed’s', () => {

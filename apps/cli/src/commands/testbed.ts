@@ -14,7 +14,8 @@ type TestbedName = (typeof TESTBEDS)[number];
 const usage = `mpo testbed build [--testbed NAME] [--seed N] [--init-seed N] [--out DIR] [--threads N] [--epochs N] [--scale X] [--max-steps N]
                   [--safety-shares A,B,C] [--alignments A,B,C] [--json]
 mpo testbed measure [--testbed NAME] [--model DIR] [--items N] [--threads N] [--json]
-                    [--transfer [--method dpo|mpo] [--target qac] [--learning-rate 5e-5] [--epochs 3]]
+                    [--transfer [--method dpo|mpo] [--target qac] [--learning-rate 5e-5] [--epochs 3]
+                                [--harmless-pairs N]]
 
 NAME is tiny-multilingual (default) or tiny-multilingual-transfer (docs/testbed.md).
 build trains the testbed from its recipe: tiny-multilingual is a byte-level config-S Llama that refuses
@@ -33,7 +34,9 @@ same gap on harmless ones, attack success, refusals of harmless prompts, perplex
 accuracy. --transfer also runs the two transfer checks from the testbed (a --method step, default DPO, on
 the English pairs only, and one on the --target sister language's pairs only, default the low-resource
 qac; each --epochs over the 90 training prompt groups at --learning-rate) and prints each language's
-change. With --method mpo only the target step runs: MPO's English-only step is its dominant side alone.`;
+change. With --method mpo only the target step runs: MPO's English-only step is its dominant side alone.
+--harmless-pairs N adds N harmless English pairs to the English-only step (alpaca training prompts, their
+answer chosen over a refusal): a safety step that teaches when to refuse, not only a refusal.`;
 
 const intOption = (name: string, raw: string | undefined, min: number) =>
   numberFlag(name, raw ?? '', { integer: true, min });
@@ -168,6 +171,7 @@ async function measure(rest: string[]): Promise<number> {
       'learning-rate': { type: 'string', default: '5e-5' },
       epochs: { type: 'string', default: '3' },
       target: { type: 'string', default: 'qac' },
+      'harmless-pairs': { type: 'string', default: '0' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -179,6 +183,8 @@ async function measure(rest: string[]): Promise<number> {
   const model = values.model ? resolve(values.model) : testbedDir;
   const { measureTransfer, testbedFilesFor } = await import('@mpo/eval');
   if (values.transfer) return transferChecks(model, values, items, threads);
+  if (values['harmless-pairs'] !== '0')
+    throw new CliError('--harmless-pairs applies to --transfer (the English-only step)', ExitCode.usage);
   const rows = await measureTransfer(model, testbedFilesFor(model, testbedDir), {
     items,
     threads,
@@ -203,6 +209,7 @@ async function transferChecks(
     throw new CliError(`--target must be one of ${codes.join(', ')}, got '${target}'`, ExitCode.usage);
   const learningRate = numberFlag('learning-rate', values['learning-rate'] as string, { min: 1e-9, max: 1 });
   const epochs = intOption('epochs', values.epochs as string, 1);
+  const harmlessPairs = intOption('harmless-pairs', values['harmless-pairs'] as string, 0);
   const method = values.method as string;
   const work = mkdtempSync(join(tmpdir(), 'mpo-transfer-steps-'));
   try {
@@ -216,9 +223,12 @@ async function transferChecks(
       learningRate,
       epochs,
       englishStep: method !== 'mpo',
+      harmlessPairs,
     });
     if (values.json)
-      process.stdout.write(`${JSON.stringify({ model, items, learningRate, epochs, ...r })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ model, items, learningRate, epochs, harmlessPairs, ...r })}\n`,
+      );
     else {
       const sections = [`### Base\n\n${measuresTable(r.base)}`];
       for (const st of r.steps)
