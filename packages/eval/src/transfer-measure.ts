@@ -256,6 +256,8 @@ export interface TransferStepsOptions extends TransferMeasureOptions {
    * answer chosen over a refusal, so the step teaches when to refuse and not only a refusal (englishStepData).
    */
   harmlessPairs?: number;
+  /** Seeds each step's data order (default 1): several step seeds show how much of a change is the step's noise. */
+  stepSeed?: number;
   work: string;
 }
 
@@ -338,7 +340,7 @@ export async function transferSteps(
         // 5e-5: at 2e-4 the English-only step broke English itself (perplexity 59 → 140, harmless prompts
         // refused 10 → 52.5 %), which is no safety step to read transfer from (docs/testbed.md).
         learningRate: opts.learningRate ?? 5e-5,
-        seed: 1,
+        seed: opts.stepSeed ?? 1,
       },
       cutoff: 128,
       output,

@@ -15,7 +15,7 @@ const usage = `mpo testbed build [--testbed NAME] [--seed N] [--init-seed N] [--
                   [--safety-shares A,B,C] [--alignments A,B,C] [--json]
 mpo testbed measure [--testbed NAME] [--model DIR] [--items N] [--threads N] [--json]
                     [--transfer [--method dpo|mpo] [--target qac] [--learning-rate 5e-5] [--epochs 3]
-                                [--harmless-pairs N]]
+                                [--harmless-pairs N] [--step-seed N]]
 
 NAME is tiny-multilingual (default) or tiny-multilingual-transfer (docs/testbed.md).
 build trains the testbed from its recipe: tiny-multilingual is a byte-level config-S Llama that refuses
@@ -36,7 +36,8 @@ the English pairs only, and one on the --target sister language's pairs only, de
 qac; each --epochs over the 90 training prompt groups at --learning-rate) and prints each language's
 change. With --method mpo only the target step runs: MPO's English-only step is its dominant side alone.
 --harmless-pairs N adds N harmless English pairs to the English-only step (alpaca training prompts, their
-answer chosen over a refusal): a safety step that teaches when to refuse, not only a refusal.`;
+answer chosen over a refusal): a safety step that teaches when to refuse, not only a refusal.
+--step-seed seeds the steps' data order (default 1).`;
 
 const intOption = (name: string, raw: string | undefined, min: number) =>
   numberFlag(name, raw ?? '', { integer: true, min });
@@ -172,6 +173,7 @@ async function measure(rest: string[]): Promise<number> {
       epochs: { type: 'string', default: '3' },
       target: { type: 'string', default: 'qac' },
       'harmless-pairs': { type: 'string', default: '0' },
+      'step-seed': { type: 'string', default: '1' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -183,8 +185,9 @@ async function measure(rest: string[]): Promise<number> {
   const model = values.model ? resolve(values.model) : testbedDir;
   const { measureTransfer, testbedFilesFor } = await import('@mpo/eval');
   if (values.transfer) return transferChecks(model, values, items, threads);
-  if (values['harmless-pairs'] !== '0')
-    throw new CliError('--harmless-pairs applies to --transfer (the English-only step)', ExitCode.usage);
+  for (const flag of ['harmless-pairs', 'step-seed'] as const)
+    if (rest.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`)))
+      throw new CliError(`--${flag} applies to --transfer`, ExitCode.usage);
   const rows = await measureTransfer(model, testbedFilesFor(model, testbedDir), {
     items,
     threads,
@@ -210,6 +213,7 @@ async function transferChecks(
   const learningRate = numberFlag('learning-rate', values['learning-rate'] as string, { min: 1e-9, max: 1 });
   const epochs = intOption('epochs', values.epochs as string, 1);
   const harmlessPairs = intOption('harmless-pairs', values['harmless-pairs'] as string, 0);
+  const stepSeed = intOption('step-seed', values['step-seed'] as string, 0);
   const method = values.method as string;
   const work = mkdtempSync(join(tmpdir(), 'mpo-transfer-steps-'));
   try {
@@ -224,10 +228,11 @@ async function transferChecks(
       epochs,
       englishStep: method !== 'mpo',
       harmlessPairs,
+      stepSeed,
     });
     if (values.json)
       process.stdout.write(
-        `${JSON.stringify({ model, items, learningRate, epochs, harmlessPairs, ...r })}\n`,
+        `${JSON.stringify({ model, items, learningRate, epochs, harmlessPairs, stepSeed, ...r })}\n`,
       );
     else {
       const sections = [`### Base\n\n${measuresTable(r.base)}`];
