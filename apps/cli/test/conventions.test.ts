@@ -53,7 +53,10 @@ describe('numeric flags', () => {
       ],
       [['testbed', 'measure', '--harmless-pairs', '10'], /--harmless-pairs applies to --transfer/],
       [['testbed', 'measure', '--step-seed=2'], /--step-seed applies to --transfer/],
-      [['testbed', 'measure', '--transfer', '--step-seed=1.5'], /--step-seed must be an integer >= 0, got "1.5"/],
+      [
+        ['testbed', 'measure', '--transfer', '--step-seed=1.5'],
+        /--step-seed must be an integer >= 0, got "1.5"/,
+      ],
       [
         ['eval', '--model', 'builtin:x', '--max-prompts', 'many'],
         /--max-prompts must be an integer, got "many"/,

@@ -105,7 +105,16 @@ describe('mpo reproduce', () => {
     );
     expect(r.code, `${r.stderr}\n--- worker ---\n${workerLog}`).toBe(0);
     expect(r.stderr).toMatch(/submitted MPO: run \S+ \(2 trials\)/);
-    expect(r.stderr).toMatch(/"phase":"reproduce"/);
+    // Progress: optimizer steps while the trials train, then trials evaluated, ending at all four trials.
+    const progress = r.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{"type":"progress"'))
+      .map((l) => JSON.parse(l) as { phase: string; done: number; total: number });
+    const lastTraining = progress.findLastIndex((p) => p.phase === 'reproduce');
+    const firstEvaluate = progress.findIndex((p) => p.phase === 'evaluate');
+    expect(lastTraining, r.stderr).toBeGreaterThanOrEqual(0);
+    expect(firstEvaluate, r.stderr).toBeGreaterThan(lastTraining);
+    expect(progress.at(-1)).toMatchObject({ phase: 'evaluate', done: 4, total: 4 });
     const res = r.lines.at(-1) as {
       plan: unknown;
       arms: { key: string; seeds: number[]; runId: string; cells: Record<string, Record<string, Summary>> }[];

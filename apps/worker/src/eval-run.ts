@@ -15,6 +15,7 @@ import {
   type EvalJobResult,
   type EvalResultLine,
   isInvalidInputExit,
+  isTrialEvaluated,
   parseEvalLine,
   TRIAL_TERMINAL_STATUSES,
 } from '@mpo/queue';
@@ -34,7 +35,7 @@ import { TrialEvents } from './trial-events.js';
 export const GENERATIONS_FILE = 'generations.jsonl';
 
 /** Statuses whose weights are not the trial's final ones. */
-const NOT_EVALUATED = new Set<string>(TRIAL_TERMINAL_STATUSES.filter((s) => s !== 'SUCCEEDED'));
+const NOT_EVALUATED = new Set<string>(TRIAL_TERMINAL_STATUSES.filter((s) => !isTrialEvaluated(s)));
 
 export class EvalRun {
   private child: ChildHandle | null = null;

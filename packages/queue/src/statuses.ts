@@ -49,6 +49,9 @@ export const TRIAL_UNSTARTED_STATUSES = ['PENDING', 'QUEUED'] as const satisfies
 /** Trials that ended with a result: a finished sweep's best trial is one of these (ASHA's stop is a normal end). */
 export const TRIAL_RESULT_STATUSES = ['SUCCEEDED', 'STOPPED'] as const satisfies readonly TrialStatus[];
 
+/** Trials an eval job evaluates: only these end with their final weights (a stopped trial's are a rung's). */
+export const TRIAL_EVALUATED_STATUSES = ['SUCCEEDED'] as const satisfies readonly TrialStatus[];
+
 const has =
   <T extends string>(list: readonly T[]) =>
   (status: string): status is T =>
@@ -57,6 +60,7 @@ const has =
 export const isRunTerminal = has(RUN_TERMINAL_STATUSES);
 export const isTrialTerminal = has(TRIAL_TERMINAL_STATUSES);
 export const isTrialWithResult = has(TRIAL_RESULT_STATUSES);
+export const isTrialEvaluated = has(TRIAL_EVALUATED_STATUSES);
 
 /** Every BullMQ job state, in the order a job meets them and the API, metrics and dashboard show them. */
 export const JOB_STATES = [

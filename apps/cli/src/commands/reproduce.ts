@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { isRunTerminal, isTrialTerminal } from '@mpo/queue';
+import { isRunTerminal, isTrialEvaluated, isTrialTerminal } from '@mpo/queue';
 import { BUILTIN_MODELS } from '@mpo/trainer';
 import { API_FLAGS, ApiClient } from '../api-client.js';
 import { CliError, ExitCode } from '../exit-codes.js';
@@ -127,6 +127,9 @@ export interface ReproducePlan {
   variants: Variant[];
 }
 
+/** What every trial is evaluated on: Table 1's reward gap, Table 2's attack success, utility (perplexity). */
+const EVAL_BENCHMARKS = ['reward-gap', 'multijail', 'utility'] as const;
+
 /** The run spec of one variant: a grid over seeds × learning rates (schemas/run-spec.schema.json). */
 export function specFor(plan: ReproducePlan, v: Variant): Record<string, unknown> {
   const tb = TESTBEDS[plan.testbed]!;
@@ -140,7 +143,7 @@ export function specFor(plan: ReproducePlan, v: Variant): Record<string, unknown
     hyperparameters: v.hyperparameters,
     resources: { ranksPerTrial: 1, device: 'cpu' },
     eval: {
-      benchmarks: ['reward-gap', 'multijail', 'utility'],
+      benchmarks: [...EVAL_BENCHMARKS],
       languages: tb.languages,
       maxPrompts: plan.maxPrompts,
       judge: 'builtin',
@@ -249,26 +252,71 @@ async function evaluateBase(plan: ReproducePlan): Promise<Figure[]> {
   return out;
 }
 
+/**
+ * Trials evaluated so far, of those that will be (isTrialEvaluated): one whose run is over counts as done, one
+ * whose evaluations cover every benchmark of the plan too (each benchmark's figures arrive as it finishes).
+ */
+async function evaluationProgress(
+  api: ApiClient,
+  views: RunView[],
+): Promise<{ done: number; total: number }> {
+  let done = 0;
+  let total = 0;
+  for (const v of views) {
+    const toEvaluate = v.trials.filter((t) => isTrialEvaluated(t.status));
+    total += toEvaluate.length;
+    if (isRunTerminal(v.status)) {
+      done += toEvaluate.length;
+      continue;
+    }
+    const { evaluations } = await api.get<{ evaluations: { trialId: string; benchmark: string }[] }>(
+      `/runs/${encodeURIComponent(v.id)}/evaluations`,
+    );
+    const benchmarksOf = new Map<string, Set<string>>();
+    for (const e of evaluations) {
+      const seen = benchmarksOf.get(e.trialId) ?? new Set();
+      benchmarksOf.set(e.trialId, seen.add(e.benchmark));
+    }
+    done += toEvaluate.filter((t) => EVAL_BENCHMARKS.every((b) => benchmarksOf.get(t.id)?.has(b))).length;
+  }
+  return { done, total };
+}
+
+/**
+ * Waits for the runs with progress on stderr: optimizer steps while trials train, then (phase "evaluate")
+ * trials evaluated, the tail after the last step that would otherwise show a full bar for many minutes.
+ */
 async function waitFor(api: ApiClient, ids: string[], timeoutMs: number): Promise<RunView[]> {
   const started = Date.now();
-  const progress = createProgress({ label: 'reproduce', total: 0, unit: 'steps/s', everyMs: 10_000 });
-  let shownTotal = -1;
+  const unitOf: Record<string, string> = { reproduce: 'steps/s', evaluate: 'trials/s' };
+  let progress = createProgress({ label: 'reproduce', total: 0, unit: unitOf.reproduce, everyMs: 10_000 });
+  let shown = { phase: 'reproduce', total: -1 };
+  const show = (phase: string, done: number, total: number, note: string) => {
+    if (phase !== shown.phase) {
+      progress.finish();
+      progress = createProgress({ label: phase, total, unit: unitOf[phase], everyMs: 10_000 });
+    } else if (total !== shown.total) {
+      // A new total restarts the rate (trials learn their step count when they start); an unchanged one keeps it.
+      progress.phase(phase, total);
+    }
+    shown = { phase, total };
+    progress.update(done, note);
+  };
   for (;;) {
     const views = await Promise.all(ids.map((id) => api.get<RunView>(`/runs/${encodeURIComponent(id)}`)));
     const trials = views.flatMap((v) => v.trials);
-    const total = trials.reduce((a, t) => a + (t.totalSteps ?? 0), 0);
-    const done = trials.reduce((a, t) => a + Math.min(t.currentStep, t.totalSteps ?? t.currentStep), 0);
     const finished = views.filter((v) => isRunTerminal(v.status)).length;
     const trained = trials.filter((t) => isTrialTerminal(t.status)).length;
-    // Trials learn their step count when they start: a new total restarts the rate, an unchanged one keeps it.
-    if (total !== shownTotal) {
-      shownTotal = total;
-      progress.phase('reproduce', total);
+    const planned = views.reduce((a, v) => a + (v.trialCount ?? v.trials.length), 0);
+    const runsDone = `runs done ${finished}/${views.length}`;
+    if (trained < planned) {
+      const total = trials.reduce((a, t) => a + (t.totalSteps ?? 0), 0);
+      const done = trials.reduce((a, t) => a + Math.min(t.currentStep, t.totalSteps ?? t.currentStep), 0);
+      show('reproduce', done, total, `trials trained ${trained}/${planned}, ${runsDone}`);
+    } else {
+      const e = await evaluationProgress(api, views);
+      show('evaluate', e.done, e.total, `trials evaluated ${e.done}/${e.total}, ${runsDone}`);
     }
-    progress.update(
-      done,
-      `trials trained ${trained}/${views.reduce((a, v) => a + (v.trialCount ?? v.trials.length), 0)}, runs done ${finished}/${views.length}`,
-    );
     if (finished === views.length) {
       progress.finish();
       return views;
