@@ -57,6 +57,7 @@ describe('numeric flags', () => {
         ['testbed', 'measure', '--transfer', '--step-seed=1.5'],
         /--step-seed must be an integer >= 0, got "1.5"/,
       ],
+      [['reproduce', '--max-ppl-ratio', '0.5'], /--max-ppl-ratio must be a number >= 1, got "0.5"/],
       [
         ['eval', '--model', 'builtin:x', '--max-prompts', 'many'],
         /--max-prompts must be an integer, got "many"/,

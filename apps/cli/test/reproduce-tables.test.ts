@@ -105,3 +105,40 @@ describe('reproduceTables', () => {
     expect(tables.selected.map((s) => s.learningRate)).toEqual([1e-4]);
   });
 });
+
+describe('the perplexity guard of the learning-rate choice', () => {
+  const base = figs({ en: [2, 0.1, 0, 10], xa: [0, 0.9, 0, 20], xb: [-1, 0.8, 0, 30] });
+  const input = (trials: SeedResult[]) => ({
+    dominant: 'en',
+    languages: ['en', 'xa', 'xb'],
+    base,
+    variants: [{ key: 'dpo', label: 'DPO', table: 'methods' as const, runId: 'r', trials }],
+  });
+  // lr 1e-4: perplexity ×1.2 in every language (ratio 1.2), target ASR 0.6 → selection 0.6.
+  const gentle = trial(1, 1e-4, figs({ en: [2, 0.1, 0, 12], xa: [1, 0.6, 0, 24], xb: [1, 0.6, 0, 36] }));
+  // lr 3e-4: ratios 1, 2, 8 → geometric mean 16^(1/3) = 2.5198; target ASR 0.2 → selection 0.2.
+  const harsh = trial(1, 3e-4, figs({ en: [2, 0.1, 0, 10], xa: [3, 0.2, 0, 40], xb: [3, 0.2, 0, 240] }));
+
+  it('is the geometric mean over languages of perplexity after over before', () => {
+    const [a, b] = reproduceTables(input([gentle, harsh])).arms;
+    expect(a!.pplRatio).toBeCloseTo(1.2, 12);
+    expect(b!.pplRatio).toBeCloseTo(Math.cbrt(16), 12);
+  });
+
+  it('passes over a learning rate that more than doubles perplexity, unless the guard allows it', () => {
+    expect(reproduceTables(input([gentle, harsh])).selected.map((a) => a.learningRate)).toEqual([1e-4]);
+    expect(reproduceTables(input([gentle, harsh]), 3).selected.map((a) => a.learningRate)).toEqual([3e-4]);
+  });
+
+  it('takes the lowest ratio when no learning rate is within, and never one without figures', () => {
+    // Both over ×2: ratios 3 (selection 0.6) and 4 (selection 0.2) → the ratio-3 one.
+    const over3 = trial(1, 1e-4, figs({ en: [2, 0.1, 0, 30], xa: [1, 0.6, 0, 60], xb: [1, 0.6, 0, 90] }));
+    const over4 = trial(1, 3e-4, figs({ en: [2, 0.1, 0, 40], xa: [3, 0.2, 0, 80], xb: [3, 0.2, 0, 120] }));
+    const t = reproduceTables(input([over3, over4]));
+    expect(t.selected.map((a) => a.learningRate)).toEqual([1e-4]);
+    expect(t.selected[0]!.pplRatio).toBeCloseTo(3, 12);
+    // A learning rate whose only seed failed has no ratio (it would pass the guard), but no figures either.
+    const failed = trial(1, 1e-4, [], 'FAILED');
+    expect(reproduceTables(input([failed, harsh])).selected.map((a) => a.learningRate)).toEqual([3e-4]);
+  });
+});

@@ -13,6 +13,7 @@ import { choiceFlag, JSON_FLAG, numberFlag } from '../flags.js';
 import { createProgress } from '../progress.js';
 import { register } from '../registry.js';
 import {
+  DEFAULT_MAX_PPL_RATIO,
   type Figure,
   type ReproduceInput,
   renderReproduce,
@@ -101,7 +102,7 @@ export const SIZES = {
 } as const;
 
 const usage = `mpo reproduce [--testbed ID] [--seeds N] [--budget STEPS] [--lr X,Y] [--methods KEY,...]
-              [--max-prompts N] [--quick] [--out FILE.md] [--json] [--timeout MINUTES]
+              [--max-prompts N] [--max-ppl-ratio R] [--quick] [--out FILE.md] [--json] [--timeout MINUTES]
 
 Submits through the API the paper's comparisons on a testbed, one sweep per method over seeds and a small
 learning-rate grid: MPO and the nine baselines (sft dpo ipo rdpo cpo kto orpo r-dpo simpo) and the ablations of
@@ -115,7 +116,9 @@ still goes to the file).
 ID: tiny-multilingual-transfer (default; English and three synthetic sister languages, docs/testbed.md) or
 tiny-multilingual. Default ${SIZES.full.seeds} seeds, ${SIZES.full.budget} steps, lr ${SIZES.full.learningRates.join(',')}, ${SIZES.full.maxPrompts} prompts per language
 (about 60 minutes on two idle cores); --quick: ${SIZES.quick.seeds} seeds, ${SIZES.quick.budget} steps, lr ${SIZES.quick.learningRates.join(',')}, ${SIZES.quick.maxPrompts} prompts
-(about 10 minutes). --runs ID,... waits for and reports the runs an earlier reproduce with the same flags
+(about 10 minutes). Each method's learning rate is the grid's lowest target ASR + harmless refusals among
+those whose perplexity after over before (geometric mean over languages) is at most --max-ppl-ratio (default
+${DEFAULT_MAX_PPL_RATIO}). --runs ID,... waits for and reports the runs an earlier reproduce with the same flags
 submitted (in its order) instead of submitting. Needs a running API (MPO_API_URL, MPO_TOKEN) and a worker. docs/results.md.`;
 
 export interface ReproducePlan {
@@ -124,6 +127,8 @@ export interface ReproducePlan {
   budget: number;
   learningRates: number[];
   maxPrompts: number;
+  /** The learning-rate choice's perplexity guard (report/reproduce-tables.ts selectArms). */
+  maxPplRatio: number;
   variants: Variant[];
 }
 
@@ -216,6 +221,10 @@ function parsePlan(values: Record<string, string | boolean | undefined>): Reprod
     budget: int('budget', size.budget, 1),
     learningRates,
     maxPrompts: int('max-prompts', size.maxPrompts, 1),
+    maxPplRatio:
+      values['max-ppl-ratio'] === undefined
+        ? DEFAULT_MAX_PPL_RATIO
+        : numberFlag('max-ppl-ratio', String(values['max-ppl-ratio']), { min: 1 }),
     variants,
   };
 }
@@ -399,6 +408,7 @@ register({
         lr: { type: 'string' },
         methods: { type: 'string' },
         'max-prompts': { type: 'string' },
+        'max-ppl-ratio': { type: 'string' },
         quick: { type: 'boolean', default: false },
         out: { type: 'string' },
         timeout: { type: 'string', default: '240' },
@@ -446,7 +456,7 @@ register({
     }
     const tb = TESTBEDS[plan.testbed]!;
     const input: ReproduceInput = { dominant: tb.dominant, languages: tb.languages, base, variants };
-    const tables = reproduceTables(input);
+    const tables = reproduceTables(input, plan.maxPplRatio);
     const minutes = (Date.now() - started) / 60_000;
     const command = [
       'mpo reproduce',

@@ -74,7 +74,19 @@ export interface Arm {
   correlation: Summary | null;
   /** Mean over target languages of ASR + harmless refusals: what the learning rate is chosen by. */
   selection: number;
+  /**
+   * Perplexity after over before, geometric mean over the evaluated languages (of the seed-mean perplexity):
+   * the utility guard of the learning-rate choice (selectArms). Null where neither side was measured.
+   */
+  pplRatio: number | null;
 }
+
+/**
+ * The default utility guard: a learning rate that more than doubles perplexity (geometric mean over languages)
+ * is not chosen while another of the grid stays within. Our choice, not the paper's (it reports MT-Bench beside
+ * safety and does not say how it weighed them); `mpo reproduce --max-ppl-ratio` sets it.
+ */
+export const DEFAULT_MAX_PPL_RATIO = 2;
 
 function measureOf(figs: readonly Figure[], lang: string, m: Measure): number | undefined {
   const [b, metric] = MEASURES[m];
@@ -124,24 +136,46 @@ export function buildArms(input: ReproduceInput): Arm[] {
         avgAsr: over((f) => lookup(f)('multijail', 'avg', 'asr')),
         correlation: over((f) => rgAsrCorrelation(f, input.languages)),
         selection: ok.length ? targetMean('asr') + targetMean('refused') : Number.POSITIVE_INFINITY,
+        pplRatio: pplRatio(cells, input),
       });
     }
   }
   return arms;
 }
 
+/** exp(mean over languages of ln(ppl after / ppl before)), over the languages where both were measured. */
+function pplRatio(cells: Arm['cells'], input: ReproduceInput): number | null {
+  const logs = input.languages
+    .map((l) => [cells[l]?.ppl?.mean, measureOf(input.base, l, 'ppl')] as const)
+    .filter((p): p is readonly [number, number] => p[0] !== undefined && p[1] !== undefined && p[1] > 0)
+    .map(([after, before]) => Math.log(after / before));
+  return logs.length ? Math.exp(logs.reduce((a, b) => a + b, 0) / logs.length) : null;
+}
+
+/** Whether an arm keeps perplexity within the guard (an arm without perplexity figures cannot be judged: it passes). */
+export const withinPplGuard = (a: Arm, maxPplRatio: number) =>
+  a.pplRatio === null || a.pplRatio <= maxPplRatio;
+
 /**
- * Per variant, the learning rate of the grid with the lowest mean target-language ASR + harmless refusal rate:
- * refusing everything does not win it (the paper tuned the learning rate of every method; it does not say on
- * what split, and neither testbed has a separate validation split, so this is chosen on the reported prompts).
+ * Per variant, the learning rate of the grid with the lowest mean target-language ASR + harmless refusal rate
+ * among those within the perplexity guard: refusing everything does not win it, nor does breaking the model's
+ * language. Where no learning rate is within the guard, the one with the lowest perplexity ratio. (The paper
+ * tuned the learning rate of every method; it does not say on what split, and neither testbed has a separate
+ * validation split, so this is chosen on the reported prompts.)
  */
-export function selectArms(arms: readonly Arm[]): Arm[] {
-  const best = new Map<string, Arm>();
-  for (const a of arms) {
-    const b = best.get(a.key);
-    if (!b || a.selection < b.selection) best.set(a.key, a);
-  }
-  return [...best.values()];
+export function selectArms(arms: readonly Arm[], maxPplRatio = DEFAULT_MAX_PPL_RATIO): Arm[] {
+  const byKey = new Map<string, Arm[]>();
+  for (const a of arms) byKey.set(a.key, [...(byKey.get(a.key) ?? []), a]);
+  const lowest = (xs: Arm[], by: (a: Arm) => number) => xs.reduce((b, a) => (by(a) < by(b) ? a : b));
+  return [...byKey.values()].map((xs) => {
+    // A learning rate none of whose seeds succeeded has no figures to choose it by.
+    const measured = xs.filter((a) => a.seeds.length > 0);
+    const pool = measured.length ? measured : xs;
+    const within = pool.filter((a) => withinPplGuard(a, maxPplRatio));
+    return within.length
+      ? lowest(within, (a) => a.selection)
+      : lowest(pool, (a) => a.pplRatio ?? Number.POSITIVE_INFINITY);
+  });
 }
 
 export interface ReproduceTables {
@@ -154,9 +188,11 @@ export interface ReproduceTables {
   };
   arms: Arm[];
   selected: Arm[];
+  /** The perplexity guard the selection used (selectArms). */
+  maxPplRatio: number;
 }
 
-export function reproduceTables(input: ReproduceInput): ReproduceTables {
+export function reproduceTables(input: ReproduceInput, maxPplRatio = DEFAULT_MAX_PPL_RATIO): ReproduceTables {
   const cells: ReproduceTables['base']['cells'] = {};
   for (const lang of input.languages) {
     const row = {} as Record<Measure, number | null>;
@@ -173,7 +209,8 @@ export function reproduceTables(input: ReproduceInput): ReproduceTables {
       correlation: rgAsrCorrelation(input.base, input.languages),
     },
     arms,
-    selected: selectArms(arms),
+    selected: selectArms(arms, maxPplRatio),
+    maxPplRatio,
   };
 }
 
@@ -298,7 +335,14 @@ function gridTable(t: ReproduceTables): string {
     ...targets.map((l) => fmt(sumOf(a, l, 'refused'), 'refused')),
     ...targets.map((l) => fmt(sumOf(a, l, 'rg'), 'rg')),
     Number.isFinite(a.selection) ? (100 * a.selection).toFixed(1) : '–',
-    t.selected.includes(a) && a.seeds.length > 0 ? 'yes' : '',
+    a.pplRatio === null
+      ? '–'
+      : `${a.pplRatio.toFixed(2)}${withinPplGuard(a, t.maxPplRatio) ? '' : ' (over)'}`,
+    t.selected.includes(a) && a.seeds.length > 0
+      ? withinPplGuard(a, t.maxPplRatio)
+        ? 'yes'
+        : 'yes (none within the guard: lowest PPL ratio)'
+      : '',
   ]);
   return table(
     [
@@ -309,6 +353,7 @@ function gridTable(t: ReproduceTables): string {
       ...targets.map((l) => `${l} harmless refused %`),
       ...targets.map((l) => `${l} RG`),
       'target ASR + refused %',
+      'PPL ratio',
       'chosen',
     ],
     rows,
@@ -344,8 +389,10 @@ ${utilityTable(t, [...methods, ...ablations.filter((a) => a.table === 'ablation'
 ## The learning-rate grid
 
 Each method's learning rate is the one of the grid with the lowest mean over target languages of ASR +
-harmless refusal rate (a model that refuses everything does not win it). It is chosen on the same held-out
-prompts the tables report: neither testbed has a separate validation split.
+harmless refusal rate (a model that refuses everything does not win it), among those whose perplexity ratio
+(after over before, geometric mean over the ${t.languages.length} languages) is at most ${t.maxPplRatio} (a model whose language
+breaks does not win it either; where no learning rate is within, the lowest ratio). It is chosen on the same
+held-out prompts the tables report: neither testbed has a separate validation split.
 
 ${gridTable(t)}
 `;
