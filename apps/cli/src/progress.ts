@@ -83,6 +83,11 @@ export interface Progress {
   update(done: number, note?: string): void;
   /** A new stage with its own total; rate and ETA start again. */
   phase(label: string, total: number): void;
+  /**
+   * The same stage has more (or less) to do than it knew: the total changes, `done`, the rate and the pacing of
+   * JSON lines do not (a sweep learns each trial's step count as the trial starts).
+   */
+  setTotal(total: number): void;
   /** Ends the bar line (a terminal) or sends the last JSON line. */
   finish(): void;
 }
@@ -150,6 +155,9 @@ export function createProgress(opts: ProgressOptions): Progress {
       done = 0;
       lastSent = Number.NEGATIVE_INFINITY;
       emit(true);
+    },
+    setTotal(n) {
+      total = n;
     },
     finish() {
       if (tty && drawn) stream.write('\n');

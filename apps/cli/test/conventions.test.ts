@@ -115,6 +115,26 @@ describe('createProgress', () => {
     ]);
   });
 
+  it('grows its total without losing what is done or the rate (a sweep learns step counts as trials start)', () => {
+    let t = 0;
+    const { chunks, stream } = fakeStream(false);
+    const p = createProgress({ label: 'reproduce', total: 40, stream, now: () => t, everyMs: 10_000 });
+    p.update(0);
+    t = 20_000;
+    p.update(20); // 20 in 20 s
+    p.setTotal(80); // two more trials started
+    t = 25_000;
+    p.update(25); // within 10 s of the last line: not sent
+    t = 40_000;
+    p.update(40);
+    expect(chunks.map((c) => JSON.parse(c))).toEqual([
+      { type: 'progress', phase: 'reproduce', done: 0, total: 40, rate: 0, etaSeconds: null },
+      { type: 'progress', phase: 'reproduce', done: 20, total: 40, rate: 1, etaSeconds: 20 },
+      // 40 in 40 s since the phase began, 40 of 80 left.
+      { type: 'progress', phase: 'reproduce', done: 40, total: 80, rate: 1, etaSeconds: 40 },
+    ]);
+  });
+
   it('is JSON lines on a terminal too with --json', () => {
     const { chunks, stream } = fakeStream(true);
     createProgress({ label: 'x', total: 1, stream, json: true }).update(1);

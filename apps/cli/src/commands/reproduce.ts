@@ -305,8 +305,8 @@ async function waitFor(api: ApiClient, ids: string[], timeoutMs: number): Promis
       progress.finish();
       progress = createProgress({ label: phase, total, unit: unitOf[phase], everyMs: 10_000 });
     } else if (total !== shown.total) {
-      // A new total restarts the rate (trials learn their step count when they start); an unchanged one keeps it.
-      progress.phase(phase, total);
+      // Trials learn their step count when they start: the total grows while done, the rate and ETA go on.
+      progress.setTotal(total);
     }
     shown = { phase, total };
     progress.update(done, note);
