@@ -75,6 +75,11 @@ export interface ProgressOptions {
   stream?: NodeJS.WriteStream;
   /** JSON lines at most this often (the first and the last always go out); default 1 s. */
   everyMs?: number;
+  /**
+   * The count may already be above 0 when watching begins (work that ran before the command looked): the rate,
+   * and so the ETA, count from the first update of each stage instead of from 0 at its start.
+   */
+  rateFromFirstUpdate?: boolean;
   now?: () => number;
 }
 
@@ -111,9 +116,12 @@ export function createProgress(opts: ProgressOptions): Progress {
   let lastSent = Number.NEGATIVE_INFINITY;
   let drawn = false;
 
+  // Where the rate counts from: 0 at the stage's start, or the stage's first update (rateFromFirstUpdate).
+  let origin: { done: number; t: number } | null = opts.rateFromFirstUpdate ? null : { done: 0, t: start };
   const state = () => {
-    const secs = (now() - start) / 1000;
-    const rate = secs > 0 ? done / secs : 0;
+    const from = origin ?? { done, t: now() };
+    const secs = (now() - from.t) / 1000;
+    const rate = secs > 0 ? (done - from.done) / secs : 0;
     const eta = rate > 0 ? (total - done) / rate : Number.NaN;
     return { rate, eta };
   };
@@ -144,6 +152,7 @@ export function createProgress(opts: ProgressOptions): Progress {
   return {
     update(n, note) {
       done = n;
+      origin ??= { done: n, t: now() };
       emit(n === 0 || n >= total, note);
     },
     phase(next, nextTotal) {
@@ -153,6 +162,7 @@ export function createProgress(opts: ProgressOptions): Progress {
       total = nextTotal;
       start = now();
       done = 0;
+      origin = opts.rateFromFirstUpdate ? null : { done: 0, t: start };
       lastSent = Number.NEGATIVE_INFINITY;
       emit(true);
     },

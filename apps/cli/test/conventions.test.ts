@@ -135,6 +135,31 @@ describe('createProgress', () => {
     ]);
   });
 
+  it('counts the rate from the first update when watching begins late (rateFromFirstUpdate)', () => {
+    let t = 0;
+    const { chunks, stream } = fakeStream(false);
+    const p = createProgress({
+      label: 'reproduce',
+      total: 100,
+      stream,
+      now: () => t,
+      rateFromFirstUpdate: true,
+    });
+    t = 1_000;
+    p.update(30); // 30 done before anyone looked: no rate yet
+    t = 11_000;
+    p.update(40); // 10 more in 10 s: 1/s, 60 left
+    p.phase('evaluate', 10);
+    t = 12_000;
+    p.update(4);
+    expect(chunks.map((c) => JSON.parse(c))).toEqual([
+      { type: 'progress', phase: 'reproduce', done: 30, total: 100, rate: 0, etaSeconds: null },
+      { type: 'progress', phase: 'reproduce', done: 40, total: 100, rate: 1, etaSeconds: 60 },
+      { type: 'progress', phase: 'evaluate', done: 0, total: 10, rate: 0, etaSeconds: null },
+      { type: 'progress', phase: 'evaluate', done: 4, total: 10, rate: 0, etaSeconds: null },
+    ]);
+  });
+
   it('is JSON lines on a terminal too with --json', () => {
     const { chunks, stream } = fakeStream(true);
     createProgress({ label: 'x', total: 1, stream, json: true }).update(1);

@@ -298,12 +298,16 @@ async function evaluationProgress(
 async function waitFor(api: ApiClient, ids: string[], timeoutMs: number): Promise<RunView[]> {
   const started = Date.now();
   const unitOf: Record<string, string> = { reproduce: 'steps/s', evaluate: 'trials/s' };
-  let progress = createProgress({ label: 'reproduce', total: 0, unit: unitOf.reproduce, everyMs: 10_000 });
+  // Trials train while the base model is evaluated, and are evaluated while others train: each stage's count is
+  // above 0 when this starts watching it, so its rate counts from the first look.
+  const watch = (label: string, total: number) =>
+    createProgress({ label, total, unit: unitOf[label], everyMs: 10_000, rateFromFirstUpdate: true });
+  let progress = watch('reproduce', 0);
   let shown = { phase: 'reproduce', total: -1 };
   const show = (phase: string, done: number, total: number, note: string) => {
     if (phase !== shown.phase) {
       progress.finish();
-      progress = createProgress({ label: phase, total, unit: unitOf[phase], everyMs: 10_000 });
+      progress = watch(phase, total);
     } else if (total !== shown.total) {
       // Trials learn their step count when they start: the total grows while done, the rate and ETA go on.
       progress.setTotal(total);
