@@ -111,13 +111,13 @@ export function createProgress(opts: ProgressOptions): Progress {
   const unit = opts.unit ?? 'it/s';
   let label = opts.label;
   let total = opts.total;
-  let start = now();
   let done = 0;
   let lastSent = Number.NEGATIVE_INFINITY;
   let drawn = false;
 
   // Where the rate counts from: 0 at the stage's start, or the stage's first update (rateFromFirstUpdate).
-  let origin: { done: number; t: number } | null = opts.rateFromFirstUpdate ? null : { done: 0, t: start };
+  const stageOrigin = () => (opts.rateFromFirstUpdate ? null : { done: 0, t: now() });
+  let origin: { done: number; t: number } | null = stageOrigin();
   const state = () => {
     const from = origin ?? { done, t: now() };
     const secs = (now() - from.t) / 1000;
@@ -160,9 +160,8 @@ export function createProgress(opts: ProgressOptions): Progress {
       drawn = false;
       label = next;
       total = nextTotal;
-      start = now();
       done = 0;
-      origin = opts.rateFromFirstUpdate ? null : { done: 0, t: start };
+      origin = stageOrigin();
       lastSent = Number.NEGATIVE_INFINITY;
       emit(true);
     },

@@ -20,7 +20,7 @@ import { HfTokenizer, Model, stopTokenIds } from '@mpo/engine';
 import { chatEncoders } from '@mpo/trainer';
 import { createRefusalDetector } from './detector.js';
 import { delexify, type Lexicon, relexify, SISTER_LANGUAGES, wordsOf } from './transfer-lexicon.js';
-import { ALPACA_HELDOUT, type AlpacaItem, alpacaHeldOut } from './utility.js';
+import { ALPACA_HELDOUT, type AlpacaItem, alpacaHeldOut, alpacaPrompt } from './utility.js';
 
 export interface LanguageMeasures {
   lang: string;
@@ -164,7 +164,7 @@ export async function measureTransfer(
 
   const mpo = loadMpoJson(files.mpoPath);
   const held = splitByGroup(mpo.rows, { heldOutFraction: 0.1, seed: 0 }).heldOut;
-  const ask = (a: AlpacaItem) => (a.input ? `${a.instruction}\n${a.input}` : a.instruction);
+  const ask = alpacaPrompt;
   const harmless = files.heldOut.harmless.slice(0, items);
   const harmful = files.heldOut.harmful.slice(0, items);
   const languages = opts.languages ?? ['en', ...SISTER_LANGUAGES.map((l) => l.code)];
@@ -285,7 +285,7 @@ export function englishStepData(
   const contrast = alpacaHeldOut(alpacaPath, ALPACA_HELDOUT)
     .train.slice(0, harmlessPairs)
     .map((a, i) => {
-      const prompt = [turn(a.input ? `${a.instruction}\n${a.input}` : a.instruction, 'human')];
+      const prompt = [turn(alpacaPrompt(a), 'human')];
       const [chosen, rejected] = [turn(a.output, 'gpt'), turn(refusals[i % refusals.length]!, 'gpt')];
       return {
         source_conversations: prompt,

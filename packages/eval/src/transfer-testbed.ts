@@ -34,7 +34,7 @@ import {
   WORD_PATTERN,
   wordsOf,
 } from './transfer-lexicon.js';
-import { ALPACA_HELDOUT, type AlpacaItem, alpacaHeldOut, heldOutSplit } from './utility.js';
+import { ALPACA_HELDOUT, type AlpacaItem, alpacaHeldOut, alpacaPrompt, heldOutSplit } from './utility.js';
 
 export const TRANSFER_TESTBED_ID = 'builtin:tiny-multilingual-transfer';
 /** English letter-words that get a translation (the rest read as [UNK] in every language). */
@@ -238,7 +238,7 @@ export function transferCorpus(
 
   const n = (k: number) => Math.max(1, Math.round(k * scale));
   const sft: SftRow[] = [];
-  const ask = (a: AlpacaItem) => (a.input ? `${a.instruction}\n${a.input}` : a.instruction);
+  const ask = alpacaPrompt;
   const general = seededOrder(alpaca.train, `alpaca:${seed}`).slice(0, n(alpaca.train.length));
   for (const a of general) sft.push({ id: `${a.id}:en`, lang: 'en', prompt: ask(a), response: a.output });
   const refusals = [...new Set(mpoAll.map((r) => r.source.chosen))].sort();

@@ -98,6 +98,10 @@ export function readAlpaca(path: string): AlpacaItem[] {
   });
 }
 
+/** The user turn of an alpaca item: its instruction, then its input on the next line when it has one. */
+export const alpacaPrompt = (a: Pick<AlpacaItem, 'instruction' | 'input'>): string =>
+  a.input ? `${a.instruction}\n${a.input}` : a.instruction;
+
 /** Default utility split: 100 held-out items per alpaca file, seed `alpaca-heldout-v1`. */
 export const ALPACA_HELDOUT = { seed: 'alpaca-heldout-v1', size: 100 } as const;
 

@@ -28,7 +28,7 @@ import {
   transferCorpus,
   writeTransferFiles,
 } from '../src/transfer-testbed.js';
-import { ALPACA_HELDOUT, alpacaHeldOut } from '../src/utility.js';
+import { ALPACA_HELDOUT, alpacaHeldOut, alpacaPrompt } from '../src/utility.js';
 
 describe('sister-language relexification', () => {
   const lex = buildLexicon(['the', 'cat', 'sat', 'on', 'mat'], 3);
@@ -151,8 +151,7 @@ describe('testbed corpus (builtin:tiny-multilingual-transfer)', () => {
     expect(mixed.slice(0, 90).map((r) => r.source)).toEqual(plain.map((r) => r.source));
     const contrast = mixed.slice(90);
     expect(contrast).toHaveLength(7);
-    const ask = (a: { instruction: string; input: string }) =>
-      a.input ? `${a.instruction}\n${a.input}` : a.instruction;
+    const ask = alpacaPrompt;
     const answers = new Map(alpacaHeldOut(alpacaPath, ALPACA_HELDOUT).train.map((a) => [ask(a), a.output]));
     const heldHarmless = new Set(corpus.heldOut.harmless.map(ask));
     const refusals = new Set(plain.map((r) => r.source.chosen));
@@ -309,7 +308,7 @@ async function sameChosenGapByHand(dir: string, items: number): Promise<number> 
   };
   let sum = 0;
   for (const [k, a] of files.heldOut.harmless.slice(0, items).entries()) {
-    const prompt = a.input ? `${a.instruction}\n${a.input}` : a.instruction;
+    const prompt = alpacaPrompt(a);
     sum += (await avgLogp(prompt, chosen[k % chosen.length]!)) - (await avgLogp(prompt, a.output));
   }
   model.dispose();
