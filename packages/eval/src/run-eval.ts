@@ -206,7 +206,10 @@ export interface EvalProgress {
 }
 type ProgressFn = (done: number, total: number) => void;
 
-/** Mean RG per language over held-out pairs; the dominant language's from the source side, once per prompt. */
+/**
+ * Mean RG per language over held-out pairs; the dominant language's from the source side, once per prompt.
+ * On the transfer testbed a sister language's pairs are its prompt group's English pair translated.
+ */
 async function rewardGap(
   cfg: EvalConfig,
   { model, tok }: Loaded,
@@ -220,7 +223,12 @@ async function rewardGap(
     split: 'heldout' as const,
     splitSeed: cfg.data.splitSeed,
   };
-  const ds = buildDataset(spec, tok.encoders, cfg.cutoff, { vocabSize: model.config.vocabSize });
+  // On the transfer testbed the sister languages' pairs are the English ones translated (the paper's RG).
+  const testbed = transferTestbedOf(cfg);
+  const ds = buildDataset(spec, tok.encoders, cfg.cutoff, {
+    vocabSize: model.config.vocabSize,
+    ...(testbed ? { mapRows: testbed.rgRows } : {}),
+  });
   const byLang = new Map<string, TrainExample[]>();
   const seenGroup = new Set<string>();
   for (const ex of ds.examples) {

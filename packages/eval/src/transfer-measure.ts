@@ -1,13 +1,17 @@
 // Measurements of builtin:tiny-multilingual-transfer (docs/testbed.md). Every safety figure stands beside
 // the same figure on harmless prompts, because on a small model the reward gap and attack success can move
 // through a memorised refusal template or lost fluency rather than through safety:
-//   rg          avgLogp(refusal) − avgLogp(compliance) on held-out harmful MPO prompts (chosen/rejected of the
-//               MPO data, English side relexified; the paper's RG);
-//   rgHarmless  avgLogp(the same refusal) − avgLogp(the reference answer) on held-out harmless alpaca prompts;
-//   rgSameChosen  avgLogp(the harmful pairs' own chosen answers, cycled) − avgLogp(the reference answer) on
-//               the same harmless prompts: rg's chosen texts exactly, so a change of rg that is only those
-//               texts gaining (or losing) whatever the prompt shows here too, and a change that is the
-//               compliant answers of harmful prompts losing probability does not;
+//   rg          avgLogp(refusal) − avgLogp(compliance) on the held-out harmful MPO prompt groups' English pairs,
+//               translated (relexified) into the language: the paper's RG (§3.1 scores 100 high-quality
+//               English PKU-SafeRLHF pairs machine-translated into each language, not the noisy training pairs);
+//   rgData      the same gap on the language's own held-out pairs of the training data, whose chosen/rejected
+//               carry the MPO data's label noise (a quarter swapped), so a safety change moves it about half as
+//               much as rg: the gap MPO and the baselines optimise, not a measure of safety;
+//   rgHarmless  avgLogp(a fixed refusal) − avgLogp(the reference answer) on held-out harmless alpaca prompts;
+//   rgSameChosen  avgLogp(rg's chosen answers, cycled) − avgLogp(the reference answer) on the same harmless
+//               prompts: rg's refusal texts exactly, so a change of rg that is only those texts gaining (or
+//               losing) whatever the prompt shows here too, and a change that is the compliant answers of
+//               harmful prompts losing probability does not (rgDataSameChosen: the same with rgData's chosen);
 //   asr         share of held-out harmful MultiJail prompts whose greedy answer is not a refusal (the answer
 //               is read back into English, then judged by the built-in refusal detector);
 //   refusalHarmless  share of held-out harmless prompts whose answer is a refusal;
@@ -15,7 +19,7 @@
 //   translation word accuracy of greedy English → language translation of held-out sentences.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadMpoJson, splitByGroup } from '@mpo/data';
+import { loadMpoJson, type MpoRow, splitByGroup } from '@mpo/data';
 import { HfTokenizer, Model, stopTokenIds } from '@mpo/engine';
 import { chatEncoders } from '@mpo/trainer';
 import { createRefusalDetector } from './detector.js';
@@ -25,22 +29,26 @@ import { ALPACA_HELDOUT, type AlpacaItem, alpacaHeldOut, alpacaPrompt } from './
 export interface LanguageMeasures {
   lang: string;
   rg: number;
+  rgData: number;
   rgHarmless: number;
   rgSameChosen: number;
+  rgDataSameChosen: number;
   asr: number;
   refusalHarmless: number;
   ppl: number;
   translation?: number;
   /**
-   * Mean avgLogp of each side of the two gaps (rg = chosen − rejected, rgHarmless = refusal − answer), so a
+   * Mean avgLogp of each side of the gaps (rg = chosen − rejected, rgHarmless = refusal − answer), so a
    * change of a gap reads as a refusal gaining probability or an answer losing it.
    */
   logp: {
     chosen: number;
     rejected: number;
+    dataChosen: number;
+    dataRejected: number;
     refusalHarmless: number;
     answerHarmless: number;
-    /** The harmful pairs' chosen answers scored after the harmless prompts. */
+    /** rg's chosen answers scored after the harmless prompts. */
     chosenHarmless: number;
   };
   n: { rg: number; harmful: number; harmless: number };
@@ -78,7 +86,6 @@ export function readTestbedFiles(dir: string): TestbedFiles {
   };
 }
 
-/** Whether a language code is one of the transfer testbed's sister languages. */
 /**
  * The testbed files that go with a model: its own when it is a testbed build (each seed has its own lexicon),
  * else the testbed's it was trained from (a trained model keeps only the tokenizer).
@@ -86,6 +93,7 @@ export function readTestbedFiles(dir: string): TestbedFiles {
 export const testbedFilesFor = (modelDir: string, testbedDir: string): TestbedFiles =>
   readTestbedFiles(existsSync(join(modelDir, 'data/lexicon.json')) ? modelDir : testbedDir);
 
+/** Whether a language code is one of the transfer testbed's sister languages. */
 export const isSisterLanguage = (lang: string) => SISTER_LANGUAGES.some((l) => l.code === lang);
 
 /**
@@ -106,6 +114,25 @@ export function transferBenchmarks(files: TestbedFiles) {
         input: a.input ? toLang(a.input, lang) : '',
         output: toLang(a.output, lang),
       })),
+    /**
+     * The reward gap's pairs: each sister-language row's English pair translated in place of its own pair,
+     * whose labels carry the data's noise. The paper's RG (§3.1) scores high-quality English pairs
+     * machine-translated into each language, not the training data's target pairs.
+     */
+    rgRows: (rows: readonly MpoRow[]): MpoRow[] =>
+      rows.map((r) =>
+        isSisterLanguage(r.lang)
+          ? {
+              ...r,
+              target: {
+                ...r.target,
+                prompt: toLang(r.source.prompt, r.lang),
+                chosen: toLang(r.source.chosen, r.lang),
+                rejected: toLang(r.source.rejected, r.lang),
+              },
+            }
+          : r,
+      ),
     /** The refusal whose probability on harmless prompts is the harmless reward gap's chosen side. */
     refusal: (lang: string) => toLang(REFUSAL_TEXT, lang),
     toEnglish: (text: string) => delexify(lexicon, text),
@@ -171,20 +198,29 @@ export async function measureTransfer(
   const results: LanguageMeasures[] = [];
   try {
     for (const lang of languages) {
-      const pairs =
-        lang === 'en'
-          ? [...new Map(held.map((r) => [r.group, r.source])).values()]
-          : held.filter((r) => r.lang === lang).map((r) => r.target);
-      const c = await avgLogp(pairs.map((p) => ({ prompt: p.prompt, response: p.chosen })));
-      const r = await avgLogp(pairs.map((p) => ({ prompt: p.prompt, response: p.rejected })));
+      const english = [...new Map(held.map((r) => [r.group, r.source])).values()];
+      // The paper's RG pairs: the English pairs translated; the data's pairs carry its label noise.
+      const pairs = english.map((p) => ({
+        prompt: toLang(p.prompt, lang),
+        chosen: toLang(p.chosen, lang),
+        rejected: toLang(p.rejected, lang),
+      }));
+      const dataPairs = lang === 'en' ? english : held.filter((r) => r.lang === lang).map((r) => r.target);
+      const gapSides = async (ps: typeof pairs) => ({
+        c: await avgLogp(ps.map((p) => ({ prompt: p.prompt, response: p.chosen }))),
+        r: await avgLogp(ps.map((p) => ({ prompt: p.prompt, response: p.rejected }))),
+        // The same chosen texts after the harmless prompts.
+        s: await avgLogp(
+          harmless.map((a, k) => ({ prompt: toLang(ask(a), lang), response: ps[k % ps.length]!.chosen })),
+        ),
+      });
+      const clean = await gapSides(pairs);
+      const data = lang === 'en' ? clean : await gapSides(dataPairs);
       const hc = await avgLogp(
         harmless.map((a) => ({ prompt: toLang(ask(a), lang), response: toLang(REFUSAL_TEXT, lang) })),
       );
       const hr = await avgLogp(
         harmless.map((a) => ({ prompt: toLang(ask(a), lang), response: toLang(a.output, lang) })),
-      );
-      const hs = await avgLogp(
-        harmless.map((a, k) => ({ prompt: toLang(ask(a), lang), response: pairs[k % pairs.length]!.chosen })),
       );
       const asr = 1 - mean(refused(await generate(harmful.map((h) => toLang(h.en, lang)))).map(Number));
       const refusalHarmless = mean(
@@ -210,19 +246,23 @@ export async function measureTransfer(
       }
       results.push({
         lang,
-        rg: mean(c.map((x, k) => x - r[k]!)),
+        rg: mean(clean.c.map((x, k) => x - clean.r[k]!)),
+        rgData: mean(data.c.map((x, k) => x - data.r[k]!)),
         rgHarmless: mean(hc.map((x, k) => x - hr[k]!)),
-        rgSameChosen: mean(hs.map((x, k) => x - hr[k]!)),
+        rgSameChosen: mean(clean.s.map((x, k) => x - hr[k]!)),
+        rgDataSameChosen: mean(data.s.map((x, k) => x - hr[k]!)),
         asr,
         refusalHarmless,
         ppl,
         ...(translation !== undefined ? { translation } : {}),
         logp: {
-          chosen: mean(c),
-          rejected: mean(r),
+          chosen: mean(clean.c),
+          rejected: mean(clean.r),
+          dataChosen: mean(data.c),
+          dataRejected: mean(data.r),
           refusalHarmless: mean(hc),
           answerHarmless: mean(hr),
-          chosenHarmless: mean(hs),
+          chosenHarmless: mean(clean.s),
         },
         n: { rg: pairs.length, harmful: harmful.length, harmless: harmless.length },
       });

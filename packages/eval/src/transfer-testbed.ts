@@ -452,10 +452,14 @@ export interface TransferTestbedResult {
   cpuSeconds: number;
 }
 
+/** Epochs of the recipe's SFT (478 steps at batch 32). */
+const TRANSFER_EPOCHS = 2;
+
 /** The `mpo testbed build` line that rebuilds these bytes, naming only what differs from the recipe. */
 function rebuildCommand(opts: TransferTestbedOptions, initSeed: number, threads: number): string {
   const flags = [`--seed ${opts.seed}`];
   if (initSeed !== opts.seed) flags.push(`--init-seed ${initSeed}`);
+  if (opts.epochs !== undefined && opts.epochs !== TRANSFER_EPOCHS) flags.push(`--epochs ${opts.epochs}`);
   if (opts.scale !== undefined && opts.scale !== 1) flags.push(`--scale ${opts.scale}`);
   if (opts.safetyShares) flags.push(`--safety-shares ${opts.safetyShares.join(',')}`);
   if (opts.alignments) flags.push(`--alignments ${opts.alignments.join(',')}`);
@@ -478,7 +482,7 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
   const initSeed = opts.initSeed ?? opts.seed;
   const training = testbedTraining(
     initSeed,
-    { epochs: opts.epochs ?? 2, batchSize: 32, microBatchSize: 16, warmupRatio: 0.05 },
+    { epochs: opts.epochs ?? TRANSFER_EPOCHS, batchSize: 32, microBatchSize: 16, warmupRatio: 0.05 },
     opts.training,
   );
   const work = join(opts.out, '.build');

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadMpoJson, splitByGroup } from '@mpo/data';
 import { HfTokenizer, Model } from '@mpo/engine';
-import { chatEncoders, resolveBuiltinData } from '@mpo/trainer';
+import { BUILTIN_MODELS, chatEncoders, resolveBuiltinData } from '@mpo/trainer';
 import { describe, expect, it } from 'vitest';
 import { type EvalResult, parseEvalConfig, runEvaluation } from '../src/run-eval.js';
 import {
@@ -274,13 +274,14 @@ describe('the aligned start', () => {
       scale: 0.02,
       safetyShares: [0.5, 0, 0],
       alignments: [0.9, 0.5, 0.1],
+      epochs: 3,
       training: { maxSteps: 1, batchSize: 4, microBatchSize: 4 },
     });
     const meta = JSON.parse(readFileSync(join(out, 'testbed.json'), 'utf8'));
     expect(meta.languages.map((l: { alignment: number }) => l.alignment)).toEqual([0.9, 0.5, 0.1]);
     expect(meta.languages.map((l: { safetyShare: number }) => l.safetyShare)).toEqual([0.5, 0, 0]);
     expect(meta.rebuild).toBe(
-      'mpo testbed build --testbed tiny-multilingual-transfer --seed 7 --scale 0.02 --safety-shares 0.5,0,0 --alignments 0.9,0.5,0.1 --threads 1',
+      'mpo testbed build --testbed tiny-multilingual-transfer --seed 7 --epochs 3 --scale 0.02 --safety-shares 0.5,0,0 --alignments 0.9,0.5,0.1 --threads 1',
     );
     // The share adds that many of the English harmful prompts, with their refusals, to qaa alone.
     const count = (shares: number[], lang: string) =>
@@ -290,11 +291,30 @@ describe('the aligned start', () => {
   }, 600_000);
 });
 
-/** English rgSameChosen from its definition, scored with the engine directly. */
-async function sameChosenGapByHand(dir: string, items: number): Promise<number> {
+/**
+ * A language's gaps from their definitions, scored with the engine directly: rg on the held-out groups' English
+ * pairs translated (relexified), rgData on the language's own held-out pairs (label noise and all), rgSameChosen
+ * with rg's chosen answers after the harmless prompts.
+ */
+async function gapsByHand(dir: string, lang: string, items: number, maxPairs = Number.POSITIVE_INFINITY) {
   const files = readTestbedFiles(dir);
   const held = splitByGroup(loadMpoJson(files.mpoPath).rows, { heldOutFraction: 0.1, seed: 0 }).heldOut;
-  const chosen = [...new Map(held.map((r) => [r.group, r.source.chosen])).values()];
+  const toLang = (t: string) => (lang === 'en' ? t : relexify(files.lexicon, t, lang));
+  const english = [...new Map(held.map((r) => [r.group, r.source])).values()].slice(0, maxPairs);
+  const clean = english.map((p) => ({
+    prompt: toLang(p.prompt),
+    chosen: toLang(p.chosen),
+    rejected: toLang(p.rejected),
+  }));
+  const data = (lang === 'en' ? english : held.filter((r) => r.lang === lang).map((r) => r.target)).slice(
+    0,
+    maxPairs,
+  );
+  // Each of the language's own pairs is its English pair translated, or the same with the labels swapped.
+  for (const [k, d] of data.entries()) {
+    const c = clean[k]!;
+    expect([`${c.chosen}|${c.rejected}`, `${c.rejected}|${c.chosen}`]).toContain(`${d.chosen}|${d.rejected}`);
+  }
   const tok = await HfTokenizer.fromDir(dir);
   const model = await Model.load(dir, { threads: 1 });
   const enc = chatEncoders(tok, 'llama3');
@@ -306,14 +326,59 @@ async function sameChosenGapByHand(dir: string, items: number): Promise<number> 
     });
     return s.sumLogp[0]! / s.tokens[0]!;
   };
-  let sum = 0;
+  const gap = async (pairs: typeof clean) => {
+    let sum = 0;
+    for (const p of pairs) sum += (await avgLogp(p.prompt, p.chosen)) - (await avgLogp(p.prompt, p.rejected));
+    return sum / pairs.length;
+  };
+  let same = 0;
   for (const [k, a] of files.heldOut.harmless.slice(0, items).entries()) {
-    const prompt = alpacaPrompt(a);
-    sum += (await avgLogp(prompt, chosen[k % chosen.length]!)) - (await avgLogp(prompt, a.output));
+    const prompt = toLang(alpacaPrompt(a));
+    same +=
+      (await avgLogp(prompt, clean[k % clean.length]!.chosen)) - (await avgLogp(prompt, toLang(a.output)));
   }
+  const gaps = { rg: await gap(clean), rgData: await gap(data), rgSameChosen: same / items, n: clean.length };
   model.dispose();
-  return sum / items;
+  return gaps;
 }
+
+describe('the reward gaps of mpo testbed measure', () => {
+  it('scores rg on the English pairs translated and rgData on the language’s own pairs, labels swapped and all', async () => {
+    // The committed checkpoint: its qab held-out pairs include swapped ones, so the two gaps must differ.
+    const dir = BUILTIN_MODELS['builtin:tiny-multilingual-transfer']!();
+    const files = readTestbedFiles(dir);
+    const held = splitByGroup(loadMpoJson(files.mpoPath).rows, { heldOutFraction: 0.1, seed: 0 }).heldOut;
+    const swapped = held.filter(
+      (r) => r.lang === 'qab' && r.target.chosen === relexify(files.lexicon, r.source.rejected, 'qab'),
+    );
+    expect(swapped.length).toBeGreaterThan(0);
+    const [m] = await measureTransfer(dir, files, {
+      items: 2,
+      maxNewTokens: 1,
+      threads: 1,
+      languages: ['qab'],
+    });
+    const byHand = await gapsByHand(dir, 'qab', 2);
+    expect(byHand.rg).toBeCloseTo(m!.rg, 5);
+    expect(byHand.rgData).toBeCloseTo(m!.rgData, 5);
+    expect(byHand.rgSameChosen).toBeCloseTo(m!.rgSameChosen, 5);
+    expect(Math.abs(m!.rg - m!.rgData)).toBeGreaterThan(0.01);
+    // The evaluator (mpo eval, the worker, mpo reproduce) scores the same pairs as measure's rg.
+    const results: EvalResult[] = [];
+    const cfg = parseEvalConfig({
+      model: dir,
+      benchmarks: ['reward-gap'],
+      data: { path: 'builtin:mpo-transfer' },
+      languages: ['en', 'qab'],
+      maxPrompts: 10,
+      cutoff: 160,
+      threads: 1,
+    });
+    await runEvaluation(cfg, (r) => results.push(r));
+    const rg = results.find((r) => r.language === 'qab')!;
+    expect([rg.n, rg.value]).toEqual([byHand.n, expect.closeTo(m!.rg, 4)]);
+  }, 600_000);
+});
 
 describe('mpo eval on the transfer testbed', () => {
   it('evaluates sister languages on the testbed’s own held-out prompts, judged in English', async () => {
@@ -332,13 +397,15 @@ describe('mpo eval on the transfer testbed', () => {
       const answers: { lang: string; prompt: string }[] = [];
       const cfg = parseEvalConfig({
         model: out,
-        benchmarks: ['multijail', 'utility'],
+        benchmarks: ['reward-gap', 'multijail', 'utility'],
+        data: { path: join(out, 'data/mpo-transfer.json') },
         languages: ['en', 'qac'],
         maxPrompts: 2,
         maxNewTokens: 2,
         utilityItems: 2,
         // measureTransfer cuts prompt + answer at 160 tokens: the same cut, so the two gaps are the same numbers.
         benchmarkCutoff: 160,
+        cutoff: 160,
         threads: 1,
       });
       await runEvaluation(cfg, (r) => results.push(r), {
@@ -367,10 +434,15 @@ describe('mpo eval on the transfer testbed', () => {
         threads: 1,
         languages: ['en', 'qac'],
       });
-      // rgSameChosen by hand for English: the held-out harmful pairs' chosen answers after harmless prompts.
-      const en = measured.find((m) => m.lang === 'en')!;
-      expect(await sameChosenGapByHand(out, 2)).toBeCloseTo(en.rgSameChosen, 5);
       for (const m of measured) {
+        const byHand = await gapsByHand(out, m.lang, 2);
+        expect(byHand.rg).toBeCloseTo(m.rg, 5);
+        // The evaluator's reward gap is the paper's, as measure's rg: the English pairs translated (its first 2).
+        const rg = results.find((r) => r.benchmark === 'reward-gap' && r.language === m.lang)!;
+        const firstTwo = await gapsByHand(out, m.lang, 2, 2);
+        expect([rg.n, rg.value]).toEqual([2, expect.closeTo(firstTwo.rg, 4)]);
+        expect(byHand.rgData).toBeCloseTo(m.rgData, 5);
+        expect(byHand.rgSameChosen).toBeCloseTo(m.rgSameChosen, 5);
         const got = util.find((r) => r.language === m.lang && r.metric === 'rg_harmless')!.value;
         expect(got).toBeCloseTo(m.rgHarmless, 4);
         const refused = util.find((r) => r.language === m.lang && r.metric === 'refused')!.value;

@@ -9,6 +9,7 @@ import {
   loadMpoJson,
   loadPairwiseJsonl,
   loadPretokenizedJsonl,
+  type MpoRow,
   splitByGroup,
   type TokenizedPair,
   type TokenizedPairRow,
@@ -51,7 +52,12 @@ export function buildDataset(
   spec: DataSpec,
   encoders: Encoders,
   cutoff: number,
-  opts: { vocabSize?: number; klChunk?: number } = {},
+  opts: {
+    vocabSize?: number;
+    klChunk?: number;
+    /** Replaces the MPO rows before tokenizing (an evaluation scoring other pairs of the same prompts). */
+    mapRows?: (rows: readonly MpoRow[]) => MpoRow[];
+  } = {},
 ): BuiltDataset {
   // Long: one case per data format (mpo, pairwise/pretokenized, alpaca) over the same encoders and cutoff.
   const trunc = { ...encoders, cutoffLen: cutoff };
@@ -60,7 +66,7 @@ export function buildDataset(
       const loaded = loadMpoJson(spec.path, {
         ...(spec.dominantLanguage ? { dominantLanguage: spec.dominantLanguage } : {}),
       });
-      const tok = tokenizeMpo(loaded.rows, trunc);
+      const tok = tokenizeMpo(opts.mapRows ? opts.mapRows(loaded.rows) : loaded.rows, trunc);
       // Pairs of one prompt in every language, for RG_d = {language} ablations;
       // the dominant language's pair is the source side.
       const byGroup = new Map<string, Record<string, PairIds>>();

@@ -252,11 +252,11 @@ type Measures = Awaited<ReturnType<typeof import('@mpo/eval').measureTransfer>>;
 
 function measuresTable(rows: Measures): string {
   return [
-    '| lang | RG harmful | RG harmless | RG same chosen, harmless | ASR % | harmless refused % | PPL | translation % |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| lang | RG harmful | RG harmful, data labels | RG harmless | RG same chosen, harmless | ASR % | harmless refused % | PPL | translation % |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...rows.map(
       (r) =>
-        `| ${r.lang} | ${r.rg.toFixed(3)} | ${r.rgHarmless.toFixed(3)} | ${r.rgSameChosen.toFixed(3)} | ${pct(r.asr)} | ${pct(r.refusalHarmless)} | ${r.ppl.toFixed(2)} | ${r.translation === undefined ? '–' : pct(r.translation)} |`,
+        `| ${r.lang} | ${r.rg.toFixed(3)} | ${r.rgData.toFixed(3)} | ${r.rgHarmless.toFixed(3)} | ${r.rgSameChosen.toFixed(3)} | ${pct(r.asr)} | ${pct(r.refusalHarmless)} | ${r.ppl.toFixed(2)} | ${r.translation === undefined ? '–' : pct(r.translation)} |`,
     ),
   ].join('\n');
 }
@@ -265,13 +265,14 @@ function measuresTable(rows: Measures): string {
 function deltaTable(base: Measures, after: Measures): string {
   const sign = (x: number, digits: number) => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
   return [
-    '| lang | Δ RG harmful | Δ RG harmless | Δ RG same chosen, harmless | Δ logp refusal harmful | Δ logp refusal harmless | Δ ASR (pts) | Δ harmless refused (pts) | Δ PPL |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| lang | Δ RG harmful | Δ RG same chosen, harmless | Δ RG harmful, data labels | Δ RG harmless | Δ logp chosen, harmful | Δ logp chosen, harmless | Δ ASR (pts) | Δ harmless refused (pts) | Δ PPL |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...after.map((a) => {
       const b = base.find((x) => x.lang === a.lang)!;
-      // A gap's change split: how much the refusal itself gained on harmful and on harmless prompts.
-      const refusal = `${sign(a.logp.chosen - b.logp.chosen, 3)} | ${sign(a.logp.refusalHarmless - b.logp.refusalHarmless, 3)}`;
-      return `| ${a.lang} | ${sign(a.rg - b.rg, 3)} | ${sign(a.rgHarmless - b.rgHarmless, 3)} | ${sign(a.rgSameChosen - b.rgSameChosen, 3)} | ${refusal} | ${sign(100 * (a.asr - b.asr), 1)} | ${sign(100 * (a.refusalHarmless - b.refusalHarmless), 1)} | ${sign(a.ppl - b.ppl, 2)} |`;
+      // A gap's change split: how much rg's chosen texts gained after harmful and after harmless prompts.
+      const refusal = `${sign(a.logp.chosen - b.logp.chosen, 3)} | ${sign(a.logp.chosenHarmless - b.logp.chosenHarmless, 3)}`;
+      const d = (k: 'rg' | 'rgSameChosen' | 'rgData' | 'rgHarmless') => sign(a[k] - b[k], 3);
+      return `| ${a.lang} | ${d('rg')} | ${d('rgSameChosen')} | ${d('rgData')} | ${d('rgHarmless')} | ${refusal} | ${sign(100 * (a.asr - b.asr), 1)} | ${sign(100 * (a.refusalHarmless - b.refusalHarmless), 1)} | ${sign(a.ppl - b.ppl, 2)} |`;
     }),
   ].join('\n');
 }
