@@ -195,16 +195,13 @@ export async function measureTransfer(
   const harmless = files.heldOut.harmless.slice(0, items);
   const harmful = files.heldOut.harmful.slice(0, items);
   const languages = opts.languages ?? ['en', ...SISTER_LANGUAGES.map((l) => l.code)];
+  const english = [...new Map(held.map((r) => [r.group, r.source])).values()];
+  // The paper's RG pairs (the English pairs translated), as the evaluator scores them; the data's carry its noise.
+  const translated = transferBenchmarks(files).rgRows(held);
   const results: LanguageMeasures[] = [];
   try {
     for (const lang of languages) {
-      const english = [...new Map(held.map((r) => [r.group, r.source])).values()];
-      // The paper's RG pairs: the English pairs translated; the data's pairs carry its label noise.
-      const pairs = english.map((p) => ({
-        prompt: toLang(p.prompt, lang),
-        chosen: toLang(p.chosen, lang),
-        rejected: toLang(p.rejected, lang),
-      }));
+      const pairs = lang === 'en' ? english : translated.filter((r) => r.lang === lang).map((r) => r.target);
       const dataPairs = lang === 'en' ? english : held.filter((r) => r.lang === lang).map((r) => r.target);
       const gapSides = async (ps: typeof pairs) => ({
         c: await avgLogp(ps.map((p) => ({ prompt: p.prompt, response: p.chosen }))),
