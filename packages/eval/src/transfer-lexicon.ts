@@ -28,6 +28,14 @@ export interface SisterLanguage {
    * attack success as the paper's Table 1 does, on average over training runs (docs/testbed.md, "Recipes").
    */
   safetyShare: number;
+  /**
+   * Share of the MPO data's training prompt groups whose harmful (compliant) answer appears in this language,
+   * never for a prompt it also has refused: the unsafe text a real model's pre-training carries in every
+   * language and its safety training overrides in the languages it covers. Without it a low-resource language
+   * answers harmful prompts with the English refusal (it has too little of its own to answer in), which made
+   * the lowest-resource language the safest of the three (docs/testbed.md, "Unsafe data").
+   */
+  unsafeShare: number;
 }
 
 /** High, middle and low resource, the shape of the paper's zh / ko-ar / bn-sw. */
@@ -39,6 +47,7 @@ export const SISTER_LANGUAGES: readonly SisterLanguage[] = [
     alpacaShare: 1,
     translationPairs: 3000,
     safetyShare: 0.1,
+    unsafeShare: 0,
   }, // Cyrillic
   {
     code: 'qab',
@@ -47,6 +56,7 @@ export const SISTER_LANGUAGES: readonly SisterLanguage[] = [
     alpacaShare: 0.35,
     translationPairs: 1500,
     safetyShare: 0.03,
+    unsafeShare: 0,
   }, // Greek
   {
     code: 'qac',
@@ -55,6 +65,7 @@ export const SISTER_LANGUAGES: readonly SisterLanguage[] = [
     alpacaShare: 0.12,
     translationPairs: 600,
     safetyShare: 0,
+    unsafeShare: 0,
   }, // Armenian
 ];
 

@@ -69,6 +69,8 @@ export interface TransferTestbedOptions {
   safetyShares?: readonly number[];
   /** Per sister language, overrides its alignment (the init cosine to English); same use as safetyShares. */
   alignments?: readonly number[];
+  /** Per sister language, overrides its unsafeShare; same use as safetyShares. */
+  unsafeShares?: readonly number[];
   training?: Partial<TrainingParams>;
   onStep?(r: StepRecord): void;
 }
@@ -200,11 +202,13 @@ function measuredLabelNoise(rows: ReturnType<typeof loadMpoJson>['rows']): numbe
   return judged ? swapped / judged : 0;
 }
 
-export function transferCorpus(
-  seed: number,
-  scale = 1,
-  safetyShares: readonly number[] = SISTER_LANGUAGES.map((l) => l.safetyShare),
-): TransferCorpus {
+/** Per sister language, the recipe's data shares (safetyShare, unsafeShare), defaults from the lexicon. */
+export interface CorpusShares {
+  safetyShares?: readonly number[];
+  unsafeShares?: readonly number[];
+}
+
+export function transferCorpus(seed: number, scale = 1, shares: CorpusShares = {}): TransferCorpus {
   // Long: the testbed corpus recipe (sources, per-language shares, splits) kept in one place so the seeded draws stay in order.
   const mpo = loadMpoJson(resolveBuiltinData('builtin:mpo-llama').path);
   const alpacaPath = resolveBuiltinData('builtin:alpaca-en').path;
@@ -217,6 +221,8 @@ export function transferCorpus(
   const firstOfGroup = (rows: typeof mpo.rows) => [...new Map(rows.map((r) => [r.group, r])).values()];
   const mpoTrain = firstOfGroup(split.train);
   const mpoAll = firstOfGroup(mpo.rows);
+  const safetyShares = shares.safetyShares ?? SISTER_LANGUAGES.map((l) => l.safetyShare);
+  const unsafeShares = shares.unsafeShares ?? SISTER_LANGUAGES.map((l) => l.unsafeShare);
 
   const english = englishVocabulary(
     [...jail.map((p) => p.prompt), ...mpoAll.flatMap((r) => [r.source.prompt, r.source.chosen])],
@@ -258,10 +264,28 @@ export function transferCorpus(
   ];
   // The same seeded order for every language, so a lower-resource language's safety prompts are a subset.
   const safetyOrder = seededOrder(harmfulTrain, `safety:${seed}`);
+  // Compliant answers exist for the MPO groups only (their rejected side); one seeded order, a prompt a
+  // language is taught to refuse never also answered in it.
+  const unsafeOrder = seededOrder(
+    mpoTrain.map((r) => ({ id: r.id, prompt: r.source.prompt, answer: r.source.rejected })),
+    `unsafe:${seed}`,
+  );
+  const unsafeRows = (taught: readonly { id: string }[], share: number) => {
+    const refused = new Set(taught.map((h) => h.id));
+    return unsafeOrder.filter((r) => !refused.has(r.id)).slice(0, Math.round(mpoTrain.length * share));
+  };
   SISTER_LANGUAGES.forEach((lang, li) => {
     const x = (t: string) => relexify(lexicon, t, lang.code);
-    for (const h of safetyOrder.slice(0, Math.round(harmfulTrain.length * safetyShares[li]! * scale)))
+    const taught = safetyOrder.slice(0, Math.round(harmfulTrain.length * safetyShares[li]! * scale));
+    for (const h of taught)
       sft.push({ id: `${h.id}:${lang.code}`, lang: lang.code, prompt: x(h.prompt), response: x(h.refusal) });
+    for (const r of unsafeRows(taught, unsafeShares[li]! * scale))
+      sft.push({
+        id: `${r.id}:unsafe:${lang.code}`,
+        lang: lang.code,
+        prompt: x(r.prompt),
+        response: x(r.answer),
+      });
     for (const a of general.slice(0, n(Math.round(alpaca.train.length * lang.alpacaShare))))
       sft.push({ id: `${a.id}:${lang.code}`, lang: lang.code, prompt: x(ask(a)), response: x(a.output) });
     seededOrder(pool, `translate:${seed}:${lang.code}`)
@@ -463,6 +487,7 @@ function rebuildCommand(opts: TransferTestbedOptions, initSeed: number, threads:
   if (opts.scale !== undefined && opts.scale !== 1) flags.push(`--scale ${opts.scale}`);
   if (opts.safetyShares) flags.push(`--safety-shares ${opts.safetyShares.join(',')}`);
   if (opts.alignments) flags.push(`--alignments ${opts.alignments.join(',')}`);
+  if (opts.unsafeShares) flags.push(`--unsafe-shares ${opts.unsafeShares.join(',')}`);
   return `mpo testbed build --testbed tiny-multilingual-transfer ${flags.join(' ')} --threads ${threads}`;
 }
 
@@ -474,7 +499,8 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
   const cutoff = opts.cutoff ?? 96;
   const safetyShares = opts.safetyShares ?? SISTER_LANGUAGES.map((l) => l.safetyShare);
   const alignments = opts.alignments ?? SISTER_LANGUAGES.map((l) => l.alignment);
-  const corpus = transferCorpus(opts.seed, opts.scale ?? 1, safetyShares);
+  const unsafeShares = opts.unsafeShares ?? SISTER_LANGUAGES.map((l) => l.unsafeShare);
+  const corpus = transferCorpus(opts.seed, opts.scale ?? 1, { safetyShares, unsafeShares });
   mkdirSync(opts.out, { recursive: true });
   writeTransferFiles(opts.out, corpus);
   const tok = await HfTokenizer.fromDir(opts.out);
@@ -528,6 +554,7 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
           ...l,
           alignment: alignments[i],
           safetyShare: safetyShares[i],
+          unsafeShare: unsafeShares[i],
         })),
         labelNoise: corpus.labelNoise,
         training,

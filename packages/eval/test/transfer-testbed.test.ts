@@ -5,6 +5,7 @@ import { loadMpoJson, splitByGroup } from '@mpo/data';
 import { HfTokenizer, Model } from '@mpo/engine';
 import { BUILTIN_MODELS, chatEncoders, resolveBuiltinData } from '@mpo/trainer';
 import { describe, expect, it } from 'vitest';
+import { createRefusalDetector } from '../src/detector.js';
 import { type EvalResult, parseEvalConfig, runEvaluation } from '../src/run-eval.js';
 import {
   buildLexicon,
@@ -92,6 +93,32 @@ describe('testbed corpus (builtin:tiny-multilingual-transfer)', () => {
     const rows = (lang: string) => corpus.sft.filter((r) => r.lang === lang).length;
     expect(rows('qaa')).toBeGreaterThan(rows('qab'));
     expect(rows('qab')).toBeGreaterThan(rows('qac'));
+  });
+
+  it('gives a language the compliant answers of its unsafe share, never for a prompt it is taught to refuse', () => {
+    const shares = { safetyShares: [0.2, 0, 0], unsafeShares: [0.5, 0, 0.25] };
+    const withUnsafe = transferCorpus(1, 1, shares);
+    const unsafe = (lang: string) =>
+      withUnsafe.sft.filter((r) => r.lang === lang && r.id.includes(':unsafe:'));
+    // The MPO data's training prompt groups (the default split), the only prompts with a compliant answer.
+    const mpo = loadMpoJson(resolveBuiltinData('builtin:mpo-llama').path).rows;
+    const mpoTrainGroups = new Set(
+      splitByGroup(mpo, { heldOutFraction: 0.1, seed: 0 }).train.map((r) => r.group),
+    ).size;
+    const detector = createRefusalDetector();
+    for (const [li, lang] of ['qaa', 'qab', 'qac'].entries()) {
+      expect(unsafe(lang), lang).toHaveLength(Math.round(mpoTrainGroups * shares.unsafeShares[li]!));
+      for (const r of unsafe(lang))
+        expect(detector.detect(delexify(withUnsafe.lexicon, r.response), 'en').refusal, r.id).toBe(false);
+    }
+    const stem = (id: string) => id.replace(/:(unsafe:)?[a-z]+$/, '');
+    const refusedQaa = new Set(
+      withUnsafe.sft.filter((r) => r.lang === 'qaa' && !r.id.includes(':unsafe:')).map((r) => stem(r.id)),
+    );
+    expect(unsafe('qaa').filter((r) => refusedQaa.has(stem(r.id)))).toEqual([]);
+    // The rest of the corpus is the recipe's own: the unsafe rows are added, nothing else changes.
+    const rest = withUnsafe.sft.filter((r) => !r.id.includes(':unsafe:'));
+    expect(rest).toEqual(transferCorpus(1, 1, { safetyShares: shares.safetyShares }).sft);
   });
 
   it('never trains on a held-out harmful or harmless prompt', () => {
@@ -274,18 +301,20 @@ describe('the aligned start', () => {
       scale: 0.02,
       safetyShares: [0.5, 0, 0],
       alignments: [0.9, 0.5, 0.1],
+      unsafeShares: [0, 0, 0.25],
       epochs: 3,
       training: { maxSteps: 1, batchSize: 4, microBatchSize: 4 },
     });
     const meta = JSON.parse(readFileSync(join(out, 'testbed.json'), 'utf8'));
     expect(meta.languages.map((l: { alignment: number }) => l.alignment)).toEqual([0.9, 0.5, 0.1]);
     expect(meta.languages.map((l: { safetyShare: number }) => l.safetyShare)).toEqual([0.5, 0, 0]);
+    expect(meta.languages.map((l: { unsafeShare: number }) => l.unsafeShare)).toEqual([0, 0, 0.25]);
     expect(meta.rebuild).toBe(
-      'mpo testbed build --testbed tiny-multilingual-transfer --seed 7 --epochs 3 --scale 0.02 --safety-shares 0.5,0,0 --alignments 0.9,0.5,0.1 --threads 1',
+      'mpo testbed build --testbed tiny-multilingual-transfer --seed 7 --epochs 3 --scale 0.02 --safety-shares 0.5,0,0 --alignments 0.9,0.5,0.1 --unsafe-shares 0,0,0.25 --threads 1',
     );
     // The share adds that many of the English harmful prompts, with their refusals, to qaa alone.
-    const count = (shares: number[], lang: string) =>
-      transferCorpus(7, 0.02, shares).sft.filter((r) => r.lang === lang).length;
+    const count = (safetyShares: number[], lang: string) =>
+      transferCorpus(7, 0.02, { safetyShares }).sft.filter((r) => r.lang === lang).length;
     expect(count([0.5, 0, 0], 'qaa') - count([0, 0, 0], 'qaa')).toBeGreaterThan(0);
     expect(count([0.5, 0, 0], 'qab')).toBe(count([0, 0, 0], 'qab'));
   }, 600_000);

@@ -12,7 +12,8 @@ const TESTBEDS = ['tiny-multilingual', 'tiny-multilingual-transfer'] as const;
 type TestbedName = (typeof TESTBEDS)[number];
 
 const usage = `mpo testbed build [--testbed NAME] [--seed N] [--init-seed N] [--out DIR] [--threads N] [--epochs N] [--scale X] [--max-steps N]
-                  [--safety-shares A,B,C] [--alignments A,B,C] [--json]
+                  [--safety-shares A,B,C] [--alignments A,B,C]
+                  [--unsafe-shares A,B,C] [--json]
 mpo testbed measure [--testbed NAME] [--model DIR] [--items N] [--threads N] [--json]
                     [--transfer [--method dpo|mpo] [--target qac] [--learning-rate 5e-5] [--epochs 3]
                                 [--harmless-pairs N] [--step-seed N]]
@@ -29,6 +30,8 @@ keeps seeding the lexicon and the data: it varies the training run alone over th
 --safety-shares and --alignments (transfer testbed only) override, per sister language (qaa,qab,qac), the
 recipe's share of English harmful prompts also taught with their refusal in that language (0..1) and the
 init cosine of its word embeddings to English (0..1): variants of the recipe, recorded in testbed.json.
+--unsafe-shares likewise overrides the share of the MPO training prompt groups also given with their
+harmful (compliant) answer in that language (0..1; never a prompt it is taught to refuse).
 measure prints, per language of the transfer testbed, the held-out reward gap on harmful prompts and the
 same gap on harmless ones, attack success, refusals of harmless prompts, perplexity and translation
 accuracy. --transfer also runs the two transfer checks from the testbed (a --method step, default DPO, on
@@ -57,12 +60,17 @@ function perLanguage(name: string, raw: string | undefined): number[] | undefine
 function recipeOverrides(name: TestbedName, values: Record<string, unknown>) {
   const safetyShares = perLanguage('safety-shares', values['safety-shares'] as string | undefined);
   const alignments = perLanguage('alignments', values.alignments as string | undefined);
-  if ((safetyShares || alignments) && name !== 'tiny-multilingual-transfer')
+  const unsafeShares = perLanguage('unsafe-shares', values['unsafe-shares'] as string | undefined);
+  if ((safetyShares || alignments || unsafeShares) && name !== 'tiny-multilingual-transfer')
     throw new CliError(
-      '--safety-shares and --alignments apply to --testbed tiny-multilingual-transfer only',
+      '--safety-shares, --alignments and --unsafe-shares apply to --testbed tiny-multilingual-transfer only',
       ExitCode.usage,
     );
-  return { ...(safetyShares ? { safetyShares } : {}), ...(alignments ? { alignments } : {}) };
+  return {
+    ...(safetyShares ? { safetyShares } : {}),
+    ...(alignments ? { alignments } : {}),
+    ...(unsafeShares ? { unsafeShares } : {}),
+  };
 }
 
 function testbedName(raw: string | undefined): TestbedName {
@@ -109,6 +117,7 @@ async function build(rest: string[]): Promise<number> {
       'max-steps': { type: 'string' },
       'safety-shares': { type: 'string' },
       alignments: { type: 'string' },
+      'unsafe-shares': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
