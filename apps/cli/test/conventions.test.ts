@@ -48,6 +48,14 @@ describe('numeric flags', () => {
         /apply to --testbed tiny-multilingual-transfer only/,
       ],
       [
+        ['testbed', 'build', '--testbed', 'tiny-multilingual-transfer', '--unsafe-shares', '0,0,-0.2'],
+        /--unsafe-shares must be three numbers in \[0, 1\], one per sister language \(qaa,qab,qac\), got '0,0,-0.2'/,
+      ],
+      [
+        ['testbed', 'build', '--unsafe-shares', '0,0,0.3'],
+        /apply to --testbed tiny-multilingual-transfer only/,
+      ],
+      [
         ['testbed', 'measure', '--transfer', '--harmless-pairs', 'many'],
         /--harmless-pairs must be an integer >= 0, got "many"/,
       ],
