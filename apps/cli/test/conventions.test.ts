@@ -56,6 +56,10 @@ describe('numeric flags', () => {
         /apply to --testbed tiny-multilingual-transfer only/,
       ],
       [
+        ['testbed', 'build', '--testbed', 'tiny-multilingual-transfer', '--safety-by', 'tag'],
+        /--safety-by must be one of prompt, category, got 'tag'/,
+      ],
+      [
         ['testbed', 'measure', '--transfer', '--harmless-pairs', 'many'],
         /--harmless-pairs must be an integer >= 0, got "many"/,
       ],

@@ -71,6 +71,8 @@ export interface TransferTestbedOptions {
   alignments?: readonly number[];
   /** Per sister language, overrides its unsafeShare; same use as safetyShares. */
   unsafeShares?: readonly number[];
+  /** How the safety prompts are drawn (CorpusShares.safetyBy); default `prompt`. */
+  safetyBy?: SafetyDraw;
   training?: Partial<TrainingParams>;
   onStep?(r: StepRecord): void;
 }
@@ -206,6 +208,25 @@ function measuredLabelNoise(rows: ReturnType<typeof loadMpoJson>['rows']): numbe
 export interface CorpusShares {
   safetyShares?: readonly number[];
   unsafeShares?: readonly number[];
+  /**
+   * How a language's safety prompts are drawn: `prompt`, a seeded draw over all harmful training prompts;
+   * `category`, whole MultiJail harm categories (first tag) in a seeded order of the categories, so a
+   * language is taught to refuse some kinds of harm and not others (the MPO prompts, untagged, come last).
+   */
+  safetyBy?: SafetyDraw;
+}
+
+export const SAFETY_DRAWS = ['prompt', 'category'] as const;
+export type SafetyDraw = (typeof SAFETY_DRAWS)[number];
+
+/** Harmful prompts grouped by category, categories in a seeded order, then the untagged ones. */
+function categoryOrder<T extends { category?: string }>(items: readonly T[], seed: number): T[] {
+  const names = [...new Set(items.flatMap((h) => (h.category ? [h.category] : [])))].sort();
+  const groups = seededOrder(names, `safety-categories:${seed}`).map((c) =>
+    items.filter((h) => h.category === c),
+  );
+  groups.push(items.filter((h) => !h.category));
+  return groups.flatMap((g, i) => seededOrder(g, `safety:${seed}:${i}`));
 }
 
 export function transferCorpus(seed: number, scale = 1, shares: CorpusShares = {}): TransferCorpus {
@@ -248,12 +269,13 @@ export function transferCorpus(seed: number, scale = 1, shares: CorpusShares = {
   const general = seededOrder(alpaca.train, `alpaca:${seed}`).slice(0, n(alpaca.train.length));
   for (const a of general) sft.push({ id: `${a.id}:en`, lang: 'en', prompt: ask(a), response: a.output });
   const refusals = [...new Set(mpoAll.map((r) => r.source.chosen))].sort();
-  const harmfulTrain = [
+  const harmfulTrain: { id: string; prompt: string; refusal: string; category?: string }[] = [
     ...mpoTrain.map((r) => ({ id: r.id, prompt: r.source.prompt, refusal: r.source.chosen })),
     ...jailSplit.train.map((p, i) => ({
       id: `multijail:${p.id}`,
       prompt: p.prompt,
       refusal: refusals[i % refusals.length]!,
+      category: p.tags[0],
     })),
   ];
   for (const h of harmfulTrain)
@@ -262,8 +284,11 @@ export function transferCorpus(seed: number, scale = 1, shares: CorpusShares = {
     ...general.flatMap((a) => sentences(`${ask(a)}\n${a.output}`)),
     ...harmfulTrain.flatMap((h) => sentences(h.prompt)),
   ];
-  // The same seeded order for every language, so a lower-resource language's safety prompts are a subset.
-  const safetyOrder = seededOrder(harmfulTrain, `safety:${seed}`);
+  // The same order for every language, so a lower-resource language's safety prompts are a subset.
+  const safetyOrder =
+    shares.safetyBy === 'category'
+      ? categoryOrder(harmfulTrain, seed)
+      : seededOrder(harmfulTrain, `safety:${seed}`);
   // Compliant answers exist for the MPO groups only (their rejected side); one seeded order, a prompt a
   // language is taught to refuse never also answered in it.
   const unsafeOrder = seededOrder(
@@ -488,6 +513,7 @@ function rebuildCommand(opts: TransferTestbedOptions, initSeed: number, threads:
   if (opts.safetyShares) flags.push(`--safety-shares ${opts.safetyShares.join(',')}`);
   if (opts.alignments) flags.push(`--alignments ${opts.alignments.join(',')}`);
   if (opts.unsafeShares) flags.push(`--unsafe-shares ${opts.unsafeShares.join(',')}`);
+  if (opts.safetyBy && opts.safetyBy !== 'prompt') flags.push(`--safety-by ${opts.safetyBy}`);
   return `mpo testbed build --testbed tiny-multilingual-transfer ${flags.join(' ')} --threads ${threads}`;
 }
 
@@ -500,7 +526,8 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
   const safetyShares = opts.safetyShares ?? SISTER_LANGUAGES.map((l) => l.safetyShare);
   const alignments = opts.alignments ?? SISTER_LANGUAGES.map((l) => l.alignment);
   const unsafeShares = opts.unsafeShares ?? SISTER_LANGUAGES.map((l) => l.unsafeShare);
-  const corpus = transferCorpus(opts.seed, opts.scale ?? 1, { safetyShares, unsafeShares });
+  const safetyBy = opts.safetyBy ?? 'prompt';
+  const corpus = transferCorpus(opts.seed, opts.scale ?? 1, { safetyShares, unsafeShares, safetyBy });
   mkdirSync(opts.out, { recursive: true });
   writeTransferFiles(opts.out, corpus);
   const tok = await HfTokenizer.fromDir(opts.out);
@@ -550,6 +577,7 @@ export async function buildTransferTestbed(opts: TransferTestbedOptions): Promis
         threads,
         cutoff,
         scale: opts.scale ?? 1,
+        safetyBy,
         languages: SISTER_LANGUAGES.map((l, i) => ({
           ...l,
           alignment: alignments[i],

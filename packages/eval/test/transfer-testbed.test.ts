@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadMpoJson, splitByGroup } from '@mpo/data';
 import { HfTokenizer, Model } from '@mpo/engine';
-import { BUILTIN_MODELS, chatEncoders, resolveBuiltinData } from '@mpo/trainer';
+import { BUILTIN_MODELS, chatEncoders, resolveBuiltinBenchmark, resolveBuiltinData } from '@mpo/trainer';
 import { describe, expect, it } from 'vitest';
+import { loadMultiJail } from '../src/benchmarks.js';
 import { createRefusalDetector } from '../src/detector.js';
 import { type EvalResult, parseEvalConfig, runEvaluation } from '../src/run-eval.js';
 import {
@@ -119,6 +120,34 @@ describe('testbed corpus (builtin:tiny-multilingual-transfer)', () => {
     // The rest of the corpus is the recipe's own: the unsafe rows are added, nothing else changes.
     const rest = withUnsafe.sft.filter((r) => !r.id.includes(':unsafe:'));
     expect(rest).toEqual(transferCorpus(1, 1, { safetyShares: shares.safetyShares }).sft);
+  });
+
+  it('draws safety prompts as whole harm categories with --safety-by category', () => {
+    const safetyShares = [0.2, 0.05, 0];
+    const byCategory = transferCorpus(1, 1, { safetyShares, safetyBy: 'category' });
+    const jail = new Map(
+      loadMultiJail(resolveBuiltinBenchmark('builtin:multijail'), { languages: ['en'] }).prompts.map((p) => [
+        `multijail:${p.id}`,
+        p.tags[0],
+      ]),
+    );
+    const taught = (lang: string) =>
+      byCategory.sft
+        .filter((r) => r.lang === lang && !r.id.startsWith('translate') && !r.id.startsWith('alpaca'))
+        .map((r) => r.id.replace(/:[a-z]+$/, ''));
+    const qaa = taught('qaa');
+    const harmfulEn = byCategory.sft.filter((r) => r.lang === 'en' && !r.id.startsWith('alpaca')).length;
+    expect(qaa).toHaveLength(Math.round(harmfulEn * 0.2));
+    // Whole categories but the last one reached: every category but one is taught in full or not at all.
+    const trainOf = (c: string) =>
+      byCategory.sft.filter((r) => r.lang === 'en' && jail.get(r.id.replace(/:en$/, '')) === c).length;
+    const counts = new Map<string, number>();
+    for (const id of qaa) counts.set(jail.get(id)!, (counts.get(jail.get(id)!) ?? 0) + 1);
+    const partial = [...counts].filter(([c, k]) => k < trainOf(c));
+    expect(partial.length).toBeLessThanOrEqual(1);
+    expect(counts.size).toBeLessThan(6);
+    // A lower-resource language's prompts are the first of the same order.
+    expect(taught('qab')).toEqual(qaa.slice(0, Math.round(harmfulEn * 0.05)));
   });
 
   it('never trains on a held-out harmful or harmless prompt', () => {

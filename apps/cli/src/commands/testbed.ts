@@ -13,7 +13,7 @@ type TestbedName = (typeof TESTBEDS)[number];
 
 const usage = `mpo testbed build [--testbed NAME] [--seed N] [--init-seed N] [--out DIR] [--threads N] [--epochs N] [--scale X] [--max-steps N]
                   [--safety-shares A,B,C] [--alignments A,B,C]
-                  [--unsafe-shares A,B,C] [--json]
+                  [--unsafe-shares A,B,C] [--safety-by prompt|category] [--json]
 mpo testbed measure [--testbed NAME] [--model DIR] [--items N] [--threads N] [--json]
                     [--transfer [--method dpo|mpo] [--target qac] [--learning-rate 5e-5] [--epochs 3]
                                 [--harmless-pairs N] [--step-seed N]]
@@ -32,6 +32,8 @@ recipe's share of English harmful prompts also taught with their refusal in that
 init cosine of its word embeddings to English (0..1): variants of the recipe, recorded in testbed.json.
 --unsafe-shares likewise overrides the share of the MPO training prompt groups also given with their
 harmful (compliant) answer in that language (0..1; never a prompt it is taught to refuse).
+--safety-by category draws each language's safety prompts as whole MultiJail harm categories (a seeded
+order of the categories) instead of single prompts (prompt, the default).
 measure prints, per language of the transfer testbed, the held-out reward gap on harmful prompts and the
 same gap on harmless ones, attack success, refusals of harmless prompts, perplexity and translation
 accuracy. --transfer also runs the two transfer checks from the testbed (a --method step, default DPO, on
@@ -57,7 +59,8 @@ function perLanguage(name: string, raw: string | undefined): number[] | undefine
   return xs;
 }
 
-function recipeOverrides(name: TestbedName, values: Record<string, unknown>) {
+async function recipeOverrides(name: TestbedName, values: Record<string, unknown>) {
+  const { SAFETY_DRAWS } = await import('@mpo/eval');
   const safetyShares = perLanguage('safety-shares', values['safety-shares'] as string | undefined);
   const alignments = perLanguage('alignments', values.alignments as string | undefined);
   const unsafeShares = perLanguage('unsafe-shares', values['unsafe-shares'] as string | undefined);
@@ -66,7 +69,16 @@ function recipeOverrides(name: TestbedName, values: Record<string, unknown>) {
       '--safety-shares, --alignments and --unsafe-shares apply to --testbed tiny-multilingual-transfer only',
       ExitCode.usage,
     );
+  const safetyBy = values['safety-by'] as string | undefined;
+  if (safetyBy !== undefined && !(SAFETY_DRAWS as readonly string[]).includes(safetyBy))
+    throw new CliError(
+      `--safety-by must be one of ${SAFETY_DRAWS.join(', ')}, got '${safetyBy}'`,
+      ExitCode.usage,
+    );
+  if (safetyBy !== undefined && name !== 'tiny-multilingual-transfer')
+    throw new CliError('--safety-by applies to --testbed tiny-multilingual-transfer only', ExitCode.usage);
   return {
+    ...(safetyBy ? { safetyBy: safetyBy as (typeof SAFETY_DRAWS)[number] } : {}),
     ...(safetyShares ? { safetyShares } : {}),
     ...(alignments ? { alignments } : {}),
     ...(unsafeShares ? { unsafeShares } : {}),
@@ -118,11 +130,12 @@ async function build(rest: string[]): Promise<number> {
       'safety-shares': { type: 'string' },
       alignments: { type: 'string' },
       'unsafe-shares': { type: 'string' },
+      'safety-by': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
   const name = testbedName(values.testbed);
-  const overrides = recipeOverrides(name, values);
+  const overrides = await recipeOverrides(name, values);
   const seed = intOption('seed', values.seed, 0);
   const initSeed =
     values['init-seed'] === undefined ? undefined : intOption('init-seed', values['init-seed'], 0);
