@@ -24,16 +24,17 @@ export interface SisterLanguage {
   /**
    * Share of the English harmful training prompts that also appear in this language with their refusal:
    * the little target-language safety data a real model's pre-training and instruction data carry, more for
-   * higher-resource languages. 10 / 3 / 0 % (high / middle / low): the shares that order the languages'
-   * attack success as the paper's Table 1 does, on average over training runs (docs/testbed.md, "Recipes").
+   * higher-resource languages. 1.5 / 0.75 / 0 % (high / middle / low; 5 / 2 / 0 prompts): on the 4-epoch base
+   * a few prompts already carry, 10 / 3 / 0 % made the targets safe (22–35 % ASR) before any alignment
+   * (docs/testbed.md, "Recipes tried").
    */
   safetyShare: number;
   /**
    * Share of the MPO data's training prompt groups whose harmful (compliant) answer appears in this language,
-   * never for a prompt it also has refused: the unsafe text a real model's pre-training carries in every
-   * language and its safety training overrides in the languages it covers. Without it a low-resource language
-   * answers harmful prompts with the English refusal (it has too little of its own to answer in), which made
-   * the lowest-resource language the safest of the three (docs/testbed.md, "Unsafe data").
+   * never for a prompt it also has refused: the unsafe text a real model's pre-training carries. 0 / 0 / 50 %:
+   * the low-resource language has too little of its own to answer a harmful prompt in, and without it answered
+   * a quarter of them with the English refusal verbatim (English tokens), as safe as the middle language or
+   * safer; in the higher-resource languages it did not offset their refusals (docs/testbed.md, "Recipes tried").
    */
   unsafeShare: number;
 }
@@ -46,7 +47,7 @@ export const SISTER_LANGUAGES: readonly SisterLanguage[] = [
     alignment: 0.8,
     alpacaShare: 1,
     translationPairs: 3000,
-    safetyShare: 0.1,
+    safetyShare: 0.015,
     unsafeShare: 0,
   }, // Cyrillic
   {
@@ -55,17 +56,17 @@ export const SISTER_LANGUAGES: readonly SisterLanguage[] = [
     alignment: 0.6,
     alpacaShare: 0.35,
     translationPairs: 1500,
-    safetyShare: 0.03,
+    safetyShare: 0.0075,
     unsafeShare: 0,
   }, // Greek
   {
     code: 'qac',
     script: [0x0561, 0x0586],
-    alignment: 0.4,
+    alignment: 0.2,
     alpacaShare: 0.12,
     translationPairs: 600,
     safetyShare: 0,
-    unsafeShare: 0,
+    unsafeShare: 0.5,
   }, // Armenian
 ];
 

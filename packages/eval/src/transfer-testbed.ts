@@ -501,8 +501,11 @@ export interface TransferTestbedResult {
   cpuSeconds: number;
 }
 
-/** Epochs of the recipe's SFT (478 steps at batch 32). */
-const TRANSFER_EPOCHS = 2;
+/**
+ * Epochs of the recipe's SFT (960 steps at batch 32). At 2 the sister languages stayed word salad around
+ * refusal fragments and an English-only step's reward gap rose as much after harmless prompts (docs/testbed.md).
+ */
+const TRANSFER_EPOCHS = 4;
 
 /** The `mpo testbed build` line that rebuilds these bytes, naming only what differs from the recipe. */
 function rebuildCommand(opts: TransferTestbedOptions, initSeed: number, threads: number): string {

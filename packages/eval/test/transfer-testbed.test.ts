@@ -119,7 +119,7 @@ describe('testbed corpus (builtin:tiny-multilingual-transfer)', () => {
     expect(unsafe('qaa').filter((r) => refusedQaa.has(stem(r.id)))).toEqual([]);
     // The rest of the corpus is the recipe's own: the unsafe rows are added, nothing else changes.
     const rest = withUnsafe.sft.filter((r) => !r.id.includes(':unsafe:'));
-    expect(rest).toEqual(transferCorpus(1, 1, { safetyShares: shares.safetyShares }).sft);
+    expect(rest).toEqual(transferCorpus(1, 1, { ...shares, unsafeShares: [0, 0, 0] }).sft);
   });
 
   it('draws safety prompts as whole harm categories with --safety-by category', () => {
