@@ -61,13 +61,19 @@ export class UnknownBuiltinError extends Error {
   }
 }
 
+/** The build line of each committed testbed: its testbed.json `rebuild` (the same bytes with --threads 1). */
+const TESTBED_BUILDS: Record<string, string> = {
+  'builtin:tiny-multilingual': 'mpo testbed build --testbed tiny-multilingual --seed 1',
+  'builtin:tiny-multilingual-transfer':
+    'mpo testbed build --testbed tiny-multilingual-transfer --seed 1 --init-seed 2 --threads 1',
+};
 export function resolveBuiltinModel(id: string): string {
   const f = BUILTIN_MODELS[id];
   if (!f) throw new UnknownBuiltinError('model', id, Object.keys(BUILTIN_MODELS));
   const dir = f();
   if (!existsSync(join(dir, 'config.json'))) {
     throw new Error(
-      `${id}: no model at ${dir}${id.startsWith('builtin:tiny-multilingual') ? ` (build it with \`mpo testbed build --testbed ${id.slice(8)} --seed 1\`)` : ''}`,
+      `${id}: no model at ${dir}${TESTBED_BUILDS[id] ? ` (build it with \`${TESTBED_BUILDS[id]}\`)` : ''}`,
     );
   }
   return dir;

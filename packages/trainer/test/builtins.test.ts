@@ -97,7 +97,12 @@ describe('builtin ids', () => {
     process.env.MPO_TRANSFER_TESTBED_DIR = '/nonexistent/transfer-testbed';
     try {
       expect(() => resolveBuiltinModel('builtin:tiny-multilingual-transfer')).toThrow(
-        /no model at \/nonexistent\/transfer-testbed \(build it with `mpo testbed build --testbed tiny-multilingual-transfer --seed 1`\)/,
+        /no model at \/nonexistent\/transfer-testbed \(build it with `mpo testbed build --testbed tiny-multilingual-transfer --seed 1 --init-seed 2 --threads 1`\)/,
+      );
+      // The hint is the committed checkpoint's own rebuild line, so following it rebuilds the same bytes.
+      const committed = join(repoRoot, 'models/tiny-multilingual-transfer/testbed.json');
+      expect(JSON.parse(readFileSync(committed, 'utf8')).rebuild).toBe(
+        'mpo testbed build --testbed tiny-multilingual-transfer --seed 1 --init-seed 2 --threads 1',
       );
       expect(resolveBuiltinData('builtin:mpo-transfer').path).toBe(
         '/nonexistent/transfer-testbed/data/mpo-transfer.json',
