@@ -391,8 +391,10 @@ function checkpointNote(testbed: string): string {
   if (!existsSync(meta)) return `checkpoint ${dir}`;
   const m = JSON.parse(readFileSync(meta, 'utf8')) as Record<string, unknown>;
   const sha = (m.modelSafetensorsSha256 ?? m.sha256) as string | undefined;
+  // The init seed is recorded only where it differs from the seed; the checkpoint is that training run.
+  const init = m.initSeed !== undefined ? ` and init seed ${m.initSeed}` : '';
   return `checkpoint \`${testbed}\`${sha ? `, model.safetensors sha256 \`${sha}\`` : ''}${
-    m.seed !== undefined ? `, built with seed ${m.seed}` : ''
+    m.seed !== undefined ? `, built with seed ${m.seed}${init}` : ''
   }`;
 }
 
