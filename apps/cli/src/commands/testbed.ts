@@ -64,19 +64,17 @@ async function recipeOverrides(name: TestbedName, values: Record<string, unknown
   const safetyShares = perLanguage('safety-shares', values['safety-shares'] as string | undefined);
   const alignments = perLanguage('alignments', values.alignments as string | undefined);
   const unsafeShares = perLanguage('unsafe-shares', values['unsafe-shares'] as string | undefined);
-  if ((safetyShares || alignments || unsafeShares) && name !== 'tiny-multilingual-transfer')
-    throw new CliError(
-      '--safety-shares, --alignments and --unsafe-shares apply to --testbed tiny-multilingual-transfer only',
-      ExitCode.usage,
-    );
   const safetyBy = values['safety-by'] as string | undefined;
   if (safetyBy !== undefined && !(SAFETY_DRAWS as readonly string[]).includes(safetyBy))
     throw new CliError(
       `--safety-by must be one of ${SAFETY_DRAWS.join(', ')}, got '${safetyBy}'`,
       ExitCode.usage,
     );
-  if (safetyBy !== undefined && name !== 'tiny-multilingual-transfer')
-    throw new CliError('--safety-by applies to --testbed tiny-multilingual-transfer only', ExitCode.usage);
+  if ((safetyShares || alignments || unsafeShares || safetyBy) && name !== 'tiny-multilingual-transfer')
+    throw new CliError(
+      '--safety-shares, --alignments, --unsafe-shares and --safety-by apply to --testbed tiny-multilingual-transfer only',
+      ExitCode.usage,
+    );
   return {
     ...(safetyBy ? { safetyBy: safetyBy as (typeof SAFETY_DRAWS)[number] } : {}),
     ...(safetyShares ? { safetyShares } : {}),
